@@ -1,0 +1,635 @@
+"""The DigitalOcean API client: cluster name -> id, a short-lived kubeconfig, DOCR credentials.
+
+The only module that speaks HTTP to DigitalOcean. It returns plain values and raises only
+`InputError` (exit 2: the token, its scopes or the cluster input are wrong) and `ServiceError`
+(exit 3: the API kept failing); the API token never appears in a message.
+
+Which endpoint gives the kubeconfig
+-----------------------------------
+`kubeconfig()` uses `GET /v2/kubernetes/clusters/{id}/kubeconfig?expiry_seconds=N&type=token`,
+the route doctl's `kubeconfig save --expiry-seconds` takes. `type=token` is sent because an
+SSO-enabled cluster otherwise answers with an exec (`doctl` OIDC login) kubeconfig that a CI job
+cannot complete and on which `expiry_seconds` has no effect. The endpoint's token behaviour is
+documented; `/credentials` is documented only as a token source for exec plugins and its behaviour
+on SSO-required clusters is an open question, so it is not the default. `credentials()` is kept
+for callers that want the server's exact `expires_at` and our own context naming.
+
+There is deliberately no fallback from one to the other: every successful call mints a new
+DigitalOcean API token in the user's token list, and a failure of one is almost always a failure
+(scope, cluster id) of both. For the same reason retries are few and bounded.
+
+The kubeconfig never becomes a file here: callers get a dict and the secret strings to mask.
+
+Retries
+-------
+One `requests.Session` with an `HTTPAdapter` whose `urllib3.Retry` subclass (`_Retry`) retries
+GETs on 429/500/502/503/504 and connection errors. Waits: `retry-after` if present; for a 429
+without it, `ratelimit-reset` (epoch seconds) minus now; otherwise exponential backoff. Every
+single wait is capped and so is their sum, so a flooded token cannot stall a deploy for long.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import requests
+import yaml
+from requests.adapters import HTTPAdapter
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from deployer import __version__
+from deployer.errors import InputError, ServiceError
+
+DEFAULT_API_URL = "https://api.digitalocean.com"
+SERVICE = "DigitalOcean API"
+USER_AGENT = f"django-k8s-deploy/{__version__}"
+
+# Scopes per operation (spec `security` lists; 403 bodies do not say which scope was missing).
+SCOPE_READ = "kubernetes:read"
+SCOPE_ACCESS = "kubernetes:access_cluster"
+# Not in our spec subset: the spec lists registry:read/registry:update for docker-credentials,
+# but a DigitalOcean maintainer (action-doctl#83) says read-write needs registry:create.
+SCOPE_REGISTRY_READ = "registry:read"
+SCOPE_REGISTRY_WRITE = "registry:create"
+
+HOW_TO_CREATE = "https://docs.digitalocean.com/reference/api/create-personal-access-token/"
+PER_PAGE = 200  # the spec's maximum: most accounts need a single request
+MAX_PAGES = 100  # 20,000 clusters; a longer chain means a link loop, not an account
+NAMES_SHOWN = 20
+SEVEN_DAYS = 7 * 24 * 3600  # what the API gives for expiry_seconds=0
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: anything else breaks the header
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: `total` retries, exponential `backoff_factor`, each wait <= `max_wait`
+    seconds and all waits of one request <= `max_total_wait` seconds."""
+
+    total: int = 5
+    backoff_factor: float = 1.0
+    max_wait: float = 30.0
+    max_total_wait: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A DOKS cluster. Only `id` is known when the input already was an id (no API call)."""
+
+    id: str
+    name: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    status: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.id})" if self.name else self.id
+
+    @property
+    def warning(self) -> str | None:
+        """A line worth printing when the cluster is known not to be running."""
+        if self.status is None or self.status == "running":
+            return None
+        return f"cluster {self.label} is `{self.status}`, not `running`; the deploy may fail"
+
+
+@dataclass(frozen=True, repr=False)
+class Kubeconfig:
+    """A kubeconfig dict and the secret strings inside it (mask them before anything prints).
+
+    `expires_at` is when the token stops working: exact from /credentials; from /kubeconfig it is
+    the request time plus the requested expiry, which the real expiry is never earlier than.
+    """
+
+    config: dict[str, Any]
+    token: str | None
+    expires_at: datetime | None
+    secrets: tuple[str, ...]
+    context: str
+
+    def __repr__(self) -> str:  # the default repr would print the token
+        return f"Kubeconfig(context={self.context!r}, expires_at={self.expires_at!r})"
+
+
+class _Retry(Retry):
+    """urllib3 Retry with DigitalOcean's rate-limit headers, capped waits and injectable sleep."""
+
+    # 413 + retry-after is not something a GET from us should ever loop on.
+    RETRY_AFTER_STATUS_CODES = frozenset([429, 503])
+
+    def __init__(
+        self,
+        *args: Any,
+        max_total_wait: float = 60.0,
+        slept: float = 0.0,
+        sleep_fn: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_total_wait = max_total_wait
+        self.slept = slept
+        self.sleep_fn = sleep_fn
+
+    def new(self, **kw: Any) -> Self:
+        # urllib3 rebuilds the object on every increment; carry our state across.
+        kw.setdefault("max_total_wait", self.max_total_wait)
+        kw.setdefault("slept", self.slept)
+        kw.setdefault("sleep_fn", self.sleep_fn)
+        return super().new(**kw)
+
+    def is_exhausted(self) -> bool:
+        return super().is_exhausted() or self.slept >= self.max_total_wait
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        seconds = super().get_retry_after(response)
+        if seconds is not None:
+            return seconds
+        reset = response.headers.get("ratelimit-reset")
+        if response.status == 429 and reset is not None and reset.strip().isdigit():
+            return max(0.0, min(int(reset) - time.time(), self.retry_after_max))
+        return None
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        wait = self.get_retry_after(response) if response is not None else None
+        if wait is None:
+            wait = self.get_backoff_time()
+        wait = max(0.0, min(wait, self.backoff_max, self.max_total_wait - self.slept))
+        if wait > 0:
+            self.sleep_fn(wait)
+        self.slept += wait
+
+
+class DigitalOcean:
+    """A client for the few DigitalOcean API calls a deploy needs."""
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = DEFAULT_API_URL,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+    ) -> None:
+        token = token.strip()
+        if not token:
+            raise InputError("is empty; pass a DigitalOcean API token", where="digitalocean-token")
+        if not _TOKEN_CHARS.match(token):
+            # Never echo it: requests would put the whole header value into its exception.
+            raise InputError(
+                "contains spaces, line breaks or non-ASCII characters; paste the token alone",
+                where="digitalocean-token",
+            )
+        self.api_url = _check_api_url(api_url)
+        self.timeout = timeout
+        policy = retry or RetryPolicy()
+        self._retry = _Retry(
+            total=policy.total,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset(["GET"]),
+            backoff_factor=policy.backoff_factor,
+            backoff_max=policy.max_wait,
+            retry_after_max=policy.max_wait,
+            respect_retry_after_header=True,
+            raise_on_status=False,  # hand back the last response so its body names the error
+            max_total_wait=policy.max_total_wait,
+            sleep_fn=policy.sleep,
+        )
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        )
+        adapter = HTTPAdapter(max_retries=self._retry)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- clusters ---------------------------------------------------------------------------
+
+    def find_cluster(self, name_or_id: str) -> Cluster:
+        """A hyphenated UUID is taken as the id without a call; a name must match exactly once."""
+        wanted = name_or_id.strip()
+        if not wanted:
+            raise InputError("is empty; give the cluster's name or id", where="cluster")
+        if _UUID.match(wanted):
+            return Cluster(id=wanted.lower())
+        clusters = list(self.list_clusters())
+        matches = [c for c in clusters if c.name == wanted]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(f"{c.id} ({c.region})" for c in matches)
+            raise InputError(
+                f"{len(matches)} clusters are named `{wanted}`: {ids}",
+                where="cluster",
+                hint="Pass the id of the one you mean instead of the name.",
+            )
+        raise InputError(_no_such_cluster(wanted, clusters), where="cluster")
+
+    def list_clusters(self) -> Iterator[Cluster]:
+        """Every cluster the token can see, following `links.pages.next`; any page error fails."""
+        url: str | None = f"{self.api_url}/v2/kubernetes/clusters"
+        params: dict[str, Any] | None = {"per_page": PER_PAGE}
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise ServiceError(SERVICE, f"cluster list pagination does not end ({url})")
+            seen.add(url)
+            body = self._json(self._get(url, params, SCOPE_READ, "list clusters"))
+            params = None  # the next link already carries the query
+            for item in _list_of(body, "kubernetes_clusters"):
+                yield _cluster(item)
+            url = self._next_page(body)
+
+    def get_cluster(self, cluster_id: str) -> Cluster:
+        body = self._json(
+            self._get(
+                self._cluster_url(cluster_id),
+                None,
+                SCOPE_READ,
+                "read the cluster",
+                cluster_id=cluster_id,
+            )
+        )
+        item = body.get("kubernetes_cluster")
+        if not isinstance(item, dict):
+            raise ServiceError(SERVICE, "cluster response has no `kubernetes_cluster` object")
+        return _cluster(item)
+
+    # -- credentials --------------------------------------------------------------------------
+
+    def kubeconfig(self, cluster_id: str, expiry_seconds: int) -> Kubeconfig:
+        """A token kubeconfig from /kubeconfig (YAML), its token valid for `expiry_seconds`."""
+        _check_expiry(expiry_seconds)
+        requested_at = datetime.now(UTC)
+        response = self._get(
+            f"{self._cluster_url(cluster_id)}/kubeconfig",
+            {"expiry_seconds": expiry_seconds, "type": "token"},
+            SCOPE_ACCESS,
+            "fetch a kubeconfig",
+            cluster_id=cluster_id,
+            accept="application/yaml, application/json",
+        )
+        try:
+            config = yaml.safe_load(response.text)
+        except yaml.YAMLError as exc:
+            raise ServiceError(SERVICE, f"kubeconfig response is not YAML ({_mark(exc)})") from None
+        return _checked_kubeconfig(config, requested_at + timedelta(seconds=expiry_seconds))
+
+    def credentials(self, cluster_id: str, expiry_seconds: int, *, context: str = "") -> Kubeconfig:
+        """A kubeconfig built from /credentials (JSON), with the server's exact `expires_at`."""
+        _check_expiry(expiry_seconds)
+        body = self._json(
+            self._get(
+                f"{self._cluster_url(cluster_id)}/credentials",
+                {"expiry_seconds": expiry_seconds},
+                SCOPE_ACCESS,
+                "fetch cluster credentials",
+                cluster_id=cluster_id,
+            )
+        )
+        server, ca = body.get("server"), body.get("certificate_authority_data")
+        if not isinstance(server, str) or not isinstance(ca, str):
+            raise ServiceError(SERVICE, "credentials response lacks `server` or CA data")
+        name = context or f"do-{cluster_id}"
+        user: dict[str, str] = {}
+        token = body.get("token")
+        if isinstance(token, str) and token:
+            user["token"] = token
+        for ours, theirs in (
+            ("client-certificate-data", "client_certificate_data"),
+            ("client-key-data", "client_key_data"),
+        ):
+            value = body.get(theirs)
+            if isinstance(value, str) and value:
+                user[ours] = value
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": name, "cluster": {"server": server, "certificate-authority-data": ca}}
+            ],
+            "users": [{"name": f"{name}-admin", "user": user}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
+            "current-context": name,
+            "preferences": {},
+        }
+        expires_at = _parse_time(body.get("expires_at"))
+        return _checked_kubeconfig(config, expires_at)
+
+    def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
+        """Read-write DOCR login (user, password) for `registry` (host, or host/name).
+
+        `GET /v2/registry/docker-credentials` is not in our spec subset (and deprecated upstream
+        in favour of the multi-registry path, which is missing these query parameters); it is
+        the call doctl's `registry login` makes. Tested against our stand-in only.
+        """
+        _check_expiry(expiry_seconds)
+        host = registry.strip().split("/", 1)[0]
+        body = self._json(
+            self._get(
+                f"{self.api_url}/v2/registry/docker-credentials",
+                {"read_write": "true", "expiry_seconds": expiry_seconds},
+                (SCOPE_REGISTRY_READ, SCOPE_REGISTRY_WRITE),
+                "get push credentials for the container registry",
+            )
+        )
+        auths = body.get("auths")
+        entry = auths.get(host) if isinstance(auths, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("auth"), str):
+            hosts = ", ".join(sorted(auths)) if isinstance(auths, dict) else "none"
+            raise ServiceError(SERVICE, f"registry credentials are not for {host} (got: {hosts})")
+        try:
+            user, sep, password = (
+                base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError):
+            sep = ""
+        if not sep or not user or not password:
+            raise ServiceError(SERVICE, "registry credentials are not base64 `user:password`")
+        return user, password
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _cluster_url(self, cluster_id: str) -> str:
+        if not _UUID.match(cluster_id):
+            raise InputError(f"`{cluster_id}` is not a cluster id (a UUID)", where="cluster")
+        return f"{self.api_url}/v2/kubernetes/clusters/{cluster_id}"
+
+    def _get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        scope: str | tuple[str, ...],
+        action: str,
+        *,
+        cluster_id: str = "",
+        accept: str = "",
+    ) -> requests.Response:
+        headers = {"Accept": accept} if accept else None
+        try:
+            response = self._session.get(url, params=params, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ServiceError(
+                SERVICE,
+                f"could not {action}: {_reason(exc)} (after retries)",
+                hint=f"Check that {self.api_url} is reachable from this runner.",
+            ) from None
+        if response.ok:
+            return response
+        scopes = (scope,) if isinstance(scope, str) else scope
+        raise _http_error(response, scopes, action, cluster_id)
+
+    def _json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ServiceError(
+                SERVICE,
+                f"expected a JSON object from {urlsplit(response.url).path}, got "
+                f"{response.headers.get('content-type', 'no content type')}{_request_id(response)}",
+            )
+        return body
+
+    def _next_page(self, body: Mapping[str, Any]) -> str | None:
+        links = body.get("links")
+        pages = links.get("pages") if isinstance(links, dict) else None
+        nxt = pages.get("next") if isinstance(pages, dict) else None
+        if not nxt:  # no links, empty pages or no next: the last page
+            return None
+        if not isinstance(nxt, str) or _origin(nxt) != _origin(self.api_url):
+            # The session carries the token: never send it to a host we were not given.
+            raise ServiceError(SERVICE, f"next-page link points elsewhere: {nxt!r}")
+        return nxt
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_api_url(api_url: str) -> str:
+    url = api_url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise InputError(
+            f"`{api_url}` is not an http(s) URL",
+            where="DIGITALOCEAN_API_URL",
+            hint=f"Use the API root, e.g. {DEFAULT_API_URL}.",
+        )
+    if parts.path.endswith("/v2"):
+        raise InputError(
+            f"`{api_url}` ends in /v2",
+            where="DIGITALOCEAN_API_URL",
+            hint=f"Give the API root without /v2, e.g. {DEFAULT_API_URL}.",
+        )
+    return url
+
+
+def _check_expiry(expiry_seconds: int) -> None:
+    # 0 would mean a 7-day token: never what a deploy wants.
+    if (
+        isinstance(expiry_seconds, bool)
+        or not isinstance(expiry_seconds, int)
+        or expiry_seconds < 1
+    ):
+        raise InputError(
+            f"must be a positive number of seconds, got {expiry_seconds!r}", where="expiry-seconds"
+        )
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _list_of(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    items = body.get(key)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ServiceError(SERVICE, f"response has no `{key}` list")
+    return items
+
+
+def _cluster(item: Mapping[str, Any]) -> Cluster:
+    cid, name = item.get("id"), item.get("name")
+    if not isinstance(cid, str) or not isinstance(name, str):
+        raise ServiceError(SERVICE, "a cluster in the response has no id or name")
+    status = item.get("status")
+    state = status.get("state") if isinstance(status, dict) else None
+    return Cluster(
+        id=cid,
+        name=name,
+        region=_str_or_none(item.get("region")),
+        endpoint=_str_or_none(item.get("endpoint")),
+        status=_str_or_none(state),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _no_such_cluster(wanted: str, clusters: list[Cluster]) -> str:
+    names = sorted({c.name for c in clusters if c.name})
+    if not names:
+        return (
+            f"no cluster is named `{wanted}`; this token sees no clusters at all "
+            "(is it from the right team?)"
+        )
+    shown = ", ".join(names[:NAMES_SHOWN])
+    more = f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+    close = difflib.get_close_matches(wanted, names, n=1) or [
+        n for n in names if n.lower() == wanted.lower()
+    ]
+    guess = f" Did you mean `{close[0]}`?" if close else ""
+    return f"no cluster is named `{wanted}`; the token sees: {shown}{more}.{guess}"
+
+
+def _checked_kubeconfig(config: object, expires_at: datetime | None) -> Kubeconfig:
+    """Check the kubeconfig is usable by a CI job and collect its secrets."""
+    if not isinstance(config, dict):
+        raise ServiceError(SERVICE, "kubeconfig response is not a YAML mapping")
+    current = config.get("current-context")
+    context = _named(config, "contexts", current).get("context") if current else None
+    if not isinstance(context, dict):
+        raise ServiceError(SERVICE, "kubeconfig has no usable current-context")
+    cluster = _named(config, "clusters", context.get("cluster")).get("cluster")
+    user = _named(config, "users", context.get("user")).get("user")
+    if not isinstance(cluster, dict) or not isinstance(cluster.get("server"), str):
+        raise ServiceError(SERVICE, "kubeconfig's current cluster has no server")
+    if not isinstance(user, dict):
+        raise ServiceError(SERVICE, "kubeconfig's current user is missing")
+    if "exec" in user:
+        raise InputError(
+            "the cluster only hands out SSO (exec) kubeconfigs, which a CI job cannot log in with",
+            where="cluster",
+            hint="Allow token authentication on the cluster (SSO `required: false`).",
+        )
+    token = user.get("token") if isinstance(user.get("token"), str) else None
+    secrets = tuple(
+        value
+        for key in ("token", "client-key-data", "client-certificate-data", "password")
+        if isinstance(value := user.get(key), str) and value
+    )
+    if not secrets:
+        raise ServiceError(SERVICE, "kubeconfig's current user has no token or client key")
+    return Kubeconfig(
+        config=config, token=token, expires_at=expires_at, secrets=secrets, context=str(current)
+    )
+
+
+def _named(config: Mapping[str, Any], section: str, name: object) -> dict[str, Any]:
+    entries = config.get(section)
+    if isinstance(entries, list):
+        for entry in entries:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                return entry
+    return {}
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        # Python 3.11 accepts the API's `Z` and nanoseconds (extra digits are truncated).
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _mark(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}" if mark is not None else type(exc).__name__
+
+
+def _request_id(response: requests.Response, body: object = None) -> str:
+    rid = body.get("request_id") if isinstance(body, dict) else None
+    rid = rid or response.headers.get("x-request-id")
+    return f", request id {rid}" if rid else ""
+
+
+def _http_error(
+    response: requests.Response, scopes: tuple[str, ...], action: str, cluster_id: str
+) -> InputError | ServiceError:
+    try:
+        body: object = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = str(body.get("id") or response.reason or "error")
+        message = str(body.get("message") or "").strip()
+    else:
+        code = response.reason or "error"
+        message = response.text.strip()[:200]
+    detail = f"HTTP {response.status_code} {code}" + (f' "{message}"' if message else "")
+    detail += _request_id(response, body)
+    status = response.status_code
+    if status == 401:
+        return InputError(
+            f"DigitalOcean rejected the token as invalid or expired ({detail})",
+            where="digitalocean-token",
+            hint=f"Create a new token with scopes {SCOPE_READ} and {SCOPE_ACCESS}: {HOW_TO_CREATE}",
+        )
+    if status == 403:
+        needed = " and ".join(f"`{s}`" for s in scopes)
+        plural = "s" if len(scopes) > 1 else ""
+        return InputError(
+            f"the token may not {action}: it lacks the {needed} scope{plural} ({detail})",
+            where="digitalocean-token",
+            hint=f"Give the token the {needed} scope{plural} (custom scopes), "
+            "or use a full-access token.",
+        )
+    if status == 404 and cluster_id:
+        return InputError(
+            f"no cluster with id {cluster_id} is visible to this token ({detail})",
+            where="cluster",
+            hint="Check the id, or pass the cluster's name.",
+        )
+    attempts = _attempts(response)
+    if status == 429:
+        remaining = response.headers.get("ratelimit-remaining")
+        quota = f"; {remaining} requests left this hour" if remaining is not None else ""
+        return ServiceError(
+            SERVICE,
+            f"rate limited while trying to {action}: {detail}{attempts}{quota}",
+            hint="Other automation may share this token; retry later or use a separate token.",
+        )
+    return ServiceError(SERVICE, f"could not {action}: {detail}{attempts}")
+
+
+def _attempts(response: requests.Response) -> str:
+    retries = getattr(response.raw, "retries", None)
+    history = getattr(retries, "history", ())
+    return f" (after {len(history) + 1} attempts)" if history else ""
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """One short line: requests' messages repeat the pool, the URL and the exception chain."""
+    cause: object = exc.args[0] if exc.args else exc
+    cause = getattr(cause, "reason", None) or cause  # urllib3's MaxRetryError wraps the cause
+    return re.sub(r"^(<[^>]+>|\w+\(host=[^)]*\)): ", "", str(cause))[:300]

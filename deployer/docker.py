@@ -1,0 +1,186 @@
+"""The one place that runs the docker CLI: daemon check, login, build, push, digest, "does it exist".
+
+Credentials go to a private, throw-away DOCKER_CONFIG (mode 0700, outside the workspace) through
+`--password-stdin`; never argv, never the user's ~/.docker. Child processes are killed when we are
+cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployer.errors import InputError, ServiceError
+
+_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_NOT_FOUND_MARKERS = ("no such manifest", "manifest unknown", "not found", "name unknown")
+_AUTH_MARKERS = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    ref: str
+    context: Path
+    dockerfile: Path
+    build_args: tuple[tuple[str, str], ...] = ()
+    target: str = ""
+    network: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class Docker:
+    def __init__(self, *, docker: str = "docker", env: dict[str, str] | None = None) -> None:
+        self.binary = shutil.which(docker) or docker
+        self.config_dir = Path(tempfile.mkdtemp(prefix="djk-docker-config-"))
+        os.chmod(self.config_dir, 0o700)
+        base = dict(env if env is not None else os.environ)
+        base["DOCKER_CONFIG"] = str(self.config_dir)
+        base.pop("DOCKER_AUTH_CONFIG", None)
+        self.env = base
+
+    def close(self) -> None:
+        shutil.rmtree(self.config_dir, ignore_errors=True)
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _run(
+        self, args: Sequence[str], *, stdin: str | None = None, timeout: float | None = 120
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [self.binary, *args], input=stdin, capture_output=True, text=True,
+                env=self.env, timeout=timeout, check=False,
+            )
+        except FileNotFoundError as exc:
+            raise ServiceError("docker", "the docker CLI is not installed",
+                               hint="Install the Docker CLI (the action image ships one).") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ServiceError("docker", f"`docker {args[0]}` did not answer in {timeout:.0f}s") from exc
+
+    def _stream(self, args: Sequence[str], line: Callable[[str], None]) -> tuple[int, list[str]]:
+        """Run with output streamed line by line; kill the child if we are interrupted."""
+        tail: list[str] = []
+        with subprocess.Popen(
+            [self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
+        ) as proc:
+            try:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    text = raw.rstrip("\n")
+                    line(text)
+                    tail = [*tail[-39:], text]
+                return proc.wait(), tail
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+
+    # -- operations ------------------------------------------------------------------------
+    def check_daemon(self) -> str:
+        result = self._run(["version", "--format", "{{json .}}"], timeout=30)
+        if result.returncode != 0:
+            detail = result.stderr.strip().splitlines()[-1:] or ["no answer"]
+            raise ServiceError(
+                "docker", f"cannot reach the Docker daemon: {detail[0]}",
+                hint="Container actions need /var/run/docker.sock (Linux runners, not ARC Kubernetes mode).")
+        try:
+            info = json.loads(result.stdout)
+            return str((info.get("Server") or {}).get("Version", "unknown"))
+        except json.JSONDecodeError:
+            return "unknown"
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        result = self._run(["login", "--username", username, "--password-stdin", registry], stdin=password)
+        if result.returncode != 0:
+            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "login failed"
+            if any(m in message.lower() for m in _AUTH_MARKERS):
+                raise InputError(f"the registry {registry} refused the credentials: {message}",
+                                 where="registry-password",
+                                 hint="Check registry-username and registry-password (and the secret is set).")
+            raise ServiceError(f"registry {registry}", f"login failed: {message}")
+
+    def exists(self, ref: str) -> bool:
+        """Does the registry already hold this tag? Unknown (other errors) raises."""
+        args = ["manifest", "inspect"]
+        if _is_local_registry(ref):
+            args.append("--insecure")
+        result = self._run([*args, ref], timeout=60)
+        if result.returncode == 0:
+            return True
+        message = (result.stderr or result.stdout).strip().lower()
+        if any(m in message for m in _NOT_FOUND_MARKERS):
+            return False
+        if any(m in message for m in _AUTH_MARKERS):
+            raise InputError(f"the registry refused to show {ref}: {message.splitlines()[-1]}",
+                             where="registry-password",
+                             hint="Give registry credentials that may pull and push this image.")
+        raise ServiceError("registry", f"cannot check whether {ref} exists: {message.splitlines()[-1:]}")
+
+    def build(self, request: BuildRequest, line: Callable[[str], None]) -> None:
+        args = ["build", "--tag", request.ref, "--file", str(request.dockerfile)]
+        for key, value in request.build_args:
+            args += ["--build-arg", f"{key}={value}"]
+        for key, value in request.labels:
+            args += ["--label", f"{key}={value}"]
+        if request.target:
+            args += ["--target", request.target]
+        if request.network:
+            args += ["--network", request.network]
+        args.append(str(request.context))
+        code, tail = self._stream(args, line)
+        if code != 0:
+            last = next((t for t in reversed(tail) if t.strip()), "no output")
+            raise InputError(f"docker build failed (exit {code}): {last.strip()}", where="dockerfile",
+                             hint="Fix the build (its log is above), or set build: never to deploy an existing image.")
+
+    def push(self, ref: str, line: Callable[[str], None]) -> str:
+        """Push and return the digest the registry assigned."""
+        code, tail = self._stream(["push", ref], line)
+        if code != 0:
+            last = next((t for t in reversed(tail) if t.strip()), "no output")
+            if any(m in last.lower() for m in _AUTH_MARKERS):
+                raise InputError(f"the registry refused the push of {ref}: {last.strip()}",
+                                 where="registry-password",
+                                 hint="Use credentials with write access (GHCR: permissions packages: write).")
+            raise ServiceError("registry", f"docker push failed (exit {code}): {last.strip()}")
+        for text in reversed(tail):
+            match = _DIGEST_RE.search(text)
+            if match:
+                return match.group(1)
+        return self.remote_digest(ref)
+
+    def remote_digest(self, ref: str) -> str:
+        """The digest `docker pull ref` resolves to (the index digest for multi-platform images)."""
+        if shutil.which("docker-buildx") or _has_buildx(self):
+            result = self._run(["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"])
+            if result.returncode == 0:
+                try:
+                    return str(json.loads(result.stdout)["digest"])
+                except (json.JSONDecodeError, KeyError):
+                    pass
+        args = ["manifest", "inspect", "--verbose"]
+        if _is_local_registry(ref):
+            args.append("--insecure")
+        result = self._run([*args, ref])
+        if result.returncode != 0:
+            raise ServiceError("registry", f"cannot read the digest of {ref}: {result.stderr.strip()}")
+        data = json.loads(result.stdout)
+        if isinstance(data, list):
+            raise ServiceError("registry", f"{ref} is a multi-platform index; install buildx to pin its digest")
+        return str(data["Descriptor"]["digest"])
+
+
+def _has_buildx(docker: Docker) -> bool:
+    return docker._run(["buildx", "version"], timeout=20).returncode == 0
+
+
+def _is_local_registry(ref: str) -> bool:
+    host = ref.split("/", 1)[0]
+    return host.startswith(("localhost", "127.")) or host == "[::1]" or host.startswith("[::1]:")

@@ -1,0 +1,72 @@
+"""The one exception tree of the deployer. The CLI maps it to exit codes in one place.
+
+Exit codes (documented in the README): 0 success; 1 rollout failed, timed out or cancelled;
+2 invalid input or configuration; 3 an outside service still failing after retries.
+"""
+
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """Base of every error the deployer reports to the user as one clear line."""
+
+    exit_code = 1
+    # Set once the error has been shown (annotation, summary), so the CLI does not repeat it.
+    reported = False
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class InputError(DeployError):
+    """Invalid input or configuration: names where (input or file:line) and what to do."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str = "",
+        hint: str = "",
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.where = where or (f"{file}:{line}" if file and line else file or "")
+        self.file = file
+        self.line = line
+
+    def __str__(self) -> str:
+        head = f"{self.where}: {self.message}" if self.where else self.message
+        return f"{head} {self.hint}".strip()
+
+
+class ServiceError(DeployError):
+    """An outside service (DigitalOcean API, registry, docker, cluster API) kept failing."""
+
+    exit_code = 3
+
+    def __init__(self, service: str, message: str, *, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.service = service
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.message} {self.hint}".strip()
+
+
+class RolloutFailed(DeployError):
+    """At least one rollout failed or timed out; the report carries the details."""
+
+    exit_code = 1
+
+
+class Cancelled(DeployError):
+    """SIGINT or SIGTERM arrived; the report says what was applied and where rollouts stood."""
+
+    exit_code = 1

@@ -1,0 +1,440 @@
+"""The deploy, as one readable list of phases. Each phase is one function and one log group.
+
+    preflight → credentials → build & push → render → apply → watch (→ rollback) → report
+
+Cheap checks come first: inputs (already validated by settings), manifests, placeholder, wait-for,
+config references, the DigitalOcean token, the cluster and the references that must already be in
+it — all before the slow docker build. Only `apply` changes the cluster. Whatever happens, the
+report says what state the deploy left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deployer import manifests
+from deployer.digitalocean import DigitalOcean
+from deployer.docker import BuildRequest, Docker
+from deployer.envfile import secret_manifest
+from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
+from deployer.github import Reporter
+from deployer.kube import Applied, Cluster
+from deployer.settings import Settings
+from deployer.watch import RolloutResult, Target, watch_rollouts
+
+FIELD_MANAGER = "django-k8s-deploy"
+DOCR_HOST = "registry.digitalocean.com"
+# The kubeconfig is fetched before the build so a bad token or cluster fails fast; its token must
+# outlive the build plus the whole wait. If the build runs past this allowance we fetch a new one.
+BUILD_ALLOWANCE_S = 30 * 60
+EXPIRY_MARGIN_S = 5 * 60
+
+
+@dataclass
+class Plan:
+    """What preflight learned from the manifests."""
+
+    sources: dict[Path, str]
+    documents: list[manifests.Document]
+    namespace: str
+    targets: list[manifests.Document]
+    deferred_refs: list[manifests.ConfigReference]
+
+
+@dataclass
+class Outcome:
+    """Everything the report needs, filled in as the phases run."""
+
+    image_ref: str = ""
+    digest: str = ""
+    applied: list[Applied] = field(default_factory=list)
+    results: list[RolloutResult] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    phase: str = "preflight"
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def result(self) -> str:
+        if self.results and all(r.result == "succeeded" for r in self.results):
+            return "succeeded"
+        if any(r.result == "timed-out" for r in self.results) and not any(
+            r.result == "failed" for r in self.results
+        ):
+            return "timed-out"
+        return "failed"
+
+
+@dataclass
+class Credentials:
+    cluster: Cluster
+    expires_at: datetime | None
+    describe: str
+
+
+class Interrupt:
+    """Set by SIGINT/SIGTERM. Phases that block in child processes are interrupted by an exception;
+    the watch phase instead sees the event and ends within a second or two with what it knows."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.raise_on_signal = True
+
+
+def deploy(settings: Settings, reporter: Reporter, interrupt: Interrupt | None = None) -> Outcome:
+    interrupt = interrupt or Interrupt()
+    outcome = Outcome()
+    creds: Credentials | None = None
+    try:
+        plan = preflight(settings, reporter, outcome)
+        creds = credentials(settings, reporter, outcome, plan)
+        build_and_push(settings, reporter, outcome)
+        creds = refresh_if_short(settings, reporter, outcome, creds)
+        documents = render(settings, reporter, outcome, plan)
+        apply(settings, reporter, outcome, creds.cluster, documents)
+        watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
+        if settings.rollback_on_failure and outcome.result != "succeeded":
+            rollback(reporter, outcome, creds.cluster)
+    except DeployError as error:
+        report(settings, reporter, outcome, error)
+        error.reported = True
+        raise
+    finally:
+        if creds is not None:
+            creds.cluster.close()
+    report(settings, reporter, outcome, None)
+    if outcome.result != "succeeded":
+        failure = RolloutFailed(_failure_line(outcome))
+        failure.reported = True
+        raise failure
+    return outcome
+
+
+# -- phases -------------------------------------------------------------------------------------
+
+def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
+    outcome.phase = "preflight"
+    root = settings.workspace
+    with reporter.group("Preflight: inputs and manifests"):
+        sources = manifests.read_sources(settings.manifests, root)
+        count = manifests.check_placeholder(sources, settings.placeholder, root)
+        # Parse the text as it will be applied, so a placeholder in an odd spot is judged rendered.
+        documents = manifests.parse(manifests.render(sources, settings.placeholder, settings.image_ref), root)
+        namespace = manifests.assign_namespace(documents, settings.namespace, root)
+        deployments = manifests.deployments(documents)
+        by_name = {d.name: d for d in deployments}
+        wanted = settings.wait_for or tuple(by_name)
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            have = ", ".join(sorted(by_name)) or "none"
+            raise InputError(f"Deployment {', '.join(missing)} is not in the manifests (they hold: {have})",
+                             where="wait-for", hint="Name Deployments defined in the manifests input.")
+        if not wanted:
+            reporter.warning("the manifests hold no Deployment: nothing to watch after apply",
+                             title="Nothing to watch")
+        targets = [by_name[n] for n in wanted]
+        deferred = _check_references(settings, documents, namespace)
+        reporter.line(f"{len(documents)} objects in {len(sources)} file(s); placeholder "
+                      f"{settings.placeholder} found {count} time(s); namespace {namespace}")
+        reporter.line(f"will watch: {', '.join(f'deployment/{d.name}' for d in targets) or 'nothing'}")
+        return Plan(sources, documents, namespace, targets, deferred)
+
+
+def credentials(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> Credentials:
+    outcome.phase = "credentials"
+    with reporter.group("Credentials: cluster access"):
+        creds = _fetch_credentials(settings, reporter)
+        version = creds.cluster.server_version()
+        reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
+        missing = [r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)]
+        if missing:
+            ref = missing[0]
+            file, _, line = ref.where.rpartition(":")
+            raise InputError(
+                f"{ref.used_by} needs {ref.kind} {ref.namespace}/{ref.name}, which is neither in the "
+                f"manifests, nor the secrets input, nor the cluster", file=file, line=int(line),
+                hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
+                     "cluster, or mark the reference optional: true.")
+        if plan.deferred_refs:
+            reporter.line(f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster")
+        return creds
+
+
+def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> None:
+    outcome.phase = "build"
+    ref = settings.image_ref
+    docker = Docker()
+    try:
+        with reporter.group(f"Build: {ref}"):
+            reporter.line(f"Docker daemon {docker.check_daemon()}")
+            _registry_login(settings, reporter, docker)
+            exists = settings.build != "always" and docker.exists(ref)
+            if settings.build == "never" and not exists:
+                raise InputError(f"{ref} is not in the registry and build is never",
+                                 where="build", hint="Use build: auto to build it, or pick a sha that was built.")
+            if exists:
+                reporter.notice(f"{ref} is already in the registry: not rebuilt (build: {settings.build})",
+                                title="Image reused")
+            else:
+                labels = [("org.opencontainers.image.revision", settings.sha),
+                          ("org.opencontainers.image.created", datetime.now(UTC).isoformat(timespec="seconds"))]
+                if settings.source_url:
+                    labels.append(("org.opencontainers.image.source", settings.source_url))
+                request = BuildRequest(ref=ref, context=settings.context, dockerfile=settings.dockerfile,
+                                       build_args=settings.build_args, target=settings.target,
+                                       network=settings.build_network, labels=tuple(labels))
+                with reporter.untrusted():
+                    docker.build(request, reporter.line)
+        if exists:
+            outcome.digest = docker.remote_digest(ref)
+        else:
+            outcome.phase = "push"
+            with reporter.group(f"Push: {ref}"), reporter.untrusted():
+                outcome.digest = docker.push(ref, reporter.line)
+        outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
+        reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
+    finally:
+        docker.close()
+
+
+def refresh_if_short(settings: Settings, reporter: Reporter, outcome: Outcome, creds: Credentials) -> Credentials:
+    if creds.expires_at is None:
+        return creds
+    left = (creds.expires_at - datetime.now(UTC)).total_seconds()
+    if left >= settings.timeout_s + EXPIRY_MARGIN_S:
+        return creds
+    outcome.phase = "credentials"
+    reporter.line(f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one")
+    creds.cluster.close()
+    return _fetch_credentials(settings, reporter)
+
+
+def render(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> list[dict[str, Any]]:
+    outcome.phase = "render"
+    with reporter.group("Render: manifests"):
+        rendered = manifests.render(plan.sources, settings.placeholder, outcome.image_ref)
+        documents = manifests.parse(rendered, settings.workspace)
+        manifests.assign_namespace(documents, settings.namespace, settings.workspace)
+        bodies = [d.body for d in manifests.apply_order(documents)]
+        if settings.secrets:
+            secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
+            first_workload = next((i for i, b in enumerate(bodies) if b.get("kind") in _AFTER_SECRET), len(bodies))
+            bodies.insert(first_workload, secret)
+            reporter.line(f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input")
+        for d, label, image in manifests.images(documents):
+            if image == outcome.image_ref:
+                reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
+        return bodies
+
+
+def apply(settings: Settings, reporter: Reporter, outcome: Outcome, cluster: Cluster,
+          bodies: list[dict[str, Any]]) -> None:
+    outcome.phase = "apply"
+    with reporter.group(f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"):
+        def applied(item: Applied) -> None:
+            outcome.applied.append(item)
+            reporter.line(f"applied {item.kind.lower()}/{item.name}"
+                          + (f" in {item.namespace}" if item.namespace else ""))
+
+        cluster.apply(bodies, field_manager=FIELD_MANAGER, force_conflicts=settings.force_conflicts,
+                      on_applied=applied, warn=lambda text: reporter.warning(text, title="Field conflict"))
+
+
+def watch(settings: Settings, reporter: Reporter, outcome: Outcome, cluster: Cluster, plan: Plan,
+          interrupt: Interrupt) -> None:
+    outcome.phase = "watch"
+    generations = {(a.namespace, a.name): a.generation for a in outcome.applied if a.kind == "Deployment"}
+    targets = [Target(name=d.name, namespace=d.namespace, generation=generations.get((d.namespace, d.name), 0))
+               for d in plan.targets]
+    if not targets:
+        return
+    with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {settings.timeout_s:.0f}s"):
+        interrupt.raise_on_signal = False
+        try:
+            outcome.results = watch_rollouts(cluster, targets, timeout_s=settings.timeout_s,
+                                             progress=reporter.line, cancel=interrupt.event,
+                                             since=outcome.started)
+        finally:
+            interrupt.raise_on_signal = True
+        for r in outcome.results:
+            reporter.line(f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
+                          + (f": {r.reason}" if r.reason else ""))
+    failed = [r for r in outcome.results if r.result != "succeeded" and r.diagnosis is not None]
+    for r in failed:
+        with reporter.group(f"Diagnosis: deployment/{r.name}"), reporter.untrusted():
+            assert r.diagnosis is not None
+            for text in r.diagnosis.render_text().splitlines():
+                reporter.line(text)
+    if any(r.result == "cancelled" for r in outcome.results):
+        raise Cancelled("cancelled while waiting for the rollouts")
+
+
+def rollback(reporter: Reporter, outcome: Outcome, cluster: Cluster) -> None:
+    outcome.phase = "rollback"
+    with reporter.group("Rollback: failed Deployments to their previous revision"):
+        for r in outcome.results:
+            if r.result == "succeeded":
+                continue
+            revision = cluster.rollback(r.name, r.namespace)
+            if revision is None:
+                reporter.warning(f"deployment/{r.name} has no previous revision: left as applied",
+                                 title="Rollback skipped")
+                continue
+            outcome.rolled_back.append(r.name)
+            reporter.line(f"deployment/{r.name}: rolled back to revision {revision}")
+            reporter.notice(f"deployment/{r.name} was rolled back to revision {revision}", title="Rolled back")
+
+
+def report(settings: Settings, reporter: Reporter, outcome: Outcome, error: DeployError | None) -> None:
+    reporter.set_output("image", outcome.image_ref)
+    reporter.set_output("digest", outcome.digest)
+    reporter.set_output("result", outcome.result if error is None or outcome.results else "failed")
+    reporter.set_output("deployments", json.dumps([
+        {"name": r.name, "namespace": r.namespace, "result": r.result, "reason": r.reason,
+         "duration_seconds": round(r.duration_s, 1)} for r in outcome.results]))
+    state = _state_left(outcome)
+    if error is not None and not isinstance(error, RolloutFailed | Cancelled):
+        where = getattr(error, "file", None)
+        reporter.error(str(error), title=_title(error), file=where or "",
+                       line=getattr(error, "line", None))
+    for r in outcome.results:
+        if r.result != "succeeded":
+            reporter.error(f"deployment/{r.name}: {r.reason}", title=f"Rollout {r.result}")
+    reporter.line(state)
+    reporter.summary(_summary_markdown(settings, outcome, error, state))
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+_AFTER_SECRET = frozenset({"PersistentVolume", "PersistentVolumeClaim", "Service", "Deployment",
+                           "StatefulSet", "DaemonSet", "Job", "CronJob", "HorizontalPodAutoscaler",
+                           "PodDisruptionBudget", "Ingress"})
+
+
+def _check_references(settings: Settings, documents: list[manifests.Document],
+                      namespace: str) -> list[manifests.ConfigReference]:
+    """References satisfied by the manifests or the secrets input are fine; the rest must be in the
+    cluster (checked once we have credentials). Optional ones are never required."""
+    have = {(d.kind, d.namespace, d.name) for d in documents}
+    if settings.secret_name:
+        have.add(("Secret", namespace, settings.secret_name))
+    deferred: list[manifests.ConfigReference] = []
+    for ref in manifests.config_references(documents, settings.workspace):
+        if ref.optional or (ref.kind, ref.namespace, ref.name) in have:
+            continue
+        if ref not in deferred:
+            deferred.append(ref)
+    return deferred
+
+
+def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
+    if settings.kubeconfig:
+        try:
+            config = yaml.safe_load(settings.kubeconfig)
+        except yaml.YAMLError as exc:
+            raise InputError("is not valid YAML", where="kubeconfig", hint="Pass the kubeconfig file's text.") from exc
+        if not isinstance(config, dict) or not config.get("clusters"):
+            raise InputError("is not a kubeconfig (no clusters)", where="kubeconfig",
+                             hint="Pass the kubeconfig file's text.")
+        for secret in _kubeconfig_secrets(config):
+            reporter.mask(secret)
+        server = config["clusters"][0].get("cluster", {}).get("server", "?")
+        return Credentials(Cluster.from_kubeconfig_dict(config), None, f"{server} (kubeconfig input)")
+    api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+    try:
+        found = api.find_cluster(settings.cluster)
+        expiry = int(settings.timeout_s + BUILD_ALLOWANCE_S + EXPIRY_MARGIN_S)
+        kubeconfig = api.kubeconfig(found.id, expiry_seconds=expiry)
+    finally:
+        api.close()
+    for secret in kubeconfig.secrets:
+        reporter.mask(secret)
+    expires = f", token expires {kubeconfig.expires_at:%H:%M:%S}Z" if kubeconfig.expires_at else ""
+    return Credentials(Cluster.from_kubeconfig_dict(kubeconfig.config), kubeconfig.expires_at,
+                       f"cluster {found.name} ({found.id}{expires})")
+
+
+def _kubeconfig_secrets(config: dict[str, Any]) -> list[str]:
+    secrets: list[str] = []
+    for user in config.get("users") or []:
+        data = (user or {}).get("user") or {}
+        for key in ("token", "client-key-data", "client-certificate-data", "password"):
+            if data.get(key):
+                secrets.append(str(data[key]))
+    return secrets
+
+
+def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> None:
+    registry = settings.registry
+    if settings.registry_username:
+        docker.login(registry, settings.registry_username, settings.registry_password)
+        reporter.line(f"logged in to {registry} as {settings.registry_username}")
+    elif registry == DOCR_HOST and settings.digitalocean_token:
+        api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+        try:
+            user, password = api.registry_credentials(registry, expiry_seconds=int(BUILD_ALLOWANCE_S + 600))
+        finally:
+            api.close()
+        reporter.mask(password)
+        docker.login(registry, user, password)
+        reporter.line(f"logged in to {registry} with short-lived credentials from the DigitalOcean API")
+    else:
+        reporter.line(f"no registry credentials given: using {registry} anonymously")
+
+
+def _state_left(outcome: Outcome) -> str:
+    if not outcome.applied:
+        where = {"preflight": "before any change", "credentials": "before any change",
+                 "build": "during the build", "push": "during the push", "render": "before apply"}
+        return f"State: nothing was applied to the cluster (stopped {where.get(outcome.phase, 'before apply')})."
+    objects = ", ".join(f"{a.kind.lower()}/{a.name}" for a in outcome.applied)
+    text = f"State: applied {len(outcome.applied)} object(s): {objects}."
+    if outcome.results:
+        text += " Rollouts: " + "; ".join(f"deployment/{r.name} {r.result}" for r in outcome.results) + "."
+    elif outcome.phase == "apply":
+        text += " Apply stopped part-way; nothing was watched."
+    if outcome.rolled_back:
+        text += " Rolled back: " + ", ".join(f"deployment/{n}" for n in outcome.rolled_back) + "."
+    return text
+
+
+def _title(error: DeployError) -> str:
+    if isinstance(error, InputError):
+        return "Invalid input"
+    return type(error).__name__
+
+
+def _failure_line(outcome: Outcome) -> str:
+    bad = [r for r in outcome.results if r.result != "succeeded"]
+    return "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in bad) or "rollout failed"
+
+
+def _summary_markdown(settings: Settings, outcome: Outcome, error: DeployError | None, state: str) -> str:
+    icon = {"succeeded": "✅", "failed": "❌", "timed-out": "⏱️", "cancelled": "⏹️"}
+    lines = [f"## django-k8s-deploy: {outcome.result if outcome.results or error is None else 'failed'}", ""]
+    if error is not None and not isinstance(error, RolloutFailed):
+        lines += [f"**Error:** {_md_escape(str(error))}", ""]
+    lines += [f"Image: `{outcome.image_ref or settings.image_ref}`"
+              + (f" (digest `{outcome.digest}`)" if outcome.digest else ""), ""]
+    if outcome.results:
+        lines += ["| Deployment | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
+        for r in outcome.results:
+            lines.append(f"| {r.namespace}/{r.name} | `{outcome.image_ref}` | {icon.get(r.result, '')} {r.result} "
+                         f"| {r.duration_s:.1f}s | {_md_escape(r.reason)} |")
+        lines.append("")
+    lines += [state, ""]
+    for r in outcome.results:
+        if r.result != "succeeded" and r.diagnosis is not None:
+            lines += [f"### deployment/{r.name}", "", r.diagnosis.render_markdown(), ""]
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+

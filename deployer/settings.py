@@ -1,0 +1,465 @@
+"""The one frozen Settings object, built from action inputs or CLI flags, validated and typed.
+
+This is the only module that reads the environment: the action's `INPUT_*` variables, the GitHub
+variables, and for the CLI the `DIGITALOCEAN_ACCESS_TOKEN` / `REGISTRY_PASSWORD` variables (and a
+`.env` file, loaded by the CLI before it calls in here). Every problem found is an `InputError` that
+names the input and says what to do; all of them are collected so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+
+from deployer.errors import InputError
+
+BuildMode = Literal["auto", "always", "never"]
+
+DEFAULT_API_URL = "https://api.digitalocean.com"
+
+# Docker's reference grammar (distribution/reference), repository part only: no tag, no digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_REPOSITORY_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
+_BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+_ENV_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One action input; the CLI flag of the same name mirrors it."""
+
+    name: str
+    default: str = ""
+    help: str = ""
+    secret: bool = False
+
+
+# The action's inputs, in action.yml's order. action.yml is the user-facing copy; a unit test keeps
+# the two in step.
+INPUTS: tuple[InputSpec, ...] = (
+    InputSpec("image", help="image repository without a tag"),
+    InputSpec("sha", help="full commit SHA, the image tag"),
+    InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token"),
+    InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id"),
+    InputSpec("kubeconfig", secret=True, help="kubeconfig text instead of DigitalOcean"),
+    InputSpec("manifests", "deploy/deployment.yaml", "manifest files or globs"),
+    InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference"),
+    InputSpec("namespace", help="namespace for objects that name none"),
+    InputSpec("registry-username", help="registry user"),
+    InputSpec("registry-password", secret=True, help="registry password"),
+    InputSpec("context", ".", "docker build context"),
+    InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context"),
+    InputSpec("build-args", help="KEY=value lines"),
+    InputSpec("target", help="build stage"),
+    InputSpec("build-network", help="docker build --network"),
+    InputSpec("build", "auto", "auto, always or never"),
+    InputSpec("secrets", secret=True, help="env-file text for the Secret"),
+    InputSpec("secret-name", help="name of the Secret made from secrets"),
+    InputSpec("wait-for", help="Deployments to watch"),
+    InputSpec("timeout", "10m", "time for all rollouts together"),
+    InputSpec("rollback-on-failure", "false", "roll failed Deployments back"),
+    InputSpec("pin-digest", "false", "render image@digest"),
+    InputSpec("force-conflicts", "true", "take over fields owned by other managers"),
+)
+INPUT_NAMES = tuple(spec.name for spec in INPUTS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    image: str
+    sha: str
+    workspace: Path
+    manifests: tuple[Path, ...]
+    placeholder: str = "<IMAGE>"
+    digitalocean_token: str = field(default="", repr=False)
+    cluster: str = ""
+    kubeconfig: str = field(default="", repr=False)
+    api_url: str = DEFAULT_API_URL
+    namespace: str = ""
+    registry_username: str = ""
+    registry_password: str = field(default="", repr=False)
+    context: Path = Path()
+    dockerfile: Path = Path("Dockerfile")
+    build_args: tuple[tuple[str, str], ...] = ()
+    target: str = ""
+    build_network: str = ""
+    build: BuildMode = "auto"
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secret_name: str = ""
+    wait_for: tuple[str, ...] = ()
+    timeout_s: float = 600.0
+    rollback_on_failure: bool = False
+    pin_digest: bool = False
+    force_conflicts: bool = True
+    source_url: str = ""
+    github: bool = False
+
+    @property
+    def registry(self) -> str:
+        """The registry host of `image` (docker.io when the image names none)."""
+        first, _, rest = self.image.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            return first
+        return "docker.io"
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.sha}"
+
+    def secret_values(self) -> list[str]:
+        """Every secret value these settings hold, for masking."""
+        values = [self.digitalocean_token, self.registry_password, self.kubeconfig]
+        values += [value for _, value in self.secrets]
+        return [v for v in values if v]
+
+
+@dataclass(frozen=True)
+class GitHubContext:
+    github: bool
+    output_file: Path | None
+    summary_file: Path | None
+
+
+def github_context(env: Mapping[str, str]) -> GitHubContext:
+    """Inside GitHub Actions (a container action, or the CLI in a `run:` step) speak workflow commands."""
+    output = env.get("GITHUB_OUTPUT", "")
+    summary = env.get("GITHUB_STEP_SUMMARY", "")
+    return GitHubContext(
+        github=env.get("GITHUB_ACTIONS") == "true",
+        output_file=Path(output) if output else None,
+        summary_file=Path(summary) if summary else None,
+    )
+
+
+def api_url_from(env: Mapping[str, str]) -> str:
+    return (env.get("DIGITALOCEAN_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+
+def load_env_file(path: Path, env: dict[str, str]) -> None:
+    """CLI only: fill `env` from a .env file (values already in the environment win)."""
+    if not path.is_file():
+        return
+    try:
+        values = dotenv_values(path, interpolate=False)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}", where="--env-file") from exc
+    for key, val in values.items():
+        if val is not None and key not in env:
+            env[key] = val
+
+
+def raw_inputs_from_action_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The runner passes every declared input as INPUT_<NAME> (hyphens kept, empty when not given)."""
+    raw: dict[str, str] = {}
+    for spec in INPUTS:
+        upper = spec.name.upper()
+        value = env.get(f"INPUT_{upper}")
+        if value is None:
+            value = env.get(f"INPUT_{upper.replace('-', '_')}")
+        raw[spec.name] = value if value is not None else ""
+    return raw
+
+
+def from_action_env(env: Mapping[str, str], mask: Callable[[str], None]) -> Settings:
+    raw = raw_inputs_from_action_env(env)
+    return parse(raw, env, mask=mask, github=True)
+
+
+def parse(
+    raw: Mapping[str, str],
+    env: Mapping[str, str],
+    *,
+    mask: Callable[[str], None],
+    github: bool = False,
+    secrets_source: str = "secrets",
+) -> Settings:
+    """Validate raw input strings; raise the first InputError after masking every secret.
+
+    `env` supplies what is not an input: the workspace, GitHub context and the API root.
+    """
+    # Mask first: nothing below may print a secret before it is registered.
+    for spec in INPUTS:
+        value = raw.get(spec.name, "")
+        if spec.secret and value:
+            mask(value.strip())
+    problems: list[InputError] = []
+
+    def value(name: str) -> str:
+        got = raw.get(name, "")
+        return got.strip() if got.strip() else next(s.default for s in INPUTS if s.name == name)
+
+    def problem(where: str, message: str, hint: str = "") -> None:
+        problems.append(InputError(message, where=where, hint=hint))
+
+    workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
+
+    image = value("image")
+    if not image:
+        problem("image", "is required", "Set it to the image repository, e.g. registry.digitalocean.com/team/app.")
+    elif "@" in image or _has_tag(image):
+        problem("image", f"must be a repository without tag or digest, got {image!r}",
+                "Drop the ':tag' part: the tag is the sha input.")
+    elif not _REPOSITORY_RE.match(image):
+        problem("image", f"is not a valid image repository: {image!r}",
+                "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.")
+
+    sha = value("sha") or env.get("GITHUB_SHA", "")
+    if not sha:
+        problem("sha", "is required", "Set it to the full commit SHA (the action defaults to github.sha).")
+    elif not _SHA_RE.match(sha):
+        problem("sha", f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
+                "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).")
+
+    token = value("digitalocean-token")
+    cluster = value("cluster")
+    kubeconfig = raw.get("kubeconfig", "").strip()
+    if kubeconfig and (token or cluster):
+        problem("kubeconfig", "cannot be combined with digitalocean-token or cluster",
+                "Give either a kubeconfig, or digitalocean-token and cluster.")
+    elif not kubeconfig:
+        if not token:
+            problem("digitalocean-token", "is required",
+                    "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}.")
+        if not cluster:
+            problem("cluster", "is required", "Set it to the cluster's name or id.")
+
+    manifests = _manifest_paths(value("manifests"), workspace, problem)
+
+    placeholder = raw.get("placeholder", "")
+    placeholder = placeholder.strip() if placeholder.strip() else "<IMAGE>"
+
+    namespace = value("namespace")
+    if namespace and not _DNS_LABEL_RE.match(namespace):
+        problem("namespace", f"is not a valid namespace name: {namespace!r}",
+                "Use at most 63 lower-case letters, digits and '-'.")
+
+    user, password = value("registry-username"), raw.get("registry-password", "").strip()
+    if bool(user) != bool(password):
+        missing = "registry-password" if user else "registry-username"
+        problem(missing, "is required when the other registry credential is set",
+                "Give both registry-username and registry-password, or neither.")
+
+    context = workspace / value("context")
+    dockerfile = context / value("dockerfile")
+    build = value("build")
+    if build not in ("auto", "always", "never"):
+        problem("build", f"must be auto, always or never, got {build!r}",
+                "auto skips the build when the image exists; never deploys an existing image.")
+    elif build != "never":
+        if not context.is_dir():
+            problem("context", f"directory {value('context')!r} does not exist in the workspace",
+                    "Check out the repository first (actions/checkout) or fix the path.")
+        elif not dockerfile.is_file():
+            problem("dockerfile", f"{_rel(dockerfile, workspace)} does not exist",
+                    "Set dockerfile relative to the context, or build: never to deploy an existing image.")
+
+    build_args = _build_args(raw.get("build-args", ""), problem)
+
+    secrets_text = raw.get("secrets", "")
+    secrets = _env_file(secrets_text, secrets_source, problem, mask)
+    secret_name = value("secret-name")
+    if secrets and not secret_name:
+        problem("secret-name", "is required when secrets is set",
+                "Name the Secret your manifests reference, e.g. app-secrets.")
+    if secret_name and not _DNS_SUBDOMAIN_RE.match(secret_name):
+        problem("secret-name", f"is not a valid Secret name: {secret_name!r}",
+                "Use lower-case letters, digits, '-' and '.'.")
+
+    wait_for = tuple(n for n in re.split(r"[\s,]+", value("wait-for")) if n)
+    for name in wait_for:
+        if not _DNS_SUBDOMAIN_RE.match(name):
+            problem("wait-for", f"{name!r} is not a valid Deployment name",
+                    "List Deployment names from the manifests, one per line or comma-separated.")
+
+    timeout_s = 0.0
+    try:
+        timeout_s = parse_duration(value("timeout"))
+    except ValueError as exc:
+        problem("timeout", str(exc), "Write it like 90s, 10m or 1h30m.")
+
+    flags = {}
+    for name in ("rollback-on-failure", "pin-digest", "force-conflicts"):
+        text = value(name)
+        if text in _TRUE:
+            flags[name] = True
+        elif text in _FALSE:
+            flags[name] = False
+        else:
+            problem(name, f"must be true or false, got {text!r}", "Write true or false.")
+            flags[name] = False
+
+    if problems:
+        raise problems[0] if len(problems) == 1 else InputErrors(problems)
+
+    server, repo = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_REPOSITORY", "")
+    return Settings(
+        image=image,
+        sha=sha,
+        workspace=workspace,
+        manifests=manifests,
+        placeholder=placeholder,
+        digitalocean_token=token,
+        cluster=cluster,
+        kubeconfig=kubeconfig,
+        api_url=api_url_from(env),
+        namespace=namespace,
+        registry_username=user,
+        registry_password=password,
+        context=context,
+        dockerfile=dockerfile,
+        build_args=build_args,
+        target=value("target"),
+        build_network=value("build-network"),
+        build=build,  # type: ignore[arg-type]
+        secrets=secrets,
+        secret_name=secret_name,
+        wait_for=wait_for,
+        timeout_s=timeout_s,
+        rollback_on_failure=flags["rollback-on-failure"],
+        pin_digest=flags["pin-digest"],
+        force_conflicts=flags["force-conflicts"],
+        source_url=f"{server}/{repo}" if server and repo else "",
+        github=github,
+    )
+
+
+class InputErrors(InputError):
+    """Several input problems at once; the first line is the first problem."""
+
+    def __init__(self, problems: list[InputError]) -> None:
+        first = problems[0]
+        super().__init__(first.message, where=first.where, hint=first.hint)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "; ".join(str(p) for p in self.problems)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h30m', '2.5m' or bare seconds '600' → seconds (> 0)."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = _DURATION_PART_RE.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"is not a duration: {text!r}")
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"must be more than zero, got {text!r}")
+    return seconds
+
+
+def _has_tag(image: str) -> bool:
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last
+
+
+def _rel(path: Path, workspace: Path) -> str:
+    try:
+        return str(path.relative_to(workspace))
+    except ValueError:
+        return str(path)
+
+
+def _manifest_paths(
+    text: str, workspace: Path, problem: Callable[[str, str, str], None]
+) -> tuple[Path, ...]:
+    paths: list[Path] = []
+    for entry in (line.strip() for line in text.splitlines()):
+        if not entry or entry.startswith("#"):
+            continue
+        pattern = entry if os.path.isabs(entry) else str(workspace / entry)
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(entry) else (
+            [pattern] if os.path.isfile(pattern) else []
+        )
+        files = [Path(m) for m in matches if os.path.isfile(m)]
+        if not files:
+            problem("manifests", f"{entry!r} matches no file in the workspace",
+                    "Check the path (relative to the repository root) and that the repository is checked out.")
+        for f in files:
+            if f not in paths:
+                paths.append(f)
+    if not paths and not text.strip():
+        problem("manifests", "is empty", "List at least one manifest file, e.g. deploy/deployment.yaml.")
+    return tuple(paths)
+
+
+def _build_args(
+    text: str, problem: Callable[[str, str, str], None]
+) -> tuple[tuple[str, str], ...]:
+    args: list[tuple[str, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, val = line.partition("=")
+        if not sep or not _BUILD_ARG_RE.match(key.strip()):
+            problem(f"build-args line {number}", f"expected KEY=value, got {line!r}",
+                    "Write one KEY=value per line.")
+            continue
+        args.append((key.strip(), val))
+    return tuple(args)
+
+
+class _DotenvWarnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.search(r"line (\d+)", record.getMessage())
+        self.lines.append(int(match.group(1)) if match else 0)
+
+
+def _env_file(
+    text: str,
+    source: str,
+    problem: Callable[[str, str, str], None],
+    mask: Callable[[str], None],
+) -> tuple[tuple[str, str], ...]:
+    """Parse env-file text with python-dotenv; every value is masked before anything else happens."""
+    if not text.strip():
+        return ()
+    catcher = _DotenvWarnings()
+    dotenv_logger = logging.getLogger("dotenv.main")
+    dotenv_logger.addHandler(catcher)
+    saved_propagate = dotenv_logger.propagate
+    dotenv_logger.propagate = False  # its own warning would print the offending line, secret and all
+    try:
+        values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    finally:
+        dotenv_logger.removeHandler(catcher)
+        dotenv_logger.propagate = saved_propagate
+    pairs: list[tuple[str, str]] = []
+    for key, val in values.items():
+        if val is None:
+            val = ""
+        if val:
+            mask(val)
+        pairs.append((key, val))
+    for line in catcher.lines:
+        problem(f"{source} line {line}" if line else source, "could not be parsed as KEY=value",
+                "Quote values with spaces or '#', e.g. KEY=\"a value\".")
+    for key, _ in pairs:
+        if not _ENV_KEY_RE.match(key):
+            problem(source, f"key {key!r} is not a valid Secret key",
+                    "Use letters, digits, '-', '_' and '.' only.")
+    return tuple(pairs)

@@ -1,0 +1,454 @@
+"""Pure rollout verdicts over plain Kubernetes objects (dicts as the API server returns them).
+
+Nothing here talks to a cluster: the watcher fetches, these functions judge. Every verdict carries
+a message a tired person can act on, so the unit tests compare whole verdicts from YAML snapshots.
+
+Two questions are answered:
+
+* `deployment_verdict`: is the rollout of the generation we applied complete, failed, or still
+  going? Exactly kubectl's `rollout status` rules (kubectl/pkg/polymorphichelpers/rollout_status.go)
+  plus our applied generation, so an older generation's "complete" never counts.
+* `pod_verdict`: is a pod of the new ReplicaSet doomed? A named table of fatal states
+  (`FATAL_STATES`), each with why it cannot recover by waiting. kubectl waits for the progress
+  deadline (10 minutes by default) in all of these cases; we stop at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Obj = Mapping[str, Any]
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+# Reasons a managed pod may be Failed with, after which its ReplicaSet simply makes a new pod:
+# an eviction or a node shutdown is about the node, not about the release (krane learned this).
+_REPLACED_POD_FAILURES = frozenset({"Evicted", "Preempting", "Shutdown", "Terminated", "NodeLost"})
+
+# An image pull error is only final when the registry answered "no": a timeout or a 5xx is the
+# registry's bad minute and the kubelet's back-off will retry it (krane PR #477 learned this).
+_FINAL_PULL_ERROR = re.compile(
+    r"not found|manifest unknown|unauthorized|denied|forbidden|does not exist"
+    r"|authentication required|no basic auth credentials",
+    re.IGNORECASE,
+)
+
+# The kubelet reports a missing informer cache as CreateContainerConfigError for a few seconds
+# after it starts watching a new ConfigMap/Secret; it resolves itself.
+_TRANSIENT_CONFIG_ERROR = re.compile(r"failed to sync .*cache", re.IGNORECASE)
+
+_MAX_DETAIL = 300
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rollout's state: `done` False means keep waiting; when done, `ok` says green or red."""
+
+    done: bool
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why one pod of the new ReplicaSet will not become ready without a new release.
+
+    `state` names the row of `FATAL_STATES` that matched; `detail` is one line without a subject,
+    so it reads after "deployment/web: " as well as after "pod web-5d9f-x2x: ".
+    """
+
+    pod: str
+    container: str | None
+    init_container: bool
+    state: str
+    reason: str
+    exit_code: int | None
+    detail: str
+
+    def message(self, subject: str) -> str:
+        return f"{subject}: {self.detail} [pod {self.pod}]"
+
+
+@dataclass(frozen=True)
+class _ContainerView:
+    pod: str
+    name: str
+    init: bool
+    status: Obj
+
+    @property
+    def label(self) -> str:
+        kind = "init container" if self.init else "container"
+        return f"{kind} `{self.name}`"
+
+    @property
+    def restarts(self) -> int:
+        return int(self.status.get("restartCount") or 0)
+
+    def waiting(self) -> Obj | None:
+        return _mapping(self.status, "state", "waiting")
+
+    def terminated(self) -> Obj | None:
+        return _mapping(self.status, "state", "terminated")
+
+    def last_terminated(self) -> Obj | None:
+        return _mapping(self.status, "lastState", "terminated")
+
+
+def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -> Verdict:
+    """kubectl's rollout status for `deployment`, for at least `applied_generation`.
+
+    Order as kubectl: generation observed, then the progress deadline, then the replica counts.
+    """
+    subject = f"deployment/{_name(deployment)}"
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    generation = int(_get(deployment, "metadata", "generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    wanted = max(generation, applied_generation or 0)
+    if observed < wanted:
+        return Verdict(
+            False,
+            False,
+            f"{subject}: waiting for the deployment controller to observe generation {wanted} "
+            f"(observed {observed})",
+        )
+
+    progressing = _condition(status, "Progressing")
+    # kubectl trusts the reason alone and ignores the condition's status; so do we.
+    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
+        seconds = spec.get("progressDeadlineSeconds")
+        deadline = f" of {seconds}s" if seconds is not None else ""
+        why = _one_line(progressing.get("message") or "")
+        return Verdict(
+            True,
+            False,
+            f"{subject}: exceeded its progress deadline{deadline}" + (f": {why}" if why else ""),
+        )
+
+    replicas = int(spec["replicas"]) if spec.get("replicas") is not None else 1
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if updated < replicas:
+        return Verdict(
+            False, False, f"{subject}: {updated} out of {replicas} new replicas have been updated"
+        )
+    if total > updated:
+        return Verdict(
+            False, False, f"{subject}: {total - updated} old replicas are pending termination"
+        )
+    if available < updated:
+        return Verdict(
+            False, False, f"{subject}: {available} of {updated} updated replicas are available"
+        )
+    return Verdict(True, True, f"{subject}: successfully rolled out")
+
+
+def problem_verdict(deployment_name: str, problem: PodProblem) -> Verdict:
+    """The deployment's red verdict caused by one doomed pod."""
+    return Verdict(True, False, problem.message(f"deployment/{deployment_name}"))
+
+
+# --- the fatal-state table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    state: str
+    why: str
+    check: Callable[[_ContainerView, int], PodProblem | None]
+
+
+def _crash_loop(c: _ContainerView, tolerance: int) -> PodProblem | None:
+    waiting = c.waiting()
+    if not waiting or waiting.get("reason") != "CrashLoopBackOff" or c.restarts < tolerance:
+        return None
+    last = c.last_terminated() or {}
+    code = _exit_code(last)
+    how = f"exited {code} ({last.get('reason') or 'no reason'})" if code is not None else "failed"
+    return _problem(
+        c,
+        "CrashLoopBackOff",
+        "CrashLoopBackOff",
+        code,
+        f"{c.label} is crash-looping: last run {how}, restarted {c.restarts} times",
+    )
+
+
+def _init_failed(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+    if not c.init:
+        return None
+    terminated = c.terminated()
+    if terminated is None:
+        waiting = c.waiting()
+        if waiting and waiting.get("reason") == "CrashLoopBackOff":
+            terminated = c.last_terminated()
+    code = _exit_code(terminated or {})
+    if terminated is None or not code:
+        return None
+    reason = terminated.get("reason") or "no reason"
+    extra = _one_line(terminated.get("message") or "")
+    return _problem(
+        c,
+        "InitContainerFailed",
+        reason,
+        code,
+        f"{c.label} exited {code} ({reason})" + (f": {extra}" if extra else ""),
+    )
+
+
+def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+    waiting = c.waiting()
+    if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
+        return None
+    message = waiting.get("message") or ""
+    if not _FINAL_PULL_ERROR.search(message):
+        return None
+    image = c.status.get("image") or "its image"
+    return _problem(
+        c,
+        "ImagePullFailed",
+        str(waiting["reason"]),
+        None,
+        f"{c.label} cannot pull {image}: {_one_line(message)}",
+    )
+
+
+def _invalid_image(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+    waiting = c.waiting()
+    if not waiting or waiting.get("reason") != "InvalidImageName":
+        return None
+    message = _one_line(waiting.get("message") or "")
+    return _problem(
+        c,
+        "InvalidImageName",
+        "InvalidImageName",
+        None,
+        f"{c.label} has an invalid image name" + (f": {message}" if message else ""),
+    )
+
+
+def _config_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+    waiting = c.waiting()
+    if not waiting or waiting.get("reason") != "CreateContainerConfigError":
+        return None
+    message = waiting.get("message") or ""
+    if _TRANSIENT_CONFIG_ERROR.search(message):
+        return None
+    return _problem(
+        c,
+        "CreateContainerConfigError",
+        "CreateContainerConfigError",
+        None,
+        f"{c.label} cannot be created: {_one_line(message) or 'CreateContainerConfigError'}",
+    )
+
+
+FATAL_STATES: tuple[_Rule, ...] = (
+    _Rule(
+        "InitContainerFailed",
+        "an init container (migrate, collectstatic) that exits non-zero blocks the pod for good; "
+        "the first failure is the answer, retrying only repeats it",
+        _init_failed,
+    ),
+    _Rule(
+        "CrashLoopBackOff",
+        "the container keeps exiting and the kubelet is backing off; after a few restarts "
+        "(the tolerance absorbs a slow dependency) it is the release, not bad luck",
+        _crash_loop,
+    ),
+    _Rule(
+        "ImagePullFailed",
+        "the registry said the image or tag does not exist or we may not pull it; "
+        "transient pull errors (timeouts, 5xx) are left to the kubelet's retries",
+        _image_pull,
+    ),
+    _Rule(
+        "InvalidImageName",
+        "the image reference cannot be parsed; no retry can fix the manifest",
+        _invalid_image,
+    ),
+    _Rule(
+        "CreateContainerConfigError",
+        "a referenced ConfigMap/Secret or key is missing; the kubelet will not start the "
+        "container until someone creates it (except the kubelet's own cache warming up)",
+        _config_error,
+    ),
+)
+"""Container states that doom a pod, checked in this order for each init then app container."""
+
+UNSCHEDULABLE_WHY = (
+    "the scheduler found no node for the pod (too much CPU/memory asked, a selector or taint "
+    "nothing matches); after a grace period for the autoscaler or a draining node, it is fatal"
+)
+POD_FAILED_WHY = (
+    "the pod itself is Failed (restartPolicy gave up, deadline exceeded); evictions and node "
+    "shutdowns are excepted because the ReplicaSet replaces those pods"
+)
+
+
+def pod_verdict(
+    pod: Obj,
+    *,
+    restart_tolerance: int = 2,
+    unschedulable_for_s: float = 0.0,
+    unschedulable_grace_s: float = 10.0,
+) -> PodProblem | None:
+    """The first fatal state of `pod`, or None while it may still become ready.
+
+    `unschedulable_for_s` is how long the caller has seen the pod Unschedulable (the watcher
+    tracks it, so this stays pure and immune to clock skew between us and the cluster).
+    """
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return None  # on its way out; its replacement is what matters
+    name = _name(pod)
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed" and status.get("reason") not in _REPLACED_POD_FAILURES:
+        why = _one_line(" ".join(filter(None, [status.get("reason"), status.get("message")])))
+        return PodProblem(
+            name,
+            None,
+            False,
+            "PodFailed",
+            str(status.get("reason") or "Failed"),
+            None,
+            "pod failed" + (f": {why}" if why else ""),
+        )
+    if is_unschedulable(pod) and unschedulable_for_s >= unschedulable_grace_s:
+        cond = _condition(status, "PodScheduled") or {}
+        return PodProblem(
+            name,
+            None,
+            False,
+            "Unschedulable",
+            "Unschedulable",
+            None,
+            f"cannot be scheduled for {unschedulable_grace_s:g}s: "
+            f"{_one_line(cond.get('message') or 'no node fits the pod')}",
+        )
+    for container in _containers(pod):
+        for rule in FATAL_STATES:
+            problem = rule.check(container, restart_tolerance)
+            if problem is not None:
+                return problem
+    return None
+
+
+def is_unschedulable(pod: Obj) -> bool:
+    cond = _condition(pod.get("status") or {}, "PodScheduled")
+    return bool(cond and cond.get("status") == "False" and cond.get("reason") == "Unschedulable")
+
+
+def pod_waiting_summary(pod: Obj) -> str | None:
+    """What keeps a (not doomed) pod from being ready, for progress and timeout messages."""
+    status = pod.get("status") or {}
+    if is_unschedulable(pod):
+        cond = _condition(status, "PodScheduled") or {}
+        return f"unschedulable: {_one_line(cond.get('message') or '')}".rstrip(": ")
+    for container in _containers(pod):
+        waiting = container.waiting()
+        if waiting and waiting.get("reason") not in (None, "PodInitializing", "ContainerCreating"):
+            message = _one_line(waiting.get("message") or "")
+            return f"{container.label} waiting: {waiting['reason']}" + (
+                f" ({message})" if message else ""
+            )
+        if container.init:
+            if container.terminated() is None and container.status.get("state", {}).get("running"):
+                return f"{container.label} is still running"
+            continue
+        if _get(container.status, "state", "running") and not container.status.get("ready"):
+            return f"{container.label} is running but not ready (readiness probe)"
+    if status.get("phase") == "Pending":
+        return "pending"
+    return None
+
+
+def new_replicaset(deployment: Obj, replicasets: list[Obj]) -> Obj | None:
+    """The ReplicaSet of the Deployment's current revision (owned by it, same revision number)."""
+    uid = _get(deployment, "metadata", "uid")
+    revision = (_get(deployment, "metadata", "annotations") or {}).get(REVISION_ANNOTATION)
+    if revision is None:
+        return None
+    for rs in replicasets:
+        if controller_uid(rs) != uid:
+            continue
+        if (_get(rs, "metadata", "annotations") or {}).get(REVISION_ANNOTATION) == revision:
+            return rs
+    return None
+
+
+def controller_uid(obj: Obj) -> str | None:
+    for ref in _get(obj, "metadata", "ownerReferences") or []:
+        if ref.get("controller"):
+            uid = ref.get("uid")
+            return str(uid) if uid is not None else None
+    return None
+
+
+def pod_is_ready(pod: Obj) -> bool:
+    cond = _condition(pod.get("status") or {}, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _containers(pod: Obj) -> Iterator[_ContainerView]:
+    """Init containers first (in spec order), then app containers: the order things happen."""
+    name = _name(pod)
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    for init, spec_key, status_key in (
+        (True, "initContainers", "initContainerStatuses"),
+        (False, "containers", "containerStatuses"),
+    ):
+        by_name = {s.get("name"): s for s in status.get(status_key) or []}
+        order = [c.get("name") for c in spec.get(spec_key) or []] or list(by_name)
+        for cname in order:
+            if cname in by_name:
+                yield _ContainerView(name, str(cname), init, by_name[cname])
+
+
+def _problem(
+    c: _ContainerView, state: str, reason: str, code: int | None, detail: str
+) -> PodProblem:
+    return PodProblem(c.pod, c.name, c.init, state, reason, code, detail)
+
+
+def _exit_code(terminated: Obj) -> int | None:
+    code = terminated.get("exitCode")
+    return int(code) if code is not None else None
+
+
+def _condition(status: Obj, kind: str) -> Obj | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def _name(obj: Obj) -> str:
+    return str(_get(obj, "metadata", "name") or "?")
+
+
+def _get(obj: Obj, *path: str) -> Any:
+    cur: Any = obj
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _mapping(obj: Obj, *path: str) -> Obj | None:
+    value = _get(obj, *path)
+    return value if isinstance(value, Mapping) else None
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
