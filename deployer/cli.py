@@ -86,8 +86,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SystemExit as exc:
         return int(exc.code or 0)
     context = settings.github_context(env)
+    # render and kubeconfig print data on stdout: their messages go to stderr.
+    stream = sys.stderr if args.command in ("render", "kubeconfig") else sys.stdout
     reporter = Reporter(github=context.github, output_file=context.output_file,
-                        summary_file=context.summary_file)
+                        summary_file=context.summary_file, stream=stream)
     commands: dict[str, Callable[[argparse.Namespace, dict[str, str], Reporter], int]] = {
         "deploy": _deploy, "render": _render, "kubeconfig": _kubeconfig, "wait": _wait,
     }
@@ -230,8 +232,9 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
         if not getattr(error, "reported", False):
             problems = getattr(error, "problems", [error])
             for problem in problems:
-                reporter.error(str(problem), title=_title(problem),
-                               file=getattr(problem, "file", None) or "", line=getattr(problem, "line", None))
+                file = getattr(problem, "file", None) or ""
+                reporter.error(problem.detail() if file else str(problem), title=_title(problem),
+                               file=file, line=getattr(problem, "line", None))
         return error.exit_code
     except KeyboardInterrupt:
         reporter.error("cancelled", title="Cancelled")

@@ -22,6 +22,10 @@ class DeployError(Exception):
     def __str__(self) -> str:
         return f"{self.message} {self.hint}".strip()
 
+    def detail(self) -> str:
+        """The message and hint without any location prefix (for annotations that carry file=)."""
+        return f"{self.message} {self.hint}".strip()
+
 
 class InputError(DeployError):
     """Invalid input or configuration: names where (input or file:line) and what to do."""

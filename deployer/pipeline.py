@@ -300,8 +300,8 @@ def report(settings: Settings, reporter: Reporter, outcome: Outcome, error: Depl
          "duration_seconds": round(r.duration_s, 1)} for r in outcome.results]))
     state = _state_left(outcome)
     if error is not None and not isinstance(error, RolloutFailed | Cancelled):
-        where = getattr(error, "file", None)
-        reporter.error(str(error), title=_title(error), file=where or "",
+        file = getattr(error, "file", None) or ""
+        reporter.error(error.detail() if file else str(error), title=_title(error), file=file,
                        line=getattr(error, "line", None))
     for r in outcome.results:
         if r.result != "succeeded":

@@ -1,0 +1,93 @@
+"""The CLI as a user meets it: a real subprocess, exit codes, one line per problem, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "deployer", *args], cwd=cwd, env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_render_prints_the_manifests_with_the_image(tmp_path: Path) -> None:
+    write(tmp_path / "d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+                               "spec: {template: {spec: {containers: [{name: a, image: <IMAGE>}]}}}\n")
+    result = run("render", "--manifest", "d.yaml", "--image", "reg/app:1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (doc,) = yaml.safe_load_all(result.stdout)
+    assert doc["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/app:1"
+
+
+def test_render_without_placeholder_exits_2_with_one_line(tmp_path: Path) -> None:
+    write(tmp_path / "d.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    result = run("render", "--manifest", "d.yaml", "--image", "reg/app:1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: placeholder: the placeholder '<IMAGE>' occurs in none of the manifests")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_render_of_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path / "d.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: <IMAGE>\n  - broken\n")
+    result = run("render", "--manifest", "d.yaml", "--image", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: d.yaml:5: invalid YAML")
+    assert "Traceback" not in result.stderr
+
+
+def test_deploy_with_bad_inputs_exits_2_listing_each_problem_once(tmp_path: Path) -> None:
+    result = run("deploy", "--image", "Bad Image", "--sha", "123", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "image", "sha", "digitalocean-token", "cluster", "manifests", "dockerfile"]
+    assert all(line.startswith("error: ") for line in lines)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_deploy_reads_the_token_from_a_dotenv_file_and_never_prints_it(tmp_path: Path) -> None:
+    write(tmp_path / ".env", "DIGITALOCEAN_ACCESS_TOKEN=dop_v1_supersecret\n")
+    result = run("deploy", "--image", "app", "--sha", SHA, "--cluster", "c", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "digitalocean-token" not in result.stdout  # found in .env
+    assert "supersecret" not in result.stdout + result.stderr
+
+
+def test_unknown_flag_is_a_usage_error_with_exit_2(tmp_path: Path) -> None:
+    result = run("deploy", "--no-such-flag", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unrecognized arguments: --no-such-flag")
+
+
+def test_kubeconfig_without_a_token_exits_2(tmp_path: Path) -> None:
+    result = run("kubeconfig", "--cluster", "prod", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("error: DIGITALOCEAN_ACCESS_TOKEN: is not set Export a DigitalOcean token with "
+                             "kubernetes:read and kubernetes:access_cluster.\n")
+
+
+def test_action_entrypoint_reads_inputs_and_writes_annotations(tmp_path: Path) -> None:
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path), "INPUT_IMAGE": "app:latest",
+           "INPUT_SHA": SHA, "INPUT_DIGITALOCEAN-TOKEN": "dop_v1_abcdefgh", "INPUT_CLUSTER": "prod",
+           "INPUT_BUILD": "never", "GITHUB_OUTPUT": str(tmp_path / "out")}
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py")], cwd=tmp_path, env={**base, **env},
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[1] == "::add-mask::dop_v1_abcdefgh"
+    assert "::error title=Invalid input::image: must be a repository without tag or digest" in result.stdout
