@@ -29,41 +29,71 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit code 2 like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see `python -m deployer {self.prog.split()[-1]} --help`)\n")
+        sys.stderr.write(
+            f"error: {message} (see `python -m deployer {self.prog.split()[-1]} --help`)\n"
+        )
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m deployer", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="python -m deployer", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=f"django-k8s-deploy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    deploy = sub.add_parser("deploy", help="build, push, render, apply and watch (the whole action)",
-                            description="The whole pipeline. Secrets come from the environment or a .env "
-                                        "file: DIGITALOCEAN_ACCESS_TOKEN, REGISTRY_PASSWORD.")
+    deploy = sub.add_parser(
+        "deploy",
+        help="build, push, render, apply and watch (the whole action)",
+        description="The whole pipeline. Secrets come from the environment or a .env "
+        "file: DIGITALOCEAN_ACCESS_TOKEN, REGISTRY_PASSWORD.",
+    )
     for spec in settings.INPUTS:
         if spec.secret:
             continue
         flag = f"--{spec.name}"
         if spec.name == "manifests":
-            deploy.add_argument("--manifests", "--manifest", dest="manifests", action="append",
-                                metavar="PATH", help="manifest file or glob (repeat for several)")
+            deploy.add_argument(
+                "--manifests",
+                "--manifest",
+                dest="manifests",
+                action="append",
+                metavar="PATH",
+                help="manifest file or glob (repeat for several)",
+            )
         else:
-            deploy.add_argument(flag, dest=spec.name.replace("-", "_"), metavar="VALUE",
-                                help=f"{spec.help} (default: {spec.default or 'none'})")
-    deploy.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="PATH",
-                        help="use this kubeconfig instead of DigitalOcean")
-    deploy.add_argument("--secrets-file", metavar="PATH", help="env file (KEY=value) for the Secret")
-    deploy.add_argument("--env-file", default=".env", metavar="PATH",
-                        help="load environment variables from this file if it exists (default .env)")
+            deploy.add_argument(
+                flag,
+                dest=spec.name.replace("-", "_"),
+                metavar="VALUE",
+                help=f"{spec.help} (default: {spec.default or 'none'})",
+            )
+    deploy.add_argument(
+        "--kubeconfig",
+        dest="kubeconfig_file",
+        metavar="PATH",
+        help="use this kubeconfig instead of DigitalOcean",
+    )
+    deploy.add_argument(
+        "--secrets-file", metavar="PATH", help="env file (KEY=value) for the Secret"
+    )
+    deploy.add_argument(
+        "--env-file",
+        default=".env",
+        metavar="PATH",
+        help="load environment variables from this file if it exists (default .env)",
+    )
 
     render = sub.add_parser("render", help="print the manifests with the image filled in")
     render.add_argument("--manifest", action="append", required=True, metavar="PATH")
     render.add_argument("--image", required=True, metavar="REF", help="full image reference")
     render.add_argument("--placeholder", default="<IMAGE>")
 
-    kubeconfig = sub.add_parser("kubeconfig", help="print a short-lived kubeconfig for a DigitalOcean cluster",
-                                description="The token comes from DIGITALOCEAN_ACCESS_TOKEN.")
+    kubeconfig = sub.add_parser(
+        "kubeconfig",
+        help="print a short-lived kubeconfig for a DigitalOcean cluster",
+        description="The token comes from DIGITALOCEAN_ACCESS_TOKEN.",
+    )
     kubeconfig.add_argument("--cluster", required=True, metavar="NAME_OR_ID")
     kubeconfig.add_argument("--expiry-seconds", type=int, default=3600, metavar="N")
     kubeconfig.add_argument("--env-file", default=".env", metavar="PATH")
@@ -88,10 +118,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     context = settings.github_context(env)
     # render and kubeconfig print data on stdout: their messages go to stderr.
     stream = sys.stderr if args.command in ("render", "kubeconfig") else sys.stdout
-    reporter = Reporter(github=context.github, output_file=context.output_file,
-                        summary_file=context.summary_file, stream=stream)
+    reporter = Reporter(
+        github=context.github,
+        output_file=context.output_file,
+        summary_file=context.summary_file,
+        stream=stream,
+    )
     commands: dict[str, Callable[[argparse.Namespace, dict[str, str], Reporter], int]] = {
-        "deploy": _deploy, "render": _render, "kubeconfig": _kubeconfig, "wait": _wait,
+        "deploy": _deploy,
+        "render": _render,
+        "kubeconfig": _kubeconfig,
+        "wait": _wait,
     }
     return _guarded(reporter, env, lambda: commands[args.command](args, env, reporter))
 
@@ -100,13 +137,17 @@ def action_main(environ: Mapping[str, str]) -> int:
     """The container action: every input from INPUT_*, never from argv."""
     env = dict(environ)
     context = settings.github_context(env)
-    reporter = Reporter(github=True, output_file=context.output_file, summary_file=context.summary_file)
+    reporter = Reporter(
+        github=True, output_file=context.output_file, summary_file=context.summary_file
+    )
 
     def run() -> int:
         from deployer import pipeline
 
-        reporter.line(f"django-k8s-deploy {__version__}"
-                      + (f" ({env['GITHUB_ACTION_REF']})" if env.get("GITHUB_ACTION_REF") else ""))
+        reporter.line(
+            f"django-k8s-deploy {__version__}"
+            + (f" ({env['GITHUB_ACTION_REF']})" if env.get("GITHUB_ACTION_REF") else "")
+        )
         config = settings.from_action_env(env, reporter.mask)
         interrupt = pipeline.Interrupt()
         with _signals(interrupt):
@@ -117,6 +158,7 @@ def action_main(environ: Mapping[str, str]) -> int:
 
 
 # -- commands -----------------------------------------------------------------------------------
+
 
 def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import pipeline
@@ -138,8 +180,13 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
         raw["secrets"] = _read(args.secrets_file, "--secrets-file")
     if not raw["sha"] and "GITHUB_SHA" not in env:
         raw["sha"] = _git_head()
-    config = settings.parse(raw, env, mask=reporter.mask, github=reporter.github,
-                            secrets_source=args.secrets_file or "secrets")
+    config = settings.parse(
+        raw,
+        env,
+        mask=reporter.mask,
+        github=reporter.github,
+        secrets_source=args.secrets_file or "secrets",
+    )
     interrupt = pipeline.Interrupt()
     with _signals(interrupt):
         pipeline.deploy(config, reporter, interrupt)
@@ -167,8 +214,11 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
     settings.load_env_file(Path(args.env_file), env)
     token = env.get("DIGITALOCEAN_ACCESS_TOKEN", "").strip()
     if not token:
-        raise InputError("is not set", where="DIGITALOCEAN_ACCESS_TOKEN",
-                         hint="Export a DigitalOcean token with kubernetes:read and kubernetes:access_cluster.")
+        raise InputError(
+            "is not set",
+            where="DIGITALOCEAN_ACCESS_TOKEN",
+            hint="Export a DigitalOcean token with kubernetes:read and kubernetes:access_cluster.",
+        )
     if args.expiry_seconds <= 0:
         raise InputError("must be more than zero", where="--expiry-seconds")
     reporter.mask(token)
@@ -191,7 +241,9 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     try:
         timeout_s = settings.parse_duration(args.timeout)
     except ValueError as exc:
-        raise InputError(str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m.") from exc
+        raise InputError(
+            str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
+        ) from exc
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
     try:
         namespace = args.namespace or cluster.default_namespace
@@ -199,19 +251,30 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         for name in args.deployment:
             generation = cluster.deployment_generation(name, namespace)
             if generation is None:
-                raise InputError(f"deployment/{name} does not exist in namespace {namespace}",
-                                 where="--deployment", hint="Check the name and --namespace.")
+                raise InputError(
+                    f"deployment/{name} does not exist in namespace {namespace}",
+                    where="--deployment",
+                    hint="Check the name and --namespace.",
+                )
             targets.append(Target(name=name, namespace=namespace, generation=generation))
         interrupt = pipeline.Interrupt()
         interrupt.raise_on_signal = False
         with _signals(interrupt):
-            results = watch_rollouts(cluster, targets, timeout_s=timeout_s, progress=reporter.line,
-                                     cancel=interrupt.event, since=None)
+            results = watch_rollouts(
+                cluster,
+                targets,
+                timeout_s=timeout_s,
+                progress=reporter.line,
+                cancel=interrupt.event,
+                since=None,
+            )
     finally:
         cluster.close()
     for r in results:
-        reporter.line(f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
-                      + (f": {r.reason}" if r.reason else ""))
+        reporter.line(
+            f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
+            + (f": {r.reason}" if r.reason else "")
+        )
         if r.result != "succeeded" and r.diagnosis is not None:
             for text in r.diagnosis.render_text().splitlines():
                 reporter.line(text)
@@ -219,11 +282,14 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     if any(r.result == "cancelled" for r in failed):
         raise Cancelled("cancelled while waiting for the rollouts")
     if failed:
-        raise RolloutFailed("; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in failed))
+        raise RolloutFailed(
+            "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in failed)
+        )
     return 0
 
 
 # -- plumbing -----------------------------------------------------------------------------------
+
 
 def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
     try:
@@ -233,15 +299,22 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
             problems = getattr(error, "problems", [error])
             for problem in problems:
                 file = getattr(problem, "file", None) or ""
-                reporter.error(problem.detail() if file else str(problem), title=_title(problem),
-                               file=file, line=getattr(problem, "line", None))
+                reporter.error(
+                    problem.detail() if file else str(problem),
+                    title=_title(problem),
+                    file=file,
+                    line=getattr(problem, "line", None),
+                )
         return error.exit_code
     except KeyboardInterrupt:
         reporter.error("cancelled", title="Cancelled")
         return 1
     except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
-        reporter.error(f"internal error: {type(exc).__name__}: {exc} — please report it "
-                       "(set RUNNER_DEBUG=1 for the traceback)", title="Internal error")
+        reporter.error(
+            f"internal error: {type(exc).__name__}: {exc} — please report it "
+            "(set RUNNER_DEBUG=1 for the traceback)",
+            title="Internal error",
+        )
         if env.get("RUNNER_DEBUG") == "1" or env.get("DJK_DEBUG") == "1":
             reporter.line(traceback.format_exc())
         return 1
@@ -277,12 +350,16 @@ def _read(path: str, flag: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", where=flag, hint="Check the path.") from exc
+        raise InputError(
+            f"cannot read {path}: {exc.strerror}", where=flag, hint="Check the path."
+        ) from exc
 
 
 def _git_head() -> str:
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        )
     except FileNotFoundError:
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""

@@ -54,21 +54,36 @@ class Docker:
     ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [self.binary, *args], input=stdin, capture_output=True, text=True,
-                env=self.env, timeout=timeout, check=False,
+                [self.binary, *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=self.env,
+                timeout=timeout,
+                check=False,
             )
         except FileNotFoundError as exc:
-            raise ServiceError("docker", "the docker CLI is not installed",
-                               hint="Install the Docker CLI (the action image ships one).") from exc
+            raise ServiceError(
+                "docker",
+                "the docker CLI is not installed",
+                hint="Install the Docker CLI (the action image ships one).",
+            ) from exc
         except subprocess.TimeoutExpired as exc:
-            raise ServiceError("docker", f"`docker {args[0]}` did not answer in {timeout:.0f}s") from exc
+            raise ServiceError(
+                "docker", f"`docker {args[0]}` did not answer in {timeout:.0f}s"
+            ) from exc
 
     def _stream(self, args: Sequence[str], line: Callable[[str], None]) -> tuple[int, list[str]]:
         """Run with output streamed line by line; kill the child if we are interrupted."""
         tail: list[str] = []
         with subprocess.Popen(
-            [self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
+            [self.binary, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         ) as proc:
             try:
                 assert proc.stdout is not None
@@ -88,8 +103,10 @@ class Docker:
         if result.returncode != 0:
             detail = result.stderr.strip().splitlines()[-1:] or ["no answer"]
             raise ServiceError(
-                "docker", f"cannot reach the Docker daemon: {detail[0]}",
-                hint="Container actions need /var/run/docker.sock (Linux runners, not ARC Kubernetes mode).")
+                "docker",
+                f"cannot reach the Docker daemon: {detail[0]}",
+                hint="Container actions need /var/run/docker.sock (Linux runners, not ARC Kubernetes mode).",
+            )
         try:
             info = json.loads(result.stdout)
             return str((info.get("Server") or {}).get("Version", "unknown"))
@@ -97,13 +114,19 @@ class Docker:
             return "unknown"
 
     def login(self, registry: str, username: str, password: str) -> None:
-        result = self._run(["login", "--username", username, "--password-stdin", registry], stdin=password)
+        result = self._run(
+            ["login", "--username", username, "--password-stdin", registry], stdin=password
+        )
         if result.returncode != 0:
-            message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "login failed"
+            message = (
+                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "login failed"
+            )
             if any(m in message.lower() for m in _AUTH_MARKERS):
-                raise InputError(f"the registry {registry} refused the credentials: {message}",
-                                 where="registry-password",
-                                 hint="Check registry-username and registry-password (and the secret is set).")
+                raise InputError(
+                    f"the registry {registry} refused the credentials: {message}",
+                    where="registry-password",
+                    hint="Check registry-username and registry-password (and the secret is set).",
+                )
             raise ServiceError(f"registry {registry}", f"login failed: {message}")
 
     def exists(self, ref: str) -> bool:
@@ -118,10 +141,14 @@ class Docker:
         if any(m in message for m in _NOT_FOUND_MARKERS):
             return False
         if any(m in message for m in _AUTH_MARKERS):
-            raise InputError(f"the registry refused to show {ref}: {message.splitlines()[-1]}",
-                             where="registry-password",
-                             hint="Give registry credentials that may pull and push this image.")
-        raise ServiceError("registry", f"cannot check whether {ref} exists: {message.splitlines()[-1:]}")
+            raise InputError(
+                f"the registry refused to show {ref}: {message.splitlines()[-1]}",
+                where="registry-password",
+                hint="Give registry credentials that may pull and push this image.",
+            )
+        raise ServiceError(
+            "registry", f"cannot check whether {ref} exists: {message.splitlines()[-1:]}"
+        )
 
     def build(self, request: BuildRequest, line: Callable[[str], None]) -> None:
         args = ["build", "--tag", request.ref, "--file", str(request.dockerfile)]
@@ -137,8 +164,11 @@ class Docker:
         code, tail = self._stream(args, line)
         if code != 0:
             last = next((t for t in reversed(tail) if t.strip()), "no output")
-            raise InputError(f"docker build failed (exit {code}): {last.strip()}", where="dockerfile",
-                             hint="Fix the build (its log is above), or set build: never to deploy an existing image.")
+            raise InputError(
+                f"docker build failed (exit {code}): {last.strip()}",
+                where="dockerfile",
+                hint="Fix the build (its log is above), or set build: never to deploy an existing image.",
+            )
 
     def push(self, ref: str, line: Callable[[str], None]) -> str:
         """Push and return the digest the registry assigned."""
@@ -146,9 +176,11 @@ class Docker:
         if code != 0:
             last = next((t for t in reversed(tail) if t.strip()), "no output")
             if any(m in last.lower() for m in _AUTH_MARKERS):
-                raise InputError(f"the registry refused the push of {ref}: {last.strip()}",
-                                 where="registry-password",
-                                 hint="Use credentials with write access (GHCR: permissions packages: write).")
+                raise InputError(
+                    f"the registry refused the push of {ref}: {last.strip()}",
+                    where="registry-password",
+                    hint="Use credentials with write access (GHCR: permissions packages: write).",
+                )
             raise ServiceError("registry", f"docker push failed (exit {code}): {last.strip()}")
         for text in reversed(tail):
             match = _DIGEST_RE.search(text)
@@ -159,7 +191,9 @@ class Docker:
     def remote_digest(self, ref: str) -> str:
         """The digest `docker pull ref` resolves to (the index digest for multi-platform images)."""
         if shutil.which("docker-buildx") or _has_buildx(self):
-            result = self._run(["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"])
+            result = self._run(
+                ["buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"]
+            )
             if result.returncode == 0:
                 try:
                     return str(json.loads(result.stdout)["digest"])
@@ -170,10 +204,14 @@ class Docker:
             args.append("--insecure")
         result = self._run([*args, ref])
         if result.returncode != 0:
-            raise ServiceError("registry", f"cannot read the digest of {ref}: {result.stderr.strip()}")
+            raise ServiceError(
+                "registry", f"cannot read the digest of {ref}: {result.stderr.strip()}"
+            )
         data = json.loads(result.stdout)
         if isinstance(data, list):
-            raise ServiceError("registry", f"{ref} is a multi-platform index; install buildx to pin its digest")
+            raise ServiceError(
+                "registry", f"{ref} is a multi-platform index; install buildx to pin its digest"
+            )
         return str(data["Descriptor"]["digest"])
 
 

@@ -6,7 +6,9 @@ import base64
 from typing import Any
 
 
-def secret_manifest(name: str, namespace: str, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def secret_manifest(
+    name: str, namespace: str, pairs: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
     """An Opaque Secret holding exactly these keys.
 
     `data` (base64) rather than `stringData`: stringData is write-only, so server-side apply could

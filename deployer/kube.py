@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
@@ -109,6 +109,7 @@ class NotFound(InputError, KubeError):
 
 class Conflict(InputError, KubeError):
     status = 409
+    fields = ""  # for apply conflicts: "<field> (owned by <manager>); ..."
 
 
 class Invalid(InputError, KubeError):
@@ -200,11 +201,16 @@ class EventStream:
         # shutdown() unblocks a read in another thread; close() alone may wait for the server.
         with contextlib.suppress(Exception):
             self._response.shutdown()
-        self._release()
+        with contextlib.suppress(Exception):
+            self._response.close()
 
     def _release(self) -> None:
+        # A stream we cut is closed, not handed back to the pool half shut.
         with contextlib.suppress(Exception):
-            self._response.release_conn()
+            if self._closed.is_set():
+                self._response.close()
+            else:
+                self._response.release_conn()
 
 
 # --- the cluster ----------------------------------------------------------------------------
@@ -213,9 +219,17 @@ class EventStream:
 class Cluster:
     """A connection to one cluster. Use as a context manager, or call `close()`."""
 
-    def __init__(self, configuration: Any, *, private_dir: str, where: str) -> None:
+    def __init__(
+        self,
+        configuration: Any,
+        *,
+        private_dir: str,
+        where: str,
+        default_namespace: str = "default",
+    ) -> None:
         self._private_dir = private_dir
         self.where = where
+        self._default_namespace = default_namespace or "default"
         configuration.retries = _RETRY
         self._api = k8s_client.ApiClient(configuration)
         # Logs and watches do their own retrying (a log from a kubelet that has none, or a watch
@@ -247,14 +261,20 @@ class Cluster:
                 temp_file_path=private_dir,
             )
             loader.load_and_set(configuration)
-        except (ConfigException, KeyError, TypeError, ValueError) as exc:
+            default_namespace = (loader.current_context.get("context") or {}).get("namespace")
+        except (ConfigException, KeyError, TypeError, ValueError, AttributeError) as exc:
             _remove_private_dir(private_dir)
             raise InputError(
                 f"the kubeconfig cannot be used: {_short(exc)}",
                 where="kubeconfig",
                 hint="Check the cluster name/id and that the token may read its kubeconfig.",
             ) from None
-        return cls(configuration, private_dir=private_dir, where=str(configuration.host))
+        return cls(
+            configuration,
+            private_dir=private_dir,
+            where=str(configuration.host),
+            default_namespace=str(default_namespace or "default"),
+        )
 
     @classmethod
     def from_kubeconfig_file(cls, path: str, context: str | None = None) -> Cluster:
@@ -269,6 +289,9 @@ class Cluster:
                 persist_config=False,
                 temp_file_path=private_dir,
             )
+            contexts, active = kube_config.list_kube_config_contexts(config_file=path)
+            chosen = next((c for c in contexts if c.get("name") == context), None) or active
+            default_namespace = ((chosen or {}).get("context") or {}).get("namespace")
         except (ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
             _remove_private_dir(private_dir)
             raise InputError(
@@ -277,7 +300,12 @@ class Cluster:
                 hint="Point KUBECONFIG at a valid kubeconfig (and --context at one of its "
                 "contexts).",
             ) from None
-        return cls(configuration, private_dir=private_dir, where=str(configuration.host))
+        return cls(
+            configuration,
+            private_dir=private_dir,
+            where=str(configuration.host),
+            default_namespace=str(default_namespace or "default"),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -301,18 +329,37 @@ class Cluster:
         data = self._get_json("/version", what="read the server version")
         return str(data.get("gitVersion") or "unknown")
 
-    def exists(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+    def exists(
+        self, kind: str, name: str, namespace: str | None, *, api_version: str = "v1"
+    ) -> bool:
+        """Does the object exist? For preflight checks of referenced ConfigMaps and Secrets."""
         resource = self._resource(api_version, kind)
         ns = namespace if resource.namespaced else None
         try:
-            self._dyn().get(resource, name=name, namespace=ns, _request_timeout=_TIMEOUT)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            _raise(exc, "get", _plural(resource), ns, f"{kind}/{name}")
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._unreachable(exc) from None
+            self._call(
+                "GET",
+                resource.path(name=name, namespace=ns),
+                [],
+                what=f"get {kind}/{name}",
+                verb="get",
+                resource=_plural(resource),
+                namespace=ns,
+            )
+        except NotFound:
+            return False
         return True
+
+    @property
+    def default_namespace(self) -> str:
+        """The kubeconfig context's namespace, else "default" (as kubectl)."""
+        return self._default_namespace
+
+    def deployment_generation(self, name: str, namespace: str) -> int | None:
+        """The Deployment's current metadata.generation; None when it does not exist."""
+        deployment = self.get_deployment(name, namespace)
+        if deployment is None:
+            return None
+        return int((deployment.get("metadata") or {}).get("generation") or 0)
 
     def get_deployment(self, name: str, namespace: str) -> dict[str, Any] | None:
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
@@ -384,7 +431,7 @@ class Cluster:
             namespace=namespace,
             api=self._stream_api,
             timeout=(10.0, 20.0),
-            accept="text/plain",
+            accept="*/*",  # the log is text/plain; an error is a JSON Status
         )
         return bytes(response.data).decode("utf-8", errors="replace")
 
@@ -412,10 +459,16 @@ class Cluster:
         field_manager: str = FIELD_MANAGER,
         force_conflicts: bool,
         namespace: str = "default",
+        on_applied: Callable[[Applied], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> list[Applied]:
         """Server-side apply each document, in the order given (the caller sorts them).
 
-        Namespaced documents without `metadata.namespace` go to `namespace`.
+        Namespaced documents without `metadata.namespace` go to `namespace`. `on_applied` hears
+        of each object as soon as it is applied (so a later failure still reports what changed);
+        `warn` gets the API server's warnings (unknown fields, deprecated APIs) and, with
+        `force_conflicts`, which fields were taken over from which manager. Stops at the first
+        refusal.
         """
         applied: list[Applied] = []
         for doc in docs:
@@ -431,34 +484,71 @@ class Cluster:
             ns: str | None = None
             if resource.namespaced:
                 ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
+            path = resource.path(name=name, namespace=ns)
+            what = (kind, name, ns, _plural(resource))
             try:
-                result = self._dyn().server_side_apply(
-                    resource,
-                    body=dict(doc),
-                    name=name,
-                    namespace=ns,
-                    field_manager=field_manager,
-                    force_conflicts=force_conflicts,
-                    _request_timeout=_TIMEOUT,
-                )
-            except ApiException as exc:
-                if exc.status == 409:
-                    raise _apply_conflict(exc, kind, name, ns) from None
-                _raise(exc, "patch", _plural(resource), ns, f"{kind}/{name}")
-            except urllib3.exceptions.HTTPError as exc:
-                raise self._unreachable(exc) from None
-            meta = result.to_dict().get("metadata") or {}
+                # Always first without force: a conflict is then seen, and reported as a
+                # warning when we are told to take the fields over anyway.
+                response = self._server_side_apply(path, doc, field_manager, False, what)
+            except Conflict as conflict:
+                if not force_conflicts:
+                    raise
+                if warn is not None:
+                    warn(
+                        f"{kind.lower()}/{name}: taking over fields set by other managers "
+                        f"(force-conflicts): {conflict.fields}"
+                    )
+                response = self._server_side_apply(path, doc, field_manager, True, what)
+            if warn is not None:
+                for text in _warnings(response):
+                    warn(f"{kind.lower()}/{name}: {text}")
+            meta = _json(response).get("metadata") or {}
             generation = meta.get("generation")
-            applied.append(
-                Applied(
-                    kind=kind,
-                    name=name,
-                    namespace=ns,
-                    generation=int(generation) if generation is not None else None,
-                    uid=str(meta.get("uid") or ""),
-                )
+            item = Applied(
+                kind=kind,
+                name=name,
+                namespace=ns,
+                generation=int(generation) if generation is not None else None,
+                uid=str(meta.get("uid") or ""),
             )
+            applied.append(item)
+            if on_applied is not None:
+                on_applied(item)
         return applied
+
+    def _server_side_apply(
+        self,
+        path: str,
+        doc: Mapping[str, Any],
+        field_manager: str,
+        force: bool,
+        what: tuple[str, str, str | None, str],
+    ) -> Any:
+        kind, name, ns, plural = what
+        query = [("fieldManager", field_manager)]
+        if force:
+            query.append(("force", "true"))
+        try:
+            return self._api.call_api(
+                path,
+                "PATCH",
+                query_params=query,
+                header_params={
+                    "Accept": "application/json",
+                    "Content-Type": "application/apply-patch+yaml",  # JSON is YAML
+                },
+                body=dict(doc),
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=_TIMEOUT,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise _apply_conflict(exc, kind, name, ns) from None
+            _raise(exc, "patch", plural, ns, f"apply {kind}/{name}")
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._unreachable(exc) from None
 
     def rollback(self, deployment_name: str, namespace: str) -> Rollback:
         """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
@@ -756,7 +846,7 @@ def _from_status(
     if status == 0:
         return ApiUnavailable(f"cannot {what}: {server}")
     return ApiUnavailable(
-        f"{what} failed with HTTP {status} after retries: {server}",
+        f"{what} failed with HTTP {status}: {server}",
         hint="The cluster's API server is unwell; try again later.",
         status=status,
     )
@@ -772,13 +862,30 @@ def _apply_conflict(exc: ApiException, kind: str, name: str, namespace: str | No
         owned.append(f"{field} (owned by {manager})")
     where = f' in namespace "{namespace}"' if namespace else ""
     fields = "; ".join(owned) or _short(body.get("message") or "")
-    return Conflict(
+    conflict = Conflict(
         f"{kind}/{name}{where}: server-side apply conflicts with other field managers: {fields}",
         hint="Another tool (kubectl edit/scale, an HPA, a previous client-side apply) set "
         "these fields. Remove them from the manifest to leave them to it, or deploy with "
         "force-conflicts to take them over (what `kubectl apply --server-side "
         "--force-conflicts` does).",
     )
+    conflict.fields = fields
+    return conflict
+
+
+def _warnings(response: Any) -> list[str]:
+    """The API server's `Warning: 299 - "text"` headers, as text."""
+    headers = getattr(response, "headers", None)
+    raw = headers.getlist("Warning") if headers is not None and hasattr(headers, "getlist") else []
+    out = []
+    for value in raw:
+        text = str(value)
+        if text[:3].isdigit():
+            text = text[3:].strip().removeprefix("-").strip()
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1].replace('\\"', '"')
+        out.append(text)
+    return out
 
 
 def _short(value: object) -> str:

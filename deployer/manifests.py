@@ -17,23 +17,56 @@ import yaml
 from deployer.errors import InputError
 
 # Kinds that live outside namespaces (the ones a Django app's manifests plausibly hold).
-CLUSTER_SCOPED_KINDS = frozenset({
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-    "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass", "RuntimeClass",
-    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService", "Node",
-    "ClusterIssuer",
-})
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+        "IngressClass",
+        "RuntimeClass",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "APIService",
+        "Node",
+        "ClusterIssuer",
+    }
+)
 
 # Apply order: what others depend on first, workloads after their config, then what routes to them.
 _APPLY_ORDER = (
-    "Namespace", "CustomResourceDefinition", "PriorityClass", "StorageClass",
-    "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-    "ResourceQuota", "LimitRange", "NetworkPolicy", "ConfigMap", "Secret",
-    "PersistentVolume", "PersistentVolumeClaim", "Service",
-    "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob",
-    "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress",
+    "Namespace",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "StorageClass",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ResourceQuota",
+    "LimitRange",
+    "NetworkPolicy",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Ingress",
 )
-_WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"})
+_WORKLOAD_KINDS = frozenset(
+    {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +124,11 @@ def read_sources(paths: tuple[Path, ...], root: Path | None = None) -> dict[Path
         try:
             sources[path] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read manifest: {exc}", where=display_path(path, root),
-                             hint="Check the manifests input.") from exc
+            raise InputError(
+                f"cannot read manifest: {exc}",
+                where=display_path(path, root),
+                hint="Check the manifests input.",
+            ) from exc
     return sources
 
 
@@ -125,29 +161,48 @@ def parse(sources: dict[Path, str], root: Path | None = None) -> list[Document]:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InputError(f"invalid YAML: {problem}", file=shown, line=line,
-                             hint="Fix the YAML syntax (indentation, quoting, tabs).") from exc
+            raise InputError(
+                f"invalid YAML: {problem}",
+                file=shown,
+                line=line,
+                hint="Fix the YAML syntax (indentation, quoting, tabs).",
+            ) from exc
         for node, body in zip(nodes, bodies, strict=True):
             if body is None:
                 continue
             line = node.start_mark.line + 1 if node is not None else 1
             if not isinstance(body, dict):
-                raise InputError("a manifest document must be a mapping (a Kubernetes object)",
-                                 file=shown, line=line, hint="Check for a stray list or scalar.")
+                raise InputError(
+                    "a manifest document must be a mapping (a Kubernetes object)",
+                    file=shown,
+                    line=line,
+                    hint="Check for a stray list or scalar.",
+                )
             document = Document(path=path, line=line, body=body)
             missing = [k for k in ("apiVersion", "kind") if not body.get(k)]
             if not document.name:
                 missing.append("metadata.name")
             if missing:
-                raise InputError(f"object lacks {', '.join(missing)}", file=shown, line=line,
-                                 hint="Every Kubernetes object needs apiVersion, kind and metadata.name.")
+                raise InputError(
+                    f"object lacks {', '.join(missing)}",
+                    file=shown,
+                    line=line,
+                    hint="Every Kubernetes object needs apiVersion, kind and metadata.name.",
+                )
             if body.get("kind") == "List":
-                raise InputError("kind: List is not supported", file=shown, line=line,
-                                 hint="Write the items as separate documents separated by '---'.")
+                raise InputError(
+                    "kind: List is not supported",
+                    file=shown,
+                    line=line,
+                    hint="Write the items as separate documents separated by '---'.",
+                )
             documents.append(document)
     if not documents:
-        raise InputError("the manifests hold no Kubernetes objects", where="manifests",
-                         hint="Check the manifests input.")
+        raise InputError(
+            "the manifests hold no Kubernetes objects",
+            where="manifests",
+            hint="Check the manifests input.",
+        )
     return documents
 
 
@@ -162,8 +217,11 @@ def assign_namespace(documents: list[Document], namespace: str, root: Path | Non
             if d.namespace and d.namespace != namespace and d.kind not in CLUSTER_SCOPED_KINDS:
                 raise InputError(
                     f"{d.kind.lower()}/{d.name} names namespace {d.namespace!r} but the namespace input is "
-                    f"{namespace!r}", file=display_path(d.path, root), line=d.line,
-                    hint="Remove metadata.namespace from the manifest or change the namespace input.")
+                    f"{namespace!r}",
+                    file=display_path(d.path, root),
+                    line=d.line,
+                    hint="Remove metadata.namespace from the manifest or change the namespace input.",
+                )
         default = namespace
     elif len(named) == 1:
         default = next(iter(named))
@@ -192,10 +250,12 @@ def pod_spec(document: Document) -> dict[str, Any] | None:
     if kind == "Pod":
         spec = body.get("spec")
     elif kind == "CronJob":
-        spec = (((body.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get("template", {})
+        spec = (((body.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get(
+            "template", {}
+        )
         spec = (spec or {}).get("spec")
     elif kind in _WORKLOAD_KINDS:
-        spec = (((body.get("spec") or {}).get("template") or {}).get("spec"))
+        spec = ((body.get("spec") or {}).get("template") or {}).get("spec")
     else:
         return None
     return spec if isinstance(spec, dict) else None
@@ -216,29 +276,63 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
                 for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
                     ref = source.get(key)
                     if ref and ref.get("name"):
-                        refs.append(ConfigReference(kind, ref["name"], ns, bool(ref.get("optional")),
-                                                    f"{owner} {label} envFrom", where))
+                        refs.append(
+                            ConfigReference(
+                                kind,
+                                ref["name"],
+                                ns,
+                                bool(ref.get("optional")),
+                                f"{owner} {label} envFrom",
+                                where,
+                            )
+                        )
             for var in container.get("env") or []:
                 value_from = var.get("valueFrom") or {}
                 for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
                     ref = value_from.get(key)
                     if ref and ref.get("name"):
-                        refs.append(ConfigReference(
-                            kind, ref["name"], ns, bool(ref.get("optional")),
-                            f"{owner} {label} env {var.get('name')}", where))
+                        refs.append(
+                            ConfigReference(
+                                kind,
+                                ref["name"],
+                                ns,
+                                bool(ref.get("optional")),
+                                f"{owner} {label} env {var.get('name')}",
+                                where,
+                            )
+                        )
         for volume in spec.get("volumes") or []:
             if volume.get("configMap", {}).get("name"):
                 cm = volume["configMap"]
-                refs.append(ConfigReference("ConfigMap", cm["name"], ns, bool(cm.get("optional")),
-                                            f"{owner} volume {volume.get('name')}", where))
+                refs.append(
+                    ConfigReference(
+                        "ConfigMap",
+                        cm["name"],
+                        ns,
+                        bool(cm.get("optional")),
+                        f"{owner} volume {volume.get('name')}",
+                        where,
+                    )
+                )
             if volume.get("secret", {}).get("secretName"):
                 sec = volume["secret"]
-                refs.append(ConfigReference("Secret", sec["secretName"], ns, bool(sec.get("optional")),
-                                            f"{owner} volume {volume.get('name')}", where))
+                refs.append(
+                    ConfigReference(
+                        "Secret",
+                        sec["secretName"],
+                        ns,
+                        bool(sec.get("optional")),
+                        f"{owner} volume {volume.get('name')}",
+                        where,
+                    )
+                )
         for pull in spec.get("imagePullSecrets") or []:
             if pull.get("name"):
-                refs.append(ConfigReference("Secret", pull["name"], ns, False,
-                                            f"{owner} imagePullSecrets", where))
+                refs.append(
+                    ConfigReference(
+                        "Secret", pull["name"], ns, False, f"{owner} imagePullSecrets", where
+                    )
+                )
     return refs
 
 

@@ -118,6 +118,7 @@ def deploy(settings: Settings, reporter: Reporter, interrupt: Interrupt | None =
 
 # -- phases -------------------------------------------------------------------------------------
 
+
 def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
     outcome.phase = "preflight"
     root = settings.workspace
@@ -125,7 +126,9 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
         sources = manifests.read_sources(settings.manifests, root)
         count = manifests.check_placeholder(sources, settings.placeholder, root)
         # Parse the text as it will be applied, so a placeholder in an odd spot is judged rendered.
-        documents = manifests.parse(manifests.render(sources, settings.placeholder, settings.image_ref), root)
+        documents = manifests.parse(
+            manifests.render(sources, settings.placeholder, settings.image_ref), root
+        )
         namespace = manifests.assign_namespace(documents, settings.namespace, root)
         deployments = manifests.deployments(documents)
         by_name = {d.name: d for d in deployments}
@@ -133,36 +136,54 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
         missing = [n for n in wanted if n not in by_name]
         if missing:
             have = ", ".join(sorted(by_name)) or "none"
-            raise InputError(f"Deployment {', '.join(missing)} is not in the manifests (they hold: {have})",
-                             where="wait-for", hint="Name Deployments defined in the manifests input.")
+            raise InputError(
+                f"Deployment {', '.join(missing)} is not in the manifests (they hold: {have})",
+                where="wait-for",
+                hint="Name Deployments defined in the manifests input.",
+            )
         if not wanted:
-            reporter.warning("the manifests hold no Deployment: nothing to watch after apply",
-                             title="Nothing to watch")
+            reporter.warning(
+                "the manifests hold no Deployment: nothing to watch after apply",
+                title="Nothing to watch",
+            )
         targets = [by_name[n] for n in wanted]
         deferred = _check_references(settings, documents, namespace)
-        reporter.line(f"{len(documents)} objects in {len(sources)} file(s); placeholder "
-                      f"{settings.placeholder} found {count} time(s); namespace {namespace}")
-        reporter.line(f"will watch: {', '.join(f'deployment/{d.name}' for d in targets) or 'nothing'}")
+        reporter.line(
+            f"{len(documents)} objects in {len(sources)} file(s); placeholder "
+            f"{settings.placeholder} found {count} time(s); namespace {namespace}"
+        )
+        reporter.line(
+            f"will watch: {', '.join(f'deployment/{d.name}' for d in targets) or 'nothing'}"
+        )
         return Plan(sources, documents, namespace, targets, deferred)
 
 
-def credentials(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> Credentials:
+def credentials(
+    settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan
+) -> Credentials:
     outcome.phase = "credentials"
     with reporter.group("Credentials: cluster access"):
         creds = _fetch_credentials(settings, reporter)
         version = creds.cluster.server_version()
         reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
-        missing = [r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)]
+        missing = [
+            r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)
+        ]
         if missing:
             ref = missing[0]
             file, _, line = ref.where.rpartition(":")
             raise InputError(
                 f"{ref.used_by} needs {ref.kind} {ref.namespace}/{ref.name}, which is neither in the "
-                f"manifests, nor the secrets input, nor the cluster", file=file, line=int(line),
+                f"manifests, nor the secrets input, nor the cluster",
+                file=file,
+                line=int(line),
                 hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
-                     "cluster, or mark the reference optional: true.")
+                "cluster, or mark the reference optional: true.",
+            )
         if plan.deferred_refs:
-            reporter.line(f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster")
+            reporter.line(
+                f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
+            )
         return creds
 
 
@@ -176,19 +197,35 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
             _registry_login(settings, reporter, docker)
             exists = settings.build != "always" and docker.exists(ref)
             if settings.build == "never" and not exists:
-                raise InputError(f"{ref} is not in the registry and build is never",
-                                 where="build", hint="Use build: auto to build it, or pick a sha that was built.")
+                raise InputError(
+                    f"{ref} is not in the registry and build is never",
+                    where="build",
+                    hint="Use build: auto to build it, or pick a sha that was built.",
+                )
             if exists:
-                reporter.notice(f"{ref} is already in the registry: not rebuilt (build: {settings.build})",
-                                title="Image reused")
+                reporter.notice(
+                    f"{ref} is already in the registry: not rebuilt (build: {settings.build})",
+                    title="Image reused",
+                )
             else:
-                labels = [("org.opencontainers.image.revision", settings.sha),
-                          ("org.opencontainers.image.created", datetime.now(UTC).isoformat(timespec="seconds"))]
+                labels = [
+                    ("org.opencontainers.image.revision", settings.sha),
+                    (
+                        "org.opencontainers.image.created",
+                        datetime.now(UTC).isoformat(timespec="seconds"),
+                    ),
+                ]
                 if settings.source_url:
                     labels.append(("org.opencontainers.image.source", settings.source_url))
-                request = BuildRequest(ref=ref, context=settings.context, dockerfile=settings.dockerfile,
-                                       build_args=settings.build_args, target=settings.target,
-                                       network=settings.build_network, labels=tuple(labels))
+                request = BuildRequest(
+                    ref=ref,
+                    context=settings.context,
+                    dockerfile=settings.dockerfile,
+                    build_args=settings.build_args,
+                    target=settings.target,
+                    network=settings.build_network,
+                    labels=tuple(labels),
+                )
                 with reporter.untrusted():
                     docker.build(request, reporter.line)
         if exists:
@@ -203,19 +240,25 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
         docker.close()
 
 
-def refresh_if_short(settings: Settings, reporter: Reporter, outcome: Outcome, creds: Credentials) -> Credentials:
+def refresh_if_short(
+    settings: Settings, reporter: Reporter, outcome: Outcome, creds: Credentials
+) -> Credentials:
     if creds.expires_at is None:
         return creds
     left = (creds.expires_at - datetime.now(UTC)).total_seconds()
     if left >= settings.timeout_s + EXPIRY_MARGIN_S:
         return creds
     outcome.phase = "credentials"
-    reporter.line(f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one")
+    reporter.line(
+        f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one"
+    )
     creds.cluster.close()
     return _fetch_credentials(settings, reporter)
 
 
-def render(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> list[dict[str, Any]]:
+def render(
+    settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan
+) -> list[dict[str, Any]]:
     outcome.phase = "render"
     with reporter.group("Render: manifests"):
         rendered = manifests.render(plan.sources, settings.placeholder, outcome.image_ref)
@@ -224,47 +267,85 @@ def render(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan)
         bodies = [d.body for d in manifests.apply_order(documents)]
         if settings.secrets:
             secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
-            first_workload = next((i for i, b in enumerate(bodies) if b.get("kind") in _AFTER_SECRET), len(bodies))
+            first_workload = next(
+                (i for i, b in enumerate(bodies) if b.get("kind") in _AFTER_SECRET), len(bodies)
+            )
             bodies.insert(first_workload, secret)
-            reporter.line(f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input")
+            reporter.line(
+                f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
+            )
         for d, label, image in manifests.images(documents):
             if image == outcome.image_ref:
                 reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
         return bodies
 
 
-def apply(settings: Settings, reporter: Reporter, outcome: Outcome, cluster: Cluster,
-          bodies: list[dict[str, Any]]) -> None:
+def apply(
+    settings: Settings,
+    reporter: Reporter,
+    outcome: Outcome,
+    cluster: Cluster,
+    bodies: list[dict[str, Any]],
+) -> None:
     outcome.phase = "apply"
-    with reporter.group(f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"):
+    with reporter.group(
+        f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
+    ):
+
         def applied(item: Applied) -> None:
             outcome.applied.append(item)
-            reporter.line(f"applied {item.kind.lower()}/{item.name}"
-                          + (f" in {item.namespace}" if item.namespace else ""))
+            reporter.line(
+                f"applied {item.kind.lower()}/{item.name}"
+                + (f" in {item.namespace}" if item.namespace else "")
+            )
 
-        cluster.apply(bodies, field_manager=FIELD_MANAGER, force_conflicts=settings.force_conflicts,
-                      on_applied=applied, warn=lambda text: reporter.warning(text, title="Field conflict"))
+        cluster.apply(
+            bodies,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=settings.force_conflicts,
+            on_applied=applied,
+            warn=lambda text: reporter.warning(text, title="Field conflict"),
+        )
 
 
-def watch(settings: Settings, reporter: Reporter, outcome: Outcome, cluster: Cluster, plan: Plan,
-          interrupt: Interrupt) -> None:
+def watch(
+    settings: Settings,
+    reporter: Reporter,
+    outcome: Outcome,
+    cluster: Cluster,
+    plan: Plan,
+    interrupt: Interrupt,
+) -> None:
     outcome.phase = "watch"
-    generations = {(a.namespace, a.name): a.generation for a in outcome.applied if a.kind == "Deployment"}
-    targets = [Target(name=d.name, namespace=d.namespace, generation=generations.get((d.namespace, d.name), 0))
-               for d in plan.targets]
+    generations = {
+        (a.namespace, a.name): a.generation for a in outcome.applied if a.kind == "Deployment"
+    }
+    targets = [
+        Target(
+            name=d.name, namespace=d.namespace, generation=generations.get((d.namespace, d.name), 0)
+        )
+        for d in plan.targets
+    ]
     if not targets:
         return
     with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {settings.timeout_s:.0f}s"):
         interrupt.raise_on_signal = False
         try:
-            outcome.results = watch_rollouts(cluster, targets, timeout_s=settings.timeout_s,
-                                             progress=reporter.line, cancel=interrupt.event,
-                                             since=outcome.started)
+            outcome.results = watch_rollouts(
+                cluster,
+                targets,
+                timeout_s=settings.timeout_s,
+                progress=reporter.line,
+                cancel=interrupt.event,
+                since=outcome.started,
+            )
         finally:
             interrupt.raise_on_signal = True
         for r in outcome.results:
-            reporter.line(f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
-                          + (f": {r.reason}" if r.reason else ""))
+            reporter.line(
+                f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
+                + (f": {r.reason}" if r.reason else "")
+            )
     failed = [r for r in outcome.results if r.result != "succeeded" and r.diagnosis is not None]
     for r in failed:
         with reporter.group(f"Diagnosis: deployment/{r.name}"), reporter.untrusted():
@@ -281,28 +362,48 @@ def rollback(reporter: Reporter, outcome: Outcome, cluster: Cluster) -> None:
         for r in outcome.results:
             if r.result == "succeeded":
                 continue
-            revision = cluster.rollback(r.name, r.namespace)
-            if revision is None:
-                reporter.warning(f"deployment/{r.name} has no previous revision: left as applied",
-                                 title="Rollback skipped")
+            undo = cluster.rollback(r.name, r.namespace)
+            if not undo.done:
+                reporter.warning(f"deployment/{r.name}: {undo.message}", title="Rollback skipped")
                 continue
             outcome.rolled_back.append(r.name)
-            reporter.line(f"deployment/{r.name}: rolled back to revision {revision}")
-            reporter.notice(f"deployment/{r.name} was rolled back to revision {revision}", title="Rolled back")
+            reporter.line(f"deployment/{r.name}: {undo.message}")
+            reporter.notice(
+                f"deployment/{r.name} was rolled back to revision {undo.to_revision}",
+                title="Rolled back",
+            )
 
 
-def report(settings: Settings, reporter: Reporter, outcome: Outcome, error: DeployError | None) -> None:
+def report(
+    settings: Settings, reporter: Reporter, outcome: Outcome, error: DeployError | None
+) -> None:
     reporter.set_output("image", outcome.image_ref)
     reporter.set_output("digest", outcome.digest)
     reporter.set_output("result", outcome.result if error is None or outcome.results else "failed")
-    reporter.set_output("deployments", json.dumps([
-        {"name": r.name, "namespace": r.namespace, "result": r.result, "reason": r.reason,
-         "duration_seconds": round(r.duration_s, 1)} for r in outcome.results]))
+    reporter.set_output(
+        "deployments",
+        json.dumps(
+            [
+                {
+                    "name": r.name,
+                    "namespace": r.namespace,
+                    "result": r.result,
+                    "reason": r.reason,
+                    "duration_seconds": round(r.duration_s, 1),
+                }
+                for r in outcome.results
+            ]
+        ),
+    )
     state = _state_left(outcome)
     if error is not None and not isinstance(error, RolloutFailed | Cancelled):
         file = getattr(error, "file", None) or ""
-        reporter.error(error.detail() if file else str(error), title=_title(error), file=file,
-                       line=getattr(error, "line", None))
+        reporter.error(
+            error.detail() if file else str(error),
+            title=_title(error),
+            file=file,
+            line=getattr(error, "line", None),
+        )
     for r in outcome.results:
         if r.result != "succeeded":
             reporter.error(f"deployment/{r.name}: {r.reason}", title=f"Rollout {r.result}")
@@ -312,13 +413,26 @@ def report(settings: Settings, reporter: Reporter, outcome: Outcome, error: Depl
 
 # -- helpers --------------------------------------------------------------------------------------
 
-_AFTER_SECRET = frozenset({"PersistentVolume", "PersistentVolumeClaim", "Service", "Deployment",
-                           "StatefulSet", "DaemonSet", "Job", "CronJob", "HorizontalPodAutoscaler",
-                           "PodDisruptionBudget", "Ingress"})
+_AFTER_SECRET = frozenset(
+    {
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "Service",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Ingress",
+    }
+)
 
 
-def _check_references(settings: Settings, documents: list[manifests.Document],
-                      namespace: str) -> list[manifests.ConfigReference]:
+def _check_references(
+    settings: Settings, documents: list[manifests.Document], namespace: str
+) -> list[manifests.ConfigReference]:
     """References satisfied by the manifests or the secrets input are fine; the rest must be in the
     cluster (checked once we have credentials). Optional ones are never required."""
     have = {(d.kind, d.namespace, d.name) for d in documents}
@@ -338,14 +452,21 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
         try:
             config = yaml.safe_load(settings.kubeconfig)
         except yaml.YAMLError as exc:
-            raise InputError("is not valid YAML", where="kubeconfig", hint="Pass the kubeconfig file's text.") from exc
+            raise InputError(
+                "is not valid YAML", where="kubeconfig", hint="Pass the kubeconfig file's text."
+            ) from exc
         if not isinstance(config, dict) or not config.get("clusters"):
-            raise InputError("is not a kubeconfig (no clusters)", where="kubeconfig",
-                             hint="Pass the kubeconfig file's text.")
+            raise InputError(
+                "is not a kubeconfig (no clusters)",
+                where="kubeconfig",
+                hint="Pass the kubeconfig file's text.",
+            )
         for secret in _kubeconfig_secrets(config):
             reporter.mask(secret)
         server = config["clusters"][0].get("cluster", {}).get("server", "?")
-        return Credentials(Cluster.from_kubeconfig_dict(config), None, f"{server} (kubeconfig input)")
+        return Credentials(
+            Cluster.from_kubeconfig_dict(config), None, f"{server} (kubeconfig input)"
+        )
     api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
     try:
         found = api.find_cluster(settings.cluster)
@@ -356,8 +477,11 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
     for secret in kubeconfig.secrets:
         reporter.mask(secret)
     expires = f", token expires {kubeconfig.expires_at:%H:%M:%S}Z" if kubeconfig.expires_at else ""
-    return Credentials(Cluster.from_kubeconfig_dict(kubeconfig.config), kubeconfig.expires_at,
-                       f"cluster {found.name} ({found.id}{expires})")
+    return Credentials(
+        Cluster.from_kubeconfig_dict(kubeconfig.config),
+        kubeconfig.expires_at,
+        f"cluster {found.name} ({found.id}{expires})",
+    )
 
 
 def _kubeconfig_secrets(config: dict[str, Any]) -> list[str]:
@@ -378,25 +502,38 @@ def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> N
     elif registry == DOCR_HOST and settings.digitalocean_token:
         api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
         try:
-            user, password = api.registry_credentials(registry, expiry_seconds=int(BUILD_ALLOWANCE_S + 600))
+            user, password = api.registry_credentials(
+                registry, expiry_seconds=int(BUILD_ALLOWANCE_S + 600)
+            )
         finally:
             api.close()
         reporter.mask(password)
         docker.login(registry, user, password)
-        reporter.line(f"logged in to {registry} with short-lived credentials from the DigitalOcean API")
+        reporter.line(
+            f"logged in to {registry} with short-lived credentials from the DigitalOcean API"
+        )
     else:
         reporter.line(f"no registry credentials given: using {registry} anonymously")
 
 
 def _state_left(outcome: Outcome) -> str:
     if not outcome.applied:
-        where = {"preflight": "before any change", "credentials": "before any change",
-                 "build": "during the build", "push": "during the push", "render": "before apply"}
+        where = {
+            "preflight": "before any change",
+            "credentials": "before any change",
+            "build": "during the build",
+            "push": "during the push",
+            "render": "before apply",
+        }
         return f"State: nothing was applied to the cluster (stopped {where.get(outcome.phase, 'before apply')})."
     objects = ", ".join(f"{a.kind.lower()}/{a.name}" for a in outcome.applied)
     text = f"State: applied {len(outcome.applied)} object(s): {objects}."
     if outcome.results:
-        text += " Rollouts: " + "; ".join(f"deployment/{r.name} {r.result}" for r in outcome.results) + "."
+        text += (
+            " Rollouts: "
+            + "; ".join(f"deployment/{r.name} {r.result}" for r in outcome.results)
+            + "."
+        )
     elif outcome.phase == "apply":
         text += " Apply stopped part-way; nothing was watched."
     if outcome.rolled_back:
@@ -415,18 +552,28 @@ def _failure_line(outcome: Outcome) -> str:
     return "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in bad) or "rollout failed"
 
 
-def _summary_markdown(settings: Settings, outcome: Outcome, error: DeployError | None, state: str) -> str:
+def _summary_markdown(
+    settings: Settings, outcome: Outcome, error: DeployError | None, state: str
+) -> str:
     icon = {"succeeded": "✅", "failed": "❌", "timed-out": "⏱️", "cancelled": "⏹️"}
-    lines = [f"## django-k8s-deploy: {outcome.result if outcome.results or error is None else 'failed'}", ""]
+    lines = [
+        f"## django-k8s-deploy: {outcome.result if outcome.results or error is None else 'failed'}",
+        "",
+    ]
     if error is not None and not isinstance(error, RolloutFailed):
         lines += [f"**Error:** {_md_escape(str(error))}", ""]
-    lines += [f"Image: `{outcome.image_ref or settings.image_ref}`"
-              + (f" (digest `{outcome.digest}`)" if outcome.digest else ""), ""]
+    lines += [
+        f"Image: `{outcome.image_ref or settings.image_ref}`"
+        + (f" (digest `{outcome.digest}`)" if outcome.digest else ""),
+        "",
+    ]
     if outcome.results:
         lines += ["| Deployment | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
         for r in outcome.results:
-            lines.append(f"| {r.namespace}/{r.name} | `{outcome.image_ref}` | {icon.get(r.result, '')} {r.result} "
-                         f"| {r.duration_s:.1f}s | {_md_escape(r.reason)} |")
+            lines.append(
+                f"| {r.namespace}/{r.name} | `{outcome.image_ref}` | {icon.get(r.result, '')} {r.result} "
+                f"| {r.duration_s:.1f}s | {_md_escape(r.reason)} |"
+            )
         lines.append("")
     lines += [state, ""]
     for r in outcome.results:
@@ -437,4 +584,3 @@ def _summary_markdown(settings: Settings, outcome: Outcome, error: DeployError |
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-

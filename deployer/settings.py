@@ -196,9 +196,9 @@ def parse(
     """
     # Mask first: nothing below may print a secret before it is registered.
     for spec in INPUTS:
-        value = raw.get(spec.name, "")
-        if spec.secret and value:
-            mask(value.strip())
+        secret = raw.get(spec.name, "")
+        if spec.secret and secret:
+            mask(secret.strip())
     problems: list[InputError] = []
 
     def value(name: str) -> str:
@@ -212,31 +212,54 @@ def parse(
 
     image = value("image")
     if not image:
-        problem("image", "is required", "Set it to the image repository, e.g. registry.digitalocean.com/team/app.")
+        problem(
+            "image",
+            "is required",
+            "Set it to the image repository, e.g. registry.digitalocean.com/team/app.",
+        )
     elif "@" in image or _has_tag(image):
-        problem("image", f"must be a repository without tag or digest, got {image!r}",
-                "Drop the ':tag' part: the tag is the sha input.")
+        problem(
+            "image",
+            f"must be a repository without tag or digest, got {image!r}",
+            "Drop the ':tag' part: the tag is the sha input.",
+        )
     elif not _REPOSITORY_RE.match(image):
-        problem("image", f"is not a valid image repository: {image!r}",
-                "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.")
+        problem(
+            "image",
+            f"is not a valid image repository: {image!r}",
+            "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.",
+        )
 
     sha = value("sha") or env.get("GITHUB_SHA", "")
     if not sha:
-        problem("sha", "is required", "Set it to the full commit SHA (the action defaults to github.sha).")
+        problem(
+            "sha",
+            "is required",
+            "Set it to the full commit SHA (the action defaults to github.sha).",
+        )
     elif not _SHA_RE.match(sha):
-        problem("sha", f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
-                "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).")
+        problem(
+            "sha",
+            f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
+            "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).",
+        )
 
     token = value("digitalocean-token")
     cluster = value("cluster")
     kubeconfig = raw.get("kubeconfig", "").strip()
     if kubeconfig and (token or cluster):
-        problem("kubeconfig", "cannot be combined with digitalocean-token or cluster",
-                "Give either a kubeconfig, or digitalocean-token and cluster.")
+        problem(
+            "kubeconfig",
+            "cannot be combined with digitalocean-token or cluster",
+            "Give either a kubeconfig, or digitalocean-token and cluster.",
+        )
     elif not kubeconfig:
         if not token:
-            problem("digitalocean-token", "is required",
-                    "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}.")
+            problem(
+                "digitalocean-token",
+                "is required",
+                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}.",
+            )
         if not cluster:
             problem("cluster", "is required", "Set it to the cluster's name or id.")
 
@@ -247,28 +270,43 @@ def parse(
 
     namespace = value("namespace")
     if namespace and not _DNS_LABEL_RE.match(namespace):
-        problem("namespace", f"is not a valid namespace name: {namespace!r}",
-                "Use at most 63 lower-case letters, digits and '-'.")
+        problem(
+            "namespace",
+            f"is not a valid namespace name: {namespace!r}",
+            "Use at most 63 lower-case letters, digits and '-'.",
+        )
 
     user, password = value("registry-username"), raw.get("registry-password", "").strip()
     if bool(user) != bool(password):
         missing = "registry-password" if user else "registry-username"
-        problem(missing, "is required when the other registry credential is set",
-                "Give both registry-username and registry-password, or neither.")
+        problem(
+            missing,
+            "is required when the other registry credential is set",
+            "Give both registry-username and registry-password, or neither.",
+        )
 
     context = workspace / value("context")
     dockerfile = context / value("dockerfile")
     build = value("build")
     if build not in ("auto", "always", "never"):
-        problem("build", f"must be auto, always or never, got {build!r}",
-                "auto skips the build when the image exists; never deploys an existing image.")
+        problem(
+            "build",
+            f"must be auto, always or never, got {build!r}",
+            "auto skips the build when the image exists; never deploys an existing image.",
+        )
     elif build != "never":
         if not context.is_dir():
-            problem("context", f"directory {value('context')!r} does not exist in the workspace",
-                    "Check out the repository first (actions/checkout) or fix the path.")
+            problem(
+                "context",
+                f"directory {value('context')!r} does not exist in the workspace",
+                "Check out the repository first (actions/checkout) or fix the path.",
+            )
         elif not dockerfile.is_file():
-            problem("dockerfile", f"{_rel(dockerfile, workspace)} does not exist",
-                    "Set dockerfile relative to the context, or build: never to deploy an existing image.")
+            problem(
+                "dockerfile",
+                f"{_rel(dockerfile, workspace)} does not exist",
+                "Set dockerfile relative to the context, or build: never to deploy an existing image.",
+            )
 
     build_args = _build_args(raw.get("build-args", ""), problem)
 
@@ -276,17 +314,26 @@ def parse(
     secrets = _env_file(secrets_text, secrets_source, problem, mask)
     secret_name = value("secret-name")
     if secrets and not secret_name:
-        problem("secret-name", "is required when secrets is set",
-                "Name the Secret your manifests reference, e.g. app-secrets.")
+        problem(
+            "secret-name",
+            "is required when secrets is set",
+            "Name the Secret your manifests reference, e.g. app-secrets.",
+        )
     if secret_name and not _DNS_SUBDOMAIN_RE.match(secret_name):
-        problem("secret-name", f"is not a valid Secret name: {secret_name!r}",
-                "Use lower-case letters, digits, '-' and '.'.")
+        problem(
+            "secret-name",
+            f"is not a valid Secret name: {secret_name!r}",
+            "Use lower-case letters, digits, '-' and '.'.",
+        )
 
     wait_for = tuple(n for n in re.split(r"[\s,]+", value("wait-for")) if n)
     for name in wait_for:
         if not _DNS_SUBDOMAIN_RE.match(name):
-            problem("wait-for", f"{name!r} is not a valid Deployment name",
-                    "List Deployment names from the manifests, one per line or comma-separated.")
+            problem(
+                "wait-for",
+                f"{name!r} is not a valid Deployment name",
+                "List Deployment names from the manifests, one per line or comma-separated.",
+            )
 
     timeout_s = 0.0
     try:
@@ -327,7 +374,7 @@ def parse(
         build_args=build_args,
         target=value("target"),
         build_network=value("build-network"),
-        build=build,  # type: ignore[arg-type]
+        build=build,  # type: ignore[arg-type]  # checked against the literal above
         secrets=secrets,
         secret_name=secret_name,
         wait_for=wait_for,
@@ -387,24 +434,29 @@ def _manifest_paths(
         if not entry or entry.startswith("#"):
             continue
         pattern = entry if os.path.isabs(entry) else str(workspace / entry)
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(entry) else (
-            [pattern] if os.path.isfile(pattern) else []
+        matches = (
+            sorted(glob.glob(pattern, recursive=True))
+            if glob.has_magic(entry)
+            else ([pattern] if os.path.isfile(pattern) else [])
         )
         files = [Path(m) for m in matches if os.path.isfile(m)]
         if not files:
-            problem("manifests", f"{entry!r} matches no file in the workspace",
-                    "Check the path (relative to the repository root) and that the repository is checked out.")
+            problem(
+                "manifests",
+                f"{entry!r} matches no file in the workspace",
+                "Check the path (relative to the repository root) and that the repository is checked out.",
+            )
         for f in files:
             if f not in paths:
                 paths.append(f)
     if not paths and not text.strip():
-        problem("manifests", "is empty", "List at least one manifest file, e.g. deploy/deployment.yaml.")
+        problem(
+            "manifests", "is empty", "List at least one manifest file, e.g. deploy/deployment.yaml."
+        )
     return tuple(paths)
 
 
-def _build_args(
-    text: str, problem: Callable[[str, str, str], None]
-) -> tuple[tuple[str, str], ...]:
+def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tuple[str, str], ...]:
     args: list[tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -412,8 +464,11 @@ def _build_args(
             continue
         key, sep, val = line.partition("=")
         if not sep or not _BUILD_ARG_RE.match(key.strip()):
-            problem(f"build-args line {number}", f"expected KEY=value, got {line!r}",
-                    "Write one KEY=value per line.")
+            problem(
+                f"build-args line {number}",
+                f"expected KEY=value, got {line!r}",
+                "Write one KEY=value per line.",
+            )
             continue
         args.append((key.strip(), val))
     return tuple(args)
@@ -442,7 +497,9 @@ def _env_file(
     dotenv_logger = logging.getLogger("dotenv.main")
     dotenv_logger.addHandler(catcher)
     saved_propagate = dotenv_logger.propagate
-    dotenv_logger.propagate = False  # its own warning would print the offending line, secret and all
+    dotenv_logger.propagate = (
+        False  # its own warning would print the offending line, secret and all
+    )
     try:
         values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     finally:
@@ -456,10 +513,16 @@ def _env_file(
             mask(val)
         pairs.append((key, val))
     for line in catcher.lines:
-        problem(f"{source} line {line}" if line else source, "could not be parsed as KEY=value",
-                "Quote values with spaces or '#', e.g. KEY=\"a value\".")
+        problem(
+            f"{source} line {line}" if line else source,
+            "could not be parsed as KEY=value",
+            "Quote values with spaces or '#', e.g. KEY=\"a value\".",
+        )
     for key, _ in pairs:
         if not _ENV_KEY_RE.match(key):
-            problem(source, f"key {key!r} is not a valid Secret key",
-                    "Use letters, digits, '-', '_' and '.' only.")
+            problem(
+                source,
+                f"key {key!r} is not a valid Secret key",
+                "Use letters, digits, '-', '_' and '.' only.",
+            )
     return tuple(pairs)

@@ -16,7 +16,7 @@ Two questions are answered:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,13 @@ def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -
             False, False, f"{subject}: {available} of {updated} updated replicas are available"
         )
     return Verdict(True, True, f"{subject}: successfully rolled out")
+
+
+def generation_observed(deployment: Obj, applied_generation: int | None = None) -> bool:
+    """Has the controller seen the spec we applied? Until then counts describe an older one."""
+    generation = int(_get(deployment, "metadata", "generation") or 0)
+    observed = int(_get(deployment, "status", "observedGeneration") or 0)
+    return observed >= max(generation, applied_generation or 0)
 
 
 def problem_verdict(deployment_name: str, problem: PodProblem) -> Verdict:
@@ -367,7 +374,7 @@ def pod_waiting_summary(pod: Obj) -> str | None:
     return None
 
 
-def new_replicaset(deployment: Obj, replicasets: list[Obj]) -> Obj | None:
+def new_replicaset(deployment: Obj, replicasets: Sequence[Obj]) -> Obj | None:
     """The ReplicaSet of the Deployment's current revision (owned by it, same revision number)."""
     uid = _get(deployment, "metadata", "uid")
     revision = (_get(deployment, "metadata", "annotations") or {}).get(REVISION_ANNOTATION)

@@ -1,0 +1,489 @@
+"""Why a rollout failed, in enough detail to fix it without opening a terminal to the cluster.
+
+For one Deployment: the failing pod and container, its reason and exit code, the last 50 log
+lines of the current and the previous run of that container, the Deployment's unhealthy
+conditions, and the events of the Deployment, its new ReplicaSet and that pod since the deploy
+began, with routine events (Scheduled, Pulled, Started...) dropped. Fetch failures are noted,
+never raised: a diagnosis must not hide the verdict it explains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from deployer.errors import DeployError
+from deployer.status import PodProblem, new_replicaset, pod_is_ready
+
+LOG_LINES = 50
+MAX_EVENTS = 30
+
+# Events that only narrate a healthy rollout (krane drops the same ones).
+ROUTINE_EVENTS = frozenset(
+    {
+        "Scheduled",
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",
+        "SuccessfulCreate",
+        "SuccessfulDelete",
+        "ScalingReplicaSet",
+        "Killing",
+    }
+)
+
+# The runner's clock and the cluster's are not the same clock: take events from a little before
+# the deploy began rather than miss the one that explains it.
+_CLOCK_SLACK = timedelta(seconds=5)
+
+
+class DiagnoseSource(Protocol):
+    """What diagnosing needs from a cluster (kube.Cluster has it; tests fake it)."""
+
+    def list_replicasets(
+        self, namespace: str, selector: Mapping[str, Any] | str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def list_pods(
+        self, namespace: str, selector: Mapping[str, Any] | str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def pod_logs(
+        self, name: str, namespace: str, container: str, *, tail: int = 50, previous: bool = False
+    ) -> str: ...
+
+    def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class LogExcerpt:
+    container: str
+    previous: bool
+    lines: tuple[str, ...]
+    note: str = ""  # why there are no lines, when there are none
+
+    @property
+    def title(self) -> str:
+        run = "previous run" if self.previous else "current run"
+        return f"logs of `{self.container}`, {run}"
+
+
+@dataclass(frozen=True)
+class EventLine:
+    when: datetime | None
+    type: str
+    reason: str
+    object: str
+    message: str
+    count: int = 1
+
+    def text(self) -> str:
+        stamp = self.when.strftime("%H:%M:%S") if self.when else "--:--:--"
+        times = f" (x{self.count})" if self.count > 1 else ""
+        return f"{stamp} {self.type} {self.reason} {self.object}: {self.message}{times}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    deployment: str
+    namespace: str
+    summary: str
+    pod: str | None = None
+    container: str | None = None
+    init_container: bool = False
+    reason: str | None = None
+    exit_code: int | None = None
+    conditions: tuple[str, ...] = ()
+    logs: tuple[LogExcerpt, ...] = ()
+    events: tuple[EventLine, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    since: datetime | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"deployment/{self.deployment}"
+
+    def _where(self) -> str | None:
+        if not self.pod:
+            return None
+        parts = [f"pod {self.pod}"]
+        if self.container:
+            kind = "init container" if self.init_container else "container"
+            parts.append(f"{kind} `{self.container}`")
+        facts = [x for x in (self.reason, _exit(self.exit_code)) if x]
+        return ", ".join(parts) + (f": {', '.join(facts)}" if facts else "")
+
+    def render_text(self) -> str:
+        out = [f"{self.subject} (namespace {self.namespace}): {self.summary}"]
+        where = self._where()
+        if where:
+            out.append(f"  {where}")
+        out.extend(f"  condition {c}" for c in self.conditions)
+        for excerpt in self.logs:
+            if excerpt.lines:
+                out.append(f"  {excerpt.title} (last {len(excerpt.lines)} lines):")
+                out.extend(f"    | {line}" for line in excerpt.lines)
+            else:
+                out.append(f"  {excerpt.title}: {excerpt.note}")
+        if self.events:
+            out.append(f"  events{self._since_text()}:")
+            out.extend(f"    {event.text()}" for event in self.events)
+        else:
+            out.append(f"  no events{self._since_text()} beyond the routine ones")
+        out.extend(f"  note: {note}" for note in self.notes)
+        return "\n".join(out)
+
+    def render_markdown(self) -> str:
+        out = [f"#### {self.subject} (namespace `{self.namespace}`)", "", _md_text(self.summary)]
+        where = self._where()
+        if where:
+            out += ["", f"- {_md_text(where)}"]
+        out += [f"- condition {_md_text(c)}" for c in self.conditions]
+        for excerpt in self.logs:
+            out.append("")
+            if excerpt.lines:
+                body = "\n".join(excerpt.lines)
+                fence = "`" * max(3, _longest_backtick_run(body) + 1)
+                out += [
+                    f"<details><summary>{_html(excerpt.title)} "
+                    f"(last {len(excerpt.lines)} lines)</summary>",
+                    "",
+                    f"{fence}text",
+                    body,
+                    fence,
+                    "",
+                    "</details>",
+                ]
+            else:
+                out.append(f"{_md_text(excerpt.title)}: {_md_text(excerpt.note)}")
+        out.append("")
+        if self.events:
+            out += [
+                f"Events{_md_text(self._since_text())}:",
+                "",
+                "| time | type | reason | object | message |",
+                "|---|---|---|---|---|",
+            ]
+            for e in self.events:
+                stamp = e.when.strftime("%H:%M:%S") if e.when else ""
+                message = e.message + (f" (x{e.count})" if e.count > 1 else "")
+                cells = [stamp, e.type, e.reason, e.object, message]
+                out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+        else:
+            out.append(f"No events{_md_text(self._since_text())} beyond the routine ones.")
+        out += [f"- note: {_md_text(note)}" for note in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+    def _since_text(self) -> str:
+        return f" since {self.since.strftime('%H:%M:%S %Z')}" if self.since else ""
+
+
+def diagnose(
+    cluster: DiagnoseSource,
+    deployment: Mapping[str, Any],
+    since: datetime,
+    problem: PodProblem | None,
+    *,
+    summary: str = "",
+) -> Diagnosis:
+    """Collect the facts about a failed or timed-out Deployment rollout.
+
+    `problem` names the doomed pod when the watcher found one; without it (a progress deadline,
+    a timeout) the most telling pod of the new ReplicaSet is chosen.
+    """
+    meta = deployment.get("metadata") or {}
+    name = str(meta.get("name") or "?")
+    namespace = str(meta.get("namespace") or "default")
+    notes: list[str] = []
+
+    replicasets = _try(
+        notes,
+        "ReplicaSets",
+        lambda: cluster.list_replicasets(
+            namespace, (deployment.get("spec") or {}).get("selector") or None
+        ),
+        [],
+    )
+    rs = new_replicaset(deployment, replicasets)
+    pods: list[dict[str, Any]] = []
+    if rs is not None:
+        rs_uid = (rs.get("metadata") or {}).get("uid")
+        selector = (rs.get("spec") or {}).get("selector") or None
+        pods = [
+            p
+            for p in _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
+            if _controller_uid(p) == rs_uid
+        ]
+
+    pod = _pick_pod(pods, problem)
+    container_name: str | None = problem.container if problem else None
+    init = problem.init_container if problem else False
+    status_of: Mapping[str, Any] | None = None
+    if pod is not None:
+        if container_name is None:
+            picked = _pick_container(pod)
+            if picked is not None:
+                container_name, init = picked
+        if container_name is not None:
+            status_of = _container_status(pod, container_name, init)
+
+    reason = problem.reason if problem else _container_reason(status_of)
+    exit_code = problem.exit_code if problem else None
+    if exit_code is None and status_of is not None:
+        exit_code = _last_exit(status_of)
+
+    logs: list[LogExcerpt] = []
+    if pod is not None and container_name is not None:
+        pod_name = str((pod.get("metadata") or {}).get("name"))
+        for previous in (False, True):
+            logs.append(
+                _logs(
+                    cluster,
+                    pod_name,
+                    namespace,
+                    container_name,
+                    status_of or {},
+                    previous=previous,
+                )
+            )
+
+    objects = [("Deployment", name)]
+    if rs is not None:
+        objects.append(("ReplicaSet", str((rs.get("metadata") or {}).get("name"))))
+    if pod is not None:
+        objects.append(("Pod", str((pod.get("metadata") or {}).get("name"))))
+    events: list[EventLine] = []
+    for kind, obj_name in objects:
+        raw = _try(
+            notes,
+            f"events of {kind.lower()}/{obj_name}",
+            lambda kind=kind, obj_name=obj_name: cluster.events_for(kind, obj_name, namespace),
+            [],
+        )
+        events.extend(_event_lines(raw, since))
+    events.sort(key=lambda e: e.when or datetime.min.replace(tzinfo=UTC))
+
+    return Diagnosis(
+        deployment=name,
+        namespace=namespace,
+        summary=summary or (problem.detail if problem else "rollout did not complete"),
+        pod=str((pod.get("metadata") or {}).get("name")) if pod is not None else None,
+        container=container_name,
+        init_container=init,
+        reason=reason,
+        exit_code=exit_code,
+        conditions=_conditions(deployment),
+        logs=tuple(logs),
+        events=tuple(events[-MAX_EVENTS:]),
+        notes=tuple(notes),
+        since=since,
+    )
+
+
+# --- choosing what to show ------------------------------------------------------------------
+
+
+def _pick_pod(pods: list[dict[str, Any]], problem: PodProblem | None) -> dict[str, Any] | None:
+    if problem is not None:
+        for p in pods:
+            if (p.get("metadata") or {}).get("name") == problem.pod:
+                return p
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    for p in live:
+        if not pod_is_ready(p):
+            return p
+    return live[0] if live else None
+
+
+def _pick_container(pod: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """The first container (init containers first) that is not plainly fine."""
+    status = pod.get("status") or {}
+    for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
+        for cs in status.get(key) or []:
+            state = cs.get("state") or {}
+            waiting = state.get("waiting") or {}
+            terminated = state.get("terminated") or {}
+            if init and terminated.get("exitCode") == 0:
+                continue
+            if waiting.get("reason") == "PodInitializing":
+                continue
+            if waiting or terminated or not cs.get("ready") or cs.get("restartCount"):
+                return str(cs.get("name")), init
+    return None
+
+
+def _container_status(pod: Mapping[str, Any], name: str, init: bool) -> Mapping[str, Any] | None:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    for cs in (pod.get("status") or {}).get(key) or []:
+        if cs.get("name") == name:
+            return dict(cs)
+    return None
+
+
+def _container_reason(cs: Mapping[str, Any] | None) -> str | None:
+    if not cs:
+        return None
+    state = cs.get("state") or {}
+    for key in ("waiting", "terminated"):
+        if (state.get(key) or {}).get("reason"):
+            return str(state[key]["reason"])
+    if state.get("running") and not cs.get("ready"):
+        return "NotReady"
+    return None
+
+
+def _last_exit(cs: Mapping[str, Any]) -> int | None:
+    for path in (("state", "terminated"), ("lastState", "terminated")):
+        term = (cs.get(path[0]) or {}).get(path[1]) or {}
+        if term.get("exitCode") is not None:
+            return int(term["exitCode"])
+    return None
+
+
+def _logs(
+    cluster: DiagnoseSource,
+    pod: str,
+    namespace: str,
+    container: str,
+    cs: Mapping[str, Any],
+    *,
+    previous: bool,
+) -> LogExcerpt:
+    state = cs.get("state") or {}
+    ran_before = bool((cs.get("lastState") or {}).get("terminated")) or bool(
+        int(cs.get("restartCount") or 0)
+    )
+    # A container waiting in back-off has run: its "current" log is the last run's, as kubectl
+    # shows it. Only a container that never ran (image pull, config error) has none.
+    started = ran_before or bool(state.get("running") or state.get("terminated"))
+    if previous and not ran_before:
+        return LogExcerpt(container, True, (), "no previous run")
+    if not previous and not started:
+        waiting = (state.get("waiting") or {}).get("reason")
+        why = f" ({waiting})" if waiting else ""
+        return LogExcerpt(container, False, (), f"no logs: the container never started{why}")
+    try:
+        text = cluster.pod_logs(pod, namespace, container, tail=LOG_LINES, previous=previous)
+    except DeployError as exc:
+        return LogExcerpt(container, previous, (), f"logs unavailable: {exc.message}")
+    lines = tuple(text.splitlines()[-LOG_LINES:])
+    return LogExcerpt(container, previous, lines, "" if lines else "no output")
+
+
+def _conditions(deployment: Mapping[str, Any]) -> tuple[str, ...]:
+    """Progressing other than True (the deadline) and ReplicaFailure True (quota, admission):
+    the controller's own account. Available=False only restates the replica counts."""
+    out = []
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        kind, status = cond.get("type"), cond.get("status")
+        telling = (kind == "Progressing" and status != "True") or (
+            kind == "ReplicaFailure" and status == "True"
+        )
+        if not telling:
+            continue
+        reason = f" ({cond['reason']})" if cond.get("reason") else ""
+        message = f": {cond['message']}" if cond.get("message") else ""
+        out.append(f"{kind}={status}{reason}{message}")
+    return tuple(out)
+
+
+def _event_lines(raw: list[dict[str, Any]], since: datetime) -> list[EventLine]:
+    lines = []
+    for ev in raw:
+        reason = str(ev.get("reason") or "")
+        if reason in ROUTINE_EVENTS:
+            continue
+        when = _event_time(ev)
+        if when is not None and when < since - _CLOCK_SLACK:
+            continue
+        involved = ev.get("involvedObject") or {}
+        obj = f"{str(involved.get('kind') or '').lower()}/{involved.get('name') or '?'}"
+        lines.append(
+            EventLine(
+                when=when,
+                type=str(ev.get("type") or ""),
+                reason=reason,
+                object=obj,
+                message=" ".join(str(ev.get("message") or "").split()),
+                count=int(ev.get("count") or (ev.get("series") or {}).get("count") or 1),
+            )
+        )
+    return lines
+
+
+def _event_time(ev: Mapping[str, Any]) -> datetime | None:
+    candidates = (
+        ev.get("lastTimestamp"),
+        (ev.get("series") or {}).get("lastObservedTime"),
+        ev.get("eventTime"),
+        ev.get("firstTimestamp"),
+        (ev.get("metadata") or {}).get("creationTimestamp"),
+    )
+    for value in candidates:
+        if value:
+            parsed = _parse_time(str(value))
+            if parsed is not None:
+                return parsed
+    return None
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def _try(notes: list[str], what: str, fetch: Any, default: Any) -> Any:
+    try:
+        return fetch()
+    except DeployError as exc:
+        notes.append(f"could not read {what}: {exc.message}")
+        return default
+
+
+def _exit(code: int | None) -> str | None:
+    return f"exit code {code}" if code is not None else None
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#])")
+
+
+def _md_text(text: str) -> str:
+    """Plain text that renders as itself in GitHub markdown, keeping `code` spans intact."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if _is_code(p) else _escape(p) for p in parts)
+
+
+def _is_code(part: str) -> bool:
+    return len(part) >= 2 and part.startswith("`") and part.endswith("`")
+
+
+def _escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_cell(text: str) -> str:
+    return _escape(text).replace("\n", " ")
+
+
+def _html(text: str) -> str:
+    """Text for inside an HTML tag (GitHub renders no markdown in <summary>)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)

@@ -1,0 +1,478 @@
+"""Watch every target Deployment's rollout at once and judge it on every change.
+
+How: per namespace, one list+watch each of Deployments, ReplicaSets and Pods (a thread each,
+no label selector; pods are tied to a Deployment through their owner chain Pod -> ReplicaSet
+-> Deployment). Every event wakes the judging loop, which asks `status.py`: the Deployment's
+verdict (kubectl's rules for the generation we applied), then each pod of the *new*
+ReplicaSet (the one whose revision annotation equals the Deployment's) against the fail-fast
+table. ReplicaSets get their own watch because a pod names only its ReplicaSet, and only the
+ReplicaSet carries the revision.
+
+When it ends (documented policy, "fast red"):
+* every target has a verdict, or
+* a target failed and the others had `failure_grace_s` (default 5 s) more to reach their own
+  verdict; those still open are reported `cancelled` ("stopped waiting after ... failed") with
+  where they stood. krane waits for all; we would rather be red in seconds than complete.
+* the overall `timeout_s` ran out: open targets are `timed-out`, with the last progress message
+  and what their pods are waiting for;
+* `cancel` was set (SIGINT/SIGTERM): open targets are `cancelled` within about 0.25 s.
+
+Streams end and reconnect from the last resourceVersion; a 410 (history compacted) re-lists.
+An API that stays unreachable for a minute, or refuses us (403), ends the wait with that error.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from deployer.diagnose import DiagnoseSource, Diagnosis, diagnose
+from deployer.errors import DeployError
+from deployer.kube import ApiUnavailable, Expired, WatchEvent, WatchKind
+from deployer.status import (
+    PodProblem,
+    controller_uid,
+    deployment_verdict,
+    generation_observed,
+    is_unschedulable,
+    new_replicaset,
+    pod_verdict,
+    pod_waiting_summary,
+    problem_verdict,
+)
+
+DEFAULT_FAILURE_GRACE_S = 5.0
+REMINDER_S = 30.0
+_TICK_S = 0.25  # how often time-based rules (timeout, cancel, unschedulable grace) are checked
+_WATCH_WINDOW_S = 240  # server-side watch timeout; the stream is then resumed
+_GIVE_UP_AFTER_S = 60.0  # an API unreachable this long ends the wait (exit 3)
+_KINDS: tuple[WatchKind, ...] = ("Deployment", "ReplicaSet", "Pod")
+
+Outcome = Literal["succeeded", "failed", "timed-out", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    namespace: str
+    generation: int | None = None  # from the apply; None: whatever the Deployment has now
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """`reason` reads after "deployment/<name>: " (it does not repeat the name)."""
+
+    name: str
+    namespace: str
+    result: Outcome
+    reason: str
+    duration_s: float
+    diagnosis: Diagnosis | None = None
+
+
+class Stream(Protocol):
+    def __iter__(self) -> Iterator[WatchEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class WatchSource(DiagnoseSource, Protocol):
+    """What watching needs from a cluster (kube.Cluster has it; tests fake it)."""
+
+    def list_objects(self, kind: WatchKind, namespace: str) -> tuple[list[dict[str, Any]], str]: ...
+
+    def watch_objects(
+        self, kind: WatchKind, namespace: str, resource_version: str, *, timeout_s: int
+    ) -> Stream: ...
+
+
+def watch_rollouts(
+    cluster: WatchSource,
+    targets: list[Target],
+    *,
+    timeout_s: float,
+    progress: Callable[[str], None],
+    cancel: threading.Event | None = None,
+    restart_tolerance: int = 2,
+    unschedulable_grace_s: float = 10.0,
+    failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
+    reminder_s: float = REMINDER_S,
+    since: datetime | None = None,
+) -> list[RolloutResult]:
+    """Wait for every target's rollout; one result per target, in the order given.
+
+    `since` is when the deploy began (events before it are not shown); default: now.
+    Raises the API's error (Forbidden, ApiUnavailable...) if watching itself fails.
+    """
+    if not targets:
+        return []
+    run = _Run(
+        cluster,
+        targets,
+        progress=progress,
+        restart_tolerance=restart_tolerance,
+        unschedulable_grace_s=unschedulable_grace_s,
+        since=since or datetime.now(UTC),
+    )
+    started = time.monotonic()
+    deadline = started + timeout_s
+    stop = threading.Event()
+    wake: queue.Queue[None] = queue.Queue()
+    reflectors = {
+        (kind, ns): _Reflector(cluster, kind, ns, wake, stop)
+        for ns in sorted({t.namespace for t in targets})
+        for kind in _KINDS
+    }
+    run.reflectors = reflectors
+    for reflector in reflectors.values():
+        reflector.start()
+    try:
+        while True:
+            for reflector in reflectors.values():
+                if reflector.error is not None:
+                    raise reflector.error
+            now = time.monotonic()
+            if cancel is not None and cancel.is_set():
+                run.finish_open("cancelled", "cancelled while waiting", now, started)
+                break
+            if all(r.synced for r in reflectors.values()):
+                run.evaluate(now, started)
+            if not run.open():
+                break
+            if run.first_failure is not None and now - run.first_failure[1] >= failure_grace_s:
+                name = run.first_failure[0]
+                run.finish_open(
+                    "cancelled",
+                    f"stopped waiting {failure_grace_s:g}s after deployment/{name} failed",
+                    now,
+                    started,
+                )
+                break
+            if now >= deadline:
+                run.time_out(now, started, timeout_s)
+                break
+            run.remind(now, reminder_s)
+            _sleep_until_event(wake, min(_TICK_S, max(0.01, deadline - now)))
+    finally:
+        stop.set()
+        for reflector in reflectors.values():
+            reflector.close()
+    return [state.result_value() for state in run.states]
+
+
+# --- judging --------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    target: Target
+    seen: bool = False
+    deployment: dict[str, Any] | None = None
+    message: str = ""
+    printed_at: float = 0.0
+    outcome: Outcome | None = None
+    reason: str = ""
+    duration_s: float = 0.0
+    diagnosis: Diagnosis | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def subject(self) -> str:
+        return f"deployment/{self.target.name}"
+
+    def detail(self) -> str:
+        return self.message.removeprefix(f"{self.subject}: ") or "not seen yet"
+
+    def result_value(self) -> RolloutResult:
+        assert self.outcome is not None
+        return RolloutResult(
+            self.target.name,
+            self.target.namespace,
+            self.outcome,
+            self.reason,
+            round(self.duration_s, 3),
+            self.diagnosis,
+        )
+
+
+class _Run:
+    def __init__(
+        self,
+        cluster: WatchSource,
+        targets: list[Target],
+        *,
+        progress: Callable[[str], None],
+        restart_tolerance: int,
+        unschedulable_grace_s: float,
+        since: datetime,
+    ) -> None:
+        self.cluster = cluster
+        self.states = [_State(t) for t in targets]
+        self.progress = progress
+        self.restart_tolerance = restart_tolerance
+        self.unschedulable_grace_s = unschedulable_grace_s
+        self.since = since
+        self.reflectors: dict[tuple[WatchKind, str], _Reflector] = {}
+        self.first_failure: tuple[str, float] | None = None
+        self.unschedulable_since: dict[str, float] = {}
+
+    def open(self) -> list[_State]:
+        return [s for s in self.states if s.outcome is None]
+
+    def evaluate(self, now: float, started: float) -> None:
+        for state in self.open():
+            self._evaluate_one(state, now, started)
+
+    def _evaluate_one(self, state: _State, now: float, started: float) -> None:
+        ns, name = state.target.namespace, state.target.name
+        deployment = self.reflectors["Deployment", ns].get(name)
+        if deployment is None:
+            why = (
+                "was deleted while we waited"
+                if state.seen
+                else f'does not exist in namespace "{ns}"'
+            )
+            self._fail(state, why, None, now, started)
+            return
+        state.seen = True
+        state.deployment = deployment
+        verdict = deployment_verdict(deployment, state.target.generation)
+        if verdict.done:
+            if verdict.ok:
+                self._finish(state, "succeeded", "successfully rolled out", now, started)
+                self.progress(f"{state.subject}: successfully rolled out in {now - started:.1f}s")
+            else:
+                self._fail(state, verdict.message, None, now, started)
+            return
+        state.pods = []
+        if generation_observed(deployment, state.target.generation):
+            rs = new_replicaset(deployment, self.reflectors["ReplicaSet", ns].snapshot())
+            if rs is not None:
+                rs_uid = (rs.get("metadata") or {}).get("uid")
+                state.pods = [
+                    p for p in self.reflectors["Pod", ns].snapshot() if controller_uid(p) == rs_uid
+                ]
+            for pod in state.pods:
+                problem = pod_verdict(
+                    pod,
+                    restart_tolerance=self.restart_tolerance,
+                    unschedulable_for_s=self._unschedulable_for(pod, now),
+                    unschedulable_grace_s=self.unschedulable_grace_s,
+                )
+                if problem is not None:
+                    self._fail(state, problem_verdict(name, problem).message, problem, now, started)
+                    return
+        if verdict.message != state.message:
+            state.message = verdict.message
+            state.printed_at = now
+            self.progress(verdict.message)
+
+    def _unschedulable_for(self, pod: Mapping[str, Any], now: float) -> float:
+        uid = str((pod.get("metadata") or {}).get("uid") or (pod.get("metadata") or {}).get("name"))
+        if not is_unschedulable(pod):
+            self.unschedulable_since.pop(uid, None)
+            return 0.0
+        return now - self.unschedulable_since.setdefault(uid, now)
+
+    def _fail(
+        self,
+        state: _State,
+        message: str,
+        problem: PodProblem | None,
+        now: float,
+        started: float,
+    ) -> None:
+        reason = message.removeprefix(f"{state.subject}: ")
+        self._finish(state, "failed", reason, now, started)
+        self.progress(f"{state.subject}: failed after {now - started:.1f}s: {reason}")
+        if self.first_failure is None:
+            self.first_failure = (state.target.name, now)
+        if state.deployment is not None:
+            state.diagnosis = diagnose(
+                self.cluster, state.deployment, self.since, problem, summary=reason
+            )
+
+    def _finish(
+        self, state: _State, outcome: Outcome, reason: str, now: float, started: float
+    ) -> None:
+        state.outcome = outcome
+        state.reason = reason
+        state.duration_s = now - started
+
+    def finish_open(self, outcome: Outcome, why: str, now: float, started: float) -> None:
+        for state in self.open():
+            self._finish(state, outcome, f"{why}: {state.detail()}", now, started)
+            self.progress(f"{state.subject}: {state.reason}")
+
+    def time_out(self, now: float, started: float, timeout_s: float) -> None:
+        for state in self.open():
+            reason = f"timed out after {_duration(timeout_s)}: {state.detail()}"
+            hint = self._pod_hint(state)
+            if hint:
+                reason += f"; {hint}"
+            self._finish(state, "timed-out", reason, now, started)
+            self.progress(f"{state.subject}: {reason}")
+            if state.deployment is not None:
+                state.diagnosis = diagnose(
+                    self.cluster, state.deployment, self.since, None, summary=reason
+                )
+
+    def remind(self, now: float, reminder_s: float) -> None:
+        for state in self.open():
+            if state.message and now - state.printed_at >= reminder_s:
+                state.printed_at = now
+                hint = self._pod_hint(state)
+                self.progress(f"still waiting for {state.message}" + (f" ({hint})" if hint else ""))
+
+    @staticmethod
+    def _pod_hint(state: _State) -> str:
+        for pod in state.pods:
+            summary = pod_waiting_summary(pod)
+            if summary:
+                return f"pod {(pod.get('metadata') or {}).get('name')}: {summary}"
+        return ""
+
+
+# --- list+watch -----------------------------------------------------------------------------
+
+
+class _Reflector:
+    """Keeps an up-to-date copy of one kind in one namespace and wakes the judge on changes."""
+
+    def __init__(
+        self,
+        source: WatchSource,
+        kind: WatchKind,
+        namespace: str,
+        wake: queue.Queue[None],
+        stop: threading.Event,
+    ) -> None:
+        self._source = source
+        self._kind = kind
+        self._namespace = namespace
+        self._wake = wake
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._items: dict[str, dict[str, Any]] = {}
+        self._stream: Stream | None = None
+        self.synced = False
+        self.error: DeployError | None = None
+        # Daemon: a stream blocked in a read must never keep the process alive after a cancel.
+        self._thread = threading.Thread(
+            target=self._run, name=f"watch-{kind}-{namespace}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            stream = self._stream
+        if stream is not None:
+            stream.close()
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._items.get(name)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._items.values())
+
+    def _run(self) -> None:
+        resource_version: str | None = None
+        failing_since: float | None = None
+        backoff = 0.2
+        while not self._stop.is_set():
+            opened = time.monotonic()
+            try:
+                if resource_version is None:
+                    items, resource_version = self._source.list_objects(self._kind, self._namespace)
+                    with self._lock:
+                        self._items = {_name(obj): obj for obj in items}
+                        self.synced = True
+                    self._wake.put(None)
+                resource_version = self._follow(resource_version)
+                failing_since = None
+                if time.monotonic() - opened < 1.0:
+                    # a stream that ends at once must not become a busy loop
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                else:
+                    backoff = 0.2
+            except Expired:
+                resource_version = None
+            except ApiUnavailable as exc:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= _GIVE_UP_AFTER_S:
+                    self._give_up(exc)
+                    return
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except DeployError as exc:
+                self._give_up(exc)
+                return
+            except Exception as exc:  # a bug here must end the wait loudly, not hang it
+                self._give_up(ApiUnavailable(f"watching {self._kind}s failed: {exc!r}"))
+                return
+
+    def _follow(self, resource_version: str) -> str:
+        stream = self._source.watch_objects(
+            self._kind, self._namespace, resource_version, timeout_s=_WATCH_WINDOW_S
+        )
+        with self._lock:
+            self._stream = stream
+        try:
+            if self._stop.is_set():
+                return resource_version
+            for event in stream:
+                if self._stop.is_set():
+                    break
+                resource_version = event.resource_version or resource_version
+                if event.type == "BOOKMARK":
+                    continue
+                with self._lock:
+                    if event.type == "DELETED":
+                        self._items.pop(_name(event.object), None)
+                    else:
+                        self._items[_name(event.object)] = event.object
+                self._wake.put(None)
+        finally:
+            with self._lock:
+                self._stream = None
+            stream.close()
+        return resource_version
+
+    def _give_up(self, exc: DeployError) -> None:
+        self.error = exc
+        self._wake.put(None)
+
+
+def _sleep_until_event(wake: queue.Queue[None], timeout: float) -> None:
+    try:
+        wake.get(timeout=timeout)
+    except queue.Empty:
+        return
+    while True:  # one evaluation covers every change that arrived meanwhile
+        try:
+            wake.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    minutes, secs = divmod(seconds, 60)
+    if minutes and secs:
+        return f"{minutes}m{secs}s"
+    return f"{minutes}m" if minutes else f"{secs}s"

@@ -1,0 +1,342 @@
+"""Verdicts from YAML snapshots of real-shaped objects; each test compares the whole value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployer.status import (
+    FATAL_STATES,
+    PodProblem,
+    Verdict,
+    deployment_verdict,
+    is_unschedulable,
+    new_replicaset,
+    pod_is_ready,
+    pod_verdict,
+    pod_waiting_summary,
+    problem_verdict,
+)
+
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "status"
+POD = "antisocial-web-5c8f7d6b9-x2x7q"
+WORKER_POD = "antisocial-worker-66b8d9c7f-q8m4z"
+IMAGE = "registry.digitalocean.com/team/antisocial:9b2d771"
+
+
+def snap(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((SNAPSHOTS / f"{name}.yaml").read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+def snaps(name: str) -> list[dict[str, Any]]:
+    return list(yaml.safe_load_all((SNAPSHOTS / f"{name}.yaml").read_text()))
+
+
+# --- Deployments: kubectl's rules, for the generation we applied ---------------------------
+
+
+def test_a_fully_rolled_out_deployment_is_green() -> None:
+    assert deployment_verdict(snap("deployment-complete"), 4) == Verdict(
+        True, True, "deployment/antisocial-web: successfully rolled out"
+    )
+
+
+def test_a_complete_older_generation_does_not_count_for_the_one_we_applied() -> None:
+    assert deployment_verdict(snap("deployment-complete"), 5) == Verdict(
+        False,
+        False,
+        "deployment/antisocial-web: waiting for the deployment controller to observe "
+        "generation 5 (observed 4)",
+    )
+
+
+def test_a_spec_the_controller_has_not_observed_yet_keeps_us_waiting_like_kubectl() -> None:
+    assert deployment_verdict(snap("deployment-generation-not-observed")) == Verdict(
+        False,
+        False,
+        "deployment/antisocial-web: waiting for the deployment controller to observe "
+        "generation 5 (observed 4)",
+    )
+
+
+def test_new_replicas_still_being_created_are_counted_as_kubectl_does() -> None:
+    assert deployment_verdict(snap("deployment-new-replicas-being-updated"), 5) == Verdict(
+        False, False, "deployment/antisocial-web: 1 out of 3 new replicas have been updated"
+    )
+
+
+def test_old_replicas_still_terminating_keep_the_rollout_open() -> None:
+    assert deployment_verdict(snap("deployment-old-replicas-pending-termination"), 5) == Verdict(
+        False, False, "deployment/antisocial-web: 1 old replicas are pending termination"
+    )
+
+
+def test_updated_replicas_that_are_not_available_yet_keep_the_rollout_open() -> None:
+    assert deployment_verdict(snap("deployment-updated-replicas-not-available"), 5) == Verdict(
+        False, False, "deployment/antisocial-web: 1 of 2 updated replicas are available"
+    )
+
+
+def test_an_exceeded_progress_deadline_is_red_and_quotes_the_controller() -> None:
+    assert deployment_verdict(snap("deployment-progress-deadline-exceeded"), 7) == Verdict(
+        True,
+        False,
+        "deployment/antisocial-worker: exceeded its progress deadline of 120s: "
+        'ReplicaSet "antisocial-worker-66b8d9c7f" has timed out progressing.',
+    )
+
+
+def test_a_progress_deadline_from_an_unobserved_generation_is_not_trusted_yet() -> None:
+    deployment = snap("deployment-progress-deadline-exceeded")
+    deployment["metadata"]["generation"] = 8
+    assert deployment_verdict(deployment, 8) == Verdict(
+        False,
+        False,
+        "deployment/antisocial-worker: waiting for the deployment controller to observe "
+        "generation 8 (observed 7)",
+    )
+
+
+def test_a_deployment_scaled_to_zero_is_done_once_observed() -> None:
+    assert deployment_verdict(snap("deployment-scaled-to-zero"), 3) == Verdict(
+        True, True, "deployment/antisocial-beat: successfully rolled out"
+    )
+
+
+def test_the_new_replicaset_is_the_deployments_own_with_its_revision() -> None:
+    deployment = snap("deployment-new-replicas-being-updated")
+    rs = new_replicaset(deployment, snaps("replicasets-of-web"))
+    assert rs is not None
+    assert rs["metadata"]["name"] == "antisocial-web-5c8f7d6b9"
+
+
+def test_there_is_no_new_replicaset_before_the_controller_made_one() -> None:
+    deployment = snap("deployment-new-replicas-being-updated")
+    deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "6"
+    assert new_replicaset(deployment, snaps("replicasets-of-web")) is None
+
+
+# --- Pods: the fail-fast table -------------------------------------------------------------
+
+
+def test_a_ready_pod_has_no_problem() -> None:
+    pod = snap("pod-ready")
+    assert pod_verdict(pod) is None
+    assert pod_is_ready(pod)
+    assert pod_waiting_summary(pod) is None
+
+
+def test_a_crash_loop_past_the_restart_tolerance_is_fatal_and_names_the_exit_code() -> None:
+    problem = pod_verdict(snap("pod-crash-loop"))
+    assert problem == PodProblem(
+        pod=POD,
+        container="web",
+        init_container=False,
+        state="CrashLoopBackOff",
+        reason="CrashLoopBackOff",
+        exit_code=1,
+        detail="container `web` is crash-looping: last run exited 1 (Error), restarted 3 times",
+    )
+    assert problem_verdict("antisocial-web", problem) == Verdict(
+        True,
+        False,
+        "deployment/antisocial-web: container `web` is crash-looping: last run exited 1 "
+        f"(Error), restarted 3 times [pod {POD}]",
+    )
+
+
+def test_one_restart_is_within_the_tolerance() -> None:
+    pod = snap("pod-crash-loop-first-restart")
+    assert pod_verdict(pod) is None
+    assert pod_waiting_summary(pod) == (
+        "container `web` waiting: CrashLoopBackOff (back-off 10s restarting failed "
+        "container=web pod=antisocial-web-5c8f7d6b9-x2x7q_antisocial"
+        "(a3d5e7f9-1b2c-4d6e-8f0a-1c3e5a7b9d10))"
+    )
+
+
+def test_the_restart_tolerance_is_a_parameter() -> None:
+    assert pod_verdict(snap("pod-crash-loop"), restart_tolerance=4) is None
+    first = pod_verdict(snap("pod-crash-loop-first-restart"), restart_tolerance=1)
+    assert first is not None
+    assert first.detail == (
+        "container `web` is crash-looping: last run exited 1 (Error), restarted 1 times"
+    )
+
+
+def test_a_pod_being_deleted_is_not_judged() -> None:
+    assert pod_verdict(snap("pod-crash-loop-terminating")) is None
+
+
+def test_an_image_the_registry_does_not_have_is_fatal_at_the_first_pull() -> None:
+    assert pod_verdict(snap("pod-image-not-found")) == PodProblem(
+        pod=POD,
+        container="web",
+        init_container=False,
+        state="ImagePullFailed",
+        reason="ErrImagePull",
+        exit_code=None,
+        detail=f'container `web` cannot pull {IMAGE}: failed to pull and unpack image "{IMAGE}": '
+        f'failed to resolve reference "{IMAGE}": {IMAGE}: not found',
+    )
+
+
+def test_a_pull_we_are_not_authorized_for_is_fatal_even_in_back_off() -> None:
+    problem = pod_verdict(snap("pod-image-pull-backoff-unauthorized"))
+    assert problem is not None
+    assert (problem.state, problem.reason, problem.container) == (
+        "ImagePullFailed",
+        "ImagePullBackOff",
+        "web",
+    )
+    assert problem.detail.startswith(
+        f'container `web` cannot pull {IMAGE}: Back-off pulling image "{IMAGE}": ErrImagePull:'
+    )
+    # a long registry answer is cut to one readable line
+    assert problem.detail.endswith("…")
+    assert len(problem.detail) < 400
+
+
+def test_a_registry_timeout_is_transient_and_keeps_us_waiting() -> None:
+    pod = snap("pod-image-pull-timeout")
+    assert pod_verdict(pod) is None
+    summary = pod_waiting_summary(pod)
+    assert summary is not None
+    assert summary.startswith("container `web` waiting: ErrImagePull (failed to pull and unpack")
+
+
+def test_a_plain_image_pull_back_off_is_not_fatal_on_its_own() -> None:
+    pod = snap("pod-image-pull-backoff-plain")
+    assert pod_verdict(pod) is None
+    assert pod_waiting_summary(pod) == (
+        f'container `web` waiting: ImagePullBackOff (Back-off pulling image "{IMAGE}")'
+    )
+
+
+def test_an_invalid_image_name_is_fatal() -> None:
+    assert pod_verdict(snap("pod-invalid-image-name")) == PodProblem(
+        pod=POD,
+        container="web",
+        init_container=False,
+        state="InvalidImageName",
+        reason="InvalidImageName",
+        exit_code=None,
+        detail="container `web` has an invalid image name: Failed to apply default image tag "
+        '"registry.digitalocean.com/team/antisocial:<IMAGE>": couldn\'t parse image name '
+        '"registry.digitalocean.com/team/antisocial:<IMAGE>": invalid reference format',
+    )
+
+
+def test_a_missing_secret_is_a_fatal_config_error() -> None:
+    assert pod_verdict(snap("pod-config-error-missing-secret")) == PodProblem(
+        pod=POD,
+        container="web",
+        init_container=False,
+        state="CreateContainerConfigError",
+        reason="CreateContainerConfigError",
+        exit_code=None,
+        detail='container `web` cannot be created: secret "antisocial-env" not found',
+    )
+
+
+def test_a_kubelet_cache_still_syncing_is_not_a_config_error() -> None:
+    assert pod_verdict(snap("pod-config-error-cache-sync")) is None
+
+
+def test_a_failed_migrate_init_container_is_fatal_at_once_and_named() -> None:
+    problem = pod_verdict(snap("pod-init-migrate-exited"))
+    assert problem == PodProblem(
+        pod=WORKER_POD,
+        container="migrate",
+        init_container=True,
+        state="InitContainerFailed",
+        reason="Error",
+        exit_code=1,
+        detail="init container `migrate` exited 1 (Error)",
+    )
+    assert problem_verdict("antisocial-worker", problem).message == (
+        "deployment/antisocial-worker: init container `migrate` exited 1 (Error) "
+        f"[pod {WORKER_POD}]"
+    )
+
+
+def test_a_migrate_init_container_in_back_off_reports_its_last_exit_and_message() -> None:
+    assert pod_verdict(snap("pod-init-migrate-crash-loop")) == PodProblem(
+        pod=WORKER_POD,
+        container="migrate",
+        init_container=True,
+        state="InitContainerFailed",
+        reason="Error",
+        exit_code=2,
+        detail="init container `migrate` exited 2 (Error): django.db.utils.OperationalError: "
+        'FATAL: password authentication failed for user "antisocial"',
+    )
+
+
+def test_a_migrate_still_running_is_waited_for() -> None:
+    pod = snap("pod-init-migrate-running")
+    assert pod_verdict(pod) is None
+    assert pod_waiting_summary(pod) == "init container `migrate` is still running"
+
+
+def test_init_containers_that_completed_are_not_a_problem() -> None:
+    pod = snap("pod-init-containers-completed")
+    assert pod_verdict(pod) is None
+    assert pod_is_ready(pod)
+
+
+def test_an_unschedulable_pod_is_fatal_only_after_the_grace_period() -> None:
+    pod = snap("pod-unschedulable")
+    assert is_unschedulable(pod)
+    assert pod_verdict(pod, unschedulable_for_s=9.9) is None
+    assert pod_verdict(pod, unschedulable_for_s=10.0) == PodProblem(
+        pod=POD,
+        container=None,
+        init_container=False,
+        state="Unschedulable",
+        reason="Unschedulable",
+        exit_code=None,
+        detail="cannot be scheduled for 10s: 0/3 nodes are available: 3 Insufficient cpu. "
+        "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.",
+    )
+    assert pod_verdict(pod, unschedulable_for_s=4, unschedulable_grace_s=3.5) is not None
+    assert pod_waiting_summary(pod) == (
+        "unschedulable: 0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes "
+        "are available: 3 No preemption victims found for incoming pod."
+    )
+
+
+def test_a_failed_pod_is_fatal_with_the_kubelets_reason() -> None:
+    assert pod_verdict(snap("pod-failed-deadline-exceeded")) == PodProblem(
+        pod=POD,
+        container=None,
+        init_container=False,
+        state="PodFailed",
+        reason="DeadlineExceeded",
+        exit_code=None,
+        detail="pod failed: DeadlineExceeded Pod was active on the node longer than the "
+        "specified deadline",
+    )
+
+
+def test_an_evicted_pod_is_replaced_by_its_replicaset_and_not_fatal() -> None:
+    assert pod_verdict(snap("pod-evicted")) is None
+
+
+def test_a_pod_that_never_gets_ready_is_not_fatal_but_says_why_it_waits() -> None:
+    pod = snap("pod-running-not-ready")
+    assert pod_verdict(pod) is None
+    assert not pod_is_ready(pod)
+    assert pod_waiting_summary(pod) == (
+        "container `web` is running but not ready (readiness probe)"
+    )
+
+
+@pytest.mark.parametrize("rule", FATAL_STATES, ids=lambda r: r.state)
+def test_every_row_of_the_fatal_table_says_why(rule: Any) -> None:
+    assert len(rule.why) > 40

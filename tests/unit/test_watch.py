@@ -1,0 +1,898 @@
+"""The watcher and the diagnosis against a fake cluster: an in-memory API with list, watch
+(resourceVersion history, stream ends, 410 Expired), logs and events. No kubernetes server."""
+
+from __future__ import annotations
+
+import copy
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from urllib3.util.retry import Retry
+
+from deployer import kube
+from deployer import watch as watch_module
+from deployer.diagnose import Diagnosis, EventLine, LogExcerpt, diagnose
+from deployer.errors import DeployError, InputError
+from deployer.kube import (
+    ApiUnavailable,
+    Expired,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    WatchEvent,
+)
+from deployer.status import pod_verdict
+from deployer.watch import RolloutResult, Target, watch_rollouts
+
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "status"
+NS = "shop"
+SINCE = datetime(2026, 11, 26, 10, 10, 0, tzinfo=UTC)
+
+
+# --- the fake cluster -----------------------------------------------------------------------
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.items: queue.Queue[Any] = queue.Queue()
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        while not self.closed.is_set():
+            try:
+                item = self.items.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FakeCluster:
+    """Objects by (kind, namespace, name); a resourceVersion counter and event history like
+    the API server's, so a watch started from a list's version misses nothing."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rv = 100
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.history: list[tuple[int, str, str, str, dict[str, Any]]] = []
+        self.compacted = 0
+        self.streams: list[tuple[str, str, FakeStream]] = []
+        self.logs: dict[tuple[str, str, bool], str | Exception] = {}
+        self.events: list[dict[str, Any]] = []
+        self.list_error: Exception | None = None
+        self.lists = 0
+        self.watches = 0
+
+    # changing the cluster
+    def put(self, obj: dict[str, Any]) -> None:
+        obj = copy.deepcopy(obj)
+        kind, ns, name = obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+        with self.lock:
+            self.rv += 1
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            key = (kind, ns, name)
+            verb = "MODIFIED" if key in self.objects else "ADDED"
+            self.objects[key] = obj
+            self._emit(self.rv, verb, kind, ns, obj)
+
+    def delete(self, kind: str, name: str) -> None:
+        with self.lock:
+            obj = self.objects.pop((kind, NS, name))
+            self.rv += 1
+            self._emit(self.rv, "DELETED", kind, NS, obj)
+
+    def _emit(self, rv: int, verb: str, kind: str, ns: str, obj: dict[str, Any]) -> None:
+        self.history.append((rv, verb, kind, ns, obj))
+        for skind, sns, stream in self.streams:
+            if (skind, sns) == (kind, ns) and not stream.closed.is_set():
+                stream.items.put(WatchEvent(verb, copy.deepcopy(obj)))
+
+    def compact_and_expire(self) -> None:
+        """etcd compaction: old versions gone, every open watch gets a 410."""
+        with self.lock:
+            self.compacted = self.rv
+            for _, _, stream in self.streams:
+                stream.items.put(Expired("too old resource version"))
+
+    def end_streams(self) -> None:
+        with self.lock:
+            for _, _, stream in self.streams:
+                stream.items.put(None)
+
+    # the API
+    def list_objects(self, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        if self.list_error is not None:
+            raise self.list_error
+        with self.lock:
+            self.lists += 1
+            items = [
+                copy.deepcopy(o)
+                for (k, ns, _), o in self.objects.items()
+                if (k, ns) == (kind, namespace)
+            ]
+            return items, str(self.rv)
+
+    def watch_objects(
+        self, kind: str, namespace: str, resource_version: str, *, timeout_s: int
+    ) -> FakeStream:
+        assert timeout_s > 0
+        stream = FakeStream()
+        with self.lock:
+            self.watches += 1
+            if int(resource_version) < self.compacted:
+                stream.items.put(Expired("too old resource version"))
+            else:
+                for rv, verb, k, ns, obj in self.history:
+                    if rv > int(resource_version) and (k, ns) == (kind, namespace):
+                        stream.items.put(WatchEvent(verb, copy.deepcopy(obj)))
+            self.streams.append((kind, namespace, stream))
+        return stream
+
+    def _select(self, kind: str, namespace: str, selector: Any) -> list[dict[str, Any]]:
+        labels = (selector or {}).get("matchLabels") or {}
+        with self.lock:
+            return [
+                copy.deepcopy(o)
+                for (k, ns, _), o in self.objects.items()
+                if (k, ns) == (kind, namespace)
+                and all(o["metadata"].get("labels", {}).get(a) == b for a, b in labels.items())
+            ]
+
+    def list_replicasets(self, namespace: str, selector: Any = None) -> list[dict[str, Any]]:
+        return self._select("ReplicaSet", namespace, selector)
+
+    def list_pods(self, namespace: str, selector: Any = None) -> list[dict[str, Any]]:
+        return self._select("Pod", namespace, selector)
+
+    def pod_logs(
+        self, name: str, namespace: str, container: str, *, tail: int = 50, previous: bool = False
+    ) -> str:
+        found = self.logs.get((name, container, previous), "")
+        if isinstance(found, Exception):
+            raise found
+        return "\n".join(found.splitlines()[-tail:])
+
+    def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e["involvedObject"]["kind"] == kind and e["involvedObject"]["name"] == name
+        ]
+
+
+# --- object builders ------------------------------------------------------------------------
+
+
+def deployment(
+    name: str,
+    *,
+    generation: int = 2,
+    observed: int = 2,
+    replicas: int = 2,
+    updated: int = 0,
+    available: int = 0,
+    total: int | None = None,
+    revision: int = 2,
+    progressing: tuple[str, str, str] = ("True", "ReplicaSetUpdated", "is progressing."),
+) -> dict[str, Any]:
+    status, reason, text = progressing
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "generation": generation,
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+        },
+        "spec": {
+            "replicas": replicas,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}},
+        },
+        "status": {
+            "observedGeneration": observed,
+            "replicas": updated if total is None else total,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": status,
+                    "reason": reason,
+                    "message": f'ReplicaSet "{name}-r{revision}" {text}',
+                }
+            ],
+        },
+    }
+
+
+def replicaset(deployment_name: str, revision: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{deployment_name}-r{revision}",
+            "namespace": NS,
+            "uid": f"uid-{deployment_name}-r{revision}",
+            "labels": {"app": deployment_name, "pod-template-hash": f"r{revision}"},
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [
+                {
+                    "kind": "Deployment",
+                    "name": deployment_name,
+                    "uid": f"uid-{deployment_name}",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "selector": {
+                "matchLabels": {"app": deployment_name, "pod-template-hash": f"r{revision}"}
+            }
+        },
+    }
+
+
+def pod(
+    snapshot: str, deployment_name: str, revision: int, suffix: str = "a1b2c"
+) -> dict[str, Any]:
+    """A real-shaped pod from the status snapshots, re-owned by our fake ReplicaSet."""
+    doc = yaml.safe_load((SNAPSHOTS / f"{snapshot}.yaml").read_text())
+    name = f"{deployment_name}-r{revision}-{suffix}"
+    doc["metadata"].update(
+        name=name,
+        namespace=NS,
+        uid=f"uid-{name}",
+        labels={"app": deployment_name, "pod-template-hash": f"r{revision}"},
+        ownerReferences=[
+            {
+                "kind": "ReplicaSet",
+                "name": f"{deployment_name}-r{revision}",
+                "uid": f"uid-{deployment_name}-r{revision}",
+                "controller": True,
+            }
+        ],
+    )
+    return doc
+
+
+def event(
+    kind: str, name: str, reason: str, message: str, at: str, *, kind_: str = "Warning"
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{name}.{reason}", "namespace": NS},
+        "involvedObject": {"kind": kind, "name": name, "namespace": NS},
+        "reason": reason,
+        "message": message,
+        "type": kind_,
+        "count": 1,
+        "lastTimestamp": at,
+    }
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def run_in_background(fn: Any, *steps: tuple[float, Any]) -> threading.Thread:
+    def play() -> None:
+        for delay, action in steps:
+            time.sleep(delay)
+            action()
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    return thread
+
+
+def watch(cluster: FakeCluster, targets: list[Target], **kwargs: Any) -> list[RolloutResult]:
+    kwargs.setdefault("timeout_s", 10)
+    kwargs.setdefault("progress", Progress())
+    return watch_rollouts(cluster, targets, since=SINCE, **kwargs)
+
+
+# --- rollouts -------------------------------------------------------------------------------
+
+
+def test_a_rollout_that_completes_is_green_and_progress_prints_only_when_counts_change() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", generation=2, observed=1, updated=2, available=2))
+    progress = Progress()
+
+    def step(**kw: Any) -> Any:
+        return lambda: cluster.put(deployment("web", **kw))
+
+    run_in_background(
+        None,
+        (0.1, step(updated=1, available=0, total=3)),
+        (0.1, step(updated=1, available=0, total=3)),  # same counts: no new line
+        (0.1, step(updated=2, available=1, total=3)),
+        (0.1, step(updated=2, available=2, total=3)),  # still one old pod: same line
+        (0.1, step(updated=2, available=1)),
+        (0.1, step(updated=2, available=2)),
+    )
+    [result] = watch(cluster, [Target("web", NS, 2)], progress=progress)
+
+    assert (result.result, result.reason, result.diagnosis) == (
+        "succeeded",
+        "successfully rolled out",
+        None,
+    )
+    assert 0.5 < result.duration_s < 2
+    assert progress.lines[:-1] == [
+        "deployment/web: waiting for the deployment controller to observe generation 2 "
+        "(observed 1)",
+        "deployment/web: 1 out of 2 new replicas have been updated",
+        "deployment/web: 1 old replicas are pending termination",
+        "deployment/web: 1 of 2 updated replicas are available",
+    ]
+    assert progress.lines[-1].startswith("deployment/web: successfully rolled out in ")
+
+
+def test_a_complete_status_of_an_older_generation_is_not_green() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", generation=3, observed=2, updated=2, available=2))
+    [result] = watch(cluster, [Target("web", NS, 3)], timeout_s=0.4)
+    assert result.result == "timed-out"
+    assert result.reason == (
+        "timed out after 0s: waiting for the deployment controller to observe generation 3 "
+        "(observed 2)"
+    )
+
+
+def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, total=1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-ready", "web", 2, "ok111"))
+    crashing = pod("pod-crash-loop", "web", 2, "x2x7q")
+    cluster.put(crashing)
+    name = crashing["metadata"]["name"]
+    cluster.logs[name, "web", False] = ""
+    cluster.logs[name, "web", True] = "booting\nKeyError: 'DATABASE_URL'"
+    cluster.events.append(
+        event(
+            "Pod",
+            name,
+            "BackOff",
+            "Back-off restarting failed container web",
+            "2026-11-26T10:10:41Z",
+        )
+    )
+    cluster.events.append(
+        event(
+            "Pod",
+            name,
+            "Pulled",
+            "Container image already present",
+            "2026-11-26T10:10:40Z",
+            kind_="Normal",
+        )
+    )
+
+    started = time.monotonic()
+    [result] = watch(cluster, [Target("web", NS, 2)])
+
+    assert time.monotonic() - started < 1.0
+    assert result.result == "failed"
+    assert result.reason == (
+        "container `web` is crash-looping: last run exited 1 (Error), restarted 3 times "
+        f"[pod {name}]"
+    )
+    assert result.diagnosis == Diagnosis(
+        deployment="web",
+        namespace=NS,
+        summary=result.reason,
+        pod=name,
+        container="web",
+        init_container=False,
+        reason="CrashLoopBackOff",
+        exit_code=1,
+        conditions=(),
+        logs=(
+            LogExcerpt("web", False, (), "no output"),
+            LogExcerpt("web", True, ("booting", "KeyError: 'DATABASE_URL'")),
+        ),
+        events=(
+            EventLine(
+                datetime(2026, 11, 26, 10, 10, 41, tzinfo=UTC),
+                "Warning",
+                "BackOff",
+                f"pod/{name}",
+                "Back-off restarting failed container web",
+            ),
+        ),
+        notes=(),
+        since=SINCE,
+    )
+
+
+def test_pods_of_the_old_replicaset_are_not_judged() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, available=0, total=2))
+    cluster.put(replicaset("web", 1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-crash-loop", "web", 1, "old11"))
+    cluster.put(pod("pod-running-not-ready", "web", 2, "new11"))
+    run_in_background(None, (0.2, lambda: cluster.put(deployment("web", updated=2, available=2))))
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert result.result == "succeeded"
+
+
+def test_a_failed_migrate_init_container_is_named_in_the_reason_and_diagnosis() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("worker", replicas=1, updated=1, total=1))
+    cluster.put(replicaset("worker", 2))
+    failing = pod("pod-init-migrate-exited", "worker", 2, "q8m4z")
+    cluster.put(failing)
+    name = failing["metadata"]["name"]
+    cluster.logs[name, "migrate", False] = "\n".join(f"line {i}" for i in range(80))
+
+    [result] = watch(cluster, [Target("worker", NS, 2)])
+
+    assert result.result == "failed"
+    assert result.reason == f"init container `migrate` exited 1 (Error) [pod {name}]"
+    diagnosis = result.diagnosis
+    assert diagnosis is not None
+    assert (diagnosis.pod, diagnosis.container, diagnosis.init_container, diagnosis.exit_code) == (
+        name,
+        "migrate",
+        True,
+        1,
+    )
+    current, previous = diagnosis.logs
+    assert current.lines == tuple(f"line {i}" for i in range(30, 80))  # the last 50
+    assert previous == LogExcerpt("migrate", True, (), "no previous run")
+
+
+def test_an_unschedulable_pod_fails_only_after_the_grace_the_watcher_measured() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", replicas=1, updated=1, total=1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-unschedulable", "web", 2))
+    [result] = watch(cluster, [Target("web", NS, 2)], unschedulable_grace_s=0.5)
+    assert result.result == "failed"
+    assert 0.5 <= result.duration_s < 1.2
+    assert result.reason.startswith("cannot be scheduled for 0.5s: 0/3 nodes are available")
+    assert result.diagnosis is not None
+    assert result.diagnosis.logs == ()  # no container to read
+
+
+def test_a_progress_deadline_is_red_with_the_deployments_condition_in_the_diagnosis() -> None:
+    cluster = FakeCluster()
+    cluster.put(
+        deployment(
+            "web",
+            updated=1,
+            available=0,
+            total=1,
+            progressing=("False", "ProgressDeadlineExceeded", "has timed out progressing."),
+        )
+    )
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-running-not-ready", "web", 2))
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert result.result == "failed"
+    assert result.reason == (
+        'exceeded its progress deadline of 600s: ReplicaSet "web-r2" has timed out progressing.'
+    )
+    assert result.diagnosis is not None
+    assert result.diagnosis.conditions == (
+        'Progressing=False (ProgressDeadlineExceeded): ReplicaSet "web-r2" has timed out '
+        "progressing.",
+    )
+    assert (result.diagnosis.container, result.diagnosis.reason) == ("web", "NotReady")
+
+
+def test_one_failure_gives_the_others_a_short_grace_and_then_the_wait_ends() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=2, available=1))
+    cluster.put(deployment("worker", replicas=1, updated=1, total=1))
+    cluster.put(replicaset("worker", 2))
+    cluster.put(pod("pod-init-migrate-exited", "worker", 2))
+    progress = Progress()
+    web, worker = watch(
+        cluster,
+        [Target("web", NS, 2), Target("worker", NS, 2)],
+        failure_grace_s=0.4,
+        progress=progress,
+    )
+    assert worker.result == "failed"
+    assert web.result == "cancelled"
+    assert web.reason == (
+        "stopped waiting 0.4s after deployment/worker failed: 1 of 2 updated replicas are available"
+    )
+    assert 0.4 <= web.duration_s < 1.0
+    assert web.diagnosis is None
+
+
+def test_another_rollout_finishing_within_the_grace_is_still_green() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=2, available=1))
+    cluster.put(deployment("worker", replicas=1, updated=1, total=1))
+    cluster.put(replicaset("worker", 2))
+    cluster.put(pod("pod-init-migrate-exited", "worker", 2))
+    run_in_background(None, (0.2, lambda: cluster.put(deployment("web", updated=2, available=2))))
+    web, worker = watch(cluster, [Target("web", NS, 2), Target("worker", NS, 2)], failure_grace_s=2)
+    assert (web.result, worker.result) == ("succeeded", "failed")
+    assert web.duration_s < 1.0
+
+
+def test_the_overall_timeout_names_the_last_progress_and_what_the_pod_waits_for() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", replicas=1, updated=1, available=0, total=1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-image-pull-backoff-plain", "web", 2, "p0d11"))
+    [result] = watch(cluster, [Target("web", NS, 2)], timeout_s=0.5)
+    assert result.result == "timed-out"
+    assert result.reason == (
+        "timed out after 0s: 0 of 1 updated replicas are available; pod web-r2-p0d11: "
+        "container `web` waiting: ImagePullBackOff (Back-off pulling image "
+        '"registry.digitalocean.com/team/antisocial:9b2d771")'
+    )
+    assert result.diagnosis is not None
+    assert result.diagnosis.logs[0] == LogExcerpt(
+        "web", False, (), "no logs: the container never started (ImagePullBackOff)"
+    )
+
+
+def test_a_reminder_repeats_where_each_open_rollout_stands() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", replicas=1, updated=1, available=0, total=1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-running-not-ready", "web", 2, "nr111"))
+    progress = Progress()
+    watch(cluster, [Target("web", NS, 2)], timeout_s=1.3, reminder_s=0.3, progress=progress)
+    reminder = (
+        "still waiting for deployment/web: 0 of 1 updated replicas are available "
+        "(pod web-r2-nr111: container `web` is running but not ready (readiness probe))"
+    )
+    assert progress.lines[0] == "deployment/web: 0 of 1 updated replicas are available"
+    assert progress.lines.count(reminder) in (2, 3)  # every 0.3s, checked every 0.25s
+    assert progress.lines[-1].startswith("deployment/web: timed out after 1s")
+
+
+def test_cancel_ends_the_wait_within_a_second_and_says_where_it_stood() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, available=0, total=2))
+    cancel = threading.Event()
+    run_in_background(None, (0.3, cancel.set))
+    started = time.monotonic()
+    [result] = watch(cluster, [Target("web", NS, 2)], timeout_s=30, cancel=cancel)
+    assert time.monotonic() - started < 1.3
+    assert result.result == "cancelled"
+    assert result.reason == "cancelled while waiting: 1 out of 2 new replicas have been updated"
+
+
+def test_a_deployment_that_does_not_exist_fails_at_once() -> None:
+    cluster = FakeCluster()
+    [result] = watch(cluster, [Target("wbe", NS, None)])
+    assert (result.result, result.reason) == ("failed", 'does not exist in namespace "shop"')
+    assert result.duration_s < 1
+
+
+def test_a_deployment_deleted_while_we_wait_fails() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, total=1))
+    run_in_background(None, (0.2, lambda: cluster.delete("Deployment", "web")))
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert (result.result, result.reason) == ("failed", "was deleted while we waited")
+
+
+def test_an_expired_watch_lists_again_and_sees_what_changed_meanwhile() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, total=1))
+
+    def expire_then_complete() -> None:
+        cluster.compact_and_expire()
+        cluster.put(deployment("web", updated=2, available=2))
+
+    run_in_background(None, (0.2, expire_then_complete))
+    lists_before = cluster.lists
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert result.result == "succeeded"
+    assert cluster.lists >= lists_before + 4  # 3 initial lists + at least one re-list
+
+
+def test_a_stream_the_server_ends_is_resumed_without_losing_events() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", updated=1, total=1))
+
+    def end_then_change() -> None:
+        cluster.end_streams()
+        cluster.put(deployment("web", updated=2, available=2))  # between two streams
+
+    run_in_background(None, (0.2, end_then_change))
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert result.result == "succeeded"
+    assert cluster.watches >= 4  # the Deployment watch was opened again
+    assert cluster.lists == 3  # resumed from the resourceVersion, no re-list
+
+
+def test_a_forbidden_list_ends_the_wait_with_the_clear_error() -> None:
+    cluster = FakeCluster()
+    cluster.list_error = Forbidden(
+        'the cluster identity may not "list" pods in namespace "shop": pods is forbidden'
+    )
+    with pytest.raises(Forbidden, match='may not "list" pods'):
+        watch(cluster, [Target("web", NS, 2)])
+
+
+def test_watching_nothing_returns_at_once() -> None:
+    assert watch(FakeCluster(), []) == []
+
+
+# --- diagnosis details and rendering --------------------------------------------------------
+
+
+def _crash_cluster() -> tuple[FakeCluster, dict[str, Any], dict[str, Any]]:
+    cluster = FakeCluster()
+    dep = deployment("web", updated=1, total=1)
+    cluster.put(dep)
+    cluster.put(replicaset("web", 2))
+    crashing = pod("pod-crash-loop", "web", 2, "x2x7q")
+    cluster.put(crashing)
+    return cluster, dep, crashing
+
+
+def test_logs_the_kubelet_cannot_serve_are_noted_not_raised() -> None:
+    cluster, dep, crashing = _crash_cluster()
+    name = crashing["metadata"]["name"]
+    unavailable = NotFound("not found while trying to read logs of pod: the server could not find")
+    cluster.logs[name, "web", False] = unavailable
+    cluster.logs[name, "web", True] = unavailable
+    problem = pod_verdict(crashing)
+    result = diagnose(cluster, dep, SINCE, problem)
+    assert [excerpt.note for excerpt in result.logs] == [
+        "logs unavailable: not found while trying to read logs of pod: the server could not find"
+    ] * 2
+
+
+def test_events_before_the_deploy_and_routine_ones_are_dropped() -> None:
+    cluster, dep, crashing = _crash_cluster()
+    name = crashing["metadata"]["name"]
+    cluster.events += [
+        event("Pod", name, "BackOff", "an old back-off", "2026-11-26T09:00:00Z"),
+        event(
+            "Pod",
+            name,
+            "Scheduled",
+            "Successfully assigned",
+            "2026-11-26T10:10:02Z",
+            kind_="Normal",
+        ),
+        event(
+            "Deployment",
+            "web",
+            "ScalingReplicaSet",
+            "Scaled up",
+            "2026-11-26T10:10:01Z",
+            kind_="Normal",
+        ),
+        event(
+            "ReplicaSet",
+            "web-r2",
+            "FailedCreate",
+            'pods "web-r2-" is forbidden: exceeded quota',
+            "2026-11-26T10:10:03Z",
+        ),
+        event(
+            "Pod",
+            name,
+            "BackOff",
+            "Back-off restarting failed container web",
+            "2026-11-26T10:09:58Z",
+        ),  # within the clock slack
+    ]
+    result = diagnose(cluster, dep, SINCE, pod_verdict(crashing))
+    assert [e.text() for e in result.events] == [
+        f"10:09:58 Warning BackOff pod/{name}: Back-off restarting failed container web",
+        '10:10:03 Warning FailedCreate replicaset/web-r2: pods "web-r2-" is forbidden: '
+        "exceeded quota",
+    ]
+
+
+def test_the_text_rendering_reads_top_down() -> None:
+    result = Diagnosis(
+        deployment="worker",
+        namespace=NS,
+        summary="init container `migrate` exited 1 (Error) [pod worker-r2-q8m4z]",
+        pod="worker-r2-q8m4z",
+        container="migrate",
+        init_container=True,
+        reason="Error",
+        exit_code=1,
+        logs=(
+            LogExcerpt("migrate", False, ("Applying shop.0002...", "IntegrityError")),
+            LogExcerpt("migrate", True, (), "no previous run"),
+        ),
+        events=(
+            EventLine(
+                datetime(2026, 11, 26, 10, 10, 6, tzinfo=UTC),
+                "Warning",
+                "BackOff",
+                "pod/worker-r2-q8m4z",
+                "Back-off restarting failed container migrate",
+                3,
+            ),
+        ),
+        since=SINCE,
+    )
+    assert result.render_text() == (
+        "deployment/worker (namespace shop): init container `migrate` exited 1 (Error) "
+        "[pod worker-r2-q8m4z]\n"
+        "  pod worker-r2-q8m4z, init container `migrate`: Error, exit code 1\n"
+        "  logs of `migrate`, current run (last 2 lines):\n"
+        "    | Applying shop.0002...\n"
+        "    | IntegrityError\n"
+        "  logs of `migrate`, previous run: no previous run\n"
+        "  events since 10:10:00 UTC:\n"
+        "    10:10:06 Warning BackOff pod/worker-r2-q8m4z: Back-off restarting failed "
+        "container migrate (x3)"
+    )
+
+
+def test_the_markdown_rendering_survives_pipes_and_backticks_in_logs_and_events() -> None:
+    result = Diagnosis(
+        deployment="web",
+        namespace=NS,
+        summary="container `web` is crash-looping [pod web-1]",
+        pod="web-1",
+        container="web",
+        reason="CrashLoopBackOff",
+        exit_code=1,
+        logs=(LogExcerpt("web", True, ("```", "a | b", "<script>")),),
+        events=(EventLine(None, "Warning", "BackOff", "pod/web-1", "x | y `z` *w*"),),
+        since=SINCE,
+    )
+    md = result.render_markdown()
+    assert "#### deployment/web (namespace `shop`)" in md
+    assert "container `web` is crash-looping \\[pod web-1\\]" in md
+    # a fence longer than any backtick run in the log, and the log verbatim inside it
+    assert "````text\n```\na | b\n<script>\n````" in md
+    assert "<summary>logs of <code>web</code>, previous run (last 3 lines)</summary>" in md
+    assert "|  | Warning | BackOff | pod/web-1 | x \\| y \\`z\\` \\*w\\* |" in md
+
+
+def test_a_deployment_without_pods_is_diagnosed_from_its_events_alone() -> None:
+    cluster = FakeCluster()
+    dep = deployment("web", updated=0, total=0)
+    cluster.put(dep)
+    cluster.events.append(
+        event("Deployment", "web", "FailedCreate", "quota exceeded", "2026-11-26T10:10:03Z")
+    )
+    result = diagnose(cluster, dep, SINCE, None, summary="timed out")
+    assert (result.pod, result.container, result.logs) == (None, None, ())
+    assert result.render_text().splitlines() == [
+        "deployment/web (namespace shop): timed out",
+        "  events since 10:10:00 UTC:",
+        "    10:10:03 Warning FailedCreate deployment/web: quota exceeded",
+    ]
+
+
+# --- what the cluster raises, and what the user reads ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "exit_code", "text"),
+    [
+        (
+            401,
+            Unauthorized,
+            2,
+            "the cluster rejected the credentials (401 Unauthorized) trying to "
+            "list pods in shop The kubeconfig's token is invalid or has expired; fetch a fresh "
+            "one.",
+        ),
+        (
+            403,
+            Forbidden,
+            2,
+            'the cluster identity may not "list" pods in namespace "shop": pods is '
+            'forbidden: User "ci" cannot list resource "pods" Grant the identity "list" on pods in '
+            'namespace "shop" (a Role and RoleBinding), or use credentials that have it.',
+        ),
+        (
+            404,
+            NotFound,
+            2,
+            "not found while trying to list pods in shop: the server could not "
+            "find the requested resource",
+        ),
+        (
+            422,
+            Invalid,
+            2,
+            'the API server rejected list pods in shop: Deployment.apps "web" is '
+            "invalid: spec.template.spec.containers[0].name: Invalid value",
+        ),
+        (
+            503,
+            ApiUnavailable,
+            3,
+            "Kubernetes API: list pods in shop failed with HTTP 503: "
+            "etcdserver: leader changed The cluster's API server is unwell; try again later.",
+        ),
+    ],
+)
+def test_api_statuses_become_our_errors_with_one_line_and_an_exit_code(
+    status: int, error: type[Exception], exit_code: int, text: str
+) -> None:
+    messages = {
+        401: "Unauthorized",
+        403: 'pods is forbidden: User "ci" cannot list resource "pods"',
+        404: "the server could not find the requested resource",
+        422: 'Deployment.apps "web" is invalid: spec.template.spec.containers[0].name: '
+        "Invalid value",
+        503: "etcdserver: leader changed",
+    }
+    exc = kube._from_status(
+        status,
+        {"kind": "Status", "message": messages[status]},
+        "list pods in shop",
+        verb="list",
+        resource="pods",
+        namespace="shop",
+    )
+    assert type(exc) is error
+    assert isinstance(exc, DeployError)
+    assert exc.exit_code == exit_code
+    assert str(exc) == text
+
+
+def test_an_api_that_stays_unreachable_ends_the_wait_as_a_service_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kube, "_RETRY", Retry(total=1, backoff_factor=0.01))
+    monkeypatch.setattr(watch_module, "_GIVE_UP_AFTER_S", 0.5)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "shop"}}],
+        "current-context": "x",
+    }
+    with kube.Cluster.from_kubeconfig_dict(config) as cluster:
+        assert cluster.default_namespace == "shop"
+        started = time.monotonic()
+        with pytest.raises(kube.ApiUnavailable) as info:
+            watch_rollouts(cluster, [Target("web", "shop", 2)], timeout_s=30, progress=print)
+        assert time.monotonic() - started < 5
+    assert info.value.exit_code == 3
+    assert str(info.value).startswith(f"Kubernetes API: cannot reach https://127.0.0.1:{port} ")
+    assert "not-a-real-token" not in str(info.value)
+
+
+def test_a_kubeconfig_without_the_asked_context_is_one_input_error() -> None:
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    with pytest.raises(InputError) as info:
+        kube.Cluster.from_kubeconfig_dict(config, context="prod")
+    assert str(info.value).startswith("kubeconfig: the kubeconfig cannot be used: ")
+    assert "\n" not in str(info.value)
