@@ -474,12 +474,12 @@ def test_a_single_wait_and_all_waits_together_are_capped(fake: FakeDigitalOcean)
 
 
 def test_a_slow_answer_times_out_and_is_retried(fake: FakeDigitalOcean) -> None:
-    fake.configure({"faults": [{"delay": 1.0}]})
+    fake.configure({"faults": [{"delay": 1.5}]})
 
-    with DigitalOcean(TOKEN, fake.url, timeout=(2.0, 0.3)) as do:
+    with DigitalOcean(TOKEN, fake.url, timeout=(2.0, 0.5)) as do:
         assert do.find_cluster(NAME).id == CLUSTER_ID
 
-    time.sleep(1.0)  # let the slow answer finish so the log has both
+    time.sleep(1.5)  # let the slow answer finish so the log has both
     assert sorted(e["status"] for e in fake.requests) == [200, 200]
 
 

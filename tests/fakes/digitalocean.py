@@ -1,0 +1,818 @@
+"""A DigitalOcean API stand-in: the four DOKS endpoints of our spec subset, plus DOCR login.
+
+Standard library only (the stack runs it with the system python3; PyYAML must not be needed).
+
+Run by the stack:
+
+    python3 tests/fakes/digitalocean.py --port-file F --admin-kubeconfig K \\
+        --service-account kube-system/do-deployer --access-token T [--cluster-name NAME]
+
+It binds 127.0.0.1 (port 0 unless --port), writes the port to F once it listens, logs one line
+per request to stderr, and stops on SIGTERM/SIGINT. Its kubeconfigs point at the apiserver of the
+admin kubeconfig and carry a real token minted by TokenRequest for the service account, so expiry
+is real (the apiserver's minimum is 600 s, so shorter requests get 600 s).
+
+In-process (unit tests): `FakeDigitalOcean(token, token_minter=...)` as a context manager.
+
+Behaviour, deliberately as the real API where we know it:
+- `Authorization: Bearer <token>` or 401 `unauthorized`; `ratelimit-*` and `x-request-id` on
+  every response; error bodies `{id, message, request_id}`.
+- Clusters listed with `per_page` (1-200, default 20) / `page`, `meta.total` and absolute
+  `links.pages` URLs (first/prev from page 2, next/last before the last page; no `links` when a
+  single page holds everything). Stricter than the real API: out-of-range or non-integer query
+  values get 400 `bad_request`, so a client bug shows up instead of being clamped away.
+- `/kubeconfig` answers `application/yaml` (block YAML, scalars JSON-quoted), `/credentials` JSON.
+- `GET /v2/registry/docker-credentials?read_write=&expiry_seconds=` (not in the spec subset):
+  `{"auths": {<registry host>: {"auth": base64(user:password)}}}`.
+
+Control endpoints on the same server (no auth; never logged as API requests):
+- `POST /_fake/faults` JSON, any of:
+  - `"reset": true` - forget faults, scopes, extra clusters and the request log (applied first)
+  - `"faults": [rule, ...]` - queued rules; a rule applies to the next `count` (default 1) API
+    requests whose path contains `path` (default: all), after letting `skip` of them through:
+    `delay` seconds, then (if `status`) that error, with `retry_after` (seconds) and/or
+    `ratelimit_reset_in` (seconds; also sets remaining to 0). The first live rule wins.
+  - `"forbid_scopes": ["kubernetes:access_cluster", ...]` - 403 for endpoints needing them
+  - `"filler_clusters": N` - N extra clusters listed before the real one (forces pages)
+  - `"add_clusters": [{"name": ..., "region": ...}]` - e.g. a duplicate name
+- `GET /_fake/faults` - the current switches; `POST /_fake/reset` - same as `"reset": true`
+- `GET /_fake/requests` - the API requests so far (Authorization redacted, no response bodies;
+  `fake.requests` in-process also has the response bodies)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+CLUSTER_ID_NAMESPACE = uuid.UUID("6f1c2a63-1b0e-4d5e-9a57-5d0d3c1e7a10")
+DEFAULT_CLUSTER_NAME = "djk-local"
+DEFAULT_REGISTRY = "registry.digitalocean.com"
+SEVEN_DAYS = 7 * 24 * 3600
+MIN_TOKEN_SECONDS = 600  # kube-apiserver rejects TokenRequests shorter than 10 minutes
+RATE_LIMIT = 5000
+
+ERRORS = {
+    400: ("bad_request", "The request was malformed."),
+    401: ("unauthorized", "Unable to authenticate you."),
+    403: ("forbidden", "You do not have access for the attempted action."),
+    404: ("not_found", "The resource you requested could not be found."),
+    405: ("method_not_allowed", "Method not allowed."),
+    429: ("too_many_requests", "API rate limit exceeded."),
+    500: ("server_error", "Unexpected server-side error"),
+    502: ("bad_gateway", "Bad gateway."),
+    503: ("service_unavailable", "The service is temporarily unavailable."),
+    504: ("gateway_timeout", "Gateway timeout."),
+}
+
+CLUSTERS_PATH = "/v2/kubernetes/clusters"
+REGISTRY_PATH = "/v2/registry/docker-credentials"
+_CLUSTER_PATH = re.compile(r"^/v2/kubernetes/clusters/([^/]+)(/kubeconfig|/credentials)?$")
+
+
+def cluster_id_for(name: str, index: int = 0) -> str:
+    """The stable id the stand-in gives the `index`-th cluster called `name`."""
+    return str(uuid.uuid5(CLUSTER_ID_NAMESPACE, name if index == 0 else f"{name}#{index}"))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    expires_at: datetime
+
+
+TokenMinter = Callable[[int], MintedToken]
+
+
+def random_minter(expiry_seconds: int) -> MintedToken:
+    """A made-up token for tests that need no apiserver."""
+    seconds = max(expiry_seconds, MIN_TOKEN_SECONDS)
+    return MintedToken(
+        token="fake-doks-" + secrets.token_hex(16),
+        expires_at=datetime.now(UTC) + timedelta(seconds=seconds),
+    )
+
+
+@dataclass(frozen=True)
+class AdminKubeconfig:
+    """What the stand-in needs from the admin kubeconfig (single cluster, single user)."""
+
+    server: str
+    ca_data: str  # base64 PEM, as kubeconfig's certificate-authority-data
+    client_cert: bytes | None = None  # PEM
+    client_key: bytes | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: Path) -> AdminKubeconfig:
+        text = path.read_text()
+        values = _kubeconfig_values(text)
+        base = path.parent
+
+        def pem(data_key: str, file_key: str) -> bytes | None:
+            if values.get(data_key):
+                return base64.b64decode(values[data_key])
+            if values.get(file_key):
+                return (base / values[file_key]).read_bytes()
+            return None
+
+        ca = pem("certificate-authority-data", "certificate-authority")
+        if not values.get("server") or ca is None:
+            raise ValueError(f"{path}: no server or certificate authority found")
+        return cls(
+            server=values["server"],
+            ca_data=base64.b64encode(ca).decode(),
+            client_cert=pem("client-certificate-data", "client-certificate"),
+            client_key=pem("client-key-data", "client-key"),
+            token=values.get("token"),
+        )
+
+
+_KUBECONFIG_KEYS = (
+    "server",
+    "certificate-authority-data",
+    "certificate-authority",
+    "client-certificate-data",
+    "client-certificate",
+    "client-key-data",
+    "client-key",
+    "token",
+)
+
+
+def _kubeconfig_values(text: str) -> dict[str, str]:
+    """The first value of each key we need, from JSON or from block YAML as kubectl writes it."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        current = doc.get("current-context")
+        contexts = {c.get("name"): c.get("context", {}) for c in doc.get("contexts", [])}
+        ctx: dict[str, Any] = contexts.get(current) or next(iter(contexts.values()), {})
+        clusters = {c.get("name"): c.get("cluster", {}) for c in doc.get("clusters", [])}
+        users = {u.get("name"): u.get("user", {}) for u in doc.get("users", [])}
+        merged = {**clusters.get(ctx.get("cluster"), {}), **users.get(ctx.get("user"), {})}
+        return {k: str(v) for k, v in merged.items() if k in _KUBECONFIG_KEYS and v}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = re.match(r"^\s*(?:-\s+)?([A-Za-z-]+):\s*(\S.*?)\s*$", line)
+        if match and match.group(1) in _KUBECONFIG_KEYS and match.group(1) not in values:
+            values[match.group(1)] = match.group(2).strip("\"'")
+    return values
+
+
+class TokenRequestMinter:
+    """Mints real service-account tokens with TokenRequest, as the admin of the apiserver."""
+
+    def __init__(self, admin: AdminKubeconfig, service_account: str) -> None:
+        namespace, sep, name = service_account.partition("/")
+        if not sep or not namespace or not name:
+            raise ValueError(f"--service-account must be NAMESPACE/NAME, got {service_account!r}")
+        self.admin = admin
+        self.url = (
+            f"{admin.server.rstrip('/')}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+        )
+        self._dir = tempfile.mkdtemp(prefix="fake-do-")  # private (0700); removed by close()
+        self.context = ssl.create_default_context(cadata=base64.b64decode(admin.ca_data).decode())
+        if admin.client_cert and admin.client_key:
+            cert, key = Path(self._dir, "client.crt"), Path(self._dir, "client.key")
+            for target, data in ((cert, admin.client_cert), (key, admin.client_key)):
+                target.touch(mode=0o600)
+                target.write_bytes(data)
+            self.context.load_cert_chain(cert, key)
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __call__(self, expiry_seconds: int) -> MintedToken:
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": max(expiry_seconds, MIN_TOKEN_SECONDS)},
+        }
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.admin.token:
+            headers["Authorization"] = f"Bearer {self.admin.token}"
+        request = urllib.request.Request(  # noqa: S310 - the URL is the admin kubeconfig's https
+            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, context=self.context, timeout=10) as response:  # noqa: S310
+            status = json.load(response)["status"]
+        return MintedToken(
+            token=status["token"],
+            expires_at=datetime.fromisoformat(status["expirationTimestamp"]),
+        )
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeCluster:
+    id: str
+    name: str
+    region: str
+    endpoint: str
+    created_at: str = "2026-01-05T10:00:00Z"
+
+    def to_api(self) -> dict[str, Any]:
+        """A cluster object as the API returns it (schema `cluster_read`)."""
+        node_id = str(uuid.uuid5(CLUSTER_ID_NAMESPACE, f"{self.id}/node"))
+        return {
+            "id": self.id,
+            "name": self.name,
+            "region": self.region,
+            "version": "1.35.0-do.0",
+            "cluster_subnet": "10.244.0.0/16",
+            "service_subnet": "10.245.0.0/16",
+            "vpc_uuid": str(uuid.uuid5(CLUSTER_ID_NAMESPACE, f"{self.region}/vpc")),
+            "endpoint": self.endpoint,
+            "tags": ["k8s", f"k8s:{self.id}"],
+            "node_pools": [
+                {
+                    "id": str(uuid.uuid5(CLUSTER_ID_NAMESPACE, f"{self.id}/pool")),
+                    "name": "kwok-pool",
+                    "size": "s-2vcpu-4gb",
+                    "count": 1,
+                    "tags": ["k8s", f"k8s:{self.id}", "k8s:worker"],
+                    "labels": None,
+                    "taints": [],
+                    "auto_scale": False,
+                    "min_nodes": 0,
+                    "max_nodes": 0,
+                    "nodes": [
+                        {
+                            "id": node_id,
+                            "name": "kwok-node-0",
+                            "status": {"state": "running"},
+                            "droplet_id": "100000001",
+                            "created_at": self.created_at,
+                            "updated_at": self.created_at,
+                        }
+                    ],
+                }
+            ],
+            "maintenance_policy": {"start_time": "00:00", "duration": "4h0m0s", "day": "any"},
+            "auto_upgrade": False,
+            "isolated_workers": False,
+            "status": {"state": "running", "message": "Cluster is running."},
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "surge_upgrade": False,
+            "registry_enabled": False,
+            "registries": None,
+            "ha": False,
+            "control_plane_firewall": None,
+            "sso": {"enabled": False, "required": False},
+        }
+
+
+@dataclass
+class FaultRule:
+    count: int = 1
+    status: int | None = None
+    retry_after: int | None = None
+    ratelimit_reset_in: int | None = None
+    delay: float = 0.0
+    path: str = ""
+    skip: int = 0  # let this many matching requests through first
+
+    @classmethod
+    def parse(cls, raw: object) -> FaultRule:
+        if not isinstance(raw, dict) or not set(raw) <= set(cls.__dataclass_fields__):
+            raise ValueError(f"bad fault rule {raw!r}")
+        rule = cls(**raw)
+        if rule.status is not None and rule.status not in ERRORS:
+            raise ValueError(f"fault status must be one of {sorted(ERRORS)}")
+        return rule
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeDigitalOcean:
+    """The stand-in. Thread-safe; `start()`/`stop()` or use it as a context manager."""
+
+    def __init__(
+        self,
+        access_token: str,
+        *,
+        cluster_name: str = DEFAULT_CLUSTER_NAME,
+        region: str = "nyc1",
+        server: str = "https://127.0.0.1:6443",
+        ca_data: str = base64.b64encode(b"not a real CA").decode(),
+        token_minter: TokenMinter = random_minter,
+        registry: str = DEFAULT_REGISTRY,
+        registry_login: tuple[str, str] | None = None,
+        port: int = 0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.access_token = access_token
+        self.cluster = FakeCluster(cluster_id_for(cluster_name), cluster_name, region, server)
+        self.server_url = server
+        self.ca_data = ca_data
+        self.token_minter = token_minter
+        self.registry = registry
+        self.registry_login = registry_login
+        self.log = log or (lambda line: None)
+        self.link_base: str | None = None  # tests point next-page links elsewhere with it
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.fake = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+        self._reset()
+
+    # -- lifecycle
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeDigitalOcean:
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.05)  # stop() returns within 50 ms
+
+    def stop(self) -> None:
+        if self._thread is not None:  # shutdown() would wait forever on a server never started
+            self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeDigitalOcean:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- fault switches (also over HTTP at /_fake/faults)
+
+    def _reset(self) -> None:
+        self.faults: list[FaultRule] = []
+        self.forbidden_scopes: set[str] = set()
+        self.filler_clusters = 0
+        self.extra_clusters: list[FakeCluster] = []
+        self.requests: list[dict[str, Any]] = []
+        self.remaining = RATE_LIMIT
+        self.window_start = time.time()
+
+    def configure(self, switches: dict[str, Any]) -> dict[str, Any]:
+        known = {"reset", "faults", "forbid_scopes", "filler_clusters", "add_clusters"}
+        if not isinstance(switches, dict) or not set(switches) <= known:
+            raise ValueError(f"fault switches must be an object with keys from {sorted(known)}")
+        rules = [FaultRule.parse(r) for r in switches.get("faults", [])]
+        with self._lock:
+            if switches.get("reset"):
+                self._reset()
+            self.faults.extend(rules)
+            if "forbid_scopes" in switches:
+                self.forbidden_scopes = {str(s) for s in switches["forbid_scopes"]}
+            if "filler_clusters" in switches:
+                self.filler_clusters = int(switches["filler_clusters"])
+            for extra in switches.get("add_clusters", []):
+                name = str(extra["name"])
+                index = 1 + sum(c.name == name for c in self.extra_clusters)
+                cid = cluster_id_for(name, index)
+                region = str(extra.get("region", "ams3"))
+                endpoint = f"https://{cid}.k8s.ondigitalocean.com"
+                self.extra_clusters.append(FakeCluster(cid, name, region, endpoint))
+            return self.switches()
+
+    def switches(self) -> dict[str, Any]:
+        return {
+            "faults": [vars(rule).copy() for rule in self.faults],
+            "forbid_scopes": sorted(self.forbidden_scopes),
+            "filler_clusters": self.filler_clusters,
+            "add_clusters": [{"name": c.name, "region": c.region} for c in self.extra_clusters],
+        }
+
+    def all_clusters(self) -> list[FakeCluster]:
+        # Fillers first, so the real cluster sits on the last page of a long listing.
+        fillers = [
+            FakeCluster(
+                cluster_id_for(f"filler-{i:04d}"),
+                f"filler-{i:04d}",
+                "fra1",
+                f"https://{cluster_id_for(f'filler-{i:04d}')}.k8s.ondigitalocean.com",
+            )
+            for i in range(self.filler_clusters)
+        ]
+        return [*fillers, *self.extra_clusters, self.cluster]
+
+    # -- request handling
+
+    def _next_fault(self, path: str) -> FaultRule | None:
+        with self._lock:
+            for rule in self.faults:
+                if rule.count > 0 and rule.path in path:
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        return None
+                    rule.count -= 1
+                    if rule.count == 0:
+                        self.faults.remove(rule)
+                    return rule
+        return None
+
+    def _rate_headers(self, rule: FaultRule | None) -> dict[str, str]:
+        with self._lock:
+            self.remaining = max(0, self.remaining - 1)
+            remaining, reset = self.remaining, int(self.window_start) + 3600
+        if rule is not None and rule.ratelimit_reset_in is not None:
+            remaining, reset = 0, int(time.time()) + rule.ratelimit_reset_in
+        return {
+            "ratelimit-limit": str(RATE_LIMIT),
+            "ratelimit-remaining": str(remaining),
+            "ratelimit-reset": str(reset),
+        }
+
+    def handle(self, method: str, target: str, headers: dict[str, str]) -> _Reply:
+        parts = urlsplit(target)
+        rule = self._next_fault(parts.path)
+        request_id = str(uuid.uuid4())
+        if rule is not None and rule.delay:
+            time.sleep(rule.delay)
+        auth = headers.get("authorization", "")
+        auth_state = (
+            "ok" if auth == f"Bearer {self.access_token}" else "wrong" if auth else "missing"
+        )
+        if rule is not None and rule.status is not None:
+            reply = _error(rule.status, request_id)
+            if rule.retry_after is not None:
+                reply.headers["retry-after"] = str(rule.retry_after)
+        elif auth_state != "ok":
+            reply = _error(401, request_id)
+        elif method != "GET":
+            reply = _error(405, request_id)
+        else:
+            reply = self._route(parts.path, parts.query, request_id)
+        reply.headers.update(self._rate_headers(rule))
+        reply.headers["x-request-id"] = request_id
+        entry = {
+            "time": time.time(),
+            "method": method,
+            "path": parts.path,
+            "query": parts.query,
+            "headers": {k: _redact(k, v) for k, v in headers.items()},
+            "auth": auth_state,
+            "status": reply.status,
+            "response_headers": {"content-type": reply.content_type, **reply.headers},
+            "response_body": reply.body.decode(),
+        }
+        with self._lock:
+            self.requests.append(entry)
+        return reply
+
+    def _route(self, path: str, query: str, request_id: str) -> _Reply:
+        try:
+            params = _params(query)
+            if path == CLUSTERS_PATH:
+                self._need({"kubernetes:read"})
+                return self._list(params, request_id)
+            if path == REGISTRY_PATH:
+                read_write = _bool(params, "read_write")
+                self._need(
+                    {"registry:read", "registry:create"} if read_write else {"registry:read"}
+                )
+                return self._docker_credentials(_int(params, "expiry_seconds", 0, 0))
+            match = _CLUSTER_PATH.match(path)
+            if not match:
+                return _error(404, request_id)
+            with self._lock:
+                cluster = next((c for c in self.all_clusters() if c.id == match.group(1)), None)
+            what = match.group(2)
+            self._need({"kubernetes:access_cluster"} if what else {"kubernetes:read"})
+            if cluster is None:
+                return _error(404, request_id)
+            if not what:
+                return _json(200, {"kubernetes_cluster": cluster.to_api()})
+            expiry = _int(params, "expiry_seconds", 0, 0) or SEVEN_DAYS
+            if what == "/kubeconfig":
+                _token_type(params)
+                return self._kubeconfig(cluster, expiry)
+            return self._credentials(expiry)
+        except _BadRequest as exc:
+            return _error(400, request_id, str(exc))
+        except _Forbidden:
+            return _error(403, request_id)
+        except (OSError, ValueError, KeyError) as exc:  # the minter failed
+            self.log(f"error: {type(exc).__name__}: {exc}")
+            return _error(500, request_id)
+
+    def _need(self, scopes: set[str]) -> None:
+        with self._lock:
+            if scopes & self.forbidden_scopes:
+                raise _Forbidden
+
+    def _list(self, params: dict[str, str], request_id: str) -> _Reply:
+        per_page = _int(params, "per_page", 20, 1, 200)
+        page = _int(params, "page", 1, 1)
+        with self._lock:
+            clusters = self.all_clusters()
+        total = len(clusters)
+        last = max(1, -(-total // per_page))
+        body: dict[str, Any] = {
+            "kubernetes_clusters": [
+                c.to_api() for c in clusters[(page - 1) * per_page : page * per_page]
+            ],
+            "meta": {"total": total},
+        }
+        if last > 1:
+
+            def link(n: int) -> str:
+                query = urlencode({"page": n, "per_page": per_page})
+                return f"{self.link_base or self.url}{CLUSTERS_PATH}?{query}"
+
+            pages: dict[str, str] = {}
+            if page > 1:
+                pages.update(first=link(1), prev=link(min(page - 1, last)))
+            if page < last:
+                pages.update(next=link(page + 1), last=link(last))
+            body["links"] = {"pages": pages}
+        return _json(200, body)
+
+    def _kubeconfig(self, cluster: FakeCluster, expiry: int) -> _Reply:
+        minted = self.token_minter(expiry)
+        name = f"do-{cluster.region}-{cluster.name}"
+        q = json.dumps  # JSON strings are valid YAML double-quoted scalars
+        text = "\n".join(
+            [
+                "apiVersion: v1",
+                "clusters:",
+                "- cluster:",
+                f"    certificate-authority-data: {q(self.ca_data)}",
+                f"    server: {q(self.server_url)}",
+                f"  name: {q(name)}",
+                "contexts:",
+                "- context:",
+                f"    cluster: {q(name)}",
+                f"    user: {q(name + '-admin')}",
+                f"  name: {q(name)}",
+                f"current-context: {q(name)}",
+                "kind: Config",
+                "preferences: {}",
+                "users:",
+                f"- name: {q(name + '-admin')}",
+                "  user:",
+                f"    token: {q(minted.token)}",
+                "",
+            ]
+        )
+        return _Reply(200, text.encode(), "application/yaml")
+
+    def _credentials(self, expiry: int) -> _Reply:
+        minted = self.token_minter(expiry)
+        return _json(
+            200,
+            {
+                "server": self.server_url,
+                "certificate_authority_data": self.ca_data,
+                "client_certificate_data": None,
+                "client_key_data": None,
+                "token": minted.token,
+                "expires_at": rfc3339(minted.expires_at),
+            },
+        )
+
+    def _docker_credentials(self, expiry: int) -> _Reply:
+        del expiry  # the stand-in's registry login does not expire by itself
+        user, password = self.registry_login or ("fake-docr-" + secrets.token_hex(8),) * 2
+        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return _json(200, {"auths": {self.registry: {"auth": auth}}})
+
+    def control(self, method: str, path: str, body: bytes) -> _Reply:
+        try:
+            if method == "GET" and path == "/_fake/requests":
+                with self._lock:
+                    log = [
+                        {k: v for k, v in e.items() if k != "response_body"} for e in self.requests
+                    ]
+                return _json(200, log)
+            if method == "GET" and path == "/_fake/faults":
+                with self._lock:
+                    return _json(200, self.switches())
+            if method == "POST" and path == "/_fake/faults":
+                return _json(200, self.configure(json.loads(body or b"{}")))
+            if method == "POST" and path == "/_fake/reset":
+                return _json(200, self.configure({"reset": True}))
+        except (ValueError, TypeError, KeyError) as exc:
+            return _json(400, {"id": "bad_request", "message": str(exc)})
+        return _json(404, {"id": "not_found", "message": f"no control endpoint {method} {path}"})
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _redact(name: str, value: str) -> str:
+    if name != "authorization":
+        return value
+    scheme, _, _ = value.partition(" ")
+    return f"{scheme} <redacted>"
+
+
+def _params(query: str) -> dict[str, str]:
+    try:
+        parsed = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise _BadRequest(f"bad query string: {exc}") from None
+    if any(len(v) > 1 for v in parsed.values()):
+        raise _BadRequest("repeated query parameter")
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _int(params: dict[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < low or (high is not None and int(raw) > high):
+        limit = f"{low}..{high}" if high is not None else f">= {low}"
+        raise _BadRequest(f"{name} must be an integer {limit}")
+    return int(raw)
+
+
+def _token_type(params: dict[str, str]) -> None:
+    kind = params.get("type", "token")
+    if kind not in ("token", "sso"):
+        raise _BadRequest("type must be token or sso")
+    if kind == "sso":
+        raise _BadRequest("SSO is not enabled for this cluster")
+
+
+def _bool(params: dict[str, str], name: str) -> bool:
+    raw = params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise _BadRequest(f"{name} must be true or false")
+    return raw == "true"
+
+
+def _json(status: int, body: object) -> _Reply:
+    return _Reply(status, json.dumps(body).encode())
+
+
+def _error(status: int, request_id: str, message: str = "") -> _Reply:
+    code, default = ERRORS[status]
+    return _json(status, {"id": code, "message": message or default, "request_id": request_id})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-digitalocean/1"
+
+    def _serve(self) -> None:
+        fake: FakeDigitalOcean = self.server.fake  # type: ignore[attr-defined]
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        if path.startswith("/_fake/"):
+            reply = fake.control(self.command, path, body)
+        else:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = fake.handle(self.command, self.path, headers)
+            fake.log(f"{self.command} {path} -> {reply.status}")
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out on a slow answer: expected with delay faults
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per API request is logged by _serve, without headers
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def _stderr(line: str) -> None:
+    print(f"fake-digitalocean: {line}", file=sys.stderr, flush=True)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--admin-kubeconfig", type=Path, required=True)
+    parser.add_argument("--service-account", required=True, help="NAMESPACE/NAME")
+    token = parser.add_mutually_exclusive_group(required=True)
+    token.add_argument("--access-token", help="the DigitalOcean token clients must send")
+    token.add_argument("--access-token-file", type=Path, help="a file holding that token")
+    parser.add_argument("--cluster-name", default=DEFAULT_CLUSTER_NAME)
+    parser.add_argument("--region", default="nyc1")
+    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="host for docker-credentials")
+    parser.add_argument(
+        "--registry-login-file",
+        type=Path,
+        help="file with `user:password` handed out by docker-credentials (default: random)",
+    )
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def _running(args: argparse.Namespace) -> Iterator[FakeDigitalOcean]:
+    admin = AdminKubeconfig.load(args.admin_kubeconfig)
+    minter = TokenRequestMinter(admin, args.service_account)
+    token = args.access_token or args.access_token_file.read_text().strip()
+    login = None
+    if args.registry_login_file:
+        user, _, password = args.registry_login_file.read_text().strip().partition(":")
+        login = (user, password)
+    try:
+        fake = FakeDigitalOcean(
+            token,
+            cluster_name=args.cluster_name,
+            region=args.region,
+            server=admin.server,
+            ca_data=admin.ca_data,
+            token_minter=minter,
+            registry=args.registry,
+            registry_login=login,
+            port=args.port,
+            log=_stderr,
+        )
+        try:
+            yield fake
+        finally:
+            fake.stop()
+    finally:
+        minter.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        with _running(args) as fake:
+            tmp = args.port_file.with_name(args.port_file.name + ".tmp")
+            tmp.write_text(f"{fake.port}\n")
+            os.replace(tmp, args.port_file)  # readers never see a half-written file
+            _stderr(f"listening on {fake.url}, cluster {fake.cluster.name} ({fake.cluster.id})")
+
+            def stop(signum: int, frame: object) -> None:
+                threading.Thread(target=fake._httpd.shutdown, daemon=True).start()
+
+            signal.signal(signal.SIGTERM, stop)
+            signal.signal(signal.SIGINT, stop)
+            fake.serve_forever()
+            _stderr("stopped")
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        _stderr(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
