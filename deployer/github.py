@@ -45,8 +45,8 @@ class Reporter:
     # -- secrets ---------------------------------------------------------------------------
     def mask(self, value: str) -> None:
         """Register a secret: masked by the runner from now on, and redacted from our own output."""
-        for part in {value, *value.splitlines()}:
-            part = part.strip()
+        for raw in {value, *value.splitlines()}:
+            part = raw.strip()
             if len(part) < 4 or part in self._secrets:
                 continue  # the runner ignores very short masks too; they would redact everything
             self._secrets.append(part)

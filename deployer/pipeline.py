@@ -470,6 +470,8 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
     api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
     try:
         found = api.find_cluster(settings.cluster)
+        if found.warning:
+            reporter.warning(found.warning, title="Cluster not running")
         expiry = int(settings.timeout_s + BUILD_ALLOWANCE_S + EXPIRY_MARGIN_S)
         kubeconfig = api.kubeconfig(found.id, expiry_seconds=expiry)
     finally:

@@ -182,7 +182,7 @@ def from_action_env(env: Mapping[str, str], mask: Callable[[str], None]) -> Sett
     return parse(raw, env, mask=mask, github=True)
 
 
-def parse(
+def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads best as one list
     raw: Mapping[str, str],
     env: Mapping[str, str],
     *,
@@ -458,8 +458,8 @@ def _manifest_paths(
 
 def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tuple[str, str], ...]:
     args: list[tuple[str, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, val = line.partition("=")
@@ -506,9 +506,8 @@ def _env_file(
         dotenv_logger.removeHandler(catcher)
         dotenv_logger.propagate = saved_propagate
     pairs: list[tuple[str, str]] = []
-    for key, val in values.items():
-        if val is None:
-            val = ""
+    for key, parsed in values.items():
+        val = parsed or ""
         if val:
             mask(val)
         pairs.append((key, val))

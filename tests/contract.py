@@ -20,7 +20,8 @@ from openapi_core.testing import MockRequest, MockResponse
 _REPO = Path(__file__).resolve().parents[1]
 _SPEC_CANDIDATES = [
     *([Path(os.environ["DJK_DO_OPENAPI"])] if os.environ.get("DJK_DO_OPENAPI") else []),
-    _REPO / "tests/spec/digitalocean-openapi/kubernetes-subset.yaml",  # vendored copy (Apache-2.0, see README)
+    _REPO
+    / "tests/spec/digitalocean-openapi/kubernetes-subset.yaml",  # vendored copy (Apache-2.0, see README)
     _REPO.parent / "shared/digitalocean-openapi/kubernetes-subset.yaml",  # next to the checkout
 ]
 SPEC_PATH = next((p for p in _SPEC_CANDIDATES if p.is_file()), _SPEC_CANDIDATES[-1])

@@ -12,10 +12,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "deployer", *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def write(path: Path, text: str) -> Path:
@@ -25,8 +34,11 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_render_prints_the_manifests_with_the_image(tmp_path: Path) -> None:
-    write(tmp_path / "d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
-                               "spec: {template: {spec: {containers: [{name: a, image: <IMAGE>}]}}}\n")
+    write(
+        tmp_path / "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec: {template: {spec: {containers: [{name: a, image: <IMAGE>}]}}}\n",
+    )
     result = run("render", "--manifest", "d.yaml", "--image", "reg/app:1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (doc,) = yaml.safe_load_all(result.stdout)
@@ -38,12 +50,17 @@ def test_render_without_placeholder_exits_2_with_one_line(tmp_path: Path) -> Non
     result = run("render", "--manifest", "d.yaml", "--image", "reg/app:1", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("error: placeholder: the placeholder '<IMAGE>' occurs in none of the manifests")
+    assert result.stderr.startswith(
+        "error: placeholder: the placeholder '<IMAGE>' occurs in none of the manifests"
+    )
     assert len(result.stderr.splitlines()) == 1
 
 
 def test_render_of_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
-    write(tmp_path / "d.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: <IMAGE>\n  - broken\n")
+    write(
+        tmp_path / "d.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: <IMAGE>\n  - broken\n",
+    )
     result = run("render", "--manifest", "d.yaml", "--image", "x", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: d.yaml:5: invalid YAML")
@@ -55,7 +72,13 @@ def test_deploy_with_bad_inputs_exits_2_listing_each_problem_once(tmp_path: Path
     assert result.returncode == 2
     lines = result.stdout.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == [
-        "image", "sha", "digitalocean-token", "cluster", "manifests", "dockerfile"]
+        "image",
+        "sha",
+        "digitalocean-token",
+        "cluster",
+        "manifests",
+        "dockerfile",
+    ]
     assert all(line.startswith("error: ") for line in lines)
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -77,17 +100,36 @@ def test_unknown_flag_is_a_usage_error_with_exit_2(tmp_path: Path) -> None:
 def test_kubeconfig_without_a_token_exits_2(tmp_path: Path) -> None:
     result = run("kubeconfig", "--cluster", "prod", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == ("error: DIGITALOCEAN_ACCESS_TOKEN: is not set Export a DigitalOcean token with "
-                             "kubernetes:read and kubernetes:access_cluster.\n")
+    assert result.stderr == (
+        "error: DIGITALOCEAN_ACCESS_TOKEN: is not set Export a DigitalOcean token with "
+        "kubernetes:read and kubernetes:access_cluster.\n"
+    )
 
 
 def test_action_entrypoint_reads_inputs_and_writes_annotations(tmp_path: Path) -> None:
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(tmp_path), "INPUT_IMAGE": "app:latest",
-           "INPUT_SHA": SHA, "INPUT_DIGITALOCEAN-TOKEN": "dop_v1_abcdefgh", "INPUT_CLUSTER": "prod",
-           "INPUT_BUILD": "never", "GITHUB_OUTPUT": str(tmp_path / "out")}
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "INPUT_IMAGE": "app:latest",
+        "INPUT_SHA": SHA,
+        "INPUT_DIGITALOCEAN-TOKEN": "dop_v1_abcdefgh",
+        "INPUT_CLUSTER": "prod",
+        "INPUT_BUILD": "never",
+        "GITHUB_OUTPUT": str(tmp_path / "out"),
+    }
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py")], cwd=tmp_path, env={**base, **env},
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "entrypoint.py")],
+        cwd=tmp_path,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stdout.splitlines()[1] == "::add-mask::dop_v1_abcdefgh"
-    assert "::error title=Invalid input::image: must be a repository without tag or digest" in result.stdout
+    assert (
+        "::error title=Invalid input::image: must be a repository without tag or digest"
+        in result.stdout
+    )

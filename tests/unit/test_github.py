@@ -10,7 +10,9 @@ from deployer.github import Reporter
 
 def make(tmp_path: Path, github: bool = True) -> tuple[Reporter, io.StringIO]:
     stream = io.StringIO()
-    reporter = Reporter(github=github, output_file=tmp_path / "out", summary_file=tmp_path / "sum", stream=stream)
+    reporter = Reporter(
+        github=github, output_file=tmp_path / "out", summary_file=tmp_path / "sum", stream=stream
+    )
     return reporter, stream
 
 
@@ -35,13 +37,18 @@ def test_outputs_use_a_random_heredoc_delimiter_per_value(tmp_path: Path) -> Non
     assert lines[0].startswith("deployments<<ghadelimiter_")
     assert lines[1:3] == ['[{"name": "web"}]', "second line"]
     assert lines[3] == lines[0].split("<<")[1]
-    assert lines[4].startswith("result<<ghadelimiter_") and lines[4] != lines[0].replace("deployments", "result")
+    assert lines[4].startswith("result<<ghadelimiter_") and lines[4] != lines[0].replace(
+        "deployments", "result"
+    )
 
 
 def test_error_annotation_escapes_properties_and_data(tmp_path: Path) -> None:
     reporter, stream = make(tmp_path)
     reporter.error("bad: 50%\nnext", title="Invalid input, again", file="deploy/a.yaml", line=7)
-    assert stream.getvalue() == "::error title=Invalid input%2C again,file=deploy/a.yaml,line=7::bad: 50%25%0Anext\n"
+    assert (
+        stream.getvalue()
+        == "::error title=Invalid input%2C again,file=deploy/a.yaml,line=7::bad: 50%25%0Anext\n"
+    )
 
 
 def test_terminal_mode_prints_plain_lines(tmp_path: Path) -> None:

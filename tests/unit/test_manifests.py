@@ -71,10 +71,14 @@ def test_render_replaces_every_occurrence_and_nothing_else(app: dict[Path, str])
 
 def test_no_placeholder_anywhere_is_an_error_naming_the_files(tmp_path: Path) -> None:
     path = tmp_path / "d.yaml"
-    path.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: app:old}]}\n")
+    path.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: app:old}]}\n"
+    )
     with pytest.raises(InputError) as info:
         manifests.check_placeholder(manifests.read_sources((path,), tmp_path), "<IMAGE>", tmp_path)
-    assert str(info.value).startswith("placeholder: the placeholder '<IMAGE>' occurs in none of the manifests (d.yaml)")
+    assert str(info.value).startswith(
+        "placeholder: the placeholder '<IMAGE>' occurs in none of the manifests (d.yaml)"
+    )
 
 
 def test_documents_know_their_file_and_line(app: dict[Path, str], tmp_path: Path) -> None:
@@ -97,16 +101,20 @@ def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 def test_object_without_name_is_refused_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
-    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n")
+    path.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n"
+    )
     with pytest.raises(InputError, match=r"m.yaml:5: object lacks metadata.name"):
         manifests.parse(manifests.read_sources((path,)), tmp_path)
 
 
 def test_namespace_defaults_to_the_one_the_manifests_name(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
-    path.write_text("kind: ConfigMap\napiVersion: v1\nmetadata: {name: a, namespace: shop}\n---\n"
-                    "kind: Secret\napiVersion: v1\nmetadata: {name: b}\n---\n"
-                    "kind: Namespace\napiVersion: v1\nmetadata: {name: shop}\n")
+    path.write_text(
+        "kind: ConfigMap\napiVersion: v1\nmetadata: {name: a, namespace: shop}\n---\n"
+        "kind: Secret\napiVersion: v1\nmetadata: {name: b}\n---\n"
+        "kind: Namespace\napiVersion: v1\nmetadata: {name: shop}\n"
+    )
     docs = manifests.parse(manifests.read_sources((path,)))
     assert manifests.assign_namespace(docs, "") == "shop"
     assert [d.namespace for d in docs] == ["shop", "shop", ""]
@@ -116,7 +124,9 @@ def test_namespace_input_conflicting_with_a_manifest_is_refused(tmp_path: Path) 
     path = tmp_path / "m.yaml"
     path.write_text("kind: ConfigMap\napiVersion: v1\nmetadata: {name: a, namespace: shop}\n")
     docs = manifests.parse(manifests.read_sources((path,)), tmp_path)
-    with pytest.raises(InputError, match=r"^m.yaml:1: configmap/a names namespace 'shop' but the namespace input"):
+    with pytest.raises(
+        InputError, match=r"^m.yaml:1: configmap/a names namespace 'shop' but the namespace input"
+    ):
         manifests.assign_namespace(docs, "prod", tmp_path)
 
 
@@ -125,10 +135,14 @@ def test_apply_order_puts_config_before_services_before_workloads(app: dict[Path
     assert [d.kind for d in manifests.apply_order(docs)] == ["ConfigMap", "Service", "Deployment"]
 
 
-def test_config_references_cover_env_from_value_from_and_volumes(app: dict[Path, str], tmp_path: Path) -> None:
+def test_config_references_cover_env_from_value_from_and_volumes(
+    app: dict[Path, str], tmp_path: Path
+) -> None:
     docs = manifests.parse(app, tmp_path)
     manifests.assign_namespace(docs, "")
-    refs = [(r.kind, r.name, r.optional, r.used_by) for r in manifests.config_references(docs, tmp_path)]
+    refs = [
+        (r.kind, r.name, r.optional, r.used_by) for r in manifests.config_references(docs, tmp_path)
+    ]
     assert refs == [
         ("ConfigMap", "app-config", False, "deployment/web container `app` envFrom"),
         ("Secret", "app-secrets", False, "deployment/web container `app` envFrom"),
@@ -139,4 +153,8 @@ def test_config_references_cover_env_from_value_from_and_volumes(app: dict[Path,
 
 def test_render_output_is_one_valid_multi_document_stream(app: dict[Path, str]) -> None:
     text = manifests.to_yaml(manifests.render(app, "<IMAGE>", "x/y:z"))
-    assert [d["kind"] for d in yaml.safe_load_all(text) if d] == ["Service", "Deployment", "ConfigMap"]
+    assert [d["kind"] for d in yaml.safe_load_all(text) if d] == [
+        "Service",
+        "Deployment",
+        "ConfigMap",
+    ]

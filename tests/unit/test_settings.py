@@ -23,8 +23,12 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def parse(workspace: Path, **inputs: str) -> tuple[settings.Settings, list[str]]:
-    raw = {"image": "registry.example.com/team/app", "sha": SHA, "digitalocean-token": "dop_v1_secret",
-           "cluster": "prod"}
+    raw = {
+        "image": "registry.example.com/team/app",
+        "sha": SHA,
+        "digitalocean-token": "dop_v1_secret",
+        "cluster": "prod",
+    }
     raw.update({k.replace("_", "-"): v for k, v in inputs.items()})
     masked: list[str] = []
     return settings.parse(raw, {"GITHUB_WORKSPACE": str(workspace)}, mask=masked.append), masked
@@ -43,16 +47,28 @@ def test_defaults_give_a_deployable_configuration(workspace: Path) -> None:
     assert config.placeholder == "<IMAGE>"
     assert config.timeout_s == 600
     assert config.build == "auto"
-    assert (config.rollback_on_failure, config.pin_digest, config.force_conflicts) == (False, False, True)
+    assert (config.rollback_on_failure, config.pin_digest, config.force_conflicts) == (
+        False,
+        False,
+        True,
+    )
     assert config.registry == "registry.example.com"
     assert masked == ["dop_v1_secret"]
 
 
 def test_action_inputs_are_read_with_hyphens_kept_and_empty_means_default(workspace: Path) -> None:
     env = {f"INPUT_{spec.name.upper()}": "" for spec in settings.INPUTS}
-    env.update({"INPUT_IMAGE": "ghcr.io/org/app", "INPUT_SHA": SHA, "INPUT_DIGITALOCEAN-TOKEN": "tok-abcdef",
-                "INPUT_CLUSTER": "prod", "INPUT_WAIT-FOR": "web\nworker", "INPUT_TIMEOUT": "90s",
-                "GITHUB_WORKSPACE": str(workspace)})
+    env.update(
+        {
+            "INPUT_IMAGE": "ghcr.io/org/app",
+            "INPUT_SHA": SHA,
+            "INPUT_DIGITALOCEAN-TOKEN": "tok-abcdef",
+            "INPUT_CLUSTER": "prod",
+            "INPUT_WAIT-FOR": "web\nworker",
+            "INPUT_TIMEOUT": "90s",
+            "GITHUB_WORKSPACE": str(workspace),
+        }
+    )
     config = settings.from_action_env(env, mask=lambda _: None)
     assert config.wait_for == ("web", "worker")
     assert config.timeout_s == 90
@@ -78,9 +94,15 @@ def test_action_yml_declares_exactly_the_inputs_the_code_reads() -> None:
         ({"cluster": ""}, "cluster: is required"),
         ({"manifests": "deploy/missing.yaml"}, "manifests: 'deploy/missing.yaml' matches no file"),
         ({"namespace": "Prod_NS"}, "namespace: is not a valid namespace name"),
-        ({"registry_username": "bot"}, "registry-password: is required when the other registry credential"),
+        (
+            {"registry_username": "bot"},
+            "registry-password: is required when the other registry credential",
+        ),
         ({"build": "sometimes"}, "build: must be auto, always or never"),
-        ({"dockerfile": "docker/Dockerfile.prod"}, "dockerfile: docker/Dockerfile.prod does not exist"),
+        (
+            {"dockerfile": "docker/Dockerfile.prod"},
+            "dockerfile: docker/Dockerfile.prod does not exist",
+        ),
         ({"build_args": "GOOD=1\nno equals sign"}, "build-args line 2: expected KEY=value"),
         ({"timeout": "ten minutes"}, "timeout: is not a duration"),
         ({"timeout": "0s"}, "timeout: must be more than zero"),
@@ -89,7 +111,9 @@ def test_action_yml_declares_exactly_the_inputs_the_code_reads() -> None:
         ({"wait_for": "web, Bad_Name"}, "wait-for: 'Bad_Name' is not a valid Deployment name"),
     ],
 )
-def test_each_bad_input_is_named_with_what_to_do(workspace: Path, inputs: dict[str, str], expected: str) -> None:
+def test_each_bad_input_is_named_with_what_to_do(
+    workspace: Path, inputs: dict[str, str], expected: str
+) -> None:
     found = problems(workspace, **inputs)
     assert len(found) == 1, found
     assert found[0].startswith(expected)
@@ -97,10 +121,14 @@ def test_each_bad_input_is_named_with_what_to_do(workspace: Path, inputs: dict[s
 
 
 def test_kubeconfig_replaces_digitalocean_but_not_both(workspace: Path) -> None:
-    config, masked = parse(workspace, digitalocean_token="", cluster="", kubeconfig="apiVersion: v1\n")
+    config, masked = parse(
+        workspace, digitalocean_token="", cluster="", kubeconfig="apiVersion: v1\n"
+    )
     assert config.kubeconfig.startswith("apiVersion")
     assert masked == ["apiVersion: v1"]
-    assert problems(workspace, kubeconfig="apiVersion: v1")[0].startswith("kubeconfig: cannot be combined")
+    assert problems(workspace, kubeconfig="apiVersion: v1")[0].startswith(
+        "kubeconfig: cannot be combined"
+    )
 
 
 def test_all_problems_are_reported_at_once(workspace: Path) -> None:
@@ -111,17 +139,24 @@ def test_all_problems_are_reported_at_once(workspace: Path) -> None:
 def test_secrets_are_parsed_as_an_env_file_and_every_value_is_masked_first(workspace: Path) -> None:
     text = 'SECRET_KEY="s3cr3t value#x"\nDATABASE_URL=postgres://u:p4ss@db/app\n# comment\nEMPTY=\n'
     config, masked = parse(workspace, secrets=text, secret_name="app-secrets")
-    assert config.secrets == (("SECRET_KEY", "s3cr3t value#x"), ("DATABASE_URL", "postgres://u:p4ss@db/app"),
-                              ("EMPTY", ""))
+    assert config.secrets == (
+        ("SECRET_KEY", "s3cr3t value#x"),
+        ("DATABASE_URL", "postgres://u:p4ss@db/app"),
+        ("EMPTY", ""),
+    )
     assert "s3cr3t value#x" in masked and "postgres://u:p4ss@db/app" in masked
     assert "s3cr3t value#x" in config.secret_values()
     assert "s3cr3t" not in repr(config)
 
 
-def test_unparsable_env_file_line_is_named_without_echoing_its_value(workspace: Path, capsys) -> None:
+def test_unparsable_env_file_line_is_named_without_echoing_its_value(
+    workspace: Path, capsys
+) -> None:
     found = problems(workspace, secrets="GOOD=1\nthis line is bad\nOTHER=2", secret_name="s")
-    assert found == ['secrets line 2: could not be parsed as KEY=value Quote values with spaces or \'#\', '
-                     'e.g. KEY="a value".']
+    assert found == [
+        "secrets line 2: could not be parsed as KEY=value Quote values with spaces or '#', "
+        'e.g. KEY="a value".'
+    ]
     captured = capsys.readouterr()
     assert "this line is bad" not in captured.out + captured.err
 
@@ -132,16 +167,24 @@ def test_manifest_globs_expand_in_order_without_duplicates(workspace: Path) -> N
     assert [p.name for p in config.manifests] == ["deployment.yaml", "service.yaml"]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150),
-                                               ("45", 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150), ("45", 45)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert settings.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("image", "registry"), [("thraxil/antisocial", "docker.io"),
-                                                  ("registry.digitalocean.com/team/app", "registry.digitalocean.com"),
-                                                  ("127.0.0.1:5000/app", "127.0.0.1:5000"),
-                                                  ("localhost/app", "localhost")])
-def test_registry_host_is_derived_from_the_image(workspace: Path, image: str, registry: str) -> None:
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("thraxil/antisocial", "docker.io"),
+        ("registry.digitalocean.com/team/app", "registry.digitalocean.com"),
+        ("127.0.0.1:5000/app", "127.0.0.1:5000"),
+        ("localhost/app", "localhost"),
+    ],
+)
+def test_registry_host_is_derived_from_the_image(
+    workspace: Path, image: str, registry: str
+) -> None:
     config, _ = parse(workspace, image=image)
     assert config.registry == registry

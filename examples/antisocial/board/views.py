@@ -1,0 +1,20 @@
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from .forms import PostForm
+from .models import Post
+
+PAGE_SIZE = 50
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = PostForm(request.POST)
+        if form.is_valid():
+            form.save()
+            # Redirect after POST so a reload does not post twice.
+            return redirect("index")
+    else:
+        form = PostForm()
+    posts = Post.objects.all()[:PAGE_SIZE]
+    return render(request, "board/index.html", {"form": form, "posts": posts})

@@ -1,0 +1,391 @@
+"""The action, run as the GitHub runner runs it, against the real local stack.
+
+Each test builds a real image, pushes it to the registry with htpasswd auth, gets a kubeconfig from
+our DigitalOcean stand-in (real short-lived token), applies to the real apiserver and watches real
+controllers, with kwok playing the kubelet (`deploy.test/behavior` picks a failure).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.runner import ActionRun, run_action
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker]
+
+SECRET_VALUE = "dj-secret-" + secrets.token_hex(8)
+
+
+def deployment(
+    name: str,
+    *,
+    replicas: int = 1,
+    behavior: str = "",
+    init: tuple[str, ...] = (),
+    ready_after: str = "",
+    extra_template: str = "",
+    progress_deadline: int | None = None,
+) -> str:
+    annotations = ""
+    if behavior or ready_after:
+        lines = []
+        if behavior:
+            lines.append(f"deploy.test/behavior: {behavior}")
+        if ready_after:
+            lines.append(f'deploy.test/ready-after: "{ready_after}"')
+        annotations = "      annotations:\n" + "".join(f"        {line}\n" for line in lines)
+    inits = ""
+    if init:
+        inits = "      initContainers:\n" + "".join(
+            f'        - name: {n}\n          image: <IMAGE>\n          args: ["{n}"]\n'
+            for n in init
+        )
+    deadline = f"  progressDeadlineSeconds: {progress_deadline}\n" if progress_deadline else ""
+    return (
+        f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n"
+        f"{deadline}  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n"
+        f"      labels: {{app: {name}}}\n{annotations}    spec:\n{inits}{extra_template}"
+        f"      containers:\n        - name: {name}\n          image: <IMAGE>\n"
+        f"          envFrom:\n            - configMapRef: {{name: app-config}}\n"
+        f"            - secretRef: {{name: app-secrets}}\n"
+    )
+
+
+BASE_OBJECTS = textwrap.dedent("""\
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: app-config
+    data:
+      DJANGO_SETTINGS_MODULE: antisocial.settings
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: web
+    spec:
+      selector: {app: web}
+      ports: [{port: 80, targetPort: 8000}]
+    """)
+
+ANTI_AFFINITY = textwrap.dedent("""\
+      affinity:
+        podAntiAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: 100
+              podAffinityTerm:
+                topologyKey: kubernetes.io/hostname
+                labelSelector: {matchLabels: {app: web}}
+""")
+
+
+def app_manifests(**overrides: str) -> str:
+    """A Django-shaped app: web (2 replicas, anti-affinity), beat (1), worker with init containers."""
+    web = overrides.get("web") or deployment(
+        "web", replicas=2, ready_after="1s", extra_template=ANTI_AFFINITY
+    )
+    beat = overrides.get("beat") or deployment("beat")
+    worker = overrides.get("worker") or deployment(
+        "worker", init=("migrate", "collectstatic", "compress")
+    )
+    return "---\n".join([BASE_OBJECTS, web, beat, worker])
+
+
+@pytest.fixture(scope="session")
+def image_repo(stack: dict[str, str]) -> str:
+    return f"{stack['DJK_REGISTRY']}/djk-e2e/antisocial"
+
+
+@pytest.fixture(scope="session")
+def built_sha() -> str:
+    """One commit for the whole session: the first deploy builds it, later ones reuse it."""
+    return secrets.token_hex(20)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, stack: dict[str, str]) -> Path:
+    ws = tmp_path / "workspace"
+    (ws / "deploy").mkdir(parents=True)
+    (ws / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\nCOPY app.txt /srv/app.txt\n")
+    (ws / "app.txt").write_text("the app\n")
+    return ws
+
+
+Deploy = Callable[..., ActionRun]
+
+
+@pytest.fixture
+def deploy(
+    stack: dict[str, str], workspace: Path, namespace: str, image_repo: str, built_sha: str
+) -> Deploy:
+    def run(manifests: str, **inputs: str) -> ActionRun:
+        (workspace / "deploy" / "deployment.yaml").write_text(manifests)
+        given = {
+            "image": image_repo,
+            "sha": built_sha,
+            "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
+            "cluster": stack["DJK_CLUSTER_NAME"],
+            "namespace": namespace,
+            "registry-username": stack["DJK_REGISTRY_USER"],
+            "registry-password": stack["DJK_REGISTRY_PASSWORD"],
+            "secrets": f"SECRET_KEY={SECRET_VALUE}\nDATABASE_URL=postgres://app:{SECRET_VALUE}@db/app\n",
+            "secret-name": "app-secrets",
+            "timeout": "2m",
+        }
+        given.update(inputs)
+        result = run_action(
+            given,
+            workspace,
+            extra_env={
+                "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
+                "GITHUB_SHA": built_sha,
+            },
+        )
+        assert_no_secret_leaked(result, stack)
+        return result
+
+    return run
+
+
+def assert_no_secret_leaked(result: ActionRun, stack: dict[str, str]) -> None:
+    everything = result.log + json.dumps(result.outputs) + result.summary
+    for secret in (
+        SECRET_VALUE,
+        stack["DIGITALOCEAN_ACCESS_TOKEN"],
+        stack["DJK_REGISTRY_PASSWORD"],
+    ):
+        assert secret not in everything
+    assert "Traceback" not in everything
+
+
+def rollouts(result: ActionRun) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in json.loads(result.outputs["deployments"])}
+
+
+def kubectl(stack: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", stack["KUBECONFIG"], *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def error_annotations(result: ActionRun) -> list[str]:
+    return [line for line in result.log.splitlines() if line.startswith("::error")]
+
+
+# -- green ---------------------------------------------------------------------------------------
+
+
+def test_three_deployment_app_with_init_containers_rolls_out_green(
+    deploy: Deploy, stack: dict[str, str], namespace: str, image_repo: str, built_sha: str
+) -> None:
+    result = deploy(app_manifests(), build="always")
+    assert result.exit_code == 0, result.log[-3000:]
+    assert result.outputs["result"] == "succeeded"
+    assert result.outputs["image"] == f"{image_repo}:{built_sha}"
+    assert result.outputs["digest"].startswith("sha256:")
+    assert {n: d["result"] for n, d in rollouts(result).items()} == {
+        "web": "succeeded",
+        "beat": "succeeded",
+        "worker": "succeeded",
+    }
+    for phase in ("Preflight", "Credentials", "Build", "Push", "Render", "Apply", "Watch"):
+        assert any(line.startswith(f"::group::{phase}") for line in result.log.splitlines()), phase
+    assert f"| {namespace}/web | `{image_repo}:{built_sha}` | ✅ succeeded |" in result.summary
+    # kubectl, the reference peer, agrees at once.
+    for name in ("web", "beat", "worker"):
+        peer = kubectl(
+            stack, "-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=5s"
+        )
+        assert peer.returncode == 0, peer.stderr
+    image = kubectl(
+        stack,
+        "-n",
+        namespace,
+        "get",
+        "deployment",
+        "worker",
+        "-o",
+        "jsonpath={.spec.template.spec.initContainers[*].image}",
+    ).stdout
+    assert image.split() == [f"{image_repo}:{built_sha}"] * 3
+    keys = kubectl(
+        stack, "-n", namespace, "get", "secret", "app-secrets", "-o", "jsonpath={.data}"
+    ).stdout
+    assert set(json.loads(keys)) == {"SECRET_KEY", "DATABASE_URL"}
+    managers = kubectl(
+        stack,
+        "-n",
+        namespace,
+        "get",
+        "deployment",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ).stdout
+    assert "django-k8s-deploy" in managers.split()
+
+
+def test_redeploying_a_built_sha_reuses_the_image_and_pins_the_digest(
+    deploy: Deploy, image_repo: str
+) -> None:
+    first = deploy(app_manifests())
+    assert first.exit_code == 0, first.log[-3000:]
+    again = deploy(app_manifests(), **{"pin-digest": "true"})
+    assert again.exit_code == 0, again.log[-3000:]
+    assert "is already in the registry: not rebuilt (build: auto)" in again.log
+    assert again.outputs["digest"] == first.outputs["digest"]
+    assert again.outputs["image"] == f"{image_repo}@{first.outputs['digest']}"
+
+
+# -- red, fast, with the reason --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {
+                "worker": deployment(
+                    "worker", init=("migrate", "collectstatic"), behavior="init-fail"
+                )
+            },
+            ("worker", "init container `migrate` exited 1"),
+        ),
+        (
+            {"web": deployment("web", replicas=2, behavior="crash-loop")},
+            ("web", "CrashLoopBackOff"),
+        ),
+        ({"beat": deployment("beat", behavior="image-pull-not-found")}, ("beat", "not found")),
+    ],
+    ids=["failing-migrate", "crash-loop", "image-not-found"],
+)
+def test_a_doomed_rollout_goes_red_fast_naming_pod_container_and_reason(
+    deploy: Deploy, override: dict[str, str], expected: tuple[str, str]
+) -> None:
+    name, reason = expected
+    result = deploy(app_manifests(**override))
+    assert result.exit_code == 1, result.log[-3000:]
+    assert result.outputs["result"] == "failed"
+    failed = rollouts(result)[name]
+    assert failed["result"] == "failed"
+    assert reason in failed["reason"]
+    assert failed["duration_seconds"] < 30, "a fast verdict, not the progress deadline"
+    annotations = error_annotations(result)
+    assert any(f"deployment/{name}" in a and reason in a for a in annotations), annotations
+    assert f"### deployment/{name}" in result.summary
+    assert "State: applied" in result.log
+
+
+def test_never_ready_ends_at_the_progress_deadline(deploy: Deploy) -> None:
+    result = deploy(
+        app_manifests(beat=deployment("beat", behavior="never-ready", progress_deadline=5))
+    )
+    assert result.exit_code == 1
+    beat = rollouts(result)["beat"]
+    assert beat["result"] == "failed"
+    assert "ProgressDeadlineExceeded" in beat["reason"] or "progress deadline" in beat["reason"]
+
+
+def test_overall_timeout_is_reported_as_timed_out(deploy: Deploy) -> None:
+    result = deploy(app_manifests(beat=deployment("beat", behavior="never-ready")), timeout="6s")
+    assert result.exit_code == 1
+    assert result.outputs["result"] == "timed-out"
+    assert rollouts(result)["beat"]["result"] == "timed-out"
+
+
+def test_one_of_two_deployments_failing_fails_the_job_and_says_which(deploy: Deploy) -> None:
+    manifests = "---\n".join(
+        [
+            BASE_OBJECTS,
+            deployment("web", replicas=2),
+            deployment("worker", init=("migrate",), behavior="init-fail"),
+        ]
+    )
+    result = deploy(manifests)
+    assert result.exit_code == 1
+    states = {n: d["result"] for n, d in rollouts(result).items()}
+    assert states["worker"] == "failed"
+    assert states["web"] in ("succeeded", "cancelled")
+
+
+def test_rollback_on_failure_returns_to_the_previous_revision(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    good = deploy(app_manifests())
+    assert good.exit_code == 0, good.log[-3000:]
+    bad = deploy(
+        app_manifests(web=deployment("web", replicas=2, behavior="crash-loop")),
+        **{"rollback-on-failure": "true"},
+    )
+    assert bad.exit_code == 1
+    assert "deployment/web was rolled back to revision" in bad.log
+    annotations = kubectl(
+        stack,
+        "-n",
+        namespace,
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations}",
+    ).stdout
+    assert "crash-loop" not in annotations
+
+
+# -- refused before anything changes -----------------------------------------------------------------
+
+
+def test_invalid_manifest_yaml_is_annotated_with_file_and_line_and_nothing_is_applied(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    result = deploy(
+        BASE_OBJECTS + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: <IMAGE>\n - x\n"
+    )
+    assert result.exit_code == 2
+    (annotation,) = error_annotations(result)
+    assert annotation.startswith(
+        "::error title=Invalid input,file=deploy/deployment.yaml,line=21::invalid YAML"
+    )
+    assert "State: nothing was applied to the cluster" in result.log
+    assert kubectl(stack, "-n", namespace, "get", "configmap", "app-config").returncode != 0
+
+
+def test_missing_configmap_is_an_error_before_apply_not_a_config_error_later(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    manifests = app_manifests().replace("name: app-config\ndata", "name: other-config\ndata")
+    result = deploy(manifests)
+    assert result.exit_code == 2
+    (annotation,) = error_annotations(result)
+    assert "needs ConfigMap" in annotation and "app-config" in annotation
+    assert "file=deploy/deployment.yaml,line=" in annotation
+    assert kubectl(stack, "-n", namespace, "get", "deployments", "-o", "name").stdout == ""
+
+
+def test_unknown_cluster_lists_the_names_the_token_can_see(
+    deploy: Deploy, stack: dict[str, str]
+) -> None:
+    result = deploy(app_manifests(), cluster="no-such-cluster")
+    assert result.exit_code == 2
+    (annotation,) = error_annotations(result)
+    assert "cluster" in annotation and stack["DJK_CLUSTER_NAME"] in annotation
+
+
+def test_a_bad_digitalocean_token_exits_2_naming_the_input(deploy: Deploy) -> None:
+    result = deploy(app_manifests(), **{"digitalocean-token": "dop_v1_" + "0" * 64})
+    assert result.exit_code == 2
+    (annotation,) = error_annotations(result)
+    assert "digitalocean-token" in annotation

@@ -1,0 +1,247 @@
+"""The example app (examples/antisocial) as its users get it: built from its Dockerfile on the
+stack's base image, it passes Django's deployment checks and its own tests inside the container,
+serves its health endpoint and its offline-compressed static files, and run.sh refuses commands
+it does not know."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "antisocial"
+# A cold build installs the pinned requirements from PyPI through the machine's CA.
+BUILD_TIMEOUT = 900
+RUN_TIMEOUT = 120
+
+
+def docker(
+    stack: Mapping[str, str],
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Runs the docker CLI against the stack's daemon. Values in `env` reach containers through
+    `-e NAME` (no value in argv), the way the runner passes inputs."""
+    process_env = dict(os.environ)
+    if "DOCKER_HOST" in stack:
+        process_env["DOCKER_HOST"] = stack["DOCKER_HOST"]
+    process_env.update(env or {})
+    return subprocess.run(
+        ["docker", *args],
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def production_env() -> dict[str, str]:
+    """What the ConfigMap and Secret give the containers, with a fresh key."""
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "antisocial.example.com,localhost",
+        "CSRF_TRUSTED_ORIGINS": "https://antisocial.example.com",
+    }
+
+
+def env_flags(env: Mapping[str, str]) -> list[str]:
+    return [flag for name in env for flag in ("-e", name)]
+
+
+@pytest.fixture(scope="module")
+def example_image(stack: Mapping[str, str]) -> Iterator[str]:
+    tag = f"djk-test/antisocial:{uuid.uuid4().hex[:12]}"
+    started = time.monotonic()
+    build = docker(
+        stack,
+        "build",
+        "--network=host",
+        "--build-arg",
+        f"BASE_IMAGE={stack['DJK_BASE_IMAGE']}",
+        "--tag",
+        tag,
+        str(EXAMPLE),
+        # The classic builder: the stack's daemon has no BuildKit, and it runs RUN steps on the
+        # host network, which is how pip reaches PyPI here.
+        env={"DOCKER_BUILDKIT": "0"},
+        timeout=BUILD_TIMEOUT,
+    )
+    assert build.returncode == 0, output(build)
+    print(f"examples/antisocial image {tag} built in {time.monotonic() - started:.1f}s")
+    try:
+        yield tag
+    finally:
+        docker(stack, "rmi", "--force", tag)
+
+
+def manage(
+    stack: Mapping[str, str], image: str, env: Mapping[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return docker(
+        stack,
+        "run",
+        "--rm",
+        "--network=none",
+        *env_flags(env),
+        "--entrypoint",
+        "python",
+        image,
+        "manage.py",
+        *args,
+        env=env,
+    )
+
+
+def test_check_deploy_passes_inside_the_built_image(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    result = manage(
+        stack, example_image, production_env(), "check", "--deploy", "--fail-level", "WARNING"
+    )
+    assert result.returncode == 0, output(result)
+    assert result.stdout.strip() == "System check identified no issues (0 silenced).", output(
+        result
+    )
+
+
+def test_check_deploy_fails_when_the_settings_are_not_production_ones(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    # The same check must be able to fail, or the test above proves nothing.
+    env = {**production_env(), "DEBUG": "true", "SECURE_HSTS_SECONDS": "0"}
+    result = manage(stack, example_image, env, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0, output(result)
+    assert "security.W018" in result.stderr, output(result)  # DEBUG on
+    assert "security.W004" in result.stderr, output(result)  # no HSTS
+
+
+def test_the_apps_own_tests_pass_inside_the_built_image(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    env = {**production_env(), "DATABASE_URL": "sqlite:////tmp/antisocial.sqlite3"}
+    result = manage(stack, example_image, env, "test", "--noinput")
+    assert result.returncode == 0, output(result)
+    assert re.search(r"^Ran [1-9]\d* tests? in ", result.stderr, re.MULTILINE), output(result)
+    assert re.search(r"^OK$", result.stderr, re.MULTILINE), output(result)
+
+
+def test_run_sh_rejects_an_unknown_command(stack: Mapping[str, str], example_image: str) -> None:
+    result = docker(stack, "run", "--rm", "--network=none", example_image, "serve")
+    assert result.returncode == 64, output(result)
+    assert result.stderr.strip() == (
+        "run.sh: unknown command 'serve'; "
+        "usage: run.sh {web|worker|beat|migrate|collectstatic|compress}"
+    ), output(result)
+
+
+def test_run_sh_names_a_missing_setting_in_one_line(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    env = {"SECRET_KEY": secrets.token_urlsafe(50)}
+    result = docker(
+        stack, "run", "--rm", "--network=none", *env_flags(env), example_image, "web", env=env
+    )
+    assert result.returncode == 78, output(result)
+    assert result.stderr.strip() == (
+        "run.sh web: DATABASE_URL is not set "
+        "(it comes from the antisocial-secrets Secret or antisocial-config ConfigMap)"
+    ), output(result)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=dict(headers))  # noqa: S310 (loopback only)
+    # No redirect following: a 301 to https would hide what the app answered.
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_web_serves_healthz_and_the_compressed_static_files(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    port = free_port()
+    name = f"djk-antisocial-{uuid.uuid4().hex[:8]}"
+    env = {
+        **production_env(),
+        "DATABASE_URL": "sqlite:////tmp/antisocial.sqlite3",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+    }
+    started = docker(
+        stack,
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network=host",
+        *env_flags(env),
+        "--entrypoint",
+        "sh",
+        example_image,
+        "-c",
+        "./run.sh migrate && exec ./run.sh web",
+        env=env,
+    )
+    assert started.returncode == 0, output(started)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # A probe's request: plain HTTP, the pod IP as Host.
+                status, body = http_get(f"{base}/healthz", {"Host": f"10.244.0.9:{port}"})
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"web never answered /healthz\n{output(docker(stack, 'logs', name))}"
+                    )
+                time.sleep(0.5)
+        assert (status, body) == (200, b"ok\n")
+
+        behind_tls = {"Host": "antisocial.example.com", "X-Forwarded-Proto": "https"}
+        status, page = http_get(f"{base}/", behind_tls)
+        assert status == 200, page[:2000]
+        bundles = re.findall(rb'"(/static/CACHE/(?:css|js)/output\.[0-9a-f]+\.(?:css|js))"', page)
+        assert len(bundles) == 2, page[:2000]
+        for bundle in bundles:
+            status, content = http_get(base + bundle.decode(), behind_tls)
+            assert status == 200, bundle
+            assert content.strip(), bundle
+
+        status, _ = http_get(f"{base}/", {"Host": "antisocial.example.com"})
+        assert status == 301  # plain HTTP from outside is sent to https
+    finally:
+        docker(stack, "rm", "--force", name)
