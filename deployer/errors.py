@@ -20,11 +20,11 @@ class DeployError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        return self.detail()
 
     def detail(self) -> str:
         """The message and hint without any location prefix (for annotations that carry file=)."""
-        return f"{self.message} {self.hint}".strip()
+        return _sentence(self.message, self.hint)
 
 
 class InputError(DeployError):
@@ -47,8 +47,7 @@ class InputError(DeployError):
         self.line = line
 
     def __str__(self) -> str:
-        head = f"{self.where}: {self.message}" if self.where else self.message
-        return f"{head} {self.hint}".strip()
+        return f"{self.where}: {self.detail()}" if self.where else self.detail()
 
 
 class ServiceError(DeployError):
@@ -61,7 +60,7 @@ class ServiceError(DeployError):
         self.service = service
 
     def __str__(self) -> str:
-        return f"{self.service}: {self.message} {self.hint}".strip()
+        return f"{self.service}: {self.detail()}"
 
 
 class RolloutFailed(DeployError):
@@ -74,3 +73,10 @@ class Cancelled(DeployError):
     """SIGINT or SIGTERM arrived; the report says what was applied and where rollouts stood."""
 
     exit_code = 1
+
+
+def _sentence(message: str, hint: str) -> str:
+    """'what is wrong. What to do.' — a full stop between the two unless the message has one."""
+    if not hint:
+        return message
+    return f"{message.rstrip()}{'' if message.rstrip().endswith(('.', '!', '?', ':')) else '.'} {hint}"

@@ -76,15 +76,15 @@ BASE_OBJECTS = textwrap.dedent("""\
       ports: [{port: 80, targetPort: 8000}]
     """)
 
-ANTI_AFFINITY = textwrap.dedent("""\
-      affinity:
-        podAntiAffinity:
-          preferredDuringSchedulingIgnoredDuringExecution:
-            - weight: 100
-              podAffinityTerm:
-                topologyKey: kubernetes.io/hostname
-                labelSelector: {matchLabels: {app: web}}
-""")
+ANTI_AFFINITY = (
+    "      affinity:\n"
+    "        podAntiAffinity:\n"
+    "          preferredDuringSchedulingIgnoredDuringExecution:\n"
+    "            - weight: 100\n"
+    "              podAffinityTerm:\n"
+    "                topologyKey: kubernetes.io/hostname\n"
+    "                labelSelector: {matchLabels: {app: web}}\n"
+)
 
 
 def app_manifests(**overrides: str) -> str:
@@ -139,6 +139,8 @@ def deploy(
             "secrets": f"SECRET_KEY={SECRET_VALUE}\nDATABASE_URL=postgres://app:{SECRET_VALUE}@db/app\n",
             "secret-name": "app-secrets",
             "timeout": "2m",
+            # The local daemon has no bridge network: RUN steps need the host's.
+            "build-network": "host",
         }
         given.update(inputs)
         result = run_action(

@@ -101,7 +101,7 @@ def test_kubeconfig_without_a_token_exits_2(tmp_path: Path) -> None:
     result = run("kubeconfig", "--cluster", "prod", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
-        "error: DIGITALOCEAN_ACCESS_TOKEN: is not set Export a DigitalOcean token with "
+        "error: DIGITALOCEAN_ACCESS_TOKEN: is not set. Export a DigitalOcean token with "
         "kubernetes:read and kubernetes:access_cluster.\n"
     )
 

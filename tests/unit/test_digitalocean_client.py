@@ -190,7 +190,7 @@ def test_duplicate_names_list_each_id(fake: FakeDigitalOcean, client: DigitalOce
     assert isinstance(err, InputError)
     assert str(err) == (
         f"cluster: 2 clusters are named `{NAME}`: {cluster_id_for(NAME, 1)} (ams3), "
-        f"{CLUSTER_ID} (nyc1) Pass the id of the one you mean instead of the name."
+        f"{CLUSTER_ID} (nyc1). Pass the id of the one you mean instead of the name."
     )
 
 
@@ -330,7 +330,7 @@ def test_a_rejected_token_names_the_token_input_and_is_not_retried(
     request_id = fake.requests[0]["response_headers"]["x-request-id"]
     assert str(err) == (
         "digitalocean-token: DigitalOcean rejected the token as invalid or expired "
-        f'(HTTP 401 unauthorized "Unable to authenticate you.", request id {request_id}) '
+        f'(HTTP 401 unauthorized "Unable to authenticate you.", request id {request_id}). '
         "Create a new token with scopes kubernetes:read and kubernetes:access_cluster: "
         "https://docs.digitalocean.com/reference/api/create-personal-access-token/"
     )
@@ -491,7 +491,7 @@ def test_an_unreachable_api_is_a_service_error_after_retries(sleeps: Sleeps) -> 
     assert err.exit_code == 3
     assert str(err) == (
         "DigitalOcean API: could not list clusters: Failed to establish a new connection: "
-        "[Errno 111] Connection refused (after retries) "
+        "[Errno 111] Connection refused (after retries). "
         "Check that http://127.0.0.1:9 is reachable from this runner."
     )
     assert len(sleeps) == 4
@@ -523,12 +523,12 @@ def test_surrounding_whitespace_of_a_pasted_token_is_ignored(fake: FakeDigitalOc
     [
         (
             "https://api.digitalocean.com/v2",
-            "DIGITALOCEAN_API_URL: `https://api.digitalocean.com/v2` ends in /v2 "
+            "DIGITALOCEAN_API_URL: `https://api.digitalocean.com/v2` ends in /v2. "
             "Give the API root without /v2, e.g. https://api.digitalocean.com.",
         ),
         (
             "api.digitalocean.com",
-            "DIGITALOCEAN_API_URL: `api.digitalocean.com` is not an http(s) URL "
+            "DIGITALOCEAN_API_URL: `api.digitalocean.com` is not an http(s) URL. "
             "Use the API root, e.g. https://api.digitalocean.com.",
         ),
     ],

@@ -154,7 +154,7 @@ def test_unparsable_env_file_line_is_named_without_echoing_its_value(
 ) -> None:
     found = problems(workspace, secrets="GOOD=1\nthis line is bad\nOTHER=2", secret_name="s")
     assert found == [
-        "secrets line 2: could not be parsed as KEY=value Quote values with spaces or '#', "
+        "secrets line 2: could not be parsed as KEY=value. Quote values with spaces or '#', "
         'e.g. KEY="a value".'
     ]
     captured = capsys.readouterr()

@@ -804,7 +804,7 @@ def test_a_deployment_without_pods_is_diagnosed_from_its_events_alone() -> None:
             Unauthorized,
             2,
             "the cluster rejected the credentials (401 Unauthorized) trying to "
-            "list pods in shop The kubeconfig's token is invalid or has expired; fetch a fresh "
+            "list pods in shop. The kubeconfig's token is invalid or has expired; fetch a fresh "
             "one.",
         ),
         (
@@ -812,7 +812,7 @@ def test_a_deployment_without_pods_is_diagnosed_from_its_events_alone() -> None:
             Forbidden,
             2,
             'the cluster identity may not "list" pods in namespace "shop": pods is '
-            'forbidden: User "ci" cannot list resource "pods" Grant the identity "list" on pods in '
+            'forbidden: User "ci" cannot list resource "pods". Grant the identity "list" on pods in '
             'namespace "shop" (a Role and RoleBinding), or use credentials that have it.',
         ),
         (
@@ -834,7 +834,7 @@ def test_a_deployment_without_pods_is_diagnosed_from_its_events_alone() -> None:
             ApiUnavailable,
             3,
             "Kubernetes API: list pods in shop failed with HTTP 503: "
-            "etcdserver: leader changed The cluster's API server is unwell; try again later.",
+            "etcdserver: leader changed. The cluster's API server is unwell; try again later.",
         ),
     ],
 )

@@ -1,0 +1,51 @@
+# The django-k8s-deploy action image. GitHub builds it from this file in "Set up job" and runs
+# it with the workspace at /github/workspace and the runner's Docker socket mounted.
+#
+# Both images are build arguments so the local tests can build it without pulling anything:
+#   DOCKER_BUILDKIT=0 docker build --network=host \
+#     --build-arg BASE_IMAGE=djk/base:bookworm --build-arg DOCKER_CLI_IMAGE=djk/docker-cli:29 .
+ARG BASE_IMAGE=python:3.12-slim
+ARG DOCKER_CLI_IMAGE=docker.io/library/docker:29-cli
+
+# Hosted runners run Docker Engine 29, which refuses clients older than API 1.44 (Docker 25):
+# the distribution's docker CLI is far too old, so ship the upstream 29.x CLI and buildx.
+FROM ${DOCKER_CLI_IMAGE} AS docker-cli
+
+FROM ${BASE_IMAGE}
+
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="django-k8s-deploy" \
+      org.opencontainers.image.description="Build, push and roll out a Django app to DigitalOcean Kubernetes, failing fast with the reason." \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
+COPY --from=docker-cli /usr/local/libexec/docker/cli-plugins/docker-buildx /usr/local/libexec/docker/cli-plugins/docker-buildx
+
+# Locked, hashed wheels only: the image gets exactly the reviewed dependencies, nothing built.
+# setuptools is in the lock too, so installing the project itself needs no unpinned download.
+COPY requirements.lock /tmp/requirements.lock
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
+
+COPY pyproject.toml README.md /tmp/src/
+COPY deployer /tmp/src/deployer
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
+    && rm -rf /tmp/src
+
+COPY deployer /app/deployer
+COPY entrypoint.py /app/entrypoint.py
+
+# Exec form with absolute paths: the runner sets the workdir to /github/workspace and passes
+# inputs as INPUT_* variables, never as arguments. No USER: the workspace and the Docker socket
+# belong to root as far as the container can tell.
+ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
