@@ -79,4 +79,6 @@ def _sentence(message: str, hint: str) -> str:
     """'what is wrong. What to do.' — a full stop between the two unless the message has one."""
     if not hint:
         return message
-    return f"{message.rstrip()}{'' if message.rstrip().endswith(('.', '!', '?', ':')) else '.'} {hint}"
+    return (
+        f"{message.rstrip()}{'' if message.rstrip().endswith(('.', '!', '?', ':')) else '.'} {hint}"
+    )

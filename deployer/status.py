@@ -213,15 +213,19 @@ def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
         return None
     message = waiting.get("message") or ""
-    if not _FINAL_PULL_ERROR.search(message):
+    final = _FINAL_PULL_ERROR.search(message)
+    if not final:
         return None
     image = c.status.get("image") or "its image"
+    # The registry's verdict first: a long runtime message is cut, the reason must survive.
     return _problem(
         c,
         "ImagePullFailed",
         str(waiting["reason"]),
         None,
-        f"{c.label} cannot pull {image}: {_one_line(message)}",
+        _one_line(
+            f"{c.label} cannot pull {image}: {final.group(0).lower()} ({waiting['reason']}): {message}"
+        ),
     )
 
 

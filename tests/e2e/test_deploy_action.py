@@ -270,7 +270,7 @@ def test_redeploying_a_built_sha_reuses_the_image_and_pins_the_digest(
         ),
         (
             {"web": deployment("web", replicas=2, behavior="crash-loop")},
-            ("web", "CrashLoopBackOff"),
+            ("web", "is crash-looping: last run exited 1"),
         ),
         ({"beat": deployment("beat", behavior="image-pull-not-found")}, ("beat", "not found")),
     ],
@@ -361,7 +361,7 @@ def test_invalid_manifest_yaml_is_annotated_with_file_and_line_and_nothing_is_ap
     assert result.exit_code == 2
     (annotation,) = error_annotations(result)
     assert annotation.startswith(
-        "::error title=Invalid input,file=deploy/deployment.yaml,line=21::invalid YAML"
+        "::error title=Invalid input,file=deploy/deployment.yaml,line=20::invalid YAML"
     )
     assert "State: nothing was applied to the cluster" in result.log
     assert kubectl(stack, "-n", namespace, "get", "configmap", "app-config").returncode != 0

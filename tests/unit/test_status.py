@@ -181,8 +181,10 @@ def test_an_image_the_registry_does_not_have_is_fatal_at_the_first_pull() -> Non
         state="ImagePullFailed",
         reason="ErrImagePull",
         exit_code=None,
-        detail=f'container `web` cannot pull {IMAGE}: failed to pull and unpack image "{IMAGE}": '
-        f'failed to resolve reference "{IMAGE}": {IMAGE}: not found',
+        # the registry's verdict leads, so cutting the runtime's long message to 300 keeps it
+        detail=f"container `web` cannot pull {IMAGE}: not found (ErrImagePull): "
+        f'failed to pull and unpack image "{IMAGE}": '
+        f'failed to resolve reference "{IMAGE}": registry.digitalocean.com/te…',
     )
 
 
@@ -195,7 +197,8 @@ def test_a_pull_we_are_not_authorized_for_is_fatal_even_in_back_off() -> None:
         "web",
     )
     assert problem.detail.startswith(
-        f'container `web` cannot pull {IMAGE}: Back-off pulling image "{IMAGE}": ErrImagePull:'
+        f"container `web` cannot pull {IMAGE}: unauthorized (ImagePullBackOff): "
+        f'Back-off pulling image "{IMAGE}": ErrImagePull:'
     )
     # a long registry answer is cut to one readable line
     assert problem.detail.endswith("…")
