@@ -43,9 +43,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,30 +301,39 @@ def _mask_variants(value: str) -> set[str]:
     return {v for v in variants if v.strip()}
 
 
-def mask_log(log: str) -> str:
-    """The log as shown on GitHub: each `::add-mask::` masks its value in later lines only."""
-    masks: set[str] = set()
-    shown: list[str] = []
-    stop_token: str | None = None
-    for line in log.splitlines():
+class LogMasker:
+    """Shows log lines as GitHub does, one at a time: `::add-mask::` masks its value in later
+    lines only; mask and stop-commands lines themselves are not shown (None)."""
+
+    def __init__(self) -> None:
+        self.masks: set[str] = set()
+        self.stop_token: str | None = None
+
+    def feed(self, line: str) -> str | None:
         parsed = _parse_command_line(line)
         if parsed is not None:
             name = parsed[0]
-            if stop_token is not None:
-                if name == stop_token:
-                    stop_token = None
-                    continue
+            if self.stop_token is not None:
+                if name == self.stop_token:
+                    self.stop_token = None
+                    return None
             elif name == "stop-commands":
-                stop_token = parsed[2]
-                continue
+                self.stop_token = parsed[2]
+                return None
             elif name == "add-mask":
-                masks |= _mask_variants(parsed[2])
-                continue
+                self.masks |= _mask_variants(parsed[2])
+                return None
         visible = line
-        for secret in sorted(masks, key=len, reverse=True):
+        for secret in sorted(self.masks, key=len, reverse=True):
             visible = visible.replace(secret, "***")
-        shown.append(visible)
-    return "\n".join(shown)
+        return visible
+
+
+def mask_log(log: str) -> str:
+    """The log as shown on GitHub: each `::add-mask::` masks its value in later lines only."""
+    masker = LogMasker()
+    shown = (masker.feed(line) for line in log.splitlines())
+    return "\n".join(line for line in shown if line is not None)
 
 
 # -- action.yml ---------------------------------------------------------------------------------
@@ -601,6 +611,7 @@ def run_action(
     event: Mapping[str, Any] | None = None,
     cancel_after: float | None = None,
     runner_temp: Path | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> ActionRun:
     """Run the action in `action_dir` (default: this repository) on `workspace`.
 
@@ -608,6 +619,7 @@ def run_action(
     on the runner; a GITHUB_*/RUNNER_* name in it replaces the runner's value, e.g. GITHUB_SHA,
     and `${{ github.* }}` defaults follow it). `stack` is the stack's env (default: found by
     `stack_environment()`). `cancel_after` seconds: cancel the run as the runner does.
+    `echo` receives each log line as GitHub would show it, while the action runs (the demo).
     On timeout the container is removed and HarnessError carries the log so far.
     """
     stack = stack if stack is not None else stack_environment()
@@ -796,6 +808,7 @@ def run_action(
         started=started,
         timeout=timeout,
         cancel_after=cancel_after,
+        echo=echo,
     )
     duration = time.monotonic() - started
     return ActionRun(
@@ -827,11 +840,34 @@ def _wait(
     started: float,
     timeout: float,
     cancel_after: float | None,
+    echo: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
     """Collect output until exit; cancel like the runner at `cancel_after`; enforce `timeout`."""
     chunks: list[bytes] = []
+    reader: threading.Thread | None = None
+    if echo is not None:
+        stdout = process.stdout
+        assert stdout is not None
+        masker = LogMasker()
+
+        def tee() -> None:
+            for raw in stdout:
+                chunks.append(raw)
+                shown = masker.feed(raw.decode("utf-8", errors="replace").rstrip("\n"))
+                if shown is not None:
+                    echo(shown)
+
+        reader = threading.Thread(target=tee, daemon=True)
+        reader.start()
 
     def communicate(until: float) -> bool:
+        if reader is not None:
+            try:
+                process.wait(timeout=max(0.0, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                return False
+            reader.join(timeout=10)
+            return True
         # After a TimeoutExpired, Popen keeps what it read; the call that succeeds returns it all.
         if process.returncode is not None and chunks:
             return True
