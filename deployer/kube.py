@@ -349,6 +349,53 @@ class Cluster:
             return False
         return True
 
+    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+        """What this identity may not do that the deploy needs, asked before the slow build.
+
+        One SelfSubjectAccessReview per (verb, resource, namespace): `patch` for every object we
+        apply (server-side apply is a PATCH), and what the watch and diagnosis read. Returns
+        kubectl-style lines like "patch deployments.apps in namespace shop".
+        """
+        wanted: list[tuple[str, str, str, str | None, str]] = []
+        namespaces: set[str] = set()
+        for doc in documents:
+            resource = self._resource(str(doc.get("apiVersion")), str(doc.get("kind")))
+            ns = (doc.get("metadata") or {}).get("namespace") if resource.namespaced else None
+            group = str(doc.get("apiVersion", "")).rpartition("/")[0]
+            wanted.append(("patch", group, _plural(resource), ns, ""))
+            if ns:
+                namespaces.add(ns)
+        for ns in sorted(namespaces):
+            for group, plural in (("apps", "deployments"), ("apps", "replicasets"), ("", "pods")):
+                wanted += [("list", group, plural, ns, ""), ("watch", group, plural, ns, "")]
+            wanted += [("list", "", "events", ns, ""), ("get", "", "pods", ns, "log")]
+        missing: list[str] = []
+        for verb, group, plural, ns, sub in dict.fromkeys(wanted):
+            attributes = {"verb": verb, "group": group, "resource": plural}
+            if ns:
+                attributes["namespace"] = ns
+            if sub:
+                attributes["subresource"] = sub
+            body = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes},
+            }
+            response = self._call(
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                [],
+                what="ask the API server what this identity may do",
+                verb="create",
+                resource="selfsubjectaccessreviews.authorization.k8s.io",
+                body=body,
+                content_type="application/json",
+            )
+            if not (_json(response).get("status") or {}).get("allowed"):
+                what = f"{plural}{'/' + sub if sub else ''}{'.' + group if group else ''}"
+                missing.append(f"{verb} {what}" + (f" in namespace {ns}" if ns else " (cluster-wide)"))
+        return missing
+
     @property
     def default_namespace(self) -> str:
         """The kubeconfig context's namespace, else "default" (as kubectl)."""

@@ -180,6 +180,18 @@ def credentials(
                 hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
                 "cluster, or mark the reference optional: true.",
             )
+        missing_rights = creds.cluster.missing_permissions(
+            [d.body for d in plan.documents] + _secret_stub(settings, plan)
+        )
+        if missing_rights:
+            shown = "; ".join(missing_rights[:5]) + (
+                f"; and {len(missing_rights) - 5} more" if len(missing_rights) > 5 else ""
+            )
+            raise InputError(
+                f"the cluster identity ({creds.describe}) may not: {shown}",
+                where="cluster",
+                hint="Grant these rights (a Role and RoleBinding per namespace), or use credentials that have them.",
+            )
         if plan.deferred_refs:
             reporter.line(
                 f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
@@ -445,6 +457,13 @@ def _check_references(
         if ref not in deferred:
             deferred.append(ref)
     return deferred
+
+
+def _secret_stub(settings: Settings, plan: Plan) -> list[dict[str, Any]]:
+    """The Secret made from the secrets input, for the permission check (values not needed)."""
+    if not settings.secrets:
+        return []
+    return [secret_manifest(settings.secret_name, plan.namespace, ())]
 
 
 def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:

@@ -7,6 +7,7 @@ controllers, with kwok playing the kubelet (`deploy.test/behavior` picks a failu
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import yaml
 
 from tests.harness.runner import ActionRun, run_action
 
@@ -126,7 +129,7 @@ Deploy = Callable[..., ActionRun]
 def deploy(
     stack: dict[str, str], workspace: Path, namespace: str, image_repo: str, built_sha: str
 ) -> Deploy:
-    def run(manifests: str, **inputs: str) -> ActionRun:
+    def run(manifests: str, cancel_after: float | None = None, **inputs: str) -> ActionRun:
         (workspace / "deploy" / "deployment.yaml").write_text(manifests)
         given = {
             "image": image_repo,
@@ -150,6 +153,7 @@ def deploy(
                 "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
                 "GITHUB_SHA": built_sha,
             },
+            cancel_after=cancel_after,
         )
         assert_no_secret_leaked(result, stack)
         return result
@@ -393,3 +397,158 @@ def test_a_bad_digitalocean_token_exits_2_naming_the_input(deploy: Deploy) -> No
     assert result.exit_code == 2
     (annotation,) = error_annotations(result)
     assert "digitalocean-token" in annotation
+
+
+# -- permissions, conflicts, outside services, cancel -----------------------------------------------
+
+
+def inline_kubeconfig(path: str) -> str:
+    """A kubeconfig as text with its CA inlined: the action's container cannot read host paths."""
+    config = yaml.safe_load(Path(path).read_text())
+    for entry in config["clusters"]:
+        cluster = entry["cluster"]
+        if "certificate-authority" in cluster:
+            ca = Path(cluster.pop("certificate-authority")).read_bytes()
+            cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+    return yaml.safe_dump(config)
+
+
+def test_missing_rights_are_named_before_the_build_and_nothing_is_applied(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    limited = inline_kubeconfig(stack["DJK_LIMITED_KUBECONFIG"])
+    result = deploy(
+        app_manifests(), kubeconfig=limited, **{"digitalocean-token": "", "cluster": ""}
+    )
+    assert result.exit_code == 2, result.log[-3000:]
+    (annotation,) = error_annotations(result)
+    assert f"may not: patch configmaps in namespace {namespace}" in annotation
+    assert not any(line.startswith("::group::Build") for line in result.log.splitlines())
+    assert kubectl(stack, "-n", namespace, "get", "all", "-o", "name").stdout == ""
+
+
+def test_the_limited_identity_deploys_green_inside_its_own_namespace(
+    deploy: Deploy, stack: dict[str, str]
+) -> None:
+    limited = inline_kubeconfig(stack["DJK_LIMITED_KUBECONFIG"])
+    result = deploy(
+        app_manifests(),
+        kubeconfig=limited,
+        namespace="djk-limited",
+        **{"digitalocean-token": "", "cluster": ""},
+    )
+    assert result.exit_code == 0, result.log[-3000:]
+    assert "(kubeconfig input)" in result.log
+
+
+def test_a_field_owned_by_another_manager_is_taken_over_with_a_warning_or_refused(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    assert deploy(app_manifests()).exit_code == 0
+    # Someone scales web by hand with their own field manager.
+    patch = '{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":3}}'
+    taken = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            stack["KUBECONFIG"],
+            "-n",
+            namespace,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "ops-by-hand",
+            "-f",
+            "-",
+        ],
+        input=patch,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert taken.returncode == 0, taken.stderr
+    refused = deploy(app_manifests(), **{"force-conflicts": "false"})
+    assert refused.exit_code == 2
+    (annotation,) = error_annotations(refused)
+    assert "ops-by-hand" in annotation and "replicas" in annotation
+    assert "State: applied" in refused.log  # objects before web were applied: the log says so
+    forced = deploy(app_manifests())
+    assert forced.exit_code == 0, forced.log[-3000:]
+    warnings = [line for line in forced.log.splitlines() if line.startswith("::warning")]
+    assert any("ops-by-hand" in w for w in warnings), warnings
+    replicas = kubectl(
+        stack, "-n", namespace, "get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"
+    )
+    assert replicas.stdout == "2"
+
+
+def test_unschedulable_pods_fail_once_the_grace_period_passes(deploy: Deploy) -> None:
+    hungry = deployment("beat").replace(
+        "        - name: beat\n          image: <IMAGE>\n",
+        "        - name: beat\n          image: <IMAGE>\n          resources: {requests: {cpu: '64'}}\n",
+    )
+    result = deploy(app_manifests(beat=hungry))
+    assert result.exit_code == 1, result.log[-3000:]
+    beat = rollouts(result)["beat"]
+    assert beat["result"] == "failed"
+    assert "Insufficient cpu" in beat["reason"] or "unschedulable" in beat["reason"].lower()
+
+
+def set_faults(stack: dict[str, str], switches: dict[str, Any]) -> None:
+    requests.post(
+        f"{stack['DJK_FAKE_DO_CONTROL']}/faults", json=switches, timeout=10
+    ).raise_for_status()
+
+
+@pytest.fixture
+def faults(stack: dict[str, str]) -> Any:
+    set_faults(stack, {"reset": True})
+    yield lambda switches: set_faults(stack, switches)
+    set_faults(stack, {"reset": True})
+
+
+def test_digitalocean_rate_limits_are_waited_out_and_the_deploy_goes_on(
+    deploy: Deploy, faults: Callable[[dict[str, Any]], None]
+) -> None:
+    faults({"faults": [{"status": 429, "retry_after": 1, "count": 2}], "filler_clusters": 250})
+    result = deploy(app_manifests())
+    assert result.exit_code == 0, result.log[-3000:]
+
+
+def test_a_digitalocean_outage_exits_3_after_retries_and_changes_nothing(
+    deploy: Deploy, faults: Callable[[dict[str, Any]], None], stack: dict[str, str], namespace: str
+) -> None:
+    faults({"faults": [{"status": 503, "count": 50}]})
+    result = deploy(app_manifests())
+    assert result.exit_code == 3, result.log[-3000:]
+    (annotation,) = error_annotations(result)
+    assert "DigitalOcean API" in annotation and "503" in annotation
+    assert "State: nothing was applied to the cluster" in result.log
+
+
+def test_a_token_without_the_access_cluster_scope_is_named(
+    deploy: Deploy, faults: Callable[[dict[str, Any]], None]
+) -> None:
+    faults({"forbid_scopes": ["kubernetes:access_cluster"]})
+    result = deploy(app_manifests())
+    assert result.exit_code == 2
+    (annotation,) = error_annotations(result)
+    assert "kubernetes:access_cluster" in annotation
+
+
+def test_cancel_stops_within_seconds_and_says_what_was_left(deploy: Deploy) -> None:
+    assert (
+        deploy(app_manifests()).exit_code == 0
+    )  # the image exists: the next run reaches the watch fast
+    result = deploy(
+        app_manifests(beat=deployment("beat", behavior="never-ready")),
+        timeout="5m",
+        cancel_after=12,
+    )
+    assert result.cancelled
+    assert result.exit_code not in (0, None)
+    assert result.duration < 12 + 5, "stopped within 5 s of SIGINT"
+    assert "cancelled" in result.log
+    assert "State: applied" in result.log and "deployment/beat" in result.log
