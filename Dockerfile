@@ -47,5 +47,6 @@ COPY entrypoint.py /app/entrypoint.py
 
 # Exec form with absolute paths: the runner sets the workdir to /github/workspace and passes
 # inputs as INPUT_* variables, never as arguments. No USER: the workspace and the Docker socket
-# belong to root as far as the container can tell.
-ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
+# belong to root as far as the container can tell. -I: a PYTHONPATH or PYTHONHOME leaking in from
+# the job's env cannot change what runs.
+ENTRYPOINT ["/opt/venv/bin/python", "-I", "/app/entrypoint.py"]

@@ -393,7 +393,9 @@ class Cluster:
             )
             if not (_json(response).get("status") or {}).get("allowed"):
                 what = f"{plural}{'/' + sub if sub else ''}{'.' + group if group else ''}"
-                missing.append(f"{verb} {what}" + (f" in namespace {ns}" if ns else " (cluster-wide)"))
+                missing.append(
+                    f"{verb} {what}" + (f" in namespace {ns}" if ns else " (cluster-wide)")
+                )
         return missing
 
     @property

@@ -129,7 +129,12 @@ Deploy = Callable[..., ActionRun]
 def deploy(
     stack: dict[str, str], workspace: Path, namespace: str, image_repo: str, built_sha: str
 ) -> Deploy:
-    def run(manifests: str, cancel_after: float | None = None, **inputs: str) -> ActionRun:
+    def run(
+        manifests: str,
+        cancel_after: float | None = None,
+        env: dict[str, str] | None = None,
+        **inputs: str,
+    ) -> ActionRun:
         (workspace / "deploy" / "deployment.yaml").write_text(manifests)
         given = {
             "image": image_repo,
@@ -152,6 +157,7 @@ def deploy(
             extra_env={
                 "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
                 "GITHUB_SHA": built_sha,
+                **(env or {}),
             },
             cancel_after=cancel_after,
         )
@@ -251,7 +257,9 @@ def test_redeploying_a_built_sha_reuses_the_image_and_pins_the_digest(
 ) -> None:
     first = deploy(app_manifests())
     assert first.exit_code == 0, first.log[-3000:]
-    again = deploy(app_manifests(), **{"pin-digest": "true"})
+    # A hostile job env (it leaks into container actions) changes nothing.
+    hostile = {"PATH": "utter-nonsense", "PYTHONPATH": "/nonexistent", "DOCKER_CONFIG": "/nowhere"}
+    again = deploy(app_manifests(), env=hostile, **{"pin-digest": "true"})
     assert again.exit_code == 0, again.log[-3000:]
     assert "is already in the registry: not rebuilt (build: auto)" in again.log
     assert again.outputs["digest"] == first.outputs["digest"]
