@@ -262,77 +262,47 @@ def pod_spec(document: Document) -> dict[str, Any] | None:
 
 
 def config_references(documents: list[Document], root: Path | None = None) -> list[ConfigReference]:
-    """Every ConfigMap/Secret a workload's pods need: envFrom, env valueFrom, volumes."""
+    """Every ConfigMap/Secret a workload's pods need: envFrom, env valueFrom, volumes, pull secrets."""
     refs: list[ConfigReference] = []
     for d in documents:
         spec = pod_spec(d)
         if spec is None:
             continue
-        owner = f"{d.kind.lower()}/{d.name}"
-        where = d.where(root)
-        ns = d.namespace
+        # (kind, the reference object, the key holding the name, what uses it)
+        found: list[tuple[str, dict[str, Any], str, str]] = []
         for container, label in _containers(spec):
             for source in container.get("envFrom") or []:
-                for key, kind in (("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
-                    ref = source.get(key)
-                    if ref and ref.get("name"):
-                        refs.append(
-                            ConfigReference(
-                                kind,
-                                ref["name"],
-                                ns,
-                                bool(ref.get("optional")),
-                                f"{owner} {label} envFrom",
-                                where,
-                            )
-                        )
+                found.append(
+                    ("ConfigMap", source.get("configMapRef") or {}, "name", f"{label} envFrom")
+                )
+                found.append(("Secret", source.get("secretRef") or {}, "name", f"{label} envFrom"))
             for var in container.get("env") or []:
                 value_from = var.get("valueFrom") or {}
-                for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
-                    ref = value_from.get(key)
-                    if ref and ref.get("name"):
-                        refs.append(
-                            ConfigReference(
-                                kind,
-                                ref["name"],
-                                ns,
-                                bool(ref.get("optional")),
-                                f"{owner} {label} env {var.get('name')}",
-                                where,
-                            )
-                        )
+                used_by = f"{label} env {var.get('name')}"
+                found.append(
+                    ("ConfigMap", value_from.get("configMapKeyRef") or {}, "name", used_by)
+                )
+                found.append(("Secret", value_from.get("secretKeyRef") or {}, "name", used_by))
         for volume in spec.get("volumes") or []:
-            if volume.get("configMap", {}).get("name"):
-                cm = volume["configMap"]
-                refs.append(
-                    ConfigReference(
-                        "ConfigMap",
-                        cm["name"],
-                        ns,
-                        bool(cm.get("optional")),
-                        f"{owner} volume {volume.get('name')}",
-                        where,
-                    )
-                )
-            if volume.get("secret", {}).get("secretName"):
-                sec = volume["secret"]
-                refs.append(
-                    ConfigReference(
-                        "Secret",
-                        sec["secretName"],
-                        ns,
-                        bool(sec.get("optional")),
-                        f"{owner} volume {volume.get('name')}",
-                        where,
-                    )
-                )
+            used_by = f"volume {volume.get('name')}"
+            found.append(("ConfigMap", volume.get("configMap") or {}, "name", used_by))
+            found.append(("Secret", volume.get("secret") or {}, "secretName", used_by))
         for pull in spec.get("imagePullSecrets") or []:
-            if pull.get("name"):
-                refs.append(
-                    ConfigReference(
-                        "Secret", pull["name"], ns, False, f"{owner} imagePullSecrets", where
-                    )
-                )
+            # Never optional: the kubelet cannot pull without it.
+            found.append(("Secret", {"name": pull.get("name")}, "name", "imagePullSecrets"))
+        owner = f"{d.kind.lower()}/{d.name}"
+        refs += [
+            ConfigReference(
+                kind,
+                str(ref[key]),
+                d.namespace,
+                bool(ref.get("optional")),
+                f"{owner} {used_by}",
+                d.where(root),
+            )
+            for kind, ref, key, used_by in found
+            if ref.get(key)
+        ]
     return refs
 
 

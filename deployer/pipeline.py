@@ -276,16 +276,14 @@ def render(
         rendered = manifests.render(plan.sources, settings.placeholder, outcome.image_ref)
         documents = manifests.parse(rendered, settings.workspace)
         manifests.assign_namespace(documents, settings.namespace, settings.workspace)
-        bodies = [d.body for d in manifests.apply_order(documents)]
         if settings.secrets:
             secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
-            first_workload = next(
-                (i for i, b in enumerate(bodies) if b.get("kind") in _AFTER_SECRET), len(bodies)
-            )
-            bodies.insert(first_workload, secret)
+            # Sorted with the rest: after config it may need, before the workloads that use it.
+            documents.append(manifests.Document(path=Path("secrets"), line=1, body=secret))
             reporter.line(
                 f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
             )
+        bodies = [d.body for d in manifests.apply_order(documents)]
         for d, label, image in manifests.images(documents):
             if image == outcome.image_ref:
                 reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
@@ -424,22 +422,6 @@ def report(
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-_AFTER_SECRET = frozenset(
-    {
-        "PersistentVolume",
-        "PersistentVolumeClaim",
-        "Service",
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "Job",
-        "CronJob",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-        "Ingress",
-    }
-)
 
 
 def _check_references(
