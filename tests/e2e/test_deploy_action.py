@@ -162,6 +162,13 @@ def deploy(
             cancel_after=cancel_after,
         )
         assert_no_secret_leaked(result, stack)
+        if result.outputs.get("deployments"):
+            # Time from apply to each verdict, for `pytest -s` (the figures in the issue notes).
+            verdicts = ", ".join(
+                f"{d['name']} {d['result']} {d['duration_seconds']}s"
+                for d in json.loads(result.outputs["deployments"])
+            )
+            print(f"\n[verdicts] exit {result.exit_code}: {verdicts}")
         return result
 
     return run
