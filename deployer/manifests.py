@@ -243,21 +243,23 @@ def deployments(documents: list[Document]) -> list[Document]:
     return [d for d in documents if d.kind == "Deployment"]
 
 
-def pod_spec(document: Document) -> dict[str, Any] | None:
-    body = document.body
-    kind = document.kind
-    spec: Any
-    if kind == "Pod":
-        spec = body.get("spec")
-    elif kind == "CronJob":
-        spec = (((body.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get(
-            "template", {}
-        )
-        spec = (spec or {}).get("spec")
-    elif kind in _WORKLOAD_KINDS:
-        spec = ((body.get("spec") or {}).get("template") or {}).get("spec")
-    else:
+def pod_template(document: Document) -> dict[str, Any] | None:
+    """The pod template (metadata + spec) of a workload; None for other kinds and bare Pods."""
+    spec = document.body.get("spec") or {}
+    if document.kind == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    elif document.kind not in _WORKLOAD_KINDS or document.kind == "Pod":
         return None
+    template = spec.get("template") if isinstance(spec, dict) else None
+    return template if isinstance(template, dict) else None
+
+
+def pod_spec(document: Document) -> dict[str, Any] | None:
+    if document.kind == "Pod":
+        spec = document.body.get("spec")
+    else:
+        template = pod_template(document)
+        spec = template.get("spec") if template else None
     return spec if isinstance(spec, dict) else None
 
 

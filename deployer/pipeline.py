@@ -10,6 +10,7 @@ report says what state the deploy left behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -279,15 +280,42 @@ def render(
         if settings.secrets:
             secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
             # Sorted with the rest: after config it may need, before the workloads that use it.
+            users = stamp_secret_checksum(documents, settings.secret_name, plan.namespace, secret)
             documents.append(manifests.Document(path=Path("secrets"), line=1, body=secret))
             reporter.line(
                 f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
+                + (f"; its checksum is on the pod templates of {', '.join(users)}" if users else "")
             )
         bodies = [d.body for d in manifests.apply_order(documents)]
         for d, label, image in manifests.images(documents):
             if image == outcome.image_ref:
                 reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
         return bodies
+
+
+SECRET_CHECKSUM_ANNOTATION = "django-k8s-deploy/secrets-checksum"  # noqa: S105 - a name, not a secret
+
+
+def stamp_secret_checksum(
+    documents: list[manifests.Document], name: str, namespace: str, secret: dict[str, Any]
+) -> list[str]:
+    """Pods read a Secret at start: a changed env file alone would never reach running pods. A
+    checksum of its data on the pod template of every workload using it rolls those workloads
+    exactly when the values change (and never otherwise)."""
+    digest = hashlib.sha256(json.dumps(secret["data"], sort_keys=True).encode()).hexdigest()
+    users: list[str] = []
+    for d in documents:
+        template = manifests.pod_template(d)
+        uses = any(
+            (r.kind, r.name, r.namespace) == ("Secret", name, namespace)
+            for r in manifests.config_references([d])
+        )
+        if template is None or not uses:
+            continue
+        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
+        annotations[SECRET_CHECKSUM_ANNOTATION] = f"sha256:{digest}"
+        users.append(f"{d.kind.lower()}/{d.name}")
+    return users
 
 
 def apply(

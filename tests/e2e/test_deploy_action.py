@@ -305,7 +305,8 @@ def test_a_doomed_rollout_goes_red_fast_naming_pod_container_and_reason(
     failed = rollouts(result)[name]
     assert failed["result"] == "failed"
     assert reason in failed["reason"]
-    assert failed["duration_seconds"] < 30, "a fast verdict, not the progress deadline"
+    # Not the Deployment's progress deadline (600 s here) nor our timeout: the fail-fast table.
+    assert "progress deadline" not in failed["reason"].lower()
     annotations = error_annotations(result)
     assert any(f"deployment/{name}" in a and reason in a for a in annotations), annotations
     assert f"### deployment/{name}" in result.summary
@@ -564,6 +565,32 @@ def test_cancel_stops_within_seconds_and_says_what_was_left(deploy: Deploy) -> N
     )
     assert result.cancelled
     assert result.exit_code not in (0, None)
+    # The requirement is "stop within 5 s"; the runner itself escalates to SIGTERM at 7.5 s.
     assert result.duration < 12 + 5, "stopped within 5 s of SIGINT"
     assert "cancelled" in result.log
     assert "State: applied" in result.log and "deployment/beat" in result.log
+
+
+def test_a_changed_env_file_rolls_the_workloads_that_use_it_and_an_unchanged_one_does_not(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    def generation() -> str:
+        return kubectl(
+            stack,
+            "-n",
+            namespace,
+            "get",
+            "deployment",
+            "worker",
+            "-o",
+            "jsonpath={.metadata.generation}",
+        ).stdout
+
+    assert deploy(app_manifests()).exit_code == 0
+    before = generation()
+    assert deploy(app_manifests()).exit_code == 0
+    assert generation() == before, "same image, same secrets: nothing rolls"
+    changed = f"SECRET_KEY={SECRET_VALUE}\nDATABASE_URL=postgres://app:{SECRET_VALUE}@db2/app\n"
+    result = deploy(app_manifests(), secrets=changed)
+    assert result.exit_code == 0, result.log[-3000:]
+    assert int(generation()) == int(before) + 1, "new secret values reach the pods by a rollout"

@@ -158,3 +158,40 @@ def test_render_output_is_one_valid_multi_document_stream(app: dict[Path, str]) 
         "Deployment",
         "ConfigMap",
     ]
+
+
+def test_the_secret_checksum_rolls_exactly_the_workloads_that_use_the_secret(
+    tmp_path: Path,
+) -> None:
+    from deployer.envfile import secret_manifest
+    from deployer.pipeline import SECRET_CHECKSUM_ANNOTATION, stamp_secret_checksum
+
+    def stamped(values: tuple[tuple[str, str], ...]) -> dict[str, str | None]:
+        path = tmp_path / "m.yaml"
+        path.write_text(
+            APP
+            + "---\n"
+            + APP.split("---\n")[1]
+            .replace("name: web", "name: other", 1)
+            .replace("app-secrets", "unrelated")
+        )
+        docs = manifests.parse(manifests.read_sources((path,)))
+        manifests.assign_namespace(docs, "shop")
+        users = stamp_secret_checksum(
+            docs, "app-secrets", "shop", secret_manifest("app-secrets", "shop", values)
+        )
+        assert users == ["deployment/web"]
+        return {
+            d.name: (manifests.pod_template(d) or {})
+            .get("metadata", {})
+            .get("annotations", {})
+            .get(SECRET_CHECKSUM_ANNOTATION)
+            for d in docs
+            if d.kind == "Deployment"
+        }
+
+    first = stamped((("SECRET_KEY", "one"),))
+    assert first["other"] is None
+    assert str(first["web"]).startswith("sha256:")
+    assert stamped((("SECRET_KEY", "one"),)) == first
+    assert stamped((("SECRET_KEY", "two"),))["web"] != first["web"]
