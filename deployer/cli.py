@@ -305,6 +305,13 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
                     file=file,
                     line=getattr(problem, "line", None),
                 )
+            # Stopped before the pipeline could report: the summary and outputs still say so.
+            reporter.set_output("result", "failed")
+            reporter.summary(
+                "## django-k8s-deploy: failed\n\n"
+                + "\n".join(f"- **{_title(p)}:** {p}" for p in problems)
+                + "\n\nState: nothing was applied to the cluster."
+            )
         return error.exit_code
     except KeyboardInterrupt:
         reporter.error("cancelled", title="Cancelled")

@@ -133,3 +133,36 @@ def test_action_entrypoint_reads_inputs_and_writes_annotations(tmp_path: Path) -
         "::error title=Invalid input::image: must be a repository without tag or digest"
         in result.stdout
     )
+
+
+def test_bad_action_inputs_also_reach_the_job_summary_and_outputs(tmp_path: Path) -> None:
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "INPUT_IMAGE": "app",
+        "INPUT_SHA": "short",
+        "INPUT_CLUSTER": "prod",
+        "INPUT_DIGITALOCEAN-TOKEN": "dop_v1_abcdefgh",
+        "INPUT_BUILD": "never",
+        "GITHUB_OUTPUT": str(tmp_path / "out"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "entrypoint.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    summary = (tmp_path / "summary").read_text()
+    assert summary.startswith(
+        "## django-k8s-deploy: failed\n\n- **Invalid input:** sha: must be a full"
+    )
+    assert "State: nothing was applied to the cluster." in summary
+    assert "result<<ghadelimiter_" in (tmp_path / "out").read_text()
+    assert "\nfailed\n" in (tmp_path / "out").read_text()
