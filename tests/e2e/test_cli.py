@@ -1,0 +1,175 @@
+"""The CLI on a laptop (`python -m deployer …`), against the real local stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.test_deploy_action import app_manifests, deployment
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def deployer(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deployer", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=cwd or ROOT,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+    )
+
+
+def kubectl(
+    kubeconfig: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_kubeconfig_prints_a_working_short_lived_kubeconfig_and_nothing_else(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        "DIGITALOCEAN_ACCESS_TOKEN": stack["DIGITALOCEAN_ACCESS_TOKEN"],
+        "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
+    }
+    result = deployer(
+        "kubeconfig",
+        "--cluster",
+        stack["DJK_CLUSTER_NAME"],
+        "--expiry-seconds",
+        "900",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert config["current-context"]
+    path = tmp_path / "kubeconfig"
+    path.write_text(result.stdout)
+    assert (
+        kubectl(str(path), "get", "namespace", "default", "-o", "name").stdout
+        == "namespace/default\n"
+    )
+    assert stack["DIGITALOCEAN_ACCESS_TOKEN"] not in result.stdout + result.stderr
+
+
+def test_kubeconfig_for_an_unknown_cluster_exits_2_with_the_names_it_can_see(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        "DIGITALOCEAN_ACCESS_TOKEN": stack["DIGITALOCEAN_ACCESS_TOKEN"],
+        "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
+    }
+    result = deployer("kubeconfig", "--cluster", "nope", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert stack["DJK_CLUSTER_NAME"] in result.stderr
+
+
+def test_wait_agrees_with_kubectl_on_green_and_names_the_container_on_red(
+    stack: dict[str, str], namespace: str
+) -> None:
+    manifests = "---\n".join(
+        [deployment("web", replicas=2), deployment("bad", behavior="crash-loop")]
+    )
+    manifests = manifests.replace("<IMAGE>", "example.invalid/app:1")
+    manifests = "\n".join(
+        line for line in manifests.splitlines() if "envFrom" not in line and "Ref:" not in line
+    )
+    applied = kubectl(stack["KUBECONFIG"], "-n", namespace, "apply", "-f", "-", stdin=manifests)
+    assert applied.returncode == 0, applied.stderr
+    env = {"KUBECONFIG": stack["KUBECONFIG"]}
+    green = deployer(
+        "wait", "--deployment", "web", "--namespace", namespace, "--timeout", "2m", env=env
+    )
+    assert green.returncode == 0, green.stdout + green.stderr
+    assert "deployment/web: succeeded" in green.stdout
+    peer = kubectl(
+        stack["KUBECONFIG"], "-n", namespace, "rollout", "status", "deployment/web", "--timeout=5s"
+    )
+    assert peer.returncode == 0
+    red = deployer(
+        "wait",
+        "--deployment",
+        "bad",
+        "--deployment",
+        "web",
+        "--namespace",
+        namespace,
+        "--timeout",
+        "2m",
+        env=env,
+    )
+    assert red.returncode == 1
+    assert "deployment/bad: failed" in red.stdout
+    assert "container `bad` is crash-looping" in red.stdout
+    missing = deployer("wait", "--deployment", "ghost", "--namespace", namespace, env=env)
+    assert missing.returncode == 2
+    assert missing.stdout.startswith(
+        f"error: --deployment: deployment/ghost does not exist in namespace {namespace}"
+    )
+
+
+@pytest.mark.docker
+def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
+    stack: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "deployment.yaml").write_text(app_manifests())
+    (tmp_path / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\nLABEL demo=cli\n")
+    (tmp_path / ".env").write_text(
+        f"DIGITALOCEAN_ACCESS_TOKEN={stack['DIGITALOCEAN_ACCESS_TOKEN']}\n"
+        f"REGISTRY_PASSWORD={stack['DJK_REGISTRY_PASSWORD']}\n"
+    )
+    (tmp_path / "app.env").write_text("SECRET_KEY=s3cr3t-on-the-laptop-0123456789\n")
+    env = {"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "HOME": str(tmp_path)}
+    if "DOCKER_HOST" in stack:
+        env["DOCKER_HOST"] = stack["DOCKER_HOST"]
+    sha = "c" * 40
+    result = deployer(
+        "deploy",
+        "--image",
+        f"{stack['DJK_REGISTRY']}/djk-e2e/cli",
+        "--sha",
+        sha,
+        "--cluster",
+        stack["DJK_CLUSTER_NAME"],
+        "--namespace",
+        namespace,
+        "--registry-username",
+        stack["DJK_REGISTRY_USER"],
+        "--build-network",
+        "host",
+        "--secrets-file",
+        "app.env",
+        "--secret-name",
+        "app-secrets",
+        "--timeout",
+        "2m",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "::" not in result.stdout, "plain terminal output outside GitHub Actions"
+    assert "==> Watch:" in result.stdout
+    assert "s3cr3t-on-the-laptop" not in result.stdout + result.stderr
+    assert stack["DJK_REGISTRY_PASSWORD"] not in result.stdout + result.stderr
