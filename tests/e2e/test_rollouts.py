@@ -2,7 +2,10 @@
 scheduler, kwok). Real Deployments are applied with server-side apply and judged; kwok plays
 each failure through the pod template annotation `deploy.test/behavior`.
 
-The measured time from apply to verdict is printed (`pytest -s`) and bounded by assertions.
+The measured time from apply to verdict is printed (`pytest -s`); speed is shown by bench/,
+not asserted here. A fast red is proven by its reason: Deployments keep a 600 s progress
+deadline unless a test lowers it, and a watch ends "timed-out" after 60 s, so a red verdict
+naming a pod's state can only come from the fail-fast rules.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def test_a_three_deployment_app_with_init_containers_rolls_out_green_and_kubectl
         ("worker", "succeeded", "successfully rolled out"),
         ("beat", "succeeded", "successfully rolled out"),
     ]
-    assert elapsed < 20
+    assert elapsed >= 1  # web's pods were held un-ready 1 s: green came after they were Ready
     assert any(line.startswith("deployment/web: successfully rolled out in ") for line in lines)
     for name in ("web", "worker", "beat"):
         peer = kubectl(
@@ -163,16 +166,15 @@ def test_a_second_apply_waits_for_its_own_generation(cluster: Cluster, namespace
 # --- red, fast ----------------------------------------------------------------------------
 
 
-def test_a_failing_migrate_init_container_is_red_within_seconds_and_named(
+def test_a_failing_migrate_init_container_is_red_from_its_own_exit_and_named(
     cluster: Cluster, namespace: str
 ) -> None:
-    results, elapsed, _ = apply_and_watch(
+    results, _, _ = apply_and_watch(
         cluster, [deployment("worker", namespace, behavior="init-fail", init=True)]
     )
     [worker] = results
     assert worker.result == "failed"
     assert worker.reason.startswith("init container `migrate` exited 1 (Error) [pod worker-")
-    assert elapsed < 6
     diagnosis = worker.diagnosis
     assert diagnosis is not None
     assert (diagnosis.container, diagnosis.init_container, diagnosis.exit_code) == (
@@ -187,14 +189,14 @@ def test_a_failing_migrate_init_container_is_red_within_seconds_and_named(
 
 
 def test_a_crash_loop_is_red_after_the_restart_tolerance(cluster: Cluster, namespace: str) -> None:
-    results, elapsed, _ = apply_and_watch(
-        cluster, [deployment("web", namespace, behavior="crash-loop")]
-    )
+    results, _, _ = apply_and_watch(cluster, [deployment("web", namespace, behavior="crash-loop")])
     [web] = results
     assert web.result == "failed"
     assert "container `app` is crash-looping: last run exited 1 (Error), restarted" in web.reason
-    assert elapsed < 10
+    restarts = int(web.reason.split(", restarted ", 1)[1].split(" times", 1)[0])
+    assert restarts >= 2  # the default restart tolerance was given before the red
     assert web.diagnosis is not None
+    assert web.diagnosis.reason == "CrashLoopBackOff"
     assert any(e.reason == "BackOff" for e in web.diagnosis.events)
     assert all(e.reason not in ("Scheduled", "SuccessfulCreate") for e in web.diagnosis.events)
 
@@ -202,14 +204,13 @@ def test_a_crash_loop_is_red_after_the_restart_tolerance(cluster: Cluster, names
 def test_an_image_that_does_not_exist_is_red_at_the_first_pull(
     cluster: Cluster, namespace: str
 ) -> None:
-    results, elapsed, _ = apply_and_watch(
+    results, _, _ = apply_and_watch(
         cluster, [deployment("web", namespace, behavior="image-pull-not-found")]
     )
     [web] = results
     assert web.result == "failed"
     assert web.reason.startswith(f"container `app` cannot pull {IMAGE}: ")
-    assert "not found" in web.reason
-    assert elapsed < 6
+    assert "not found" in web.reason  # the registry's final answer, not a back-off to wait out
     assert web.diagnosis is not None
     assert web.diagnosis.logs[0].note.startswith("no logs: the container never started")
 
@@ -224,7 +225,7 @@ def test_an_unschedulable_pod_is_red_after_the_grace_period(
     assert web.result == "failed"
     assert web.reason.startswith("cannot be scheduled for 2s: 0/1 nodes are available")
     assert "Insufficient cpu" in web.reason
-    assert 2 <= elapsed < 8
+    assert elapsed >= 2  # not before the grace had passed
 
 
 def test_a_never_ready_pod_ends_at_the_progress_deadline(cluster: Cluster, namespace: str) -> None:
@@ -234,7 +235,7 @@ def test_a_never_ready_pod_ends_at_the_progress_deadline(cluster: Cluster, names
     [web] = results
     assert web.result == "failed"
     assert web.reason.startswith('exceeded its progress deadline of 3s: ReplicaSet "web-')
-    assert 3 <= elapsed < 15
+    assert elapsed >= 3  # not before the deadline had passed
     assert web.diagnosis is not None
     assert web.diagnosis.reason == "NotReady"
 
@@ -251,13 +252,13 @@ def test_a_never_ready_pod_times_out_with_what_it_waits_for(
         "timed out after 4s: 0 of 1 updated replicas are available; pod web-"
     )
     assert web.reason.endswith("container `app` is running but not ready (readiness probe)")
-    assert 4 <= elapsed < 8
+    assert elapsed >= 4  # not before our timeout had passed
 
 
 def test_one_of_two_deployments_failing_leaves_the_other_judged(
     cluster: Cluster, namespace: str
 ) -> None:
-    results, elapsed, _ = apply_and_watch(
+    results, _, _ = apply_and_watch(
         cluster,
         [
             deployment("web", namespace, replicas=2),
@@ -267,8 +268,9 @@ def test_one_of_two_deployments_failing_leaves_the_other_judged(
     web, worker = results
     assert worker.result == "failed"
     assert worker.reason.startswith("init container `migrate` exited 1 (Error)")
+    # judged, not cut off: web's green came within the failure grace (else "cancelled")
     assert web.result == "succeeded"
-    assert elapsed < 10
+    assert web.reason == "successfully rolled out"
 
 
 # --- apply, rollback, permissions -----------------------------------------------------------
@@ -342,11 +344,11 @@ def test_rollback_without_history_changes_nothing_and_says_so(
     cluster: Cluster, namespace: str
 ) -> None:
     cluster.apply([deployment("web", namespace)], force_conflicts=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a generous wait for the controller, not a speed check
     while (cluster.get_deployment("web", namespace) or {}).get("metadata", {}).get(
         "annotations", {}
     ).get("deployment.kubernetes.io/revision") is None:
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "the controller never set a revision"
         time.sleep(0.1)
     rollback = cluster.rollback("web", namespace)
     assert (rollback.done, rollback.message) == (
@@ -442,19 +444,38 @@ def test_a_kubeconfig_held_in_memory_leaves_no_files_behind(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cancel_closes_the_real_watch_streams_within_a_second(
+def test_cancel_closes_the_real_watch_streams_and_ends_every_watch_thread(
     cluster: Cluster, namespace: str
 ) -> None:
     cluster.apply([deployment("web", namespace, behavior="never-ready")], force_conflicts=True)
     cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
-    started = time.monotonic()
+    watching: list[threading.Thread] = []
+
+    def cancel_while_watching() -> None:
+        watching.extend(t for t in threading.enumerate() if t.name.endswith(f"-{namespace}"))
+        cancel.set()
+
+    armed = threading.Event()
+
+    def progress(line: str) -> None:
+        if not armed.is_set():  # the first judgement: all three lists have synced
+            armed.set()
+            threading.Timer(1.0, cancel_while_watching).start()  # the streams are open by then
+
     [web] = watch_rollouts(
-        cluster, [Target("web", namespace, 1)], timeout_s=60, progress=lambda _: None, cancel=cancel
+        cluster,
+        [Target("web", namespace, 1)],
+        timeout_s=120,
+        progress=progress,
+        cancel=cancel,
     )
-    assert web.result == "cancelled"
-    assert time.monotonic() - started < 2.0
-    deadline = time.monotonic() + 1.0
-    while any(t.name.startswith("watch-") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "a watch thread outlived the cancel by a second"
-        time.sleep(0.05)
+    assert web.result == "cancelled"  # not "timed-out": the cancel ended the wait
+    assert web.reason.startswith("cancelled while waiting: ")
+    assert sorted(t.name for t in watching) == [
+        f"watch-{kind}-{namespace}" for kind in ("Deployment", "Pod", "ReplicaSet")
+    ]
+    # A stream left open would block its thread until the server's 240 s watch window ends
+    # (a never-ready pod sends no events); closed, each thread ends at once.
+    for thread in watching:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"{thread.name} is still reading its watch stream"

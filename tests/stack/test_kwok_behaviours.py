@@ -163,7 +163,7 @@ def cluster(kube_admin: client.ApiClient, namespace: str) -> Cluster:
 # -- default pods, rollouts, Jobs ---------------------------------------------------------------
 
 
-def test_default_pods_become_ready_about_half_a_second_after_creation(cluster: Cluster) -> None:
+def test_default_pods_become_ready_the_moment_their_containers_start(cluster: Cluster) -> None:
     cluster.create(deployment("web", replicas=2, init_containers=("migrate",)))
 
     def ready_pods() -> list[dict[str, Any]] | None:
@@ -181,10 +181,13 @@ def test_default_pods_become_ready_about_half_a_second_after_creation(cluster: C
         assert "running" in app["state"]
         [migrate] = statuses(pod, "initContainerStatuses")
         assert migrate["state"]["terminated"]["exitCode"] == 0
-        # Timestamps have one-second resolution: "about half a second" means within 2 s.
+        # No readiness hold (like a fast kubelet): Ready from the very start of the container,
+        # where a ready-after pod starts un-ready. How soon after creation is kwok's delay
+        # (0.4-1 s) plus however loaded the machine is, so it is not asserted.
         created = parse_time(pod["metadata"]["creationTimestamp"])
+        started = parse_time(app["state"]["running"]["startedAt"])
         became_ready = parse_time(condition(pod, "Ready")["lastTransitionTime"])
-        assert (became_ready - created).total_seconds() <= 2
+        assert created <= started == became_ready
 
 
 def test_a_rollout_and_a_second_rollout_complete_and_kubectl_agrees_at_once(
@@ -404,8 +407,10 @@ def test_never_ready_pods_run_but_never_become_ready(cluster: Cluster) -> None:
     assert not cluster.deployment("web")["status"].get("availableReplicas")
 
 
-def test_ready_after_holds_the_pod_unready_for_about_that_long(cluster: Cluster) -> None:
-    cluster.create(deployment("slow", annotations={READY_AFTER: "3s"}))
+def test_ready_after_holds_the_pod_unready_for_that_long(cluster: Cluster) -> None:
+    # 7 s: above the 5 s an unparsable value falls back to, so a lower bound alone shows that
+    # the annotation's value was used (an upper bound would only measure the machine's load)
+    cluster.create(deployment("slow", annotations={READY_AFTER: "7s"}))
 
     def running_unready() -> dict[str, Any] | None:
         pod = cluster.one_pod("slow")
@@ -415,16 +420,19 @@ def test_ready_after_holds_the_pod_unready_for_about_that_long(cluster: Cluster)
         return None
 
     wait_for("Running but not Ready", running_unready, seen=lambda: cluster.pods("slow"))
-    started = time.monotonic()
 
     def ready() -> dict[str, Any] | None:
         pod = cluster.one_pod("slow")
         return pod if pod and condition(pod, "Ready").get("status") == "True" else None
 
-    pod = wait_for("Ready", ready, timeout=15, seen=lambda: cluster.pods("slow"))
-    held = time.monotonic() - started
-    assert 2.5 <= held <= 4.5, f"un-ready for {held:.1f}s, expected about 3s"
-    assert statuses(pod)[0]["ready"] is True
+    pod = wait_for("Ready", ready, timeout=60, seen=lambda: cluster.pods("slow"))
+    [app] = statuses(pod)
+    assert app["ready"] is True
+    # kwok's own timestamps (whole seconds: a 7 s hold reads as at least 7), not when we looked
+    started = parse_time(app["state"]["running"]["startedAt"])
+    became_ready = parse_time(condition(pod, "Ready")["lastTransitionTime"])
+    held = (became_ready - started).total_seconds()
+    assert held >= 7, f"un-ready for {held:.0f}s, expected at least 7s"
 
 
 def test_asking_for_more_cpu_than_the_node_has_is_unschedulable(cluster: Cluster) -> None:

@@ -321,9 +321,20 @@ def test_a_rollout_that_completes_is_green_and_progress_prints_only_when_counts_
     cluster = FakeCluster()
     cluster.put(deployment("web", generation=2, observed=1, updated=2, available=2))
     progress = Progress()
+    green_at: list[float] = []
+    completed_at: list[float] = []
+
+    def record(line: str) -> None:
+        progress(line)
+        if "successfully rolled out" in line:
+            green_at.append(time.monotonic())
 
     def step(**kw: Any) -> Any:
         return lambda: cluster.put(deployment("web", **kw))
+
+    def complete() -> None:
+        completed_at.append(time.monotonic())
+        cluster.put(deployment("web", updated=2, available=2))
 
     run_in_background(
         None,
@@ -332,16 +343,18 @@ def test_a_rollout_that_completes_is_green_and_progress_prints_only_when_counts_
         (0.1, step(updated=2, available=1, total=3)),
         (0.1, step(updated=2, available=2, total=3)),  # still one old pod: same line
         (0.1, step(updated=2, available=1)),
-        (0.1, step(updated=2, available=2)),
+        (0.1, complete),
     )
-    [result] = watch(cluster, [Target("web", NS, 2)], progress=progress)
+    [result] = watch(cluster, [Target("web", NS, 2)], progress=record)
 
     assert (result.result, result.reason, result.diagnosis) == (
         "succeeded",
         "successfully rolled out",
         None,
     )
-    assert 0.5 < result.duration_s < 2
+    # Green was called only after the complete status was written, never on an earlier one.
+    assert len(completed_at) == 1 and len(green_at) == 1
+    assert green_at[0] >= completed_at[0]
     assert progress.lines[:-1] == [
         "deployment/web: waiting for the deployment controller to observe generation 2 "
         "(observed 1)",
@@ -393,10 +406,13 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
         )
     )
 
-    started = time.monotonic()
-    [result] = watch(cluster, [Target("web", NS, 2)])
+    progress = Progress()
+    [result] = watch(cluster, [Target("web", NS, 2)], timeout_s=60, progress=progress)
 
-    assert time.monotonic() - started < 1.0
+    # Red on the very first judgement: no waiting line came before the failure (a timeout
+    # would say "timed-out"; the Deployment's own deadline is 600 s and Progressing=True).
+    assert len(progress.lines) == 1
+    assert progress.lines[0].startswith("deployment/web: failed after ")
     assert result.result == "failed"
     assert result.reason == (
         "container `web` is crash-looping: last run exited 1 (Error), restarted 3 times "
@@ -475,7 +491,7 @@ def test_an_unschedulable_pod_fails_only_after_the_grace_the_watcher_measured() 
     cluster.put(pod("pod-unschedulable", "web", 2))
     [result] = watch(cluster, [Target("web", NS, 2)], unschedulable_grace_s=0.5)
     assert result.result == "failed"
-    assert 0.5 <= result.duration_s < 1.2
+    assert result.duration_s >= 0.5  # not before the grace had passed
     assert result.reason.startswith("cannot be scheduled for 0.5s: 0/3 nodes are available")
     assert result.diagnosis is not None
     assert result.diagnosis.logs == ()  # no container to read
@@ -525,7 +541,8 @@ def test_one_failure_gives_the_others_a_short_grace_and_then_the_wait_ends() -> 
     assert web.reason == (
         "stopped waiting 0.4s after deployment/worker failed: 1 of 2 updated replicas are available"
     )
-    assert 0.4 <= web.duration_s < 1.0
+    # web was stopped no sooner than the grace after worker's failure (both rounded to ms)
+    assert web.duration_s - worker.duration_s >= 0.4 - 0.002
     assert web.diagnosis is None
 
 
@@ -535,10 +552,31 @@ def test_another_rollout_finishing_within_the_grace_is_still_green() -> None:
     cluster.put(deployment("worker", replicas=1, updated=1, total=1))
     cluster.put(replicaset("worker", 2))
     cluster.put(pod("pod-init-migrate-exited", "worker", 2))
-    run_in_background(None, (0.2, lambda: cluster.put(deployment("web", updated=2, available=2))))
-    web, worker = watch(cluster, [Target("web", NS, 2), Target("worker", NS, 2)], failure_grace_s=2)
+    progress = Progress()
+    worker_failed = threading.Event()
+
+    def record(line: str) -> None:
+        progress(line)
+        if line.startswith("deployment/worker: failed"):
+            worker_failed.set()
+
+    def complete_web_once_worker_failed() -> None:
+        if worker_failed.wait(30):
+            cluster.put(deployment("web", updated=2, available=2))
+
+    run_in_background(None, (0, complete_web_once_worker_failed))
+    web, worker = watch(
+        cluster,
+        [Target("web", NS, 2), Target("worker", NS, 2)],
+        failure_grace_s=30,
+        progress=record,
+    )
     assert (web.result, worker.result) == ("succeeded", "failed")
-    assert web.duration_s < 1.0
+    # web's green came after worker's red: it was judged during the grace, not before it
+    [red] = [i for i, line in enumerate(progress.lines) if line.startswith("deployment/worker")]
+    [green] = [i for i, line in enumerate(progress.lines) if "successfully rolled out" in line]
+    assert red < green
+    assert progress.lines[green].startswith("deployment/web: ")
 
 
 def test_the_overall_timeout_names_the_last_progress_and_what_the_pod_waits_for() -> None:
@@ -571,27 +609,48 @@ def test_a_reminder_repeats_where_each_open_rollout_stands() -> None:
         "(pod web-r2-nr111: container `web` is running but not ready (readiness probe))"
     )
     assert progress.lines[0] == "deployment/web: 0 of 1 updated replicas are available"
-    assert progress.lines.count(reminder) in (2, 3)  # every 0.3s, checked every 0.25s
+    assert progress.lines.count(reminder) >= 2  # it repeats (every 0.3s within the 1.3s wait)
     assert progress.lines[-1].startswith("deployment/web: timed out after 1s")
 
 
-def test_cancel_ends_the_wait_within_a_second_and_says_where_it_stood() -> None:
+def test_cancel_ends_the_wait_and_its_watch_threads_and_says_where_it_stood() -> None:
     cluster = FakeCluster()
     cluster.put(deployment("web", updated=1, available=0, total=2))
     cancel = threading.Event()
-    run_in_background(None, (0.3, cancel.set))
-    started = time.monotonic()
-    [result] = watch(cluster, [Target("web", NS, 2)], timeout_s=30, cancel=cancel)
-    assert time.monotonic() - started < 1.3
-    assert result.result == "cancelled"
+    watching: list[threading.Thread] = []
+
+    def cancel_while_watching(line: str) -> None:  # at the first judgement: all lists synced
+        if not cancel.is_set():
+            watching.extend(t for t in threading.enumerate() if t.name.startswith("watch-"))
+            cancel.set()
+
+    [result] = watch(
+        cluster,
+        [Target("web", NS, 2)],
+        timeout_s=120,
+        cancel=cancel,
+        progress=cancel_while_watching,
+    )
+    assert result.result == "cancelled"  # not "timed-out": the cancel ended it
     assert result.reason == "cancelled while waiting: 1 out of 2 new replicas have been updated"
+    # its streams are closed and every watch thread ends: none is left blocked on a read
+    assert {f"watch-{kind}-{NS}" for kind in ("Deployment", "ReplicaSet", "Pod")} <= {
+        t.name for t in watching
+    }
+    assert all(stream.closed.is_set() for _, _, stream in cluster.streams)
+    for thread in watching:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), f"{thread.name} outlived the cancel"
 
 
 def test_a_deployment_that_does_not_exist_fails_at_once() -> None:
     cluster = FakeCluster()
-    [result] = watch(cluster, [Target("wbe", NS, None)])
+    progress = Progress()
+    [result] = watch(cluster, [Target("wbe", NS, None)], timeout_s=60, progress=progress)
     assert (result.result, result.reason) == ("failed", 'does not exist in namespace "shop"')
-    assert result.duration_s < 1
+    # judged on the first look: no waiting for it to appear (that would end "timed-out")
+    [line] = progress.lines
+    assert line.startswith("deployment/wbe: failed after ")
 
 
 def test_a_deployment_deleted_while_we_wait_fails() -> None:
@@ -883,8 +942,10 @@ def test_an_api_that_stays_unreachable_ends_the_wait_as_a_service_error(
         assert cluster.default_namespace == "shop"
         started = time.monotonic()
         with pytest.raises(kube.ApiUnavailable) as info:
-            watch_rollouts(cluster, [Target("web", "shop", 2)], timeout_s=30, progress=print)
-        assert time.monotonic() - started < 5
+            watch_rollouts(cluster, [Target("web", "shop", 2)], timeout_s=120, progress=print)
+        # it kept retrying for the (patched) give-up window, not failing on the first refusal;
+        # raising at all means it gave up before the 120 s timeout (that would return timed-out)
+        assert time.monotonic() - started >= 0.5
     assert info.value.exit_code == 3
     assert str(info.value).startswith(f"Kubernetes API: cannot reach https://127.0.0.1:{port} ")
     assert "not-a-real-token" not in str(info.value)
