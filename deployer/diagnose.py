@@ -138,7 +138,7 @@ class Diagnosis:
         return "\n".join(out)
 
     def render_markdown(self) -> str:
-        out = [f"#### {self.subject} (namespace `{self.namespace}`)", "", _md_text(self.summary)]
+        out = [f"### {self.subject} (namespace `{self.namespace}`)", "", _md_text(self.summary)]
         where = self._where()
         if where:
             out += ["", f"- {_md_text(where)}"]

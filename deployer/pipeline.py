@@ -609,7 +609,7 @@ def _summary_markdown(
     lines += [state, ""]
     for r in outcome.results:
         if r.result != "succeeded" and r.diagnosis is not None:
-            lines += [f"### deployment/{r.name}", "", r.diagnosis.render_markdown(), ""]
+            lines += [r.diagnosis.render_markdown(), ""]  # it has its own heading
     return "\n".join(lines)
 
 

@@ -828,7 +828,7 @@ def test_the_markdown_rendering_survives_pipes_and_backticks_in_logs_and_events(
         since=SINCE,
     )
     md = result.render_markdown()
-    assert "#### deployment/web (namespace `shop`)" in md
+    assert "### deployment/web (namespace `shop`)" in md
     assert "container `web` is crash-looping \\[pod web-1\\]" in md
     # a fence longer than any backtick run in the log, and the log verbatim inside it
     assert "````text\n```\na | b\n<script>\n````" in md
