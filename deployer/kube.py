@@ -269,6 +269,10 @@ class Cluster:
                 where="kubeconfig",
                 hint="Check the cluster name/id and that the token may read its kubeconfig.",
             ) from None
+        return cls._loaded(configuration, private_dir, default_namespace)
+
+    @classmethod
+    def _loaded(cls, configuration: Any, private_dir: str, default_namespace: object) -> Cluster:
         return cls(
             configuration,
             private_dir=private_dir,
@@ -300,12 +304,7 @@ class Cluster:
                 hint="Point KUBECONFIG at a valid kubeconfig (and --context at one of its "
                 "contexts).",
             ) from None
-        return cls(
-            configuration,
-            private_dir=private_dir,
-            where=str(configuration.host),
-            default_namespace=str(default_namespace or "default"),
-        )
+        return cls._loaded(configuration, private_dir, default_namespace)
 
     def close(self) -> None:
         with self._lock:

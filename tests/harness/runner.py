@@ -53,6 +53,9 @@ from typing import Any
 
 import yaml
 
+from stack import StackError
+from stack.docker_side import docker_socket as stack_docker_socket
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = REPO_ROOT / "scripts" / "stack"
 
@@ -418,12 +421,10 @@ def _docker_cli_env(stack: Mapping[str, str]) -> dict[str, str]:
 
 def docker_socket(stack: Mapping[str, str]) -> Path:
     """The host path of the daemon's socket: what gets mounted at /var/run/docker.sock."""
-    host = stack.get("DOCKER_HOST", "")
-    if host.startswith("unix://"):
-        return Path(host.removeprefix("unix://"))
-    if host:
-        raise HarnessError(f"DOCKER_HOST={host}: the runner mounts a unix socket; this is not one")
-    return Path("/var/run/docker.sock")
+    try:
+        return stack_docker_socket(stack)
+    except StackError as exc:
+        raise HarnessError(str(exc)) from None
 
 
 def _docker(stack: Mapping[str, str], *args: str, timeout: float = 120) -> str:
