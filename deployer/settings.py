@@ -256,9 +256,11 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
     elif not kubeconfig:
         if not token:
             problem(
-                "digitalocean-token",
+                "digitalocean-token" if github else "DIGITALOCEAN_ACCESS_TOKEN",
                 "is required",
-                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}.",
+                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}."
+                if github
+                else "Export it, or put it in .env (or give --kubeconfig).",
             )
         if not cluster:
             problem("cluster", "is required", "Set it to the cluster's name or id.")

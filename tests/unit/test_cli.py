@@ -74,7 +74,7 @@ def test_deploy_with_bad_inputs_exits_2_listing_each_problem_once(tmp_path: Path
     assert [line.split(":")[1].strip() for line in lines] == [
         "image",
         "sha",
-        "digitalocean-token",
+        "DIGITALOCEAN_ACCESS_TOKEN",
         "cluster",
         "manifests",
         "dockerfile",

@@ -31,7 +31,9 @@ def parse(workspace: Path, **inputs: str) -> tuple[settings.Settings, list[str]]
     }
     raw.update({k.replace("_", "-"): v for k, v in inputs.items()})
     masked: list[str] = []
-    return settings.parse(raw, {"GITHUB_WORKSPACE": str(workspace)}, mask=masked.append), masked
+    return settings.parse(
+        raw, {"GITHUB_WORKSPACE": str(workspace)}, mask=masked.append, github=True
+    ), masked
 
 
 def problems(workspace: Path, **inputs: str) -> list[str]:
