@@ -518,8 +518,11 @@ def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | 
         },
     }
     key = _content_key(action_dir, dockerfile, key_args)
+    # One repository per checkout: two worktrees testing at once must not untag each other's
+    # image (`_forget_stale_tags` keeps only the newest tag of its own repository).
+    checkout = hashlib.sha256(str(action_dir).encode()).hexdigest()[:8]
     repository = (
-        "djk/action-under-test"
+        f"djk/action-under-test-{checkout}"
         if action_dir == REPO_ROOT
         else "djk/action-" + (re.sub(r"[^a-z0-9]+", "-", action_dir.name.lower()).strip("-") or "x")
     )
