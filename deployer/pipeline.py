@@ -63,7 +63,8 @@ class Outcome:
 
     @property
     def result(self) -> str:
-        if self.results and all(r.result == "succeeded" for r in self.results):
+        # Nothing to wait on (a config-only deploy) is a success: everything applied is final.
+        if all(r.result == "succeeded" for r in self.results):
             return "succeeded"
         if any(r.result == "timed-out" for r in self.results) and not any(
             r.result == "failed" for r in self.results
@@ -143,9 +144,9 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
                 hint="Name Deployments defined in the manifests input.",
             )
         if not wanted:
-            reporter.warning(
-                "the manifests hold no Deployment: nothing to watch after apply",
-                title="Nothing to watch",
+            reporter.notice(
+                "the manifests hold no Deployment: nothing to wait for after apply",
+                title="Nothing to wait for",
             )
         targets = [by_name[n] for n in wanted]
         deferred = _check_references(settings, documents, namespace)

@@ -45,11 +45,15 @@ _MAX_DETAIL = 300
 
 @dataclass(frozen=True)
 class Verdict:
-    """A rollout's state: `done` False means keep waiting; when done, `ok` says green or red."""
+    """A rollout's state: `done` False means keep waiting; when done, `ok` says green or red.
+
+    `waited` False: done without waiting, because kubectl cannot wait for this object either
+    (an OnDelete StatefulSet/DaemonSet); reported as applied, not as rolled out."""
 
     done: bool
     ok: bool
     message: str
+    waited: bool = True
 
 
 @dataclass(frozen=True)

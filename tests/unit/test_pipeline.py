@@ -14,6 +14,7 @@ import pytest
 from deployer import pipeline
 from deployer.github import Reporter
 from deployer.settings import Settings
+from deployer.watch import RolloutResult
 from tests.fakes.digitalocean import FakeDigitalOcean
 
 TOKEN = "dop_v1_" + "a" * 64
@@ -98,3 +99,27 @@ def test_a_kubeconfig_that_would_expire_during_the_wait_is_fetched_again(
     )
     assert (got is new) == refetched
     assert old.cluster.closed == refetched  # type: ignore[attr-defined]
+
+
+def test_a_deploy_with_nothing_to_wait_on_is_a_success() -> None:
+    assert pipeline.Outcome().result == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        (["succeeded", "succeeded"], "succeeded"),
+        (["succeeded", "failed"], "failed"),
+        (["succeeded", "timed-out"], "timed-out"),
+        (["failed", "timed-out"], "failed"),
+        (["cancelled"], "failed"),
+    ],
+)
+def test_the_deploys_result_is_the_worst_rollouts(results: list[str], expected: str) -> None:
+    outcome = pipeline.Outcome(
+        results=[
+            RolloutResult(f"w{i}", "ns", r, "", 0.0)  # type: ignore[arg-type]
+            for i, r in enumerate(results)
+        ]
+    )
+    assert outcome.result == expected

@@ -1,0 +1,375 @@
+"""Pure verdicts for every workload kind the action waits on, behind one table.
+
+`status.py` judges Deployments and single pods; this module adds StatefulSets, DaemonSets and Jobs
+with kubectl's meaning of done, and says which pods of each the fail-fast table applies to. A new
+kind is one verdict function, one pod selector and one row of `KINDS`; the watcher asks the table.
+
+kubectl's rules (kubectl/pkg/polymorphichelpers/rollout_status.go; `kubectl wait` for Jobs):
+
+* StatefulSet: only `RollingUpdate` can be waited for; then generation observed, every replica
+  ready, and either the partition's share updated or `updateRevision == currentRevision`.
+* DaemonSet: only `RollingUpdate`; then generation observed, every desired pod updated, then
+  every desired pod available.
+* Job: there is no rollout status; `kubectl wait --for=condition=complete` waits for Complete.
+  We are green on Complete=True, as kubectl; red on Failed=True, and on FailureTarget=True
+  (Kubernetes >= 1.31 sets it first and Failed only once every pod has ended), where kubectl
+  would wait for its timeout.
+
+kubectl refuses to wait for an OnDelete StatefulSet or DaemonSet ("rollout status is only
+available for RollingUpdate strategy type"); krane passes them silently. We say plainly that they
+were applied and not waited for (`Verdict.waited` False): their pods change only when deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.status import (
+    PodProblem,
+    Verdict,
+    controller_uid,
+    deployment_verdict,
+    generation_observed,
+    new_replicaset,
+    pod_verdict,
+)
+
+Obj = Mapping[str, Any]
+
+JOB_OWNER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+_DAEMONSET_GENERATION_LABEL = "pod-template-generation"
+_REVISION_HASH_LABEL = "controller-revision-hash"
+
+CANNOT_WAIT = "rollout status is only available for RollingUpdate strategy type"
+
+
+def statefulset_verdict(sts: Obj, applied_generation: int | None = None) -> Verdict:
+    subject = f"statefulset/{_name(sts)}"
+    spec = sts.get("spec") or {}
+    status = sts.get("status") or {}
+    strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
+    if strategy != "RollingUpdate":
+        return _not_waited(subject, strategy)
+    generation = int(_get(sts, "metadata", "generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    wanted = max(generation, applied_generation or 0)
+    if observed == 0 or observed < wanted:
+        return Verdict(
+            False,
+            False,
+            f"{subject}: waiting for the statefulset controller to observe generation {wanted} "
+            f"(observed {observed})",
+        )
+    replicas = _replicas(spec)
+    ready = int(status.get("readyReplicas") or 0)
+    if ready < replicas:
+        return Verdict(False, False, f"{subject}: {ready} of {replicas} pods are ready")
+    rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate")
+    if isinstance(rolling, Mapping):
+        partition = int(rolling.get("partition") or 0)
+        if partition > 0:
+            updated = int(status.get("updatedReplicas") or 0)
+            want = max(replicas - partition, 0)
+            if updated < want:
+                return Verdict(
+                    False,
+                    False,
+                    f"{subject}: {updated} of {want} pods updated (partition {partition} keeps "
+                    f"the other {min(partition, replicas)} at the old revision)",
+                )
+            return Verdict(
+                True,
+                True,
+                f"{subject}: partitioned rollout complete: {updated} of {replicas} pods updated, "
+                f"partition {partition} keeps the rest at the old revision",
+            )
+    current = status.get("currentRevision")
+    update = status.get("updateRevision")
+    if current != update:
+        updated = int(status.get("updatedReplicas") or 0)
+        return Verdict(
+            False,
+            False,
+            f"{subject}: waiting for the rolling update to complete: {updated} of {replicas} pods "
+            f"at revision {update}",
+        )
+    return Verdict(
+        True, True, f"{subject}: rolling update complete: {replicas} pods at revision {update}"
+    )
+
+
+def daemonset_verdict(ds: Obj, applied_generation: int | None = None) -> Verdict:
+    subject = f"daemonset/{_name(ds)}"
+    spec = ds.get("spec") or {}
+    status = ds.get("status") or {}
+    strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
+    if strategy != "RollingUpdate":
+        return _not_waited(subject, strategy)
+    if not generation_observed(ds, applied_generation):
+        generation = max(int(_get(ds, "metadata", "generation") or 0), applied_generation or 0)
+        observed = int(status.get("observedGeneration") or 0)
+        return Verdict(
+            False,
+            False,
+            f"{subject}: waiting for the daemonset controller to observe generation {generation} "
+            f"(observed {observed})",
+        )
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    updated = int(status.get("updatedNumberScheduled") or 0)
+    available = int(status.get("numberAvailable") or 0)
+    if updated < desired:
+        return Verdict(
+            False, False, f"{subject}: {updated} out of {desired} new pods have been updated"
+        )
+    if available < desired:
+        return Verdict(
+            False, False, f"{subject}: {available} of {desired} updated pods are available"
+        )
+    return Verdict(True, True, f"{subject}: successfully rolled out ({desired} pods)")
+
+
+def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
+    """`applied_generation` is ignored: a Job's template cannot change, so there is nothing older
+    to confuse it with (a changed Job is a new Job, see the README's migrations design)."""
+    del applied_generation
+    subject = f"job/{_name(job)}"
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    for kind in ("Failed", "FailureTarget"):
+        cond = _true_condition(status, kind)
+        if cond is not None:
+            reason = str(cond.get("reason") or kind)
+            message = _one_line(str(cond.get("message") or ""))
+            return Verdict(
+                True,
+                False,
+                f"{subject}: failed: {reason}"
+                + (f" ({message})" if message else "")
+                + _counts(spec, status, prefix="; "),
+            )
+    if _true_condition(status, "Complete") is not None:
+        return Verdict(True, True, f"{subject}: complete" + _counts(spec, status, prefix=" ("))
+    if spec.get("suspend"):
+        return Verdict(False, False, f"{subject}: suspended; it runs only once resumed")
+    return Verdict(False, False, f"{subject}: running" + _counts(spec, status, prefix=" ("))
+
+
+# -- which pods the fail-fast table judges ---------------------------------------------------
+
+
+def deployment_pods(deployment: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    """Pods of the new ReplicaSet (old ones are on their way out and prove nothing)."""
+    rs = new_replicaset(deployment, replicasets)
+    if rs is None:
+        return []
+    uid = _get(rs, "metadata", "uid")
+    return [p for p in pods if controller_uid(p) == uid]
+
+
+def statefulset_pods(sts: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    """Pods at the update revision (a partition keeps older ones on purpose)."""
+    del replicasets
+    uid = _get(sts, "metadata", "uid")
+    revision = _get(sts, "status", "updateRevision")
+    return [
+        p
+        for p in pods
+        if controller_uid(p) == uid
+        and (revision is None or _labels(p).get(_REVISION_HASH_LABEL) == revision)
+    ]
+
+
+def daemonset_pods(ds: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    """Pods of the current template generation (the controller labels each pod with it)."""
+    del replicasets
+    uid = _get(ds, "metadata", "uid")
+    generation = str(_get(ds, "metadata", "generation") or "")
+    return [
+        p
+        for p in pods
+        if controller_uid(p) == uid
+        and _labels(p).get(_DAEMONSET_GENERATION_LABEL, generation) == generation
+    ]
+
+
+def job_pods(job: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
+    """Pods still running or waiting. Pods that ended are the Job controller's to count against
+    backoffLimit (a retried Job may still complete); their exit shows in `job_failure_detail`."""
+    del replicasets
+    uid = _get(job, "metadata", "uid")
+    return [
+        p
+        for p in pods
+        if controller_uid(p) == uid and _get(p, "status", "phase") not in ("Failed", "Succeeded")
+    ]
+
+
+def job_failure(job: Obj, pods: Sequence[Obj]) -> PodProblem | None:
+    """The most recent failed pod of `job` and how it ended, for the red message and diagnosis."""
+    uid = _get(job, "metadata", "uid")
+    failed = [
+        p for p in pods if controller_uid(p) == uid and _get(p, "status", "phase") == "Failed"
+    ]
+    if not failed:
+        return None
+    pod = max(failed, key=lambda p: str(_get(p, "metadata", "creationTimestamp") or ""))
+    for key, init in (("initContainerStatuses", True), ("containerStatuses", False)):
+        for status in _get(pod, "status", key) or []:
+            ended = _get(status, "state", "terminated") or {}
+            code = ended.get("exitCode")
+            if code:
+                reason = str(ended.get("reason") or "no reason")
+                label = "init container" if init else "container"
+                return PodProblem(
+                    _name(pod),
+                    str(status.get("name")),
+                    init,
+                    "JobPodFailed",
+                    reason,
+                    int(code),
+                    f"{label} `{status.get('name')}` exited {code} ({reason})",
+                )
+    reason = str(_get(pod, "status", "reason") or "Failed")
+    return PodProblem(
+        _name(pod), None, False, "JobPodFailed", reason, None, f"pod failed: {reason}"
+    )
+
+
+# -- the table -------------------------------------------------------------------------------
+
+VerdictFn = Callable[[Obj, "int | None"], Verdict]
+PodsFn = Callable[[Obj, Sequence[Obj], Sequence[Obj]], list[Obj]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the action waits on one workload kind."""
+
+    kind: str
+    verdict: VerdictFn
+    pods: PodsFn
+
+
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("Deployment", deployment_verdict, deployment_pods),
+        Kind("StatefulSet", statefulset_verdict, statefulset_pods),
+        Kind("DaemonSet", daemonset_verdict, daemonset_pods),
+        Kind("Job", job_verdict, job_pods),
+    )
+}
+"""Kinds waited on. CronJobs are applied and not waited on: nothing runs until the schedule."""
+
+NOT_WAITED_KINDS = frozenset({"CronJob"})
+
+
+def workload_verdict(
+    obj: Obj,
+    replicasets: Sequence[Obj],
+    pods: Sequence[Obj],
+    applied_generation: int | None = None,
+    *,
+    restart_tolerance: int = 2,
+    unschedulable_for: Callable[[Obj], float] = lambda _pod: 0.0,
+    unschedulable_grace_s: float = 10.0,
+) -> tuple[Verdict, PodProblem | None, list[Obj]]:
+    """The kind's verdict, else the first doomed pod's red verdict; plus the pods judged.
+
+    Pods are judged only once the controller observed our generation (before that they belong to
+    an older spec). A red Job verdict names its last failed pod's exit.
+    """
+    kind = str(obj.get("kind") or "")
+    spec = KINDS[kind]
+    verdict = spec.verdict(obj, applied_generation)
+    subject = f"{kind.lower()}/{_name(obj)}"
+    if verdict.done:
+        if not verdict.ok and kind == "Job":
+            failure = job_failure(obj, pods)
+            if failure is not None:
+                last = f"{verdict.message}; last failed pod {failure.pod}: {failure.detail}"
+                return Verdict(True, False, last), failure, []
+        return verdict, None, []
+    if kind != "Job" and not generation_observed(obj, applied_generation):
+        return verdict, None, []
+    mine = spec.pods(obj, replicasets, pods)
+    for pod in mine:
+        problem = pod_verdict(
+            pod,
+            restart_tolerance=restart_tolerance,
+            unschedulable_for_s=unschedulable_for(pod),
+            unschedulable_grace_s=unschedulable_grace_s,
+        )
+        if problem is not None:
+            return Verdict(True, False, problem.message(subject)), problem, mine
+    return verdict, None, mine
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _not_waited(subject: str, strategy: str) -> Verdict:
+    return Verdict(
+        True,
+        True,
+        f"{subject}: applied, not waited for: {CANNOT_WAIT} (updateStrategy {strategy}: "
+        "its pods change only when they are deleted)",
+        waited=False,
+    )
+
+
+def _counts(spec: Obj, status: Obj, *, prefix: str) -> str:
+    completions = spec.get("completions")
+    completions = 1 if completions is None and spec.get("parallelism") in (None, 1) else completions
+    parts = []
+    succeeded = int(status.get("succeeded") or 0)
+    parts.append(
+        f"{succeeded} of {completions} succeeded"
+        if completions is not None
+        else f"{succeeded} succeeded"
+    )
+    if status.get("active"):
+        parts.append(f"{status['active']} active")
+    if status.get("failed"):
+        limit = spec.get("backoffLimit")
+        parts.append(
+            f"{status['failed']} failed" + (f", backoffLimit {limit}" if limit is not None else "")
+        )
+    text = ", ".join(parts)
+    return f"{prefix}{text})" if prefix.endswith("(") else f"{prefix}{text}"
+
+
+def _replicas(spec: Obj) -> int:
+    return int(spec["replicas"]) if spec.get("replicas") is not None else 1
+
+
+def _true_condition(status: Obj, kind: str) -> Obj | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return dict(cond)
+    return None
+
+
+def _labels(obj: Obj) -> Mapping[str, Any]:
+    labels = _get(obj, "metadata", "labels")
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def _name(obj: Obj) -> str:
+    return str(_get(obj, "metadata", "name") or "?")
+
+
+def _get(obj: Obj, *path: str) -> Any:
+    cur: Any = obj
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 300 else line[:299] + "…"
