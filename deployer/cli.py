@@ -22,16 +22,15 @@ import yaml
 
 from deployer import __version__, manifests, settings
 from deployer.errors import Cancelled, DeployError, InputError
-from deployer.github import Reporter
+from deployer.github import Reporter, neutralise
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit code 2 like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(
-            f"error: {message} (see `python -m deployer {self.prog.split()[-1]} --help`)\n"
-        )
+        # argparse quotes what it refused, which is the user's text: one neutralised line.
+        sys.stderr.write(f"error: {neutralise(message)} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
 
 
@@ -292,6 +291,13 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
 
 
 def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
+    code = _run_guarded(reporter, env, run)
+    # An output or summary the runner cannot read was one error line already; a green exit would
+    # leave later steps without the outputs they expect.
+    return code or (2 if reporter.unwritable else 0)
+
+
+def _run_guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
     try:
         return run()
     except DeployError as error:
@@ -323,7 +329,7 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
             title="Internal error",
         )
         if env.get("RUNNER_DEBUG") == "1" or env.get("DJK_DEBUG") == "1":
-            reporter.line(traceback.format_exc())
+            reporter.lines(traceback.format_exc())
         return 1
 
 

@@ -3,11 +3,20 @@
 The only module that prints. In GitHub Actions (`github=True`) it speaks workflow commands; on a
 terminal the same facts come out as plain lines. Every line goes through `redact`, so a secret
 registered with `mask` never reaches the log, even on a terminal where `::add-mask::` means nothing.
+
+Every line also goes through `neutralise` in `_write`, the one function that writes: text we did
+not write ourselves (object names, digests, versions, other programs' output, error texts) can
+neither start a new line nor be read by the runner as a workflow command. The runner reads a
+command from `::name::` at the start of a line (after blanks) and from the legacy `##[name]`
+anywhere in a line (actions/runner ActionCommand.TryParseV2 / TryParse), so those are broken up,
+and every line break (CR, LF, VT, FF, NEL, U+2028, U+2029, the file/group/record separators)
+becomes a visible `⏎`. Only `_command` writes a real `::name::`, with data it has neutralised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets as _random
 import sys
 import time
@@ -15,6 +24,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
+
+# Everything Python's str.splitlines() splits on: a superset of what the runner and browsers break on.
+_LINE_BREAKS = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+_SHOWN_BREAK = "\u23ce"  # ⏎
+_LEGACY_COMMAND = "##["
+
+
+def neutralise(text: str) -> str:
+    """One line that no runner, terminal or log viewer reads as anything but text."""
+    text = _LINE_BREAKS.sub(_SHOWN_BREAK, text).replace(_LEGACY_COMMAND, "## [")
+    stripped = text.lstrip()
+    if stripped.startswith("::"):
+        # `: :` keeps it readable; the runner needs `::` right after the leading blanks.
+        text = text[: len(text) - len(stripped)] + ": :" + stripped[2:]
+    return text
 
 
 def _escape_data(text: str) -> str:
@@ -41,6 +65,7 @@ class Reporter:
         self._secrets: list[str] = []
         self._in_group = False
         self.outputs: dict[str, str] = {}
+        self.unwritable: list[str] = []  # GITHUB_OUTPUT / GITHUB_STEP_SUMMARY we failed to write
 
     # -- secrets ---------------------------------------------------------------------------
     def mask(self, value: str) -> None:
@@ -51,9 +76,9 @@ class Reporter:
                 continue  # the runner ignores very short masks too; they would redact everything
             self._secrets.append(part)
             if self.github:
-                # stdout and stderr are parsed alike; flush so the mask is in place before any use.
-                self.stream.write(f"::add-mask::{_escape_data(part)}\n")
-                self.stream.flush()
+                # The value exactly as it will appear (escaped, not neutralised: a changed value
+                # would mask nothing). splitlines() above already split it where the runner would.
+                self._write(f"::add-mask::{_escape_data(part)}")
         self._secrets.sort(key=len, reverse=True)
 
     def redact(self, text: str) -> str:
@@ -62,19 +87,36 @@ class Reporter:
         return text
 
     # -- log lines -------------------------------------------------------------------------
+    def _write(self, line: str) -> None:
+        """The one place that writes to the log; flushed, so a mask is in place before any use."""
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or full log: nothing left to tell, and the exit code still says it
+
+    def _command(self, name: str, data: str = "", properties: str = "") -> None:
+        head = f"::{name} {properties}::" if properties else f"::{name}::"
+        self._write(head + _escape_data(neutralise(self.redact(data))))
+
     def line(self, text: str = "") -> None:
-        self.stream.write(self.redact(text) + "\n")
-        self.stream.flush()
+        """One plain log line: never a workflow command, never more than one line."""
+        self._write(neutralise(self.redact(text)))
+
+    def lines(self, text: str) -> None:
+        """Several lines of our own making (a traceback, a rendered diagnosis), each one neutralised."""
+        for part in text.splitlines():
+            self.line(part)
 
     def debug(self, text: str) -> None:
         if self.github:
-            self.line(f"::debug::{_escape_data(self.redact(text))}")
+            self._command("debug", text)
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
         started = time.monotonic()
         if self.github:
-            self.line(f"::group::{title}")
+            self._command("group", title)
         else:
             self.line(f"==> {title}")
         self._in_group = True
@@ -83,7 +125,7 @@ class Reporter:
         finally:
             self._in_group = False
             if self.github:
-                self.line("::endgroup::")
+                self._command("endgroup")
             else:
                 self.line(f"    ({time.monotonic() - started:.1f}s)")
 
@@ -94,11 +136,11 @@ class Reporter:
             yield
             return
         token = _random.token_hex(16)
-        self.line(f"::stop-commands::{token}")
+        self._command("stop-commands", token)
         try:
             yield
         finally:
-            self.line(f"::{token}::")
+            self._command(token)
 
     def annotate(
         self, level: str, message: str, *, title: str = "", file: str = "", line: int | None = None
@@ -110,13 +152,12 @@ class Reporter:
             return
         props = []
         if title:
-            props.append(f"title={_escape_property(title)}")
+            props.append(f"title={_escape_property(neutralise(self.redact(title)))}")
         if file:
-            props.append(f"file={_escape_property(file)}")
+            props.append(f"file={_escape_property(neutralise(self.redact(file)))}")
             if line:
-                props.append(f"line={line}")
-        head = f"::{level} {','.join(props)}::" if props else f"::{level}::"
-        self.line(head + _escape_data(message))
+                props.append(f"line={int(line)}")
+        self._command(level, message, ",".join(props))
 
     def error(self, message: str, **where: object) -> None:
         self.annotate("error", message, **where)  # type: ignore[arg-type]
@@ -134,12 +175,33 @@ class Reporter:
         if self.output_file is None:
             return
         delimiter = f"ghadelimiter_{uuid.uuid4()}"
-        with self.output_file.open("a", encoding="utf-8") as f:
-            f.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+        self._append(
+            self.output_file, "GITHUB_OUTPUT", f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
+        )
 
     def summary(self, markdown: str) -> None:
         """Append to the job summary (GitHub) — on a terminal the report already said it all."""
         if self.summary_file is None:
             return
-        with self.summary_file.open("a", encoding="utf-8") as f:
-            f.write(self.redact(markdown).rstrip("\n") + "\n\n")
+        self._append(
+            self.summary_file, "GITHUB_STEP_SUMMARY", self.redact(markdown).rstrip("\n") + "\n\n"
+        )
+
+    def _append(self, path: Path, what: str, text: str) -> None:
+        """A file the runner gave us that we cannot write is one error line, once; the CLI turns it
+        into exit code 2 (`unwritable`) rather than a traceback in the middle of another report."""
+        if what in self.unwritable:
+            return
+        try:
+            with path.open("a", encoding="utf-8") as f:
+                f.write(text)
+        except (OSError, UnicodeError) as exc:
+            self.unwritable.append(what)
+            reason = (
+                exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            )
+            self.error(
+                f"cannot write {what} ({path}): {reason}. The runner's file must be writable; "
+                "on a self-hosted runner check the disk and the runner's temp directory.",
+                title="Cannot report",
+            )

@@ -42,12 +42,12 @@ def test_outputs_use_a_random_heredoc_delimiter_per_value(tmp_path: Path) -> Non
     )
 
 
-def test_error_annotation_escapes_properties_and_data(tmp_path: Path) -> None:
+def test_error_annotation_escapes_properties_and_keeps_data_on_one_line(tmp_path: Path) -> None:
     reporter, stream = make(tmp_path)
     reporter.error("bad: 50%\nnext", title="Invalid input, again", file="deploy/a.yaml", line=7)
     assert (
         stream.getvalue()
-        == "::error title=Invalid input%2C again,file=deploy/a.yaml,line=7::bad: 50%25%0Anext\n"
+        == "::error title=Invalid input%2C again,file=deploy/a.yaml,line=7::bad: 50%25\u23cenext\n"
     )
 
 
@@ -68,4 +68,4 @@ def test_untrusted_output_is_fenced_with_stop_commands(tmp_path: Path) -> None:
     first, injected, last = stream.getvalue().splitlines()
     token = first.removeprefix("::stop-commands::")
     assert len(token) == 32 and last == f"::{token}::"
-    assert injected == "::error::injected by a Dockerfile"
+    assert injected == ": :error::injected by a Dockerfile"  # neutralised even inside the fence
