@@ -200,9 +200,11 @@ def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
             raise InputError(f"{entry!r} is not a file", where="--manifest", hint="Check the path.")
         paths.append(path)
     sources = manifests.read_sources(tuple(paths))
-    manifests.check_placeholder(sources, args.placeholder)
     rendered = manifests.render(sources, args.placeholder, args.image)
-    manifests.parse(rendered)
+    documents = manifests.parse(rendered)
+    manifests.verify_images(
+        documents, args.image, manifests.repository_of(args.image), args.placeholder
+    )
     sys.stdout.write(manifests.to_yaml(rendered))
     return 0
 

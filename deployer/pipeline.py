@@ -132,6 +132,9 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
             manifests.render(sources, settings.placeholder, settings.image_ref), root
         )
         namespace = manifests.assign_namespace(documents, settings.namespace, root)
+        uses = manifests.verify_images(
+            documents, settings.image_ref, settings.image, settings.placeholder, root
+        )
         deployments = manifests.deployments(documents)
         by_name = {d.name: d for d in deployments}
         wanted = settings.wait_for or tuple(by_name)
@@ -150,10 +153,15 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
             )
         targets = [by_name[n] for n in wanted]
         deferred = _check_references(settings, documents, namespace)
+        ours = [u.subject for u in uses if u.ours]
         reporter.line(
             f"{len(documents)} objects in {len(sources)} file(s); placeholder "
-            f"{settings.placeholder} found {count} time(s); namespace {namespace}"
+            f"{settings.placeholder} found {count} time(s), in the image of {len(ours)} "
+            f"container(s); namespace {namespace}"
         )
+        for use in uses:
+            if not use.ours:
+                reporter.line(f"{use.subject} keeps the image written in the manifest: {use.image}")
         reporter.line(
             f"will watch: {', '.join(f'deployment/{d.name}' for d in targets) or 'nothing'}"
         )
@@ -278,6 +286,9 @@ def render(
         rendered = manifests.render(plan.sources, settings.placeholder, outcome.image_ref)
         documents = manifests.parse(rendered, settings.workspace)
         manifests.assign_namespace(documents, settings.namespace, settings.workspace)
+        manifests.verify_images(
+            documents, outcome.image_ref, settings.image, settings.placeholder, settings.workspace
+        )
         if settings.secrets:
             secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
             # Sorted with the rest: after config it may need, before the workloads that use it.

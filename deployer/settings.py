@@ -8,7 +8,6 @@ names the input and says what to do; all of them are collected so a user fixes t
 
 from __future__ import annotations
 
-import glob
 import io
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Literal
 
 from dotenv import dotenv_values
 
+from deployer import manifests
 from deployer.errors import InputError
 
 BuildMode = Literal["auto", "always", "never"]
@@ -431,31 +431,7 @@ def _rel(path: Path, workspace: Path) -> str:
 def _manifest_paths(
     text: str, workspace: Path, problem: Callable[[str, str, str], None]
 ) -> tuple[Path, ...]:
-    paths: list[Path] = []
-    for entry in (line.strip() for line in text.splitlines()):
-        if not entry or entry.startswith("#"):
-            continue
-        pattern = entry if os.path.isabs(entry) else str(workspace / entry)
-        matches = (
-            sorted(glob.glob(pattern, recursive=True))
-            if glob.has_magic(entry)
-            else ([pattern] if os.path.isfile(pattern) else [])
-        )
-        files = [Path(m) for m in matches if os.path.isfile(m)]
-        if not files:
-            problem(
-                "manifests",
-                f"{entry!r} matches no file in the workspace",
-                "Check the path (relative to the repository root) and that the repository is checked out.",
-            )
-        for f in files:
-            if f not in paths:
-                paths.append(f)
-    if not paths and not text.strip():
-        problem(
-            "manifests", "is empty", "List at least one manifest file, e.g. deploy/deployment.yaml."
-        )
-    return tuple(paths)
+    return manifests.find_files(text, workspace, problem)
 
 
 def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tuple[str, str], ...]:

@@ -176,6 +176,16 @@ def test_stop_commands_pauses_processing_until_its_token() -> None:
     assert "ignored" in mask_log(log + "ignored again\n").splitlines()[-1]
 
 
+def test_legacy_commands_count_anywhere_in_a_line_like_the_runner() -> None:
+    # ActionCommand.TryParse, tried when TryParseV2 fails: `##[name]` anywhere, registered names only.
+    log = "text ##[warning]forged\nx ##[nonsense]y\nbuild ##[add-mask]hidden-value\nhidden-value\n"
+    assert [(c.name, c.data) for c in parse_workflow_commands(log)] == [
+        ("warning", "forged"),
+        ("add-mask", "hidden-value"),
+    ]
+    assert mask_log(log).splitlines()[-1] == "***"
+
+
 def test_masking_starts_at_add_mask_and_covers_each_line_and_base64() -> None:
     secret = "s3cret-" + secrets.token_hex(4)
     encoded = base64.b64encode(secret.encode()).decode()

@@ -272,12 +272,46 @@ def _parse_command_line(line: str) -> tuple[str, dict[str, str], str] | None:
     return name, properties, _unescape_data(message[end + 2 :])
 
 
+def _parse_legacy_command_line(
+    line: str, stop_token: str | None = None
+) -> tuple[str, dict[str, str], str] | None:
+    """ActionCommand.TryParse, which the runner still tries when TryParseV2 fails: `##[name
+    k=v;k2=v2]data` ANYWHERE in the line, for registered command names only."""
+    start = line.find("##[")
+    if start < 0:
+        return None
+    end = line.find("]", start)
+    if end < 0:
+        return None
+    info = line[start + 3 : end]
+    space = info.find(" ")
+    name = info if space < 0 else info[:space]
+    if name not in KNOWN_COMMANDS and name != stop_token:
+        return None
+    properties: dict[str, str] = {}
+    if space > 0:
+        for pair in info[space + 1 :].split(";"):
+            key, sep, value = pair.partition("=")
+            if key and sep and value:
+                properties[key] = _unescape_property(value)
+    return name, properties, _unescape_data(line[end + 1 :])
+
+
+def _parse_any_command_line(
+    line: str, stop_token: str | None = None
+) -> tuple[str, dict[str, str], str] | None:
+    parsed = _parse_command_line(line)
+    if parsed is not None and (parsed[0] in KNOWN_COMMANDS or parsed[0] == stop_token):
+        return parsed
+    return _parse_legacy_command_line(line, stop_token) or parsed
+
+
 def parse_workflow_commands(log: str) -> list[WorkflowCommand]:
     """The commands the runner would act on, in order; honours `::stop-commands::<token>`."""
     commands: list[WorkflowCommand] = []
     stop_token: str | None = None
     for number, line in enumerate(log.splitlines(), start=1):
-        parsed = _parse_command_line(line)
+        parsed = _parse_any_command_line(line, stop_token)
         if parsed is None:
             continue
         name, properties, data = parsed
@@ -313,7 +347,7 @@ class LogMasker:
         self.stop_token: str | None = None
 
     def feed(self, line: str) -> str | None:
-        parsed = _parse_command_line(line)
+        parsed = _parse_any_command_line(line, self.stop_token)
         if parsed is not None:
             name = parsed[0]
             if self.stop_token is not None:

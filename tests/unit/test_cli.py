@@ -46,12 +46,16 @@ def test_render_prints_the_manifests_with_the_image(tmp_path: Path) -> None:
 
 
 def test_render_without_placeholder_exits_2_with_one_line(tmp_path: Path) -> None:
-    write(tmp_path / "d.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    write(
+        tmp_path / "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec: {template: {spec: {containers: [{name: a, image: 'old/app:1'}]}}}\n",
+    )
     result = run("render", "--manifest", "d.yaml", "--image", "reg/app:1", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
-        "error: placeholder: the placeholder '<IMAGE>' occurs in none of the manifests"
+        "error: d.yaml:1: no container runs the image being deployed (reg/app:1)"
     )
     assert len(result.stderr.splitlines()) == 1
 

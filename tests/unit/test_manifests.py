@@ -67,17 +67,27 @@ def test_render_replaces_every_occurrence_and_nothing_else(app: dict[Path, str])
     assert text == APP.replace("<IMAGE>", "reg.example/app:abc")
     assert "# web tier" in text and '"reg.example/app:abc"   # quoted on purpose' in text
     assert manifests.check_placeholder(app, "<IMAGE>") == 3
+    docs = manifests.parse(rendered)
+    uses = manifests.verify_images(docs, "reg.example/app:abc", "reg.example/app", "<IMAGE>")
+    assert [(u.subject, u.ours) for u in uses] == [
+        ("deployment/web init container `migrate`", True),
+        ("deployment/web container `app`", True),
+    ]
 
 
-def test_no_placeholder_anywhere_is_an_error_naming_the_files(tmp_path: Path) -> None:
+def test_no_container_running_the_image_is_an_error_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "d.yaml"
     path.write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{image: app:old}]}\n"
+        "# <IMAGE> in a comment does not count\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n"
+        "spec: {containers: [{name: a, image: 'other/app:old'}]}\n"
     )
+    docs = manifests.parse(manifests.read_sources((path,), tmp_path), tmp_path)
     with pytest.raises(InputError) as info:
-        manifests.check_placeholder(manifests.read_sources((path,), tmp_path), "<IMAGE>", tmp_path)
+        manifests.verify_images(docs, "reg/app:abc", "reg/app", "<IMAGE>", tmp_path)
     assert str(info.value).startswith(
-        "placeholder: the placeholder '<IMAGE>' occurs in none of the manifests (d.yaml)"
+        "d.yaml:2: no container runs the image being deployed (reg/app:abc)"
     )
 
 
