@@ -8,6 +8,7 @@ or configuration; 3 an outside service still failing after retries.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import NoReturn
 import yaml
 
 from deployer import __version__, manifests, settings
+from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
 
@@ -107,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    import os
-
     env = dict(os.environ if environ is None else environ)
     try:
         args = build_parser().parse_args(argv)
@@ -148,6 +148,8 @@ def action_main(environ: Mapping[str, str]) -> int:
             + (f" ({env['GITHUB_ACTION_REF']})" if env.get("GITHUB_ACTION_REF") else "")
         )
         config = settings.from_action_env(env, reporter.mask)
+        # Docker and kubeconfig exec plugins inherit os.environ: the inputs (token, secrets) are read.
+        settings.forget_inputs(os.environ)
         interrupt = pipeline.Interrupt()
         with _signals(interrupt):
             pipeline.deploy(config, reporter, interrupt)
@@ -220,8 +222,12 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
             where="DIGITALOCEAN_ACCESS_TOKEN",
             hint="Export a DigitalOcean token with kubernetes:read and kubernetes:access_cluster.",
         )
-    if args.expiry_seconds <= 0:
-        raise InputError("must be more than zero", where="--expiry-seconds")
+    if not 0 < args.expiry_seconds <= 7 * 24 * 3600:
+        raise InputError(
+            "must be between 1 and 604800 (7 days)",
+            where="--expiry-seconds",
+            hint="DigitalOcean issues kubeconfig tokens for at most 7 days.",
+        )
     reporter.mask(token)
     api = DigitalOcean(token=token, api_url=settings.api_url_from(env))
     try:
@@ -245,6 +251,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         raise InputError(
             str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
         ) from exc
+    kubeconfig_input.check_files(args.kubeconfig_file, env)
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
     try:
         namespace = args.namespace or cluster.default_namespace

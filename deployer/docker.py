@@ -2,7 +2,11 @@
 
 Credentials go to a private, throw-away DOCKER_CONFIG (mode 0700, outside the workspace) through
 `--password-stdin`; never argv, never the user's ~/.docker. Child processes are killed when we are
-cancelled.
+cancelled, and get only the environment docker needs (`child_environment`): never the action's
+`INPUT_*` variables, the DigitalOcean token or the registry password.
+
+Whatever docker answers is another program's text: a digest is used only if it is `sha256:` and
+64 hex digits, a daemon version only if it looks like one.
 """
 
 from __future__ import annotations
@@ -13,13 +17,68 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.errors import InputError, ServiceError
 
-_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})(?![0-9A-Za-z])")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~_-]{0,63}$")
+# What the docker CLI and buildx read from the environment; everything else stays with us.
+_CHILD_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TMPDIR",
+        "XDG_RUNTIME_DIR",
+        "DOCKER_HOST",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "DOCKER_CONTEXT",
+        "DOCKER_API_VERSION",
+        "DOCKER_BUILDKIT",
+        "BUILDKIT_PROGRESS",
+        "BUILDX_BUILDER",
+        "BUILDX_NO_DEFAULT_ATTESTATIONS",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The docker CLI's environment: the few variables it reads, nothing secret, no INPUT_*."""
+    return {k: v for k, v in env.items() if k in _CHILD_ENV_NAMES}
+
+
+def checked_digest(value: object, where: str) -> str:
+    """A digest from another program, used only if it is one (it ends up in the manifests)."""
+    if isinstance(value, str) and DIGEST_RE.match(value):
+        return value
+    raise ServiceError(
+        "registry",
+        f"{where} answered an invalid digest {_shown(value)} (expected sha256: and 64 hex digits)",
+        hint="Check the registry; the image was not deployed.",
+    )
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + "…" + text[-1]
+
+
 _NOT_FOUND_MARKERS = ("no such manifest", "manifest unknown", "not found", "name unknown")
 _AUTH_MARKERS = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 
@@ -40,9 +99,8 @@ class Docker:
         self.binary = shutil.which(docker) or docker
         self.config_dir = Path(tempfile.mkdtemp(prefix="djk-docker-config-"))
         os.chmod(self.config_dir, 0o700)
-        base = dict(env if env is not None else os.environ)
+        base = child_environment(env if env is not None else os.environ)
         base["DOCKER_CONFIG"] = str(self.config_dir)
-        base.pop("DOCKER_AUTH_CONFIG", None)
         self.env = base
 
     def close(self) -> None:
@@ -109,9 +167,10 @@ class Docker:
             )
         try:
             info = json.loads(result.stdout)
-            return str((info.get("Server") or {}).get("Version", "unknown"))
-        except json.JSONDecodeError:
-            return "unknown"
+            version = (info.get("Server") or {}).get("Version") if isinstance(info, dict) else None
+        except (json.JSONDecodeError, AttributeError):
+            version = None
+        return version if isinstance(version, str) and _VERSION_RE.match(version) else "unknown"
 
     def login(self, registry: str, username: str, password: str) -> None:
         result = self._run(
@@ -196,9 +255,11 @@ class Docker:
             )
             if result.returncode == 0:
                 try:
-                    return str(json.loads(result.stdout)["digest"])
-                except (json.JSONDecodeError, KeyError):
+                    found = json.loads(result.stdout)["digest"]
+                except (json.JSONDecodeError, KeyError, TypeError):
                     pass
+                else:
+                    return checked_digest(found, "docker buildx imagetools inspect")
         args = ["manifest", "inspect", "--verbose"]
         if _is_local_registry(ref):
             args.append("--insecure")
@@ -207,12 +268,19 @@ class Docker:
             raise ServiceError(
                 "registry", f"cannot read the digest of {ref}: {result.stderr.strip()}"
             )
-        data = json.loads(result.stdout)
+        try:
+            data = json.loads(result.stdout)
+        except json.JSONDecodeError as exc:
+            raise ServiceError(
+                "registry", f"docker manifest inspect answered no JSON for {ref}"
+            ) from exc
         if isinstance(data, list):
             raise ServiceError(
                 "registry", f"{ref} is a multi-platform index; install buildx to pin its digest"
             )
-        return str(data["Descriptor"]["digest"])
+        descriptor = data.get("Descriptor") if isinstance(data, dict) else None
+        found = descriptor.get("digest") if isinstance(descriptor, dict) else None
+        return checked_digest(found, "docker manifest inspect")
 
 
 def _has_buildx(docker: Docker) -> bool:

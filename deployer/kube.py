@@ -361,7 +361,8 @@ class Cluster:
             resource = self._resource(str(doc.get("apiVersion")), str(doc.get("kind")))
             ns = (doc.get("metadata") or {}).get("namespace") if resource.namespaced else None
             group = str(doc.get("apiVersion", "")).rpartition("/")[0]
-            wanted.append(("patch", group, _plural(resource), ns, ""))
+            # The review wants the bare plural (`deployments`) and the group apart, not `deployments.apps`.
+            wanted.append(("patch", group, str(resource.name), ns, ""))
             if ns:
                 namespaces.add(ns)
         for ns in sorted(namespaces):

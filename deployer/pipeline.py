@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from deployer import kubeconfig as kubeconfig_input
 from deployer import manifests
 from deployer.digitalocean import DigitalOcean
 from deployer.docker import BuildRequest, Docker
@@ -490,21 +489,10 @@ def _secret_stub(settings: Settings, plan: Plan) -> list[dict[str, Any]]:
 
 def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
     if settings.kubeconfig:
-        try:
-            config = yaml.safe_load(settings.kubeconfig)
-        except yaml.YAMLError as exc:
-            raise InputError(
-                "is not valid YAML", where="kubeconfig", hint="Pass the kubeconfig file's text."
-            ) from exc
-        if not isinstance(config, dict) or not config.get("clusters"):
-            raise InputError(
-                "is not a kubeconfig (no clusters)",
-                where="kubeconfig",
-                hint="Pass the kubeconfig file's text.",
-            )
-        for secret in _kubeconfig_secrets(config):
+        config = kubeconfig_input.load(settings.kubeconfig, "kubeconfig")
+        for secret in kubeconfig_input.credentials(config):
             reporter.mask(secret)
-        server = config["clusters"][0].get("cluster", {}).get("server", "?")
+        server = config["clusters"][0]["cluster"]["server"]
         return Credentials(
             Cluster.from_kubeconfig_dict(config), None, f"{server} (kubeconfig input)"
         )
@@ -525,16 +513,6 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
         kubeconfig.expires_at,
         f"cluster {found.name} ({found.id}{expires})",
     )
-
-
-def _kubeconfig_secrets(config: dict[str, Any]) -> list[str]:
-    secrets: list[str] = []
-    for user in config.get("users") or []:
-        data = (user or {}).get("user") or {}
-        for key in ("token", "client-key-data", "client-certificate-data", "password"):
-            if data.get(key):
-                secrets.append(str(data[key]))
-    return secrets
 
 
 def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> None:

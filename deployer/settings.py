@@ -8,19 +8,19 @@ names the input and says what to do; all of them are collected so a user fixes t
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
 
-from deployer import manifests
+from deployer import envfile, manifests
+from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import InputError
+from deployer.manifests import shown
 
 BuildMode = Literal["auto", "always", "never"]
 
@@ -36,6 +36,14 @@ _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
 _BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 _ENV_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+# Longer than any GitHub-hosted job may run (6 h) and any DigitalOcean kubeconfig token lives.
+MAX_TIMEOUT_S = 24 * 3600.0
+# A placeholder is replaced wherever it occurs: it must be a token no manifest holds by chance.
+_PLACEHOLDER_RE = re.compile(
+    r"^[^\s:#'\"\\{}\[\],&*!|%@`]{3,128}$|^\$\{[A-Za-z_][A-Za-z0-9_]{0,62}\}$"
+    r"|^\{\{ ?[A-Za-z_][A-Za-z0-9_.]{0,62} ?\}\}$"
+)
 
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
@@ -177,6 +185,13 @@ def raw_inputs_from_action_env(env: Mapping[str, str]) -> dict[str, str]:
     return raw
 
 
+def forget_inputs(environ: MutableMapping[str, str]) -> None:
+    """Drop the action's inputs from the process environment once read, so no child process
+    (docker, a kubeconfig exec plugin) inherits the token, the env file or the registry password."""
+    for name in [n for n in environ if n.upper().startswith("INPUT_")]:
+        del environ[name]
+
+
 def from_action_env(env: Mapping[str, str], mask: Callable[[str], None]) -> Settings:
     raw = raw_inputs_from_action_env(env)
     return parse(raw, env, mask=mask, github=True)
@@ -197,7 +212,9 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
     # Mask first: nothing below may print a secret before it is registered.
     for spec in INPUTS:
         secret = raw.get(spec.name, "")
-        if spec.secret and secret:
+        if spec.name == "kubeconfig" and secret.strip():
+            kubeconfig_input.mask_credentials(secret, mask)  # its credentials, not its structure
+        elif spec.secret and secret:
             mask(secret.strip())
     problems: list[InputError] = []
 
@@ -269,6 +286,13 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
 
     placeholder = raw.get("placeholder", "")
     placeholder = placeholder.strip() if placeholder.strip() else "<IMAGE>"
+    if not _PLACEHOLDER_RE.match(placeholder) or placeholder.isalnum():
+        problem(
+            "placeholder",
+            f"{shown(placeholder)} cannot be a placeholder",
+            "Use 3-128 characters without blanks or YAML punctuation that no manifest holds by "
+            "chance, e.g. <IMAGE> or ${IMAGE}.",
+        )
 
     namespace = value("namespace")
     if namespace and not _DNS_LABEL_RE.match(namespace):
@@ -404,6 +428,8 @@ class InputErrors(InputError):
 def parse_duration(text: str) -> float:
     """'90s', '10m', '1h30m', '2.5m' or bare seconds '600' → seconds (> 0)."""
     text = text.strip()
+    if len(text) > 32:
+        raise ValueError(f"is not a duration: {text[:32]!r}…")
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         seconds = float(text)
     else:
@@ -411,8 +437,10 @@ def parse_duration(text: str) -> float:
         if not parts or "".join(n + u for n, u in parts) != text:
             raise ValueError(f"is not a duration: {text!r}")
         seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if seconds <= 0:
+    if not seconds > 0:
         raise ValueError(f"must be more than zero, got {text!r}")
+    if seconds > MAX_TIMEOUT_S:  # also float('inf') from 400 nines, and 1e400 never parses
+        raise ValueError(f"must be at most {MAX_TIMEOUT_S // 3600:.0f}h, got {text!r}")
     return seconds
 
 
@@ -452,54 +480,10 @@ def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tu
     return tuple(args)
 
 
-class _DotenvWarnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[int] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = re.search(r"line (\d+)", record.getMessage())
-        self.lines.append(int(match.group(1)) if match else 0)
-
-
 def _env_file(
     text: str,
     source: str,
     problem: Callable[[str, str, str], None],
     mask: Callable[[str], None],
 ) -> tuple[tuple[str, str], ...]:
-    """Parse env-file text with python-dotenv; every value is masked before anything else happens."""
-    if not text.strip():
-        return ()
-    catcher = _DotenvWarnings()
-    dotenv_logger = logging.getLogger("dotenv.main")
-    dotenv_logger.addHandler(catcher)
-    saved_propagate = dotenv_logger.propagate
-    dotenv_logger.propagate = (
-        False  # its own warning would print the offending line, secret and all
-    )
-    try:
-        values = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    finally:
-        dotenv_logger.removeHandler(catcher)
-        dotenv_logger.propagate = saved_propagate
-    pairs: list[tuple[str, str]] = []
-    for key, parsed in values.items():
-        val = parsed or ""
-        if val:
-            mask(val)
-        pairs.append((key, val))
-    for line in catcher.lines:
-        problem(
-            f"{source} line {line}" if line else source,
-            "could not be parsed as KEY=value",
-            "Quote values with spaces or '#', e.g. KEY=\"a value\".",
-        )
-    for key, _ in pairs:
-        if not _ENV_KEY_RE.match(key):
-            problem(
-                source,
-                f"key {key!r} is not a valid Secret key",
-                "Use letters, digits, '-', '_' and '.' only.",
-            )
-    return tuple(pairs)
+    return envfile.parse_env_file(text, source, problem, mask)
