@@ -54,13 +54,16 @@ DEFAULT_API_URL = "https://api.digitalocean.com"
 SERVICE = "DigitalOcean API"
 USER_AGENT = f"django-k8s-deploy/{__version__}"
 
-# Scopes per operation (spec `security` lists; 403 bodies do not say which scope was missing).
-SCOPE_READ = "kubernetes:read"
-SCOPE_ACCESS = "kubernetes:access_cluster"
-# Not in our spec subset: the spec lists registry:read/registry:update for docker-credentials,
-# but a DigitalOcean maintainer (action-doctl#83) says read-write needs registry:create.
-SCOPE_REGISTRY_READ = "registry:read"
-SCOPE_REGISTRY_WRITE = "registry:create"
+# Scopes per operation, as the `security` list of each operation in DigitalOcean's spec names them
+# (tests/spec/digitalocean-openapi/subset.yaml); 403 bodies do not say which scope was missing.
+SCOPE_READ = "kubernetes:read"  # GET /v2/kubernetes/clusters, GET .../{cluster_id}
+SCOPE_ACCESS = "kubernetes:access_cluster"  # GET .../{cluster_id}/kubeconfig and /credentials
+SCOPE_REGISTRY_READ = "registry:read"  # GET /v2/registry
+# GET /v2/registry/docker-credentials lists registry:read and registry:update. (A maintainer in
+# action-doctl#83 once said read-write needs registry:create; the spec is what we name.)
+SCOPES_PUSH = ("registry:read", "registry:update")
+# POST /v2/kubernetes/registry (add the registry to clusters: link-registry).
+SCOPES_LINK = ("kubernetes:create", "kubernetes:update")
 
 HOW_TO_CREATE = "https://docs.digitalocean.com/reference/api/create-personal-access-token/"
 PER_PAGE = 200  # the spec's maximum: most accounts need a single request
@@ -69,6 +72,7 @@ NAMES_SHOWN = 20
 SEVEN_DAYS = 7 * 24 * 3600  # what the API gives for expiry_seconds=0
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_REGISTRY_NAME = re.compile(r"^[a-z0-9-]{1,63}$")  # the spec's pattern for registry names
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: anything else breaks the header
 
 
@@ -93,6 +97,8 @@ class Cluster:
     region: str | None = None
     endpoint: str | None = None
     status: str | None = None
+    registry_enabled: bool | None = None  # is a container registry integrated with the cluster?
+    registries: tuple[str, ...] = ()  # which ones (DOCR registry names)
 
     @property
     def label(self) -> str:
@@ -344,9 +350,9 @@ class DigitalOcean:
     def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
         """Read-write DOCR login (user, password) for `registry` (host, or host/name).
 
-        `GET /v2/registry/docker-credentials` is not in our spec subset (and deprecated upstream
-        in favour of the multi-registry path, which is missing these query parameters); it is
-        the call doctl's `registry login` makes. Tested against our stand-in only.
+        `GET /v2/registry/docker-credentials`, the call doctl's `registry login` makes. It is
+        deprecated upstream in favour of `/v2/registries/{name}/docker-credentials`, whose spec
+        entry lacks the `read_write` and `expiry_seconds` parameters we need.
         """
         _check_expiry(expiry_seconds)
         host = registry.strip().split("/", 1)[0]
@@ -354,7 +360,7 @@ class DigitalOcean:
             self._get(
                 f"{self.api_url}/v2/registry/docker-credentials",
                 {"read_write": "true", "expiry_seconds": expiry_seconds},
-                (SCOPE_REGISTRY_READ, SCOPE_REGISTRY_WRITE),
+                SCOPES_PUSH,
                 "get push credentials for the container registry",
             )
         )
@@ -373,6 +379,44 @@ class DigitalOcean:
             raise ServiceError(SERVICE, "registry credentials are not base64 `user:password`")
         return user, password
 
+    # -- registry integration (link-registry) --------------------------------------------------
+
+    def registry_name(self) -> str:
+        """The account's container registry name (`GET /v2/registry`)."""
+        body = self._json(
+            self._get(
+                f"{self.api_url}/v2/registry",
+                None,
+                SCOPE_REGISTRY_READ,
+                "read the container registry",
+                not_found=(
+                    "this DigitalOcean account has no container registry",
+                    "Create one (doctl registry create NAME), or push the image elsewhere.",
+                ),
+            )
+        )
+        registry = body.get("registry")
+        name = registry.get("name") if isinstance(registry, dict) else None
+        if not isinstance(name, str) or not _REGISTRY_NAME.match(name):
+            raise ServiceError(SERVICE, "registry response has no valid `registry.name`")
+        return name
+
+    def link_registry(self, cluster_id: str) -> bool:
+        """Integrate the account's registry with the cluster (`POST /v2/kubernetes/registry`), so
+        DigitalOcean puts a `registry-<name>` pull secret into the cluster's namespaces. Returns
+        False without a write when the cluster already has it (`registry_enabled`)."""
+        if self.get_cluster(cluster_id).registry_enabled:
+            return False
+        self._send(
+            "POST",
+            f"{self.api_url}/v2/kubernetes/registry",
+            {"cluster_uuids": [cluster_id]},
+            SCOPES_LINK,
+            "add the container registry to the cluster",
+            cluster_id=cluster_id,
+        )
+        return True
+
     # -- HTTP -----------------------------------------------------------------------------------
 
     def _cluster_url(self, cluster_id: str) -> str:
@@ -389,20 +433,43 @@ class DigitalOcean:
         *,
         cluster_id: str = "",
         accept: str = "",
+        not_found: tuple[str, str] | None = None,
     ) -> requests.Response:
         headers = {"Accept": accept} if accept else None
         try:
             response = self._session.get(url, params=params, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise ServiceError(
-                SERVICE,
-                f"could not {action}: {_reason(exc)} (after retries)",
-                hint=f"Check that {self.api_url} is reachable from this runner.",
-            ) from None
+            raise self._unreachable(action, exc) from None
         if response.ok:
             return response
         scopes = (scope,) if isinstance(scope, str) else scope
+        raise _http_error(response, scopes, action, cluster_id, not_found)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: Mapping[str, Any],
+        scopes: tuple[str, ...],
+        action: str,
+        *,
+        cluster_id: str = "",
+    ) -> requests.Response:
+        """A write: JSON body, no retries (only GETs are retried)."""
+        try:
+            response = self._session.request(method, url, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise self._unreachable(action, exc) from None
+        if response.ok:
+            return response
         raise _http_error(response, scopes, action, cluster_id)
+
+    def _unreachable(self, action: str, exc: requests.RequestException) -> ServiceError:
+        return ServiceError(
+            SERVICE,
+            f"could not {action}: {_reason(exc)} (after retries)",
+            hint=f"Check that {self.api_url} is reachable from this runner.",
+        )
 
     def _json(self, response: requests.Response) -> dict[str, Any]:
         try:
@@ -480,12 +547,18 @@ def _cluster(item: Mapping[str, Any]) -> Cluster:
         raise ServiceError(SERVICE, "a cluster in the response has no id or name")
     status = item.get("status")
     state = status.get("state") if isinstance(status, dict) else None
+    enabled = item.get("registry_enabled")
+    registries = item.get("registries")
     return Cluster(
         id=cid,
         name=name,
         region=_str_or_none(item.get("region")),
         endpoint=_str_or_none(item.get("endpoint")),
         status=_str_or_none(state),
+        registry_enabled=enabled if isinstance(enabled, bool) else None,
+        registries=tuple(r for r in registries if isinstance(r, str))
+        if isinstance(registries, list)
+        else (),
     )
 
 
@@ -574,7 +647,11 @@ def _request_id(response: requests.Response, body: object = None) -> str:
 
 
 def _http_error(
-    response: requests.Response, scopes: tuple[str, ...], action: str, cluster_id: str
+    response: requests.Response,
+    scopes: tuple[str, ...],
+    action: str,
+    cluster_id: str,
+    not_found: tuple[str, str] | None = None,
 ) -> InputError | ServiceError:
     try:
         body: object = response.json()
@@ -599,10 +676,20 @@ def _http_error(
         needed = " and ".join(f"`{s}`" for s in scopes)
         plural = "s" if len(scopes) > 1 else ""
         return InputError(
-            f"the token may not {action}: it lacks the {needed} scope{plural} ({detail})",
+            f"the token may not {action}: it needs the {needed} scope{plural} ({detail})",
             where="digitalocean-token",
             hint=f"Give the token the {needed} scope{plural} (custom scopes), "
             "or use a full-access token.",
+        )
+    if status == 404 and not_found is not None:
+        return InputError(
+            f"{not_found[0]} ({detail})", where="digitalocean-token", hint=not_found[1]
+        )
+    if status == 412 and "/v2/registry" in urlsplit(response.url).path:
+        return InputError(
+            f"the account has several container registries, which /v2/registry cannot serve ({detail})",
+            where="digitalocean-token",
+            hint="Integrate the registry with the cluster in the control panel or with doctl.",
         )
     if status == 404 and cluster_id:
         return InputError(

@@ -1,7 +1,7 @@
 """`scripts/stack up|down|status|env`: the local stack the tests and the demo run against.
 
 Components, in order: binaries (scripts/build-binaries) -> controlplane (stack/controlplane.py)
--> docker (stack/docker_side.py) -> digitalocean (tests/fakes/digitalocean.py). State lives in
+-> docker (stack/docker_side.py) -> digitalocean (stack/digitalocean.py). State lives in
 `$DJK_STACK_DIR` (default ~/.cache/django-k8s-deploy/stack): state.json (pids, ports, env),
 logs/<component>.log. `down` stops exactly the processes `up` recorded and keeps logs and caches.
 """
@@ -28,7 +28,7 @@ from typing import Any
 from stack import REPO_ROOT, Proc, StackError, controlplane, is_running, spawn, stop, wait_for
 
 OPTIONAL = ("docker", "digitalocean")
-FAKE_DO = REPO_ROOT / "tests" / "fakes" / "digitalocean.py"
+FAKE_DO = REPO_ROOT / "stack" / "digitalocean.py"
 CLUSTER_NAME = "djk-local"
 
 

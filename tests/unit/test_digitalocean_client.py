@@ -19,22 +19,23 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import yaml
+from openapi_core.exceptions import OpenAPIError
 from openapi_core.templating.paths.exceptions import PathNotFound
 from openapi_core.validation.request.exceptions import ParameterValidationError
 from openapi_core.validation.response.exceptions import HeaderValidationError, InvalidData
 from openapi_schema_validator import OAS30Validator
 
-from deployer import __version__
+from deployer import __version__, digitalocean
 from deployer.digitalocean import Cluster, DigitalOcean, Kubeconfig, RetryPolicy
 from deployer.errors import DeployError, InputError, ServiceError
-from tests import contract
-from tests.fakes.digitalocean import (
+from stack.digitalocean import (
     AdminKubeconfig,
     FakeDigitalOcean,
     MintedToken,
     _Reply,
     cluster_id_for,
 )
+from tests import contract
 
 TOKEN = "dop_v1_" + "5ecre7" * 10 + "abcd"
 NAME = "djk-local"
@@ -121,6 +122,7 @@ def test_name_lookup_follows_every_page_to_the_last(
         region="nyc1",
         endpoint="https://127.0.0.1:6443",
         status="running",
+        registry_enabled=False,
     )
     assert queries(fake) == [
         {"per_page": ["200"]},
@@ -315,6 +317,81 @@ def test_registry_credentials_for_another_host_are_refused(
     )
 
 
+# -- the registry integration (link-registry) --------------------------------------------------
+
+
+def test_the_registry_name_comes_from_the_registry_endpoint(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    assert client.registry_name() == "djk-local"
+    assert [(e["method"], e["path"]) for e in fake.requests] == [("GET", "/v2/registry")]
+
+
+def test_linking_adds_the_registry_once_and_then_only_reads(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    assert client.get_cluster(CLUSTER_ID).registry_enabled is False
+
+    assert client.link_registry(CLUSTER_ID) is True
+    assert client.link_registry(CLUSTER_ID) is False
+
+    assert [(e["method"], e["path"], e["status"]) for e in fake.requests[1:]] == [
+        ("GET", f"/v2/kubernetes/clusters/{CLUSTER_ID}", 200),
+        ("POST", "/v2/kubernetes/registry", 204),
+        ("GET", f"/v2/kubernetes/clusters/{CLUSTER_ID}", 200),
+    ]
+    assert json.loads(fake.requests[2]["body"]) == {"cluster_uuids": [CLUSTER_ID]}
+    assert fake.requests[2]["headers"]["content-type"] == "application/json"
+    linked = client.get_cluster(CLUSTER_ID)
+    assert (linked.registry_enabled, linked.registries) == (True, ("djk-local",))
+
+
+def test_a_failed_link_is_not_retried_and_says_what_it_tried(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    fake.configure({"faults": [{"endpoint": "kubernetes_add_registry", "status": 503, "count": 9}]})
+
+    err = failure(lambda: client.link_registry(CLUSTER_ID))
+
+    assert isinstance(err, ServiceError)
+    assert str(err).startswith(
+        "DigitalOcean API: could not add the container registry to the cluster: HTTP 503"
+    )
+    assert [e["method"] for e in fake.requests] == ["GET", "POST"]  # a write is never repeated
+
+
+def test_an_account_without_a_registry_is_told_so(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    fake.configure({"faults": [{"endpoint": "registry_get", "status": 404}]})
+    err = failure(client.registry_name)
+    assert isinstance(err, InputError)
+    assert str(err).startswith(
+        "digitalocean-token: this DigitalOcean account has no container registry (HTTP 404"
+    )
+
+
+def test_a_fault_switch_hits_only_its_endpoint(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    fake.configure({"faults": [{"endpoint": "registry_get", "status": 429, "count": 99}]})
+
+    assert client.registry_credentials("registry.digitalocean.com", 600)[0] == "docr-user"
+    assert client.get_cluster(CLUSTER_ID).id == CLUSTER_ID
+    err = failure(client.registry_name)
+
+    assert str(err).startswith("DigitalOcean API: rate limited while trying to read the container")
+    statuses = [e["status"] for e in fake.requests]
+    assert statuses[:2] == [200, 200]
+    assert set(statuses[2:]) == {429}
+    assert len(statuses) > 3  # the rate-limited read was retried
+
+
+def test_a_fault_switch_for_an_unknown_endpoint_is_refused(fake: FakeDigitalOcean) -> None:
+    with pytest.raises(ValueError, match="fault endpoint must be one of"):
+        fake.configure({"faults": [{"endpoint": "droplets_list"}]})
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -360,9 +437,15 @@ def test_a_wrong_token_is_rejected_by_the_stand_in(fake: FakeDigitalOcean) -> No
             "may not fetch cluster credentials",
         ),
         (
-            "registry:create",
+            "registry:update",
             lambda do: do.registry_credentials("registry.digitalocean.com", 600),
             "may not get push credentials for the container registry",
+        ),
+        ("registry:read", lambda do: do.registry_name(), "may not read the container registry"),
+        (
+            "kubernetes:update",
+            lambda do: do.link_registry(CLUSTER_ID),
+            "may not add the container registry to the cluster",
         ),
     ],
 )
@@ -379,10 +462,33 @@ def test_a_missing_scope_is_named(
 
     assert isinstance(err, InputError)
     assert err.where == "digitalocean-token"
-    assert str(err).startswith(f"digitalocean-token: the token {says}: it lacks the ")
+    assert str(err).startswith(f"digitalocean-token: the token {says}: it needs the ")
     assert f"`{scope}`" in str(err)
     assert 'HTTP 403 forbidden "You do not have access for the attempted action."' in str(err)
-    assert len(fake.requests) == 1
+    assert fake.requests[-1]["status"] == 403
+
+
+def test_the_scopes_the_client_names_are_the_ones_the_spec_lists() -> None:
+    raw = yaml.safe_load(contract.SPEC_PATH.read_text())
+    listed = {
+        (method.upper(), path): tuple(op["security"][0]["bearer_auth"])
+        for path, ops in raw["paths"].items()
+        for method, op in ops.items()
+    }
+    assert listed == {
+        ("GET", "/v2/kubernetes/clusters"): (digitalocean.SCOPE_READ,),
+        ("GET", "/v2/kubernetes/clusters/{cluster_id}"): (digitalocean.SCOPE_READ,),
+        ("GET", "/v2/kubernetes/clusters/{cluster_id}/kubeconfig"): (digitalocean.SCOPE_ACCESS,),
+        ("GET", "/v2/kubernetes/clusters/{cluster_id}/credentials"): (digitalocean.SCOPE_ACCESS,),
+        ("POST", "/v2/kubernetes/registry"): digitalocean.SCOPES_LINK,
+        ("GET", "/v2/registry"): (digitalocean.SCOPE_REGISTRY_READ,),
+        ("GET", "/v2/registry/docker-credentials"): digitalocean.SCOPES_PUSH,
+    }
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for scope in {s for scopes in listed.values() for s in scopes}:
+        assert f"`{scope}`" in readme, scope
+    assert "registry:write" not in readme
+    assert "registry:create" not in readme
 
 
 def test_an_unknown_cluster_id_names_the_cluster_input(
@@ -637,6 +743,28 @@ def test_the_contract_check_rejects_a_non_integer_rate_limit_header(
     entry["response_headers"] = {**entry["response_headers"], "ratelimit-reset": "soon"}
 
     with pytest.raises(HeaderValidationError):
+        contract.check_exchange(entry)
+
+
+def test_the_contract_check_rejects_a_link_request_without_cluster_ids(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    client.link_registry(CLUSTER_ID)
+    entry = dict(fake.requests[1])
+    entry["body"] = json.dumps({"cluster_uuids": "not-a-list"})
+
+    with pytest.raises(OpenAPIError):
+        contract.check_request(entry)
+
+
+def test_the_contract_check_rejects_a_registry_without_a_name_pattern(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    client.registry_name()
+    entry = dict(fake.requests[0])
+    entry["response_body"] = json.dumps({"registry": {"name": "Not A Name!"}})
+
+    with pytest.raises(InvalidData):
         contract.check_exchange(entry)
 
 

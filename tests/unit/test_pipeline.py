@@ -15,7 +15,7 @@ from deployer import pipeline
 from deployer.github import Reporter
 from deployer.settings import Settings
 from deployer.watch import RolloutResult
-from tests.fakes.digitalocean import FakeDigitalOcean
+from stack.digitalocean import FakeDigitalOcean
 
 TOKEN = "dop_v1_" + "a" * 64
 

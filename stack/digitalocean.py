@@ -1,10 +1,10 @@
-"""A DigitalOcean API stand-in: the four DOKS endpoints of our spec subset, plus DOCR login.
+"""A DigitalOcean API stand-in: every endpoint the action calls (tests/spec/digitalocean-openapi).
 
 Standard library only (the stack runs it with the system python3; PyYAML must not be needed).
 
-Run by the stack:
+Run by the stack (stack/cli.py):
 
-    python3 tests/fakes/digitalocean.py --port-file F --admin-kubeconfig K \\
+    python3 stack/digitalocean.py --port-file F --admin-kubeconfig K \\
         --service-account kube-system/do-deployer --access-token T [--cluster-name NAME]
 
 It binds 127.0.0.1 (port 0 unless --port), writes the port to F once it listens, logs one line
@@ -22,8 +22,17 @@ Behaviour, deliberately as the real API where we know it:
   single page holds everything). Stricter than the real API: out-of-range or non-integer query
   values get 400 `bad_request`, so a client bug shows up instead of being clamped away.
 - `/kubeconfig` answers `application/yaml` (block YAML, scalars JSON-quoted), `/credentials` JSON.
-- `GET /v2/registry/docker-credentials?read_write=&expiry_seconds=` (not in the spec subset):
+- `GET /v2/registry/docker-credentials?read_write=&expiry_seconds=`:
   `{"auths": {<registry host>: {"auth": base64(user:password)}}}`.
+- `GET /v2/registry`: the account's one registry (`--registry-name`).
+- `POST /v2/kubernetes/registry` `{"cluster_uuids": [...]}` -> 204: records the registry
+  integration (the cluster then shows `registry_enabled: true`, `registries: [name]`) and, when run
+  with an admin kubeconfig, does in the stack's cluster what DigitalOcean documents its DOSecret
+  operator to do: a `registry-<name>` Secret of type kubernetes.io/dockerconfigjson in every
+  namespace (new ones too, checked every second), named in each namespace's `default`
+  ServiceAccount's `imagePullSecrets`, so the ServiceAccount admission plugin copies it into every
+  new pod that names no pull secret itself. Pods created before that keep pulling without it, as
+  on DOKS.
 
 Control endpoints on the same server (no auth; never logged as API requests):
 - `POST /_fake/faults` JSON, any of:
@@ -31,8 +40,12 @@ Control endpoints on the same server (no auth; never logged as API requests):
   - `"faults": [rule, ...]` - queued rules; a rule applies to the next `count` (default 1) API
     requests whose path contains `path` (default: all), after letting `skip` of them through:
     `delay` seconds, then (if `status`) that error, with `retry_after` (seconds) and/or
-    `ratelimit_reset_in` (seconds; also sets remaining to 0). The first live rule wins.
+    `ratelimit_reset_in` (seconds; also sets remaining to 0). `endpoint` (an operationId from
+    the spec, e.g. `registry_get`, `kubernetes_add_registry`; see `OPERATIONS`) limits a rule to
+    that one endpoint: the fault switch per endpoint. The first live rule wins.
   - `"forbid_scopes": ["kubernetes:access_cluster", ...]` - 403 for endpoints needing them
+  - `"unlink_registry": true` - forget the registry integration (the reset does too); what it
+    put into the cluster stays
   - `"filler_clusters": N` - N extra clusters listed before the real one (forces pages)
   - `"add_clusters": [{"name": ..., "region": ...}]` - e.g. a duplicate name
 - `GET /_fake/faults` - the current switches; `POST /_fake/reset` - same as `"reset": true`
@@ -70,6 +83,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 CLUSTER_ID_NAMESPACE = uuid.UUID("6f1c2a63-1b0e-4d5e-9a57-5d0d3c1e7a10")
 DEFAULT_CLUSTER_NAME = "djk-local"
 DEFAULT_REGISTRY = "registry.digitalocean.com"
+DEFAULT_REGISTRY_NAME = "djk-local"
+SYNC_INTERVAL_S = 1.0  # how often the DOSecret stand-in looks for namespaces without the secret
 SEVEN_DAYS = 7 * 24 * 3600
 MIN_TOKEN_SECONDS = 600  # kube-apiserver rejects TokenRequests shorter than 10 minutes
 RATE_LIMIT = 5000
@@ -88,8 +103,40 @@ ERRORS = {
 }
 
 CLUSTERS_PATH = "/v2/kubernetes/clusters"
-REGISTRY_PATH = "/v2/registry/docker-credentials"
+REGISTRY_PATH = "/v2/registry"
+DOCKER_CREDENTIALS_PATH = "/v2/registry/docker-credentials"
+LINK_PATH = "/v2/kubernetes/registry"
 _CLUSTER_PATH = re.compile(r"^/v2/kubernetes/clusters/([^/]+)(/kubeconfig|/credentials)?$")
+
+# The spec's operationIds (and what each needs), by method and path.
+OPERATIONS = {
+    "kubernetes_list_clusters": ("GET", CLUSTERS_PATH, {"kubernetes:read"}),
+    "kubernetes_get_cluster": ("GET", CLUSTERS_PATH + "/{cluster_id}", {"kubernetes:read"}),
+    "kubernetes_get_kubeconfig": (
+        "GET",
+        CLUSTERS_PATH + "/{cluster_id}/kubeconfig",
+        {"kubernetes:access_cluster"},
+    ),
+    "kubernetes_get_credentials": (
+        "GET",
+        CLUSTERS_PATH + "/{cluster_id}/credentials",
+        {"kubernetes:access_cluster"},
+    ),
+    "kubernetes_add_registry": ("POST", LINK_PATH, {"kubernetes:create", "kubernetes:update"}),
+    "registry_get": ("GET", REGISTRY_PATH, {"registry:read"}),
+    # read_write=true needs registry:update too (the spec lists both scopes).
+    "registry_get_dockerCredentials": ("GET", DOCKER_CREDENTIALS_PATH, {"registry:read"}),
+}
+
+
+def operation_of(method: str, path: str) -> str | None:
+    """The operationId a request goes to, or None when the stand-in has no such endpoint."""
+    match = _CLUSTER_PATH.match(path)
+    template = f"{CLUSTERS_PATH}/{{cluster_id}}{match.group(2) or ''}" if match else path
+    for name, (verb, route, _) in OPERATIONS.items():
+        if verb == method and route == template:
+            return name
+    return None
 
 
 def cluster_id_for(name: str, index: int = 0) -> str:
@@ -191,17 +238,12 @@ def _kubeconfig_values(text: str) -> dict[str, str]:
     return values
 
 
-class TokenRequestMinter:
-    """Mints real service-account tokens with TokenRequest, as the admin of the apiserver."""
+class AdminClient:
+    """Just enough of a Kubernetes API client, as the admin of the stack's apiserver."""
 
-    def __init__(self, admin: AdminKubeconfig, service_account: str) -> None:
-        namespace, sep, name = service_account.partition("/")
-        if not sep or not namespace or not name:
-            raise ValueError(f"--service-account must be NAMESPACE/NAME, got {service_account!r}")
+    def __init__(self, admin: AdminKubeconfig) -> None:
         self.admin = admin
-        self.url = (
-            f"{admin.server.rstrip('/')}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
-        )
+        self.server = admin.server.rstrip("/")
         self._dir = tempfile.mkdtemp(prefix="fake-do-")  # private (0700); removed by close()
         self.context = ssl.create_default_context(cadata=base64.b64decode(admin.ca_data).decode())
         if admin.client_cert and admin.client_key:
@@ -214,24 +256,113 @@ class TokenRequestMinter:
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
+        """(status, parsed JSON body); HTTP errors are returned, not raised."""
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        if self.admin.token:
+            headers["Authorization"] = f"Bearer {self.admin.token}"
+        request = urllib.request.Request(  # noqa: S310 - the URL is the admin kubeconfig's https
+            self.server + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, context=self.context, timeout=10) as response:  # noqa: S310
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                try:
+                    return exc.code, json.load(exc)
+                except ValueError:
+                    return exc.code, None
+
+
+class TokenRequestMinter:
+    """Mints real service-account tokens with TokenRequest, as the admin of the apiserver."""
+
+    def __init__(self, admin: AdminClient, service_account: str) -> None:
+        namespace, sep, name = service_account.partition("/")
+        if not sep or not namespace or not name:
+            raise ValueError(f"--service-account must be NAMESPACE/NAME, got {service_account!r}")
+        self.client = admin
+        self.path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+
     def __call__(self, expiry_seconds: int) -> MintedToken:
         body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
             "spec": {"expirationSeconds": max(expiry_seconds, MIN_TOKEN_SECONDS)},
         }
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.admin.token:
-            headers["Authorization"] = f"Bearer {self.admin.token}"
-        request = urllib.request.Request(  # noqa: S310 - the URL is the admin kubeconfig's https
-            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
-        with urllib.request.urlopen(request, context=self.context, timeout=10) as response:  # noqa: S310
-            status = json.load(response)["status"]
+        code, answer = self.client.call("POST", self.path, body)
+        if code != 201 or not isinstance(answer, dict):
+            raise OSError(f"TokenRequest answered HTTP {code}")
+        status = answer["status"]
         return MintedToken(
             token=status["token"],
             expires_at=datetime.fromisoformat(status["expirationTimestamp"]),
         )
+
+
+class PullSecretOperator:
+    """What DOKS's DOSecret operator does once a registry is integrated with the cluster: a
+    `registry-<name>` dockerconfigjson Secret in every namespace, named in the imagePullSecrets of
+    each namespace's `default` ServiceAccount (so new pods that name no pull secret get it)."""
+
+    def __init__(self, client: AdminClient, log: Callable[[str], None]) -> None:
+        self.client = client
+        self.log = log
+        self._done: set[str] = set()  # namespace uids already served
+
+    def forget(self) -> None:
+        self._done.clear()
+
+    def sync(self, secret_name: str, dockerconfigjson: bytes) -> None:
+        code, namespaces = self.client.call("GET", "/api/v1/namespaces")
+        if code != 200 or not isinstance(namespaces, dict):
+            self.log(f"DOSecret: cannot list namespaces (HTTP {code})")
+            return
+        for item in namespaces.get("items", []):
+            meta = item.get("metadata", {})
+            uid, ns = meta.get("uid", ""), meta.get("name", "")
+            if uid in self._done or meta.get("deletionTimestamp"):
+                continue
+            if self._serve(ns, secret_name, dockerconfigjson):
+                self._done.add(uid)
+
+    def _serve(self, ns: str, name: str, dockerconfigjson: bytes) -> bool:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(dockerconfigjson).decode()},
+        }
+        code, _ = self.client.call("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
+        if code not in (201, 409):
+            return False
+        sa_path = f"/api/v1/namespaces/{ns}/serviceaccounts/default"
+        code, account = self.client.call("GET", sa_path)
+        if code != 200 or not isinstance(account, dict):
+            return False  # the controller-manager has not made it yet: next round
+        pulls = account.get("imagePullSecrets") or []
+        if any(p.get("name") == name for p in pulls):
+            return True
+        patch = {
+            "metadata": {"resourceVersion": account["metadata"]["resourceVersion"]},
+            "imagePullSecrets": [*pulls, {"name": name}],
+        }
+        code, _ = self.client.call("PATCH", sa_path, patch, "application/merge-patch+json")
+        if code == 200:
+            self.log(f"DOSecret: {ns}/serviceaccount/default pulls with secret {name}")
+        return code == 200
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -244,6 +375,7 @@ class FakeCluster:
     region: str
     endpoint: str
     created_at: str = "2026-01-05T10:00:00Z"
+    registries: list[str] = field(default_factory=list)  # integrated DOCR registry names
 
     def to_api(self) -> dict[str, Any]:
         """A cluster object as the API returns it (schema `cluster_read`)."""
@@ -289,8 +421,8 @@ class FakeCluster:
             "created_at": self.created_at,
             "updated_at": self.created_at,
             "surge_upgrade": False,
-            "registry_enabled": False,
-            "registries": None,
+            "registry_enabled": bool(self.registries),
+            "registries": list(self.registries) or None,
             "ha": False,
             "control_plane_firewall": None,
             "sso": {"enabled": False, "required": False},
@@ -305,6 +437,7 @@ class FaultRule:
     ratelimit_reset_in: int | None = None
     delay: float = 0.0
     path: str = ""
+    endpoint: str = ""  # an operationId (OPERATIONS): only requests to that endpoint
     skip: int = 0  # let this many matching requests through first
 
     @classmethod
@@ -314,7 +447,14 @@ class FaultRule:
         rule = cls(**raw)
         if rule.status is not None and rule.status not in ERRORS:
             raise ValueError(f"fault status must be one of {sorted(ERRORS)}")
+        if rule.endpoint and rule.endpoint not in OPERATIONS:
+            raise ValueError(f"fault endpoint must be one of {sorted(OPERATIONS)}")
         return rule
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.count <= 0 or self.path not in path:
+            return False
+        return not self.endpoint or operation_of(method, path) == self.endpoint
 
 
 @dataclass
@@ -338,7 +478,9 @@ class FakeDigitalOcean:
         ca_data: str = base64.b64encode(b"not a real CA").decode(),
         token_minter: TokenMinter = random_minter,
         registry: str = DEFAULT_REGISTRY,
+        registry_name: str = DEFAULT_REGISTRY_NAME,
         registry_login: tuple[str, str] | None = None,
+        operator: PullSecretOperator | None = None,
         port: int = 0,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -348,7 +490,14 @@ class FakeDigitalOcean:
         self.ca_data = ca_data
         self.token_minter = token_minter
         self.registry = registry
+        self.registry_name = registry_name
         self.registry_login = registry_login
+        # Read-only pull credentials the DOSecret stand-in puts into the cluster (made once).
+        pull = base64.b64encode(f"pull-{secrets.token_hex(8)}:{secrets.token_hex(16)}".encode())
+        self.pull_config = json.dumps({"auths": {DEFAULT_REGISTRY: {"auth": pull.decode()}}})
+        self.operator = operator
+        self._stopping = threading.Event()
+        self._syncer: threading.Thread | None = None
         self.log = log or (lambda line: None)
         self.link_base: str | None = None  # tests point next-page links elsewhere with it
         self._lock = threading.Lock()
@@ -377,6 +526,9 @@ class FakeDigitalOcean:
         self._httpd.serve_forever(poll_interval=0.05)  # stop() returns within 50 ms
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._syncer is not None:
+            self._syncer.join(timeout=5)
         if self._thread is not None:  # shutdown() would wait forever on a server never started
             self._httpd.shutdown()
         self._httpd.server_close()
@@ -399,9 +551,19 @@ class FakeDigitalOcean:
         self.requests: list[dict[str, Any]] = []
         self.remaining = RATE_LIMIT
         self.window_start = time.time()
+        self.cluster.registries = []
+        if self.operator is not None:
+            self.operator.forget()
 
     def configure(self, switches: dict[str, Any]) -> dict[str, Any]:
-        known = {"reset", "faults", "forbid_scopes", "filler_clusters", "add_clusters"}
+        known = {
+            "reset",
+            "faults",
+            "forbid_scopes",
+            "filler_clusters",
+            "add_clusters",
+            "unlink_registry",
+        }
         if not isinstance(switches, dict) or not set(switches) <= known:
             raise ValueError(f"fault switches must be an object with keys from {sorted(known)}")
         rules = [FaultRule.parse(r) for r in switches.get("faults", [])]
@@ -413,6 +575,10 @@ class FakeDigitalOcean:
                 self.forbidden_scopes = {str(s) for s in switches["forbid_scopes"]}
             if "filler_clusters" in switches:
                 self.filler_clusters = int(switches["filler_clusters"])
+            if switches.get("unlink_registry"):
+                self.cluster.registries = []
+                if self.operator is not None:
+                    self.operator.forget()
             for extra in switches.get("add_clusters", []):
                 name = str(extra["name"])
                 index = 1 + sum(c.name == name for c in self.extra_clusters)
@@ -428,6 +594,7 @@ class FakeDigitalOcean:
             "forbid_scopes": sorted(self.forbidden_scopes),
             "filler_clusters": self.filler_clusters,
             "add_clusters": [{"name": c.name, "region": c.region} for c in self.extra_clusters],
+            "registry_linked": [c.id for c in [self.cluster, *self.extra_clusters] if c.registries],
         }
 
     def all_clusters(self) -> list[FakeCluster]:
@@ -445,10 +612,10 @@ class FakeDigitalOcean:
 
     # -- request handling
 
-    def _next_fault(self, path: str) -> FaultRule | None:
+    def _next_fault(self, method: str, path: str) -> FaultRule | None:
         with self._lock:
             for rule in self.faults:
-                if rule.count > 0 and rule.path in path:
+                if rule.matches(method, path):
                     if rule.skip > 0:
                         rule.skip -= 1
                         return None
@@ -470,9 +637,11 @@ class FakeDigitalOcean:
             "ratelimit-reset": str(reset),
         }
 
-    def handle(self, method: str, target: str, headers: dict[str, str]) -> _Reply:
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes = b""
+    ) -> _Reply:
         parts = urlsplit(target)
-        rule = self._next_fault(parts.path)
+        rule = self._next_fault(method, parts.path)
         request_id = str(uuid.uuid4())
         if rule is not None and rule.delay:
             time.sleep(rule.delay)
@@ -486,10 +655,8 @@ class FakeDigitalOcean:
                 reply.headers["retry-after"] = str(rule.retry_after)
         elif auth_state != "ok":
             reply = _error(401, request_id)
-        elif method != "GET":
-            reply = _error(405, request_id)
         else:
-            reply = self._route(parts.path, parts.query, request_id)
+            reply = self._route(method, parts.path, parts.query, body, request_id)
         reply.headers.update(self._rate_headers(rule))
         reply.headers["x-request-id"] = request_id
         entry = {
@@ -498,6 +665,7 @@ class FakeDigitalOcean:
             "path": parts.path,
             "query": parts.query,
             "headers": {k: _redact(k, v) for k, v in headers.items()},
+            "body": body.decode(errors="replace"),
             "auth": auth_state,
             "status": reply.status,
             "response_headers": {"content-type": reply.content_type, **reply.headers},
@@ -507,25 +675,29 @@ class FakeDigitalOcean:
             self.requests.append(entry)
         return reply
 
-    def _route(self, path: str, query: str, request_id: str) -> _Reply:
+    def _route(self, method: str, path: str, query: str, body: bytes, request_id: str) -> _Reply:
+        operation = operation_of(method, path)
+        if operation is None:
+            known_path = any(route == path for _, route, _ in OPERATIONS.values())
+            return _error(405 if known_path else 404, request_id)
         try:
             params = _params(query)
-            if path == CLUSTERS_PATH:
-                self._need({"kubernetes:read"})
+            self._need(OPERATIONS[operation][2])
+            if operation == "kubernetes_list_clusters":
                 return self._list(params, request_id)
-            if path == REGISTRY_PATH:
-                read_write = _bool(params, "read_write")
-                self._need(
-                    {"registry:read", "registry:create"} if read_write else {"registry:read"}
-                )
+            if operation == "registry_get_dockerCredentials":
+                if _bool(params, "read_write"):
+                    self._need({"registry:update"})
                 return self._docker_credentials(_int(params, "expiry_seconds", 0, 0))
+            if operation == "registry_get":
+                return self._registry()
+            if operation == "kubernetes_add_registry":
+                return self._link(body, request_id)
             match = _CLUSTER_PATH.match(path)
-            if not match:
-                return _error(404, request_id)
+            assert match is not None
             with self._lock:
                 cluster = next((c for c in self.all_clusters() if c.id == match.group(1)), None)
             what = match.group(2)
-            self._need({"kubernetes:access_cluster"} if what else {"kubernetes:read"})
             if cluster is None:
                 return _error(404, request_id)
             if not what:
@@ -617,6 +789,62 @@ class FakeDigitalOcean:
                 "expires_at": rfc3339(minted.expires_at),
             },
         )
+
+    def _registry(self) -> _Reply:
+        created = "2026-01-05T10:00:00Z"
+        return _json(
+            200,
+            {
+                "registry": {
+                    "name": self.registry_name,
+                    "created_at": created,
+                    "region": self.cluster.region,
+                    "storage_usage_bytes": 0,
+                    "storage_usage_bytes_updated_at": created,
+                }
+            },
+        )
+
+    def _link(self, body: bytes, request_id: str) -> _Reply:
+        try:
+            request = json.loads(body or b"null")
+        except ValueError:
+            raise _BadRequest("the body is not JSON") from None
+        uuids = request.get("cluster_uuids") if isinstance(request, dict) else None
+        if not isinstance(uuids, list) or not uuids or not all(isinstance(u, str) for u in uuids):
+            raise _BadRequest("cluster_uuids must be a non-empty array of cluster ids")
+        with self._lock:
+            clusters = {c.id: c for c in self.all_clusters()}
+            if any(u not in clusters for u in uuids):
+                return _error(404, request_id)
+            for u in uuids:
+                if self.registry_name not in clusters[u].registries:
+                    clusters[u].registries.append(self.registry_name)
+        if self.cluster.id in uuids:
+            self._start_syncer()
+        return _Reply(204, b"", "")
+
+    def _start_syncer(self) -> None:
+        """The DOSecret stand-in: serve every namespace now, then new ones every second."""
+        if self.operator is None:
+            return
+        with self._lock:
+            if self._syncer is not None and self._syncer.is_alive():
+                return
+            self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
+            self._syncer.start()
+
+    def _sync_loop(self) -> None:
+        assert self.operator is not None
+        secret = f"registry-{self.registry_name}"
+        while not self._stopping.is_set():
+            if self.registry_name not in self.cluster.registries:
+                return  # unlinked (or reset): stop
+            try:
+                self.operator.sync(secret, self.pull_config.encode())
+            except (OSError, ValueError, KeyError) as exc:
+                self.log(f"DOSecret: {type(exc).__name__}: {exc}")
+            self._stopping.wait(SYNC_INTERVAL_S)
 
     def _docker_credentials(self, expiry: int) -> _Reply:
         del expiry  # the stand-in's registry login does not expire by itself
@@ -716,11 +944,12 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake.control(self.command, path, body)
         else:
             headers = {k.lower(): v for k, v in self.headers.items()}
-            reply = fake.handle(self.command, self.path, headers)
+            reply = fake.handle(self.command, self.path, headers, body)
             fake.log(f"{self.command} {path} -> {reply.status}")
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
+            if reply.content_type:
+                self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
             for key, value in reply.headers.items():
                 self.send_header(key, value)
@@ -755,6 +984,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--region", default="nyc1")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="host for docker-credentials")
     parser.add_argument(
+        "--registry-name", default=DEFAULT_REGISTRY_NAME, help="what GET /v2/registry names"
+    )
+    parser.add_argument(
         "--registry-login-file",
         type=Path,
         help="file with `user:password` handed out by docker-credentials (default: random)",
@@ -764,7 +996,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def _running(args: argparse.Namespace) -> Iterator[FakeDigitalOcean]:
-    admin = AdminKubeconfig.load(args.admin_kubeconfig)
+    admin = AdminClient(AdminKubeconfig.load(args.admin_kubeconfig))
     minter = TokenRequestMinter(admin, args.service_account)
     token = args.access_token or args.access_token_file.read_text().strip()
     login = None
@@ -776,11 +1008,13 @@ def _running(args: argparse.Namespace) -> Iterator[FakeDigitalOcean]:
             token,
             cluster_name=args.cluster_name,
             region=args.region,
-            server=admin.server,
-            ca_data=admin.ca_data,
+            server=admin.admin.server,
+            ca_data=admin.admin.ca_data,
             token_minter=minter,
             registry=args.registry,
+            registry_name=args.registry_name,
             registry_login=login,
+            operator=PullSecretOperator(admin, _stderr),
             port=args.port,
             log=_stderr,
         )
@@ -789,7 +1023,7 @@ def _running(args: argparse.Namespace) -> Iterator[FakeDigitalOcean]:
         finally:
             fake.stop()
     finally:
-        minter.close()
+        admin.close()
 
 
 def main(argv: list[str] | None = None) -> int:
