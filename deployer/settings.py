@@ -426,17 +426,21 @@ class InputErrors(InputError):
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h30m', '2.5m' or bare seconds '600' → seconds (> 0)."""
+    """'90s', '10m', '1h30m', '2.5m' → seconds (> 0). A bare number is refused: `timeout: 30`
+    means minutes in Azure/k8s-deploy and seconds in kubectl, so whichever we picked, someone
+    coming from the other would get a deploy that gives up after 30 s or waits half an hour."""
     text = text.strip()
     if len(text) > 32:
         raise ValueError(f"is not a duration: {text[:32]!r}…")
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        seconds = float(text)
-    else:
-        parts = _DURATION_PART_RE.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"is not a duration: {text!r}")
-        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+        raise ValueError(
+            f"`{text}` has no unit (seconds to kubectl, minutes to Azure/k8s-deploy): "
+            f"write {text}s or {text}m"
+        )
+    parts = _DURATION_PART_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"is not a duration: {text!r}")
+    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
     if not seconds > 0:
         raise ValueError(f"must be more than zero, got {text!r}")
     if seconds > MAX_TIMEOUT_S:  # also float('inf') from 400 nines, and 1e400 never parses

@@ -170,10 +170,19 @@ def test_manifest_globs_expand_in_order_without_duplicates(workspace: Path) -> N
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150), ("45", 45)]
+    ("text", "seconds"), [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150), ("45s", 45)]
 )
 def test_durations(text: str, seconds: float) -> None:
     assert settings.parse_duration(text) == seconds
+
+
+def test_a_timeout_without_a_unit_is_refused_with_both_readings(workspace: Path) -> None:
+    [problem] = problems(workspace, timeout="30")
+    assert problem.startswith(
+        "timeout: `30` has no unit (seconds to kubectl, minutes to Azure/k8s-deploy): "
+        "write 30s or 30m"
+    )
+    assert "\n" not in problem
 
 
 @pytest.mark.parametrize(
