@@ -145,13 +145,15 @@ def test_every_endpoint_answers_in_contract(do_env: dict[str, str]) -> None:
         exchange(do_env, cluster),
         exchange(do_env, f"{cluster}/kubeconfig", "expiry_seconds=600&type=token"),
         exchange(do_env, f"{cluster}/credentials", "expiry_seconds=600"),
+        exchange(do_env, "/v2/registry"),
+        exchange(do_env, "/v2/registry/docker-credentials", "read_write=true&expiry_seconds=600"),
         exchange(do_env, "/v2/kubernetes/clusters/00000000-0000-4000-8000-000000000000"),
         exchange(do_env, "/v2/kubernetes/clusters", token="dop_v1_not-the-token"),
     ]
 
     for entry in exchanges:
         contract.check_exchange(entry)
-    assert [e["status"] for e in exchanges] == [200, 200, 200, 200, 404, 401]
+    assert [e["status"] for e in exchanges] == [200, 200, 200, 200, 200, 200, 404, 401]
     for entry in exchanges:
         assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "x-request-id"} <= set(
             entry["response_headers"]
@@ -192,3 +194,60 @@ def test_faults_switched_over_http_reach_the_client(
     ).raise_for_status()
     with pytest.raises(InputError, match="kubernetes:access_cluster"):
         do.kubeconfig(do_env["DJK_CLUSTER_ID"], 600)
+
+
+def test_linking_the_registry_gives_every_namespace_a_pull_secret_new_pods_use(
+    do_env: dict[str, str], do: DigitalOcean, kube_admin: Any, namespace: str
+) -> None:
+    core = k8s.CoreV1Api(kube_admin)
+    secret = f"registry-{do.registry_name()}"
+
+    assert do.link_registry(do_env["DJK_CLUSTER_ID"]) is True
+    assert do.link_registry(do_env["DJK_CLUSTER_ID"]) is False  # already integrated: no write
+    later = f"{namespace}-later"  # a namespace made after the link is served too
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=later)))
+    try:
+        for ns in (namespace, later):
+            deadline = time.monotonic() + 30
+            while secret not in pull_secrets(core, ns):
+                assert time.monotonic() < deadline, (
+                    f"{ns}: default ServiceAccount never got {secret}"
+                )
+                time.sleep(0.2)
+            stored = core.read_namespaced_secret(secret, ns)
+            assert stored.type == "kubernetes.io/dockerconfigjson"
+            config = json.loads(base64.b64decode(stored.data[".dockerconfigjson"]))
+            assert set(config["auths"]) == {"registry.digitalocean.com"}
+        pod = core.create_namespaced_pod(
+            namespace,
+            k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(name="pulls-from-docr"),
+                spec=k8s.V1PodSpec(
+                    containers=[
+                        k8s.V1Container(name="app", image="registry.digitalocean.com/djk-local/a:1")
+                    ]
+                ),
+            ),
+        )
+        # The ServiceAccount admission plugin copied the secret into the pod, as on DOKS.
+        assert [s.name for s in pod.spec.image_pull_secrets] == [secret]
+    finally:
+        core.delete_namespace(later, propagation_policy="Background")
+
+    control = do_env["DJK_FAKE_DO_CONTROL"]
+    log = requests.get(f"{control}/requests", timeout=5).json()
+    assert [(e["method"], e["status"]) for e in log] == [
+        ("GET", 200),  # registry name
+        ("GET", 200),  # the cluster: not integrated yet
+        ("POST", 204),
+        ("GET", 200),  # the cluster: integrated
+    ]
+    for entry in log:
+        contract.check_request(entry)
+    switches = requests.get(f"{control}/faults", timeout=5).json()
+    assert switches["registry_linked"] == [do_env["DJK_CLUSTER_ID"]]
+
+
+def pull_secrets(core: Any, namespace: str) -> list[str]:
+    account = core.read_namespaced_service_account("default", namespace)
+    return [ref.name for ref in account.image_pull_secrets or []]
