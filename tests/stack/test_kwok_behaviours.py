@@ -263,6 +263,120 @@ def test_a_job_completes(cluster: Cluster) -> None:
     assert all(statuses(p)[0]["state"]["terminated"]["exitCode"] == 0 for p in pods)
 
 
+def job(name: str, behavior: str, *, duration: str, backoff_limit: int) -> dict[str, Any]:
+    """A migrate-shaped Job: one completion, restartPolicy Never, pods with a test behaviour."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {
+                "metadata": {
+                    "labels": {"app": name},
+                    "annotations": {BEHAVIOR: behavior, "deploy.test/duration": duration},
+                },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "migrate", "image": IMAGE}],
+                },
+            },
+        },
+    }
+
+
+def read_job(cluster: Cluster, name: str) -> dict[str, Any]:
+    found = client.BatchV1Api(cluster.api).read_namespaced_job(name, cluster.namespace)
+    return dict(cluster.api.sanitize_for_serialization(found))
+
+
+def test_a_complete_job_pod_runs_for_its_duration_then_succeeds_and_kubectl_wait_agrees(
+    cluster: Cluster, stack: dict[str, str]
+) -> None:
+    cluster.create(job("migrate", "complete", duration="2s", backoff_limit=0))
+    pod = wait_for(
+        "the pod Running",
+        lambda: next(
+            (p for p in cluster.pods("migrate") if p["status"]["phase"] == "Running"), None
+        ),
+        seen=lambda: cluster.pods("migrate"),
+    )
+    [running] = statuses(pod)
+    assert "running" in running["state"]
+    assert condition(read_job(cluster, "migrate"), "Complete") == {}
+    waited = kubectl(
+        stack,
+        "wait",
+        "--for=condition=complete",
+        "job/migrate",
+        "-n",
+        cluster.namespace,
+        "--timeout=25s",
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert "condition met" in waited.stdout
+    finished = read_job(cluster, "migrate")
+    assert condition(finished, "Complete")["status"] == "True"
+    assert finished["status"]["succeeded"] == 1
+    [pod] = cluster.pods("migrate")
+    assert pod["status"]["phase"] == "Succeeded"
+    [ended] = statuses(pod)
+    assert (ended["state"]["terminated"]["exitCode"], ended["state"]["terminated"]["reason"]) == (
+        0,
+        "Completed",
+    )
+    # the containers ran for the duration the annotation asked for (kwok's delay, not less)
+    ran = parse_time(ended["state"]["terminated"]["finishedAt"]) - parse_time(
+        ended["state"]["terminated"]["startedAt"]
+    )
+    assert ran.total_seconds() >= 1.0
+
+
+def test_a_fail_exit_job_pod_fails_with_that_exit_code_and_the_job_controller_gives_up(
+    cluster: Cluster,
+) -> None:
+    cluster.create(job("migrate", "fail-exit-3", duration="500ms", backoff_limit=1))
+
+    def failed() -> dict[str, Any] | None:
+        found = read_job(cluster, "migrate")
+        return found if condition(found, "Failed").get("status") == "True" else None
+
+    found = wait_for(
+        "the Job Failed", failed, timeout=60, seen=lambda: read_job(cluster, "migrate")
+    )
+    assert condition(found, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert condition(found, "FailureTarget")["status"] == "True"
+    # backoffLimit 1: the real Job controller retried once, so two pods failed
+    pods = cluster.pods("migrate")
+    assert found["status"]["failed"] == 2 == len(pods)
+    for pod in pods:
+        assert pod["status"]["phase"] == "Failed"
+        [ended] = statuses(pod)
+        assert (
+            ended["state"]["terminated"]["exitCode"],
+            ended["state"]["terminated"]["reason"],
+        ) == (
+            3,
+            "Error",
+        )
+
+
+def test_a_behaviour_typo_is_reported_on_the_pod(cluster: Cluster) -> None:
+    cluster.create(job("migrate", "fail-exit-nope", duration="1s", backoff_limit=0))
+
+    def reported() -> list[dict[str, Any]] | None:
+        pods = cluster.pods("migrate")
+        events = cluster.events(pods[0]) if pods else []
+        return [e for e in events if e["reason"] == "UnknownTestBehavior"] or None
+
+    [event] = wait_for(
+        "an UnknownTestBehavior event", reported, seen=lambda: cluster.pods("migrate")
+    )
+    assert "fail-exit-N" in event["message"]
+    [pod] = cluster.pods("migrate")
+    assert pod["status"]["phase"] == "Pending"
+
+
 # -- failing behaviours -------------------------------------------------------------------------
 
 
