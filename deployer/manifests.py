@@ -123,6 +123,8 @@ _APPLY_ORDER = (
     "PodDisruptionBudget",
     "Ingress",
 )
+# Kinds that change no running pod by themselves; everything the workloads may need.
+APPLIED_BEFORE_WORKLOADS = frozenset(_APPLY_ORDER[: _APPLY_ORDER.index("Deployment")])
 _WORKLOAD_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 )
@@ -846,6 +848,9 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
             used_by = f"volume {volume.get('name')}"
             found.append(("ConfigMap", volume.get("configMap") or {}, "name", used_by))
             found.append(("Secret", volume.get("secret") or {}, "secretName", used_by))
+            for source in (volume.get("projected") or {}).get("sources") or []:
+                found.append(("ConfigMap", source.get("configMap") or {}, "name", used_by))
+                found.append(("Secret", source.get("secret") or {}, "name", used_by))
         for pull in spec.get("imagePullSecrets") or []:
             # Never optional: the kubelet cannot pull without it.
             found.append(("Secret", {"name": pull.get("name")}, "name", "imagePullSecrets"))

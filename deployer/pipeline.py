@@ -10,7 +10,6 @@ report says what state the deploy left behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer import kubeconfig as kubeconfig_input
-from deployer import manifests
+from deployer import manifests, stamps
 from deployer.digitalocean import DigitalOcean
 from deployer.docker import BuildRequest, Docker
 from deployer.envfile import secret_manifest
@@ -288,15 +287,29 @@ def render(
         manifests.verify_images(
             documents, outcome.image_ref, settings.image, settings.placeholder, settings.workspace
         )
+        config_users = stamps.stamp_config_checksums(documents)
+        if config_users:
+            reporter.line(
+                "the ConfigMaps/Secrets of the manifests each workload uses: checksum on the pod "
+                f"templates of {', '.join(config_users)}"
+            )
         if settings.secrets:
             secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
+            # Pods read a Secret at start: its checksum rolls exactly the workloads using it.
+            users = stamps.stamp_checksum(
+                documents,
+                {("Secret", plan.namespace, settings.secret_name): secret},
+                SECRET_CHECKSUM_ANNOTATION,
+            )
             # Sorted with the rest: after config it may need, before the workloads that use it.
-            users = stamp_secret_checksum(documents, settings.secret_name, plan.namespace, secret)
             documents.append(manifests.Document(path=Path("secrets"), line=1, body=secret))
             reporter.line(
                 f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
                 + (f"; its checksum is on the pod templates of {', '.join(users)}" if users else "")
             )
+        cause = stamps.change_cause(settings.sha, settings.run_url)
+        if stamps.stamp_change_cause(documents, cause):
+            reporter.line(f"change cause (kubectl rollout history): {cause}")
         bodies = [d.body for d in manifests.apply_order(documents)]
         for d, label, image in manifests.images(documents):
             if image == outcome.image_ref:
@@ -305,28 +318,6 @@ def render(
 
 
 SECRET_CHECKSUM_ANNOTATION = "django-k8s-deploy/secrets-checksum"  # noqa: S105 - a name, not a secret
-
-
-def stamp_secret_checksum(
-    documents: list[manifests.Document], name: str, namespace: str, secret: dict[str, Any]
-) -> list[str]:
-    """Pods read a Secret at start: a changed env file alone would never reach running pods. A
-    checksum of its data on the pod template of every workload using it rolls those workloads
-    exactly when the values change (and never otherwise)."""
-    digest = hashlib.sha256(json.dumps(secret["data"], sort_keys=True).encode()).hexdigest()
-    users: list[str] = []
-    for d in documents:
-        template = manifests.pod_template(d)
-        uses = any(
-            (r.kind, r.name, r.namespace) == ("Secret", name, namespace)
-            for r in manifests.config_references([d])
-        )
-        if template is None or not uses:
-            continue
-        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-        annotations[SECRET_CHECKSUM_ANNOTATION] = f"sha256:{digest}"
-        users.append(f"{d.kind.lower()}/{d.name}")
-    return users
 
 
 def apply(

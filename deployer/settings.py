@@ -117,6 +117,7 @@ class Settings:
     pin_digest: bool = False
     force_conflicts: bool = True
     source_url: str = ""
+    run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False
 
     @property
@@ -382,6 +383,14 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         raise problems[0] if len(problems) == 1 else InputErrors(problems)
 
     server, repo = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_REPOSITORY", "")
+    run_id = env.get("GITHUB_RUN_ID", "")
+    # The run URL lands in cluster annotations: only a plain URL of plain parts, or nothing.
+    plain = (
+        re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?", server)
+        and re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo)
+        and re.fullmatch(r"[0-9]{1,20}", run_id)
+    )
+    run_url = f"{server}/{repo}/actions/runs/{run_id}" if plain else ""
     return Settings(
         image=image,
         sha=sha,
@@ -409,6 +418,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         pin_digest=flags["pin-digest"],
         force_conflicts=flags["force-conflicts"],
         source_url=f"{server}/{repo}" if server and repo else "",
+        run_url=run_url,
         github=github,
     )
 

@@ -348,14 +348,30 @@ def test_one_of_two_deployments_failing_fails_the_job_and_says_which(deploy: Dep
 def test_rollback_on_failure_returns_to_the_previous_revision(
     deploy: Deploy, stack: dict[str, str], namespace: str
 ) -> None:
+    def change_cause() -> str:
+        return kubectl(
+            stack,
+            "-n",
+            namespace,
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.kubernetes\\.io/change-cause}",
+        ).stdout
+
     good = deploy(app_manifests())
     assert good.exit_code == 0, good.log[-3000:]
+    good_cause = change_cause()
+    assert good_cause.startswith("django-k8s-deploy ")
     bad = deploy(
         app_manifests(web=deployment("web", replicas=2, behavior="crash-loop")),
         **{"rollback-on-failure": "true"},
     )
     assert bad.exit_code == 1
     assert "deployment/web was rolled back to revision" in bad.log
+    # the good run's change cause came back with its template (each run has its own run URL)
+    assert change_cause() == good_cause
     annotations = kubectl(
         stack,
         "-n",
@@ -575,6 +591,8 @@ def test_a_changed_env_file_rolls_the_workloads_that_use_it_and_an_unchanged_one
     deploy: Deploy, stack: dict[str, str], namespace: str
 ) -> None:
     def generation() -> str:
+        """The rollout revision: it counts template changes only (metadata.generation also
+        counts the change-cause annotation, which names each run)."""
         return kubectl(
             stack,
             "-n",
@@ -583,7 +601,7 @@ def test_a_changed_env_file_rolls_the_workloads_that_use_it_and_an_unchanged_one
             "deployment",
             "worker",
             "-o",
-            "jsonpath={.metadata.generation}",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
         ).stdout
 
     assert deploy(app_manifests()).exit_code == 0
@@ -594,3 +612,65 @@ def test_a_changed_env_file_rolls_the_workloads_that_use_it_and_an_unchanged_one
     result = deploy(app_manifests(), secrets=changed)
     assert result.exit_code == 0, result.log[-3000:]
     assert int(generation()) == int(before) + 1, "new secret values reach the pods by a rollout"
+
+
+def test_a_changed_configmap_rolls_exactly_its_users_and_history_names_commit_and_run(
+    deploy: Deploy, stack: dict[str, str], namespace: str, built_sha: str
+) -> None:
+    tuning = "      volumes:\n        - name: tuning\n          configMap: {name: web-tuning}\n"
+
+    def manifests(workers: str) -> str:
+        web = deployment("web", replicas=2, extra_template=tuning)
+        config = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-tuning\ndata:\n  GUNICORN_WORKERS: '{workers}'\n"
+        return "---\n".join([app_manifests(web=web), config])
+
+    def generations() -> dict[str, str]:
+        """Rollout revisions (template changes; metadata.generation also counts annotations)."""
+        out = kubectl(
+            stack,
+            "-n",
+            namespace,
+            "get",
+            "deployments",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}="
+            "{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}",
+        ).stdout
+        return dict(item.split("=") for item in out.split())
+
+    first = deploy(manifests("2"))
+    assert first.exit_code == 0, first.log[-3000:]
+    before = generations()
+    assert set(before) == {"web", "beat", "worker"}
+    changed = deploy(manifests("4"))
+    assert changed.exit_code == 0, changed.log[-3000:]
+    after = generations()
+    assert int(after["web"]) == int(before["web"]) + 1, "web uses web-tuning: it rolls"
+    assert {k: after[k] for k in ("beat", "worker")} == {
+        k: before[k] for k in ("beat", "worker")
+    }, "beat and worker do not use web-tuning: nothing of theirs rolls"
+    history = kubectl(stack, "-n", namespace, "rollout", "history", "deployment/web")
+    assert history.returncode == 0, history.stderr
+    causes = [line for line in history.stdout.splitlines() if "django-k8s-deploy" in line]
+    assert len(causes) == 2, history.stdout
+    for line in causes:
+        assert (
+            f"django-k8s-deploy {built_sha[:12]} https://github.com/octo-org/antisocial/actions/runs/"
+            in line
+        )
+
+
+def test_a_deploy_with_nothing_to_wait_on_succeeds(deploy: Deploy, namespace: str) -> None:
+    config_only = textwrap.dedent("""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: app-config
+        data:
+          DJANGO_IMAGE: <IMAGE>
+        """)
+    result = deploy(config_only, secrets="", **{"secret-name": ""})
+    assert result.exit_code == 0, result.log[-3000:]
+    assert result.outputs["result"] == "succeeded"
+    assert json.loads(result.outputs["deployments"]) == []
+    assert "Nothing to wait for" in result.log

@@ -174,7 +174,8 @@ def test_the_secret_checksum_rolls_exactly_the_workloads_that_use_the_secret(
     tmp_path: Path,
 ) -> None:
     from deployer.envfile import secret_manifest
-    from deployer.pipeline import SECRET_CHECKSUM_ANNOTATION, stamp_secret_checksum
+    from deployer.pipeline import SECRET_CHECKSUM_ANNOTATION
+    from deployer.stamps import stamp_checksum
 
     def stamped(values: tuple[tuple[str, str], ...]) -> dict[str, str | None]:
         path = tmp_path / "m.yaml"
@@ -187,8 +188,10 @@ def test_the_secret_checksum_rolls_exactly_the_workloads_that_use_the_secret(
         )
         docs = manifests.parse(manifests.read_sources((path,)))
         manifests.assign_namespace(docs, "shop")
-        users = stamp_secret_checksum(
-            docs, "app-secrets", "shop", secret_manifest("app-secrets", "shop", values)
+        users = stamp_checksum(
+            docs,
+            {("Secret", "shop", "app-secrets"): secret_manifest("app-secrets", "shop", values)},
+            SECRET_CHECKSUM_ANNOTATION,
         )
         assert users == ["deployment/web"]
         return {

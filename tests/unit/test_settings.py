@@ -199,3 +199,31 @@ def test_registry_host_is_derived_from_the_image(
 ) -> None:
     config, _ = parse(workspace, image=image)
     assert config.registry == registry
+
+
+@pytest.mark.parametrize(
+    ("server", "repo", "run_id", "expected"),
+    [
+        ("https://github.com", "team/app", "42", "https://github.com/team/app/actions/runs/42"),
+        ("https://github.com", "team/app", "", ""),
+        ("https://github.com", "team/app", "42\nkubectl", ""),
+        ("https://evil.example/x?y=", "team/app", "42", ""),
+        ("https://github.com", "team/app /x", "42", ""),
+    ],
+)
+def test_the_run_url_for_the_change_cause_is_built_only_from_plain_parts(
+    workspace: Path, server: str, repo: str, run_id: str, expected: str
+) -> None:
+    env = {
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_SERVER_URL": server,
+        "GITHUB_REPOSITORY": repo,
+        "GITHUB_RUN_ID": run_id,
+    }
+    raw = {
+        "image": "registry.example.com/team/app",
+        "sha": SHA,
+        "digitalocean-token": "dop_v1_secret",
+        "cluster": "prod",
+    }
+    assert settings.parse(raw, env, mask=lambda _: None, github=True).run_url == expected
