@@ -848,9 +848,12 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
             used_by = f"volume {volume.get('name')}"
             found.append(("ConfigMap", volume.get("configMap") or {}, "name", used_by))
             found.append(("Secret", volume.get("secret") or {}, "secretName", used_by))
-            for source in (volume.get("projected") or {}).get("sources") or []:
-                found.append(("ConfigMap", source.get("configMap") or {}, "name", used_by))
-                found.append(("Secret", source.get("secret") or {}, "name", used_by))
+            projected = volume.get("projected")
+            sources = projected.get("sources") if isinstance(projected, dict) else None
+            for source in sources if isinstance(sources, list) else []:
+                if isinstance(source, dict):
+                    found.append(("ConfigMap", source.get("configMap") or {}, "name", used_by))
+                    found.append(("Secret", source.get("secret") or {}, "name", used_by))
         for pull in spec.get("imagePullSecrets") or []:
             # Never optional: the kubelet cannot pull without it.
             found.append(("Secret", {"name": pull.get("name")}, "name", "imagePullSecrets"))
