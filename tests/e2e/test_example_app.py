@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -66,9 +67,29 @@ def env_flags(env: Mapping[str, str]) -> list[str]:
     return [flag for name in env for flag in ("-e", name)]
 
 
+def git_checkout(where: Path) -> Path:
+    """The example as Actions checks it out: a git work tree with its history in .git."""
+    checkout = where / "antisocial"
+    shutil.copytree(EXAMPLE, checkout, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    for args in (("init", "-q"), ("add", "-A"), ("commit", "-q", "-m", "the example")):
+        subprocess.run(["git", *args], cwd=checkout, env=env, check=True, timeout=60)
+    assert (checkout / ".git" / "HEAD").is_file()
+    return checkout
+
+
 @pytest.fixture(scope="module")
-def example_image(stack: Mapping[str, str]) -> Iterator[str]:
+def example_image(
+    stack: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     tag = f"djk-test/antisocial:{uuid.uuid4().hex[:12]}"
+    checkout = git_checkout(tmp_path_factory.mktemp("checkout"))
     started = time.monotonic()
     build = docker(
         stack,
@@ -78,7 +99,7 @@ def example_image(stack: Mapping[str, str]) -> Iterator[str]:
         f"BASE_IMAGE={stack['DJK_BASE_IMAGE']}",
         "--tag",
         tag,
-        str(EXAMPLE),
+        str(checkout),
         # The classic builder: the stack's daemon has no BuildKit, and it runs RUN steps on the
         # host network, which is how pip reaches PyPI here.
         env={"DOCKER_BUILDKIT": "0"},
@@ -141,6 +162,26 @@ def test_the_apps_own_tests_pass_inside_the_built_image(
     assert result.returncode == 0, output(result)
     assert re.search(r"^Ran [1-9]\d* tests? in ", result.stderr, re.MULTILINE), output(result)
     assert re.search(r"^OK$", result.stderr, re.MULTILINE), output(result)
+
+
+def test_the_image_built_from_a_git_checkout_carries_no_repository_history(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    result = docker(
+        stack,
+        "run",
+        "--rm",
+        "--network=none",
+        "--entrypoint",
+        "python",
+        example_image,
+        "-c",
+        "import os; print(sorted(os.listdir('/app')))",
+    )
+    assert result.returncode == 0, output(result)
+    listing = result.stdout.strip()
+    assert "'manage.py'" in listing, listing
+    assert "'.git'" not in listing, listing
 
 
 def test_run_sh_rejects_an_unknown_command(stack: Mapping[str, str], example_image: str) -> None:
