@@ -8,7 +8,15 @@ scheduler behave as in a cluster; kwok plays the kubelet for one Node, with our 
     limited.kubeconfig   token user `djk-limited`: everything in namespace djk-limited, nothing else
     controlplane/pki/    CA, serving cert, admin cert, service-account key, tokens.csv
     controlplane/etcd/   etcd data (fresh every `up`)
+    controlplane/pod-logs/  the prepared container logs kwok serves (stack/podlogs.py); its cwd
+    controlplane/audit.log  the API server's audit log of pod log requests (DJK_AUDIT_LOG)
     logs/<component>.log
+
+Pod logs go the way they go in a cluster: the API server looks up the pod's node, takes the
+node's InternalIP and kubelet port from its status, and asks that "kubelet" over TLS, verifying
+its certificate against our CA. kwok is that kubelet: it serves /containerLogs on 127.0.0.1 with
+a certificate for IP 127.0.0.1, and its node stage writes --node-ip and --node-port into the
+node's status (stack/kwok/node.yaml).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from stack import (
     StackError,
     free_port,
     is_running,
+    podlogs,
     spawn,
     stop,
     wait_for,
@@ -144,6 +153,13 @@ def make_pki(pki: Path) -> None:
     serving = ["extendedKeyUsage=serverAuth", f"subjectAltName={','.join(sans)}"]
     _leaf(pki, "apiserver", "/CN=kube-apiserver", serving)
     _leaf(pki, "admin", "/O=system:masters/CN=djk-admin", ["extendedKeyUsage=clientAuth"])
+    # kwok's kubelet endpoint: the API server dials the node's InternalIP, 127.0.0.1.
+    _leaf(
+        pki,
+        "kubelet",
+        f"/CN=system:node:{NODE_NAME}",
+        ["extendedKeyUsage=serverAuth", "subjectAltName=IP:127.0.0.1"],
+    )
     _openssl(f"genpkey {EC_KEY} -out sa.key", cwd=pki)
     # The apiserver's verifying-key flag cannot read a PKCS#8 private key: give it the public one.
     _openssl("pkey -in sa.key -pubout -out sa.pub", cwd=pki)
@@ -241,7 +257,12 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
     root.mkdir(parents=True)
     pki = root / "pki"
     binaries = find_binaries()
-    ports = {"etcd": free_port(), "etcd-peer": free_port(), "kube-apiserver": free_port()}
+    ports = {
+        "etcd": free_port(),
+        "etcd-peer": free_port(),
+        "kube-apiserver": free_port(),
+        "kwok-kubelet": free_port(),
+    }
     server = f"https://127.0.0.1:{ports['kube-apiserver']}"
     admin_kubeconfig = state_dir / "admin.kubeconfig"
     limited_kubeconfig = state_dir / "limited.kubeconfig"
@@ -266,6 +287,7 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
         )
         _step(log, "certificates and kubeconfigs", started)
 
+        audit_policy, pod_logs = _prepare_logs(root, log)
         started = time.monotonic()
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
         peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -318,6 +340,13 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     "--allow-privileged=true",
                     "--enable-priority-and-fairness=false",
                     "--profiling=false",
+                    # Pod logs: dial the node's InternalIP (kwok sets no resolvable Hostname)
+                    # and check the kubelet's certificate instead of skipping verification.
+                    "--kubelet-preferred-address-types=InternalIP",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    f"--audit-policy-file={audit_policy}",
+                    f"--audit-log-path={root / 'audit.log'}",
+                    "--audit-log-format=json",
                 ],
                 logs / "kube-apiserver.log",
             )
@@ -333,7 +362,8 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
 
         started = time.monotonic()
         _bootstrap_identities(api)
-        _step(log, "RBAC identities", started)
+        _install_logs_crd(api, procs)
+        _step(log, "RBAC identities and kwok's Logs CRD", started)
 
         started = time.monotonic()
         procs.append(
@@ -386,16 +416,28 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     "--manage-all-nodes=true",
                     f"--cidr={POD_CIDR}",
                     "--node-lease-duration-seconds=40",
+                    # The kubelet endpoint (logs): loopback only, since kwok checks no client
+                    # certificate. The node stage copies IP and port into the node's status.
+                    "--node-ip=127.0.0.1",
+                    f"--node-port={ports['kwok-kubelet']}",
+                    f"--server-address=127.0.0.1:{ports['kwok-kubelet']}",
+                    f"--tls-cert-file={pki / 'kubelet.crt'}",
+                    f"--tls-private-key-file={pki / 'kubelet.key'}",
+                    # Logs objects are made per pod by stack/kwok/pod-logs.yaml: watched, not
+                    # read once from --config.
+                    "--enable-crds=Logs",
                 ],
                 logs / "kwok.log",
                 # kwok also reads ~/.kwok/kwok.yaml: keep a stray personal config out of it.
                 env={**os.environ, "HOME": str(root)},
+                # Log file names in Logs objects are relative: to the prepared files.
+                cwd=pod_logs,
             )
         )
         _create_node(api)
         wait_for(
-            f"node {NODE_NAME} Ready and schedulable",
-            lambda: _node_ready(api),
+            f"node {NODE_NAME} Ready, schedulable, with InternalIP 127.0.0.1 and kubelet port",
+            lambda: _node_ready(api) and _node_serves_logs(api, ports["kwok-kubelet"]),
             timeout=60,
             watch=procs,
         )
@@ -418,8 +460,85 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
         "env": {
             "KUBECONFIG": str(admin_kubeconfig),
             "DJK_LIMITED_KUBECONFIG": str(limited_kubeconfig),
+            "DJK_AUDIT_LOG": str(root / "audit.log"),
         },
     }
+
+
+# Only pod log requests are recorded: tests read them to see what the deployer asked for
+# (tailLines, previous, container) and how often; everything else stays out of the file.
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "Metadata", "resources": [{"group": "", "resources": ["pods/log"]}]},
+        {"level": "None"},
+    ],
+}
+
+# kwok's Logs kind (kwok.x-k8s.io/v1alpha1, namespaced; kwok v0.8.0 ships the full schema in
+# kustomize/crd/bases/). Only kwok reads these objects, so the schema is left open.
+LOGS_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "logs.kwok.x-k8s.io"},
+    "spec": {
+        "group": "kwok.x-k8s.io",
+        "names": {"kind": "Logs", "listKind": "LogsList", "plural": "logs", "singular": "logs"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+                "subresources": {"status": {}},
+            }
+        ],
+    },
+}
+
+
+def _prepare_logs(root: Path, log: Log) -> tuple[Path, Path]:
+    """The audit policy file and the directory of prepared pod logs (kwok's working directory)."""
+    started = time.monotonic()
+    audit_policy = root / "audit-policy.json"
+    audit_policy.write_text(json.dumps(AUDIT_POLICY, indent=2) + "\n")
+    pod_logs = root / "pod-logs"
+    podlogs.write_cri_files(pod_logs)
+    _step(log, "audit policy and prepared pod logs", started)
+    return audit_policy, pod_logs
+
+
+def _install_logs_crd(api: Api, procs: list[Proc]) -> None:
+    api.ensure("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", LOGS_CRD)
+    wait_for(
+        "CRD logs.kwok.x-k8s.io Established",
+        lambda: _crd_established(api, LOGS_CRD["metadata"]["name"]),
+        timeout=30,
+        watch=procs,
+    )
+
+
+def _crd_established(api: Api, name: str) -> bool:
+    crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    conditions = (crd or {}).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def _node_serves_logs(api: Api, port: int) -> bool:
+    """The node's status points the API server at kwok's kubelet endpoint."""
+    node = api.get(f"/api/v1/nodes/{NODE_NAME}") or {}
+    status = node.get("status", {})
+    addresses = {(a.get("type"), a.get("address")) for a in status.get("addresses") or []}
+    endpoint = status.get("daemonEndpoints", {}).get("kubeletEndpoint", {})
+    return ("InternalIP", "127.0.0.1") in addresses and endpoint.get("Port") == port
 
 
 def _etcd_healthy(port: int) -> bool:

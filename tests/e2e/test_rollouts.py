@@ -184,7 +184,7 @@ def test_a_failing_migrate_init_container_is_red_from_its_own_exit_and_named(
     )
     text = diagnosis.render_text()
     assert text.startswith(f"deployment/worker (namespace {namespace}): init container `migrate`")
-    # kwok serves no logs: the diagnosis says so instead of failing
+    # no deploy.test/logs annotation, so no logs: the diagnosis says so instead of failing
     assert "logs of `migrate`, current run" in text
 
 
