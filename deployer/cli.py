@@ -308,7 +308,8 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
 
 def _run_guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
     try:
-        return run()
+        with reporter.library_logs():
+            return run()
     except DeployError as error:
         if not getattr(error, "reported", False):
             problems = getattr(error, "problems", [error])

@@ -177,9 +177,11 @@ class Docker:
             ["login", "--username", username, "--password-stdin", registry], stdin=password
         )
         if result.returncode != 0:
-            message = (
-                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "login failed"
-            )
+            lines = [t for t in result.stderr.splitlines() if t.strip()] or ["login failed"]
+            # The registry's reason may be on any line; show the one that says it, else the last.
+            message = next(
+                (t for t in lines if any(m in t.lower() for m in _AUTH_MARKERS)), lines[-1]
+            ).strip()
             if any(m in message.lower() for m in _AUTH_MARKERS):
                 raise InputError(
                     f"the registry {registry} refused the credentials: {message}",

@@ -16,6 +16,7 @@ becomes a visible `⏎`. Only `_command` writes a real `::name::`, with data it 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets as _random
 import sys
@@ -130,6 +131,22 @@ class Reporter:
                 self.line(f"    ({time.monotonic() - started:.1f}s)")
 
     @contextlib.contextmanager
+    def library_logs(self) -> Iterator[None]:
+        """Log records of the libraries we use (urllib3's retries, the kubernetes client's
+        "exec: process returned 1. <plugin stderr>") carry outside text. Without a handler Python
+        prints them raw to stderr, where the runner reads commands; here they become debug lines
+        through the writer instead."""
+        root = logging.getLogger()
+        saved = root.handlers[:], root.level
+        root.handlers = [_LibraryLogs(self)]
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            root.handlers, level = saved
+            root.setLevel(level)
+
+    @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
         """Output of other programs (docker build, logs) must not be parsed as workflow commands."""
         if not self.github:
@@ -205,3 +222,16 @@ class Reporter:
                 "on a self-hosted runner check the disk and the runner's temp directory.",
                 title="Cannot report",
             )
+
+
+class _LibraryLogs(logging.Handler):
+    def __init__(self, reporter: Reporter) -> None:
+        super().__init__(logging.INFO)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except (TypeError, ValueError):
+            text = str(record.msg)
+        self.reporter.debug(f"{record.name}: {text}")

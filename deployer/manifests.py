@@ -43,6 +43,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 # RBAC objects and custom resources allow more (`system:controller:x`); still no blanks, no breaks.
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9:._@+=-]+$")
 _ENV_NAME = re.compile(r"^[!-<>-~]{1,253}$")  # printable ASCII, no blank, no '='
+# The characters of a Docker reference ([host[:port]/]path[:tag][@algo:hex]); the server checks form.
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}$")
 _KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
 _API_VERSION = re.compile(
     r"^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?$"
@@ -736,6 +738,12 @@ def verify_images(
                     **where,  # type: ignore[arg-type]
                 )
             ours = image == image_ref
+            if not ours and not _IMAGE.match(image):
+                raise InputError(
+                    f"{subject} image {shown(image)} is not an image reference",
+                    hint="Write registry/repository:tag or @sha256:digest, without blanks.",
+                    **where,  # type: ignore[arg-type]
+                )
             if not ours and image_ref in image:
                 raise InputError(
                     f"{subject} would run {shown(image, 120)}: the placeholder is part of a longer "

@@ -33,6 +33,7 @@ _REPOSITORY_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
+_CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 _ENV_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
@@ -282,6 +283,12 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
             )
         if not cluster:
             problem("cluster", "is required", "Set it to the cluster's name or id.")
+        elif not _CLUSTER_RE.match(cluster):
+            problem(
+                "cluster",
+                f"{shown(cluster)} is not a cluster name or id",
+                "Use the cluster's name (letters, digits, '-', '.', '_') or its id.",
+            )
 
     manifests = _manifest_paths(value("manifests"), workspace, problem)
 

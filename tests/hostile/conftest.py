@@ -1,0 +1,32 @@
+"""The DigitalOcean stand-in for cases that get past preflight (their cluster is never found, so
+they stop before any docker or cluster work), and the totals by class at the end of the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.hostile.support import TALLY, TOKEN
+
+
+@pytest.fixture(scope="session")
+def digitalocean() -> Iterator[str]:
+    with FakeDigitalOcean(TOKEN, cluster_name="prod") as fake:
+        yield fake.url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TALLY:
+        return
+    terminalreporter.section("hostile inputs: totals by class")
+    terminalreporter.write_line(
+        f"{'class':40} {'cases':>5} {'1-line':>6} {'tracebk':>7} {'leaks':>5} {'inject':>6}"
+    )
+    for name, t in sorted(TALLY.items()):
+        terminalreporter.write_line(
+            f"{name:40} {t.cases:5} {t.one_line_errors:6} {t.tracebacks:7} {t.leaks:5} {t.injections:6}"
+        )
+    total = sum(t.cases for t in TALLY.values())
+    terminalreporter.write_line(f"{'total':40} {total:5}")
