@@ -8,6 +8,12 @@ from its working directory, `<state>/controlplane/pod-logs/`. A pod without the 
 no logs: the API server answers 400 "no logs found for container ...", as for a container whose
 logs are not there yet.
 
+Where kwok is not a kubelet: it serves `<name>` for every request without `previous`, whatever
+the container's state. A real kubelet answers a container waiting in CrashLoopBackOff from its
+last terminated run (pkg/kubelet validateContainerLogStatus), the same run `--previous` gives:
+there, "current" and "previous" of a crash loop are the same lines. Here they differ on purpose,
+so a test can tell which request produced which excerpt.
+
 The prepared logs (the text ones live in stack/kwok/logs/):
 
     migrate-failure        a Django `migrate` traceback ending in django.db.utils.OperationalError;

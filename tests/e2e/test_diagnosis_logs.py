@@ -268,6 +268,27 @@ def test_kubectl_logs_agrees_with_the_diagnosis(stack: dict[str, str], run: Run)
             assert excerpt(run.result.visible_log, container, which) == masked(theirs)
 
 
+def test_kubectl_gets_the_same_answer_for_logs_that_are_not_there(
+    stack: dict[str, str], run: Run
+) -> None:
+    for flags, which in (((), "current"), (("--previous",), "previous")):
+        done = subprocess.run(
+            [
+                *("kubectl", "--kubeconfig", stack["KUBECONFIG"], "-n", run.namespace, "logs"),
+                *(run.pods["fresh"], "-c", "fresh", f"--tail={TAIL}", *flags),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        theirs = done.stderr.strip().removeprefix("Error from server (BadRequest): ")
+        assert theirs.startswith('no logs found for container "fresh"')
+        note = excerpt(run.result.visible_log, "fresh", which)
+        assert isinstance(note, str) and note.endswith(": " + theirs)
+
+
 def test_lines_that_look_like_workflow_commands_stay_text(run: Run) -> None:
     hostile = [line for line in expected("gunicorn-boot-failure", previous=False) if "::" in line]
     assert any(line.startswith("::error") for line in hostile)
