@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.digitalocean import FakeDigitalOcean
+from stack.digitalocean import FakeDigitalOcean
 from tests.hostile.support import TALLY, TOKEN
 
 
