@@ -92,6 +92,10 @@ class BuildRequest:
     target: str = ""
     network: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    # Registry build cache: import layers from this reference (an image pushed with inline cache
+    # metadata, or a cache manifest) and write inline cache metadata into the new image.
+    cache_from: str = ""
+    inline_cache: bool = False
 
 
 class Docker:
@@ -221,6 +225,11 @@ class Docker:
             args += ["--target", request.target]
         if request.network:
             args += ["--network", request.network]
+        if request.cache_from:
+            # The short form is `type=registry,ref=...` to buildx and a plain image to the legacy builder.
+            args += ["--cache-from", request.cache_from]
+        if request.inline_cache:
+            args += ["--cache-to", "type=inline"]
         args.append(str(request.context))
         code, tail = self._stream(args, line)
         if code != 0:
@@ -248,6 +257,40 @@ class Docker:
             if match:
                 return match.group(1)
         return self.remote_digest(ref)
+
+    def cache_state(self, ref: str) -> str:
+        """Empty when the cache reference can be read, else why not (never fatal: no cache only
+        means a full build)."""
+        args = ["manifest", "inspect"]
+        if _is_local_registry(ref):
+            args.append("--insecure")
+        try:
+            result = self._run([*args, ref], timeout=60)
+        except ServiceError as exc:
+            return str(exc)
+        if result.returncode == 0:
+            return ""
+        message = (result.stderr or result.stdout).strip()
+        if any(m in message.lower() for m in _NOT_FOUND_MARKERS):
+            return "not in the registry yet"
+        return (message.splitlines() or ["no answer"])[-1]
+
+    def push_cache(self, ref: str, cache_ref: str) -> str:
+        """Point `cache_ref` at the image just pushed (its config carries the inline cache): only
+        a manifest goes up, the layers are there already. Empty on success, else why not (never
+        fatal: a refused cache write only costs the next build its cache)."""
+        tagged = self._run(["tag", ref, cache_ref], timeout=60)
+        if tagged.returncode != 0:
+            return (tagged.stderr.strip().splitlines() or ["docker tag failed"])[-1]
+        try:
+            pushed = self._run(["push", cache_ref], timeout=600)
+        except ServiceError as exc:
+            return str(exc)
+        finally:
+            self._run(["image", "rm", cache_ref], timeout=60)  # the tag only; the image stays
+        if pushed.returncode != 0:
+            return ((pushed.stderr or pushed.stdout).strip().splitlines() or ["push failed"])[-1]
+        return ""
 
     def remote_digest(self, ref: str) -> str:
         """The digest `docker pull ref` resolves to (the index digest for multi-platform images)."""

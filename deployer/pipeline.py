@@ -237,6 +237,7 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
                 ]
                 if settings.source_url:
                     labels.append(("org.opencontainers.image.source", settings.source_url))
+                cache_from = _cache_source(settings, reporter, docker)
                 request = BuildRequest(
                     ref=ref,
                     context=settings.context,
@@ -245,6 +246,8 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
                     target=settings.target,
                     network=settings.build_network,
                     labels=tuple(labels),
+                    cache_from=cache_from,
+                    inline_cache=bool(settings.build_cache),
                 )
                 with reporter.untrusted():
                     docker.build(request, reporter.line)
@@ -252,8 +255,10 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
             outcome.digest = docker.remote_digest(ref)
         else:
             outcome.phase = "push"
-            with reporter.group(f"Push: {ref}"), reporter.untrusted():
-                outcome.digest = docker.push(ref, reporter.line)
+            with reporter.group(f"Push: {ref}"):
+                with reporter.untrusted():
+                    outcome.digest = docker.push(ref, reporter.line)
+                _push_cache(settings, reporter, docker)
         outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
         reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
     finally:
@@ -526,6 +531,37 @@ def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> N
         )
     else:
         reporter.line(f"no registry credentials given: using {registry} anonymously")
+
+
+def _cache_source(settings: Settings, reporter: Reporter, docker: Docker) -> str:
+    """The cache reference when it can be read; a missing or unreadable cache is a warning only."""
+    if not settings.build_cache:
+        reporter.line("build cache: off (build-cache: false)")
+        return ""
+    problem = docker.cache_state(settings.build_cache)
+    if problem:
+        reporter.warning(
+            f"build cache {settings.build_cache}: {problem}; building without it "
+            "(the cache is written after this push)",
+            title="No build cache",
+        )
+        return ""
+    reporter.line(f"build cache: reusing layers from {settings.build_cache}")
+    return settings.build_cache
+
+
+def _push_cache(settings: Settings, reporter: Reporter, docker: Docker) -> None:
+    if not settings.build_cache:
+        return
+    problem = docker.push_cache(settings.image_ref, settings.build_cache)
+    if problem:
+        reporter.warning(
+            f"could not write the build cache {settings.build_cache}: {problem}; the deploy "
+            "goes on, the next build on a fresh runner starts without cache",
+            title="Build cache not written",
+        )
+    else:
+        reporter.line(f"build cache: {settings.build_cache} now points at this image")
 
 
 def _state_left(outcome: Outcome) -> str:

@@ -79,6 +79,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("target", help="build stage"),
     InputSpec("build-network", help="docker build --network"),
     InputSpec("build", "auto", "auto, always or never"),
+    InputSpec("build-cache", help="registry build cache reference, or false"),
     InputSpec("secrets", secret=True, help="env-file text for the Secret"),
     InputSpec("secret-name", help="name of the Secret made from secrets"),
     InputSpec("wait-for", help="Deployments to watch"),
@@ -110,6 +111,7 @@ class Settings:
     target: str = ""
     build_network: str = ""
     build: BuildMode = "auto"
+    build_cache: str = ""  # the cache reference; empty: no registry cache
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secret_name: str = ""
     wait_for: tuple[str, ...] = ()
@@ -343,6 +345,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
             )
 
     build_args = _build_args(raw.get("build-args", ""), problem)
+    build_cache = _build_cache(value("build-cache"), image, problem)
 
     secrets_text = raw.get("secrets", "")
     secrets = _env_file(secrets_text, secrets_source, problem, mask)
@@ -417,6 +420,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         target=value("target"),
         build_network=value("build-network"),
         build=build,  # type: ignore[arg-type]  # checked against the literal above
+        build_cache=build_cache,
         secrets=secrets,
         secret_name=secret_name,
         wait_for=wait_for,
@@ -481,6 +485,30 @@ def _manifest_paths(
     text: str, workspace: Path, problem: Callable[[str, str, str], None]
 ) -> tuple[Path, ...]:
     return manifests.find_files(text, workspace, problem)
+
+
+DEFAULT_CACHE_TAG = "buildcache"
+
+
+def _build_cache(text: str, image: str, problem: Callable[[str, str, str], None]) -> str:
+    """Empty input: `<image>:buildcache`, next to the image (same registry, same login)."""
+    if text in _FALSE:
+        return ""
+    if not text:
+        return f"{image}:{DEFAULT_CACHE_TAG}" if image else ""
+    repository, _, tag = text.rpartition(":")
+    if "@" in text or not _has_tag(text) or not _REPOSITORY_RE.match(repository):
+        problem(
+            "build-cache",
+            f"must be an image reference with a tag, or false, got {text!r}",
+            f"Leave it empty for {image or '<image>'}:{DEFAULT_CACHE_TAG}, or write e.g. "
+            "ghcr.io/org/app:buildcache.",
+        )
+        return ""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
+        problem("build-cache", f"{tag!r} is not a valid tag", "Use letters, digits, '_', '.', '-'.")
+        return ""
+    return text
 
 
 def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tuple[str, str], ...]:

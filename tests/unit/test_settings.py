@@ -227,3 +227,19 @@ def test_the_run_url_for_the_change_cause_is_built_only_from_plain_parts(
         "cluster": "prod",
     }
     assert settings.parse(raw, env, mask=lambda _: None, github=True).run_url == expected
+
+
+def test_build_cache_defaults_to_a_tag_next_to_the_image(workspace: Path) -> None:
+    config, _ = parse(workspace)
+    assert config.build_cache == "registry.example.com/team/app:buildcache"
+    assert parse(workspace, build_cache="false")[0].build_cache == ""
+    other = parse(workspace, build_cache="ghcr.io/org/cache:main")[0]
+    assert other.build_cache == "ghcr.io/org/cache:main"
+
+
+@pytest.mark.parametrize(
+    "given", ["ghcr.io/org/cache", "ghcr.io/org/cache@sha256:" + "a" * 64, "Bad/Ref:x"]
+)
+def test_build_cache_must_be_a_tagged_reference_or_false(workspace: Path, given: str) -> None:
+    (problem,) = problems(workspace, build_cache=given)
+    assert problem.startswith("build-cache:"), problem

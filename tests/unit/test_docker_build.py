@@ -1,0 +1,171 @@
+"""The build path's docker command lines, against a fake `docker` that records what it was given:
+the registry build cache (read before the build, written after the push, never fatal)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from deployer import pipeline
+from deployer.docker import BuildRequest, Docker
+from deployer.github import Reporter
+from deployer.settings import Settings
+
+SHA = "1" * 40
+IMAGE = "registry.example.com/team/app"
+
+FAKE_DOCKER = textwrap.dedent(
+    """\
+    #!{python}
+    import json, os, sys
+    args = sys.argv[1:]
+    with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+        log.write(json.dumps(args) + "\\n")
+    fail = json.loads(os.environ.get("FAKE_DOCKER_FAIL", "{{}}"))
+    for prefix, message in fail.items():
+        if " ".join(args).startswith(prefix):
+            print(message, file=sys.stderr)
+            sys.exit(1)
+    if args[:1] == ["push"]:
+        print("latest: digest: sha256:" + "ab" * 32 + " size: 1234")
+    """
+)
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    binary = tmp_path / "docker"
+    binary.write_text(FAKE_DOCKER.format(python=sys.executable))
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    log = tmp_path / "docker-calls.jsonl"
+    log.touch()
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    return binary
+
+
+def calls(fake_docker: Path) -> list[list[str]]:
+    log = fake_docker.parent / "docker-calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def fail(monkeypatch: pytest.MonkeyPatch, **prefixes: str) -> None:
+    monkeypatch.setenv(
+        "FAKE_DOCKER_FAIL", json.dumps({k.replace("_", " "): v for k, v in prefixes.items()})
+    )
+
+
+def settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "image": IMAGE,
+        "sha": SHA,
+        "workspace": tmp_path,
+        "manifests": (),
+        "build_cache": f"{IMAGE}:buildcache",
+        "build": "always",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def test_build_imports_the_cache_reference_and_writes_inline_cache(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    docker = Docker(docker=str(fake_docker))
+    request = BuildRequest(
+        ref=f"{IMAGE}:{SHA}",
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        cache_from=f"{IMAGE}:buildcache",
+        inline_cache=True,
+    )
+    docker.build(request, lambda _: None)
+    docker.close()
+    (build,) = calls(fake_docker)
+    assert build[build.index("--cache-from") + 1] == f"{IMAGE}:buildcache"
+    assert build[build.index("--cache-to") + 1] == "type=inline"
+    assert build[-1] == str(tmp_path)
+
+
+def run_build_and_push(tmp_path: Path, config: Settings) -> str:
+    stream = io.StringIO()
+    reporter = Reporter(github=True, stream=stream)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    pipeline.build_and_push(
+        config,
+        reporter,
+        pipeline.Outcome(),
+    )
+    return stream.getvalue()
+
+
+@pytest.fixture
+def on_path(fake_docker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", f"{fake_docker.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.usefixtures("on_path")
+def test_a_present_cache_is_used_and_then_moved_to_the_new_image(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    log = run_build_and_push(tmp_path, settings(tmp_path))
+    made = calls(fake_docker)
+    build = next(c for c in made if c[0] == "build")
+    assert f"{IMAGE}:buildcache" in build
+    pushes = [c for c in made if c[0] == "push"]
+    assert pushes == [["push", f"{IMAGE}:{SHA}"], ["push", f"{IMAGE}:buildcache"]]
+    assert ["tag", f"{IMAGE}:{SHA}", f"{IMAGE}:buildcache"] in made
+    assert f"build cache: {IMAGE}:buildcache now points at this image" in log
+    assert "::warning" not in log
+
+
+@pytest.mark.usefixtures("on_path")
+def test_a_missing_cache_is_a_warning_and_the_build_runs_without_it(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail(monkeypatch, manifest_inspect="no such manifest: registry.example.com/team/app:buildcache")
+    log = run_build_and_push(tmp_path, settings(tmp_path))
+    build = next(c for c in calls(fake_docker) if c[0] == "build")
+    assert "--cache-from" not in build
+    assert "--cache-to" in build  # written, so the next fresh runner has it
+    assert "::warning title=No build cache::" in log
+    assert "not in the registry yet" in log
+
+
+@pytest.mark.usefixtures("on_path")
+def test_a_refused_cache_write_is_a_warning_not_a_failed_deploy(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the cache tag's push is refused; the image's own push goes through.
+    monkeypatch.setenv(
+        "FAKE_DOCKER_FAIL",
+        json.dumps(
+            {f"push {IMAGE}:buildcache": "denied: requested access to the resource is denied"}
+        ),
+    )
+    outcome = pipeline.Outcome()
+    stream = io.StringIO()
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    pipeline.build_and_push(settings(tmp_path), Reporter(github=True, stream=stream), outcome)
+    assert outcome.digest == "sha256:" + "ab" * 32
+    log = stream.getvalue()
+    assert "::warning title=Build cache not written::" in log
+    assert "denied: requested access" in log
+
+
+@pytest.mark.usefixtures("on_path")
+def test_build_cache_false_neither_reads_nor_writes_a_cache(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    run_build_and_push(tmp_path, settings(tmp_path, build_cache=""))
+    made = calls(fake_docker)
+    build = next(c for c in made if c[0] == "build")
+    assert "--cache-from" not in build and "--cache-to" not in build
+    assert [c for c in made if c[0] == "push"] == [["push", f"{IMAGE}:{SHA}"]]
+    assert not any(c[:2] == ["manifest", "inspect"] and c[-1].endswith(":buildcache") for c in made)
