@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--secrets-file", metavar="PATH", help="env file (KEY=value) for the Secret"
     )
     deploy.add_argument(
+        "--build-secrets-file",
+        metavar="PATH",
+        help="env file (id=value) of build secrets for RUN --mount=type=secret",
+    )
+    deploy.add_argument(
         "--env-file",
         default=".env",
         metavar="PATH",
@@ -179,6 +184,8 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
         raw["digitalocean-token"] = ""
     if args.secrets_file:
         raw["secrets"] = _read(args.secrets_file, "--secrets-file")
+    if args.build_secrets_file:
+        raw["build-secrets"] = _read(args.build_secrets_file, "--build-secrets-file")
     if not raw["sha"] and "GITHUB_SHA" not in env:
         raw["sha"] = _git_head()
     config = settings.parse(

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployer.errors import InputError, ServiceError
@@ -96,6 +96,8 @@ class BuildRequest:
     # metadata, or a cache manifest) and write inline cache metadata into the new image.
     cache_from: str = ""
     inline_cache: bool = False
+    # BuildKit secrets (id, value): handed over as files in a private directory, never in argv.
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 class Docker:
@@ -230,8 +232,21 @@ class Docker:
             args += ["--cache-from", request.cache_from]
         if request.inline_cache:
             args += ["--cache-to", "type=inline"]
-        args.append(str(request.context))
-        code, tail = self._stream(args, line)
+        secret_dir = _private_dir() if request.secrets else ""
+        try:
+            for number, (secret_id, value) in enumerate(request.secrets):
+                # Values go in files (memory-backed where possible) the CLI reads: argv is
+                # visible to every process on the machine, and the environment leaks into children.
+                path = os.path.join(secret_dir, str(number))
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+                    out.write(value)
+                args += ["--secret", f"id={secret_id},src={path}"]
+            args.append(str(request.context))
+            code, tail = self._stream(args, line)
+        finally:
+            if secret_dir:
+                shutil.rmtree(secret_dir, ignore_errors=True)
         if code != 0:
             last = next((t for t in reversed(tail) if t.strip()), "no output")
             raise InputError(
@@ -326,6 +341,15 @@ class Docker:
         descriptor = data.get("Descriptor") if isinstance(data, dict) else None
         found = descriptor.get("digest") if isinstance(descriptor, dict) else None
         return checked_digest(found, "docker manifest inspect")
+
+
+# Memory-backed, so build secrets never reach a disk; mkdtemp makes a fresh 0700 directory.
+_SHM = "/dev/shm"  # noqa: S108
+
+
+def _private_dir() -> str:
+    base = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="djk-build-secrets-", dir=base)
 
 
 def _has_buildx(docker: Docker) -> bool:

@@ -248,7 +248,11 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
                     labels=tuple(labels),
                     cache_from=cache_from,
                     inline_cache=bool(settings.build_cache),
+                    secrets=settings.build_secrets,
                 )
+                if settings.build_secrets:
+                    ids = ", ".join(secret_id for secret_id, _ in settings.build_secrets)
+                    reporter.line(f"build secrets (RUN --mount=type=secret,id=…): {ids}")
                 with reporter.untrusted():
                     docker.build(request, reporter.line)
         if exists:

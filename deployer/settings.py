@@ -80,6 +80,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("build-network", help="docker build --network"),
     InputSpec("build", "auto", "auto, always or never"),
     InputSpec("build-cache", help="registry build cache reference, or false"),
+    InputSpec("build-secrets", secret=True, help="id=value lines for RUN --mount=type=secret"),
     InputSpec("secrets", secret=True, help="env-file text for the Secret"),
     InputSpec("secret-name", help="name of the Secret made from secrets"),
     InputSpec("wait-for", help="Deployments to watch"),
@@ -112,6 +113,7 @@ class Settings:
     build_network: str = ""
     build: BuildMode = "auto"
     build_cache: str = ""  # the cache reference; empty: no registry cache
+    build_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secret_name: str = ""
     wait_for: tuple[str, ...] = ()
@@ -139,6 +141,7 @@ class Settings:
         """Every secret value these settings hold, for masking."""
         values = [self.digitalocean_token, self.registry_password, self.kubeconfig]
         values += [value for _, value in self.secrets]
+        values += [value for _, value in self.build_secrets]
         return [v for v in values if v]
 
 
@@ -346,6 +349,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
 
     build_args = _build_args(raw.get("build-args", ""), problem)
     build_cache = _build_cache(value("build-cache"), image, problem)
+    build_secrets = _env_file(raw.get("build-secrets", ""), "build-secrets", problem, mask)
 
     secrets_text = raw.get("secrets", "")
     secrets = _env_file(secrets_text, secrets_source, problem, mask)
@@ -421,6 +425,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         build_network=value("build-network"),
         build=build,  # type: ignore[arg-type]  # checked against the literal above
         build_cache=build_cache,
+        build_secrets=build_secrets,
         secrets=secrets,
         secret_name=secret_name,
         wait_for=wait_for,

@@ -1,5 +1,6 @@
 """The build path's docker command lines, against a fake `docker` that records what it was given:
-the registry build cache (read before the build, written after the push, never fatal)."""
+the registry build cache (read before the build, written after the push, never fatal) and build
+secrets (files in a private directory while the build runs, never argv, never the environment)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from deployer import pipeline
 from deployer.docker import BuildRequest, Docker
+from deployer.errors import InputError
 from deployer.github import Reporter
 from deployer.settings import Settings
 
@@ -26,8 +28,17 @@ FAKE_DOCKER = textwrap.dedent(
     #!{python}
     import json, os, sys
     args = sys.argv[1:]
+    seen = {{}}
+    for arg in args:
+        if arg.startswith("id=") and ",src=" in arg:
+            src = arg.split(",src=", 1)[1]
+            seen[src] = {{"text": open(src).read(), "mode": oct(os.stat(src).st_mode & 0o777),
+                         "dir_mode": oct(os.stat(os.path.dirname(src)).st_mode & 0o777)}}
     with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
         log.write(json.dumps(args) + "\\n")
+    if seen:
+        with open(os.environ["FAKE_DOCKER_LOG"] + ".secrets", "w") as out:
+            json.dump({{"files": seen, "environ": dict(os.environ)}}, out)
     fail = json.loads(os.environ.get("FAKE_DOCKER_FAIL", "{{}}"))
     for prefix, message in fail.items():
         if " ".join(args).startswith(prefix):
@@ -169,3 +180,52 @@ def test_build_cache_false_neither_reads_nor_writes_a_cache(
     assert "--cache-from" not in build and "--cache-to" not in build
     assert [c for c in made if c[0] == "push"] == [["push", f"{IMAGE}:{SHA}"]]
     assert not any(c[:2] == ["manifest", "inspect"] and c[-1].endswith(":buildcache") for c in made)
+
+
+BUILD_SECRETS = (
+    ("pip_token", "pypi-AgEIcHlwaS5vcmc-" + "x" * 20),
+    ("npmrc", "//r/:_authToken=abc\nx=1"),
+)
+
+
+def test_build_secrets_reach_the_cli_as_private_files_and_never_as_argv_or_env(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    docker = Docker(docker=str(fake_docker))
+    request = BuildRequest(
+        ref=f"{IMAGE}:{SHA}",
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        secrets=BUILD_SECRETS,
+    )
+    docker.build(request, lambda _: None)
+    docker.close()
+    (build,) = calls(fake_docker)
+    specs = [build[i + 1] for i, arg in enumerate(build) if arg == "--secret"]
+    assert [spec.split(",")[0] for spec in specs] == ["id=pip_token", "id=npmrc"]
+    seen = json.loads((fake_docker.parent / "docker-calls.jsonl.secrets").read_text())
+    files = [seen["files"][spec.split(",src=", 1)[1]] for spec in specs]
+    assert [f["text"] for f in files] == [value for _, value in BUILD_SECRETS]
+    assert {f["mode"] for f in files} == {"0o600"}
+    assert {f["dir_mode"] for f in files} == {"0o700"}
+    for _, value in BUILD_SECRETS:
+        assert value not in json.dumps(build)
+        assert value not in json.dumps(seen["environ"])
+    for spec in specs:  # removed once the build is over
+        assert not Path(spec.split(",src=", 1)[1]).exists()
+
+
+def test_build_secrets_are_removed_when_the_build_fails(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail(monkeypatch, build="ERROR: failed to solve")
+    docker = Docker(docker=str(fake_docker))
+    request = BuildRequest(
+        ref=f"{IMAGE}:{SHA}", context=tmp_path, dockerfile=tmp_path / "D", secrets=BUILD_SECRETS
+    )
+    with pytest.raises(InputError):
+        docker.build(request, lambda _: None)
+    docker.close()
+    (build,) = calls(fake_docker)
+    for spec in (build[i + 1] for i, arg in enumerate(build) if arg == "--secret"):
+        assert not Path(spec.split(",src=", 1)[1]).parent.exists()

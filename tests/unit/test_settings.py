@@ -243,3 +243,20 @@ def test_build_cache_defaults_to_a_tag_next_to_the_image(workspace: Path) -> Non
 def test_build_cache_must_be_a_tagged_reference_or_false(workspace: Path, given: str) -> None:
     (problem,) = problems(workspace, build_cache=given)
     assert problem.startswith("build-cache:"), problem
+
+
+def test_build_secrets_are_id_value_lines_each_value_masked_before_anything_else(
+    workspace: Path,
+) -> None:
+    config, masked = parse(
+        workspace, build_secrets="pip_token=pypi-secret-1\nnpm.rc='//r/:_t=s2'\n"
+    )
+    assert config.build_secrets == (("pip_token", "pypi-secret-1"), ("npm.rc", "//r/:_t=s2"))
+    assert {"pypi-secret-1", "//r/:_t=s2"} <= set(masked)
+    assert "pypi-secret-1" not in repr(config)
+    assert "pypi-secret-1" in config.secret_values()
+
+
+def test_a_build_secret_id_with_a_comma_is_refused(workspace: Path) -> None:
+    (problem,) = problems(workspace, build_secrets="a,b=value1234\n")
+    assert problem.startswith("build-secrets:"), problem
