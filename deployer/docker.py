@@ -108,6 +108,16 @@ class Docker:
         base = child_environment(env if env is not None else os.environ)
         base["DOCKER_CONFIG"] = str(self.config_dir)
         self.env = base
+        self._buildkit: bool | None = None
+
+    def buildkit(self) -> bool:
+        """Does `docker build` use BuildKit here (buildx plugin present, not switched off)? Cache
+        import/export and secrets need it; the legacy builder knows neither."""
+        if self._buildkit is None:
+            self._buildkit = self.env.get("DOCKER_BUILDKIT", "1") not in ("0", "false") and (
+                _has_buildx(self)
+            )
+        return self._buildkit
 
     def close(self) -> None:
         shutil.rmtree(self.config_dir, ignore_errors=True)
@@ -232,6 +242,12 @@ class Docker:
             args += ["--cache-from", request.cache_from]
         if request.inline_cache:
             args += ["--cache-to", "type=inline"]
+        if request.secrets and not self.buildkit():
+            raise InputError(
+                "build secrets need BuildKit, and this docker CLI has no buildx plugin",
+                where="build-secrets",
+                hint="Install docker-buildx (the action image has it), or drop build-secrets.",
+            )
         secret_dir = _private_dir() if request.secrets else ""
         try:
             for number, (secret_id, value) in enumerate(request.secrets):

@@ -247,7 +247,7 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
                     network=settings.build_network,
                     labels=tuple(labels),
                     cache_from=cache_from,
-                    inline_cache=bool(settings.build_cache),
+                    inline_cache=_cache_wanted(settings, docker),
                     secrets=settings.build_secrets,
                 )
                 if settings.build_secrets:
@@ -262,7 +262,8 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
             with reporter.group(f"Push: {ref}"):
                 with reporter.untrusted():
                     outcome.digest = docker.push(ref, reporter.line)
-                _push_cache(settings, reporter, docker)
+                if _cache_wanted(settings, docker):
+                    _push_cache(settings, reporter, docker)
         outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
         reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
     finally:
@@ -542,6 +543,11 @@ def _cache_source(settings: Settings, reporter: Reporter, docker: Docker) -> str
     if not settings.build_cache:
         reporter.line("build cache: off (build-cache: false)")
         return ""
+    if not docker.buildkit():
+        reporter.line(
+            "build cache: off (this docker CLI builds without BuildKit: no buildx plugin)"
+        )
+        return ""
     problem = docker.cache_state(settings.build_cache)
     if problem:
         reporter.warning(
@@ -554,9 +560,11 @@ def _cache_source(settings: Settings, reporter: Reporter, docker: Docker) -> str
     return settings.build_cache
 
 
+def _cache_wanted(settings: Settings, docker: Docker) -> bool:
+    return bool(settings.build_cache) and docker.buildkit()
+
+
 def _push_cache(settings: Settings, reporter: Reporter, docker: Docker) -> None:
-    if not settings.build_cache:
-        return
     problem = docker.push_cache(settings.image_ref, settings.build_cache)
     if problem:
         reporter.warning(

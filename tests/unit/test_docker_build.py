@@ -41,7 +41,7 @@ FAKE_DOCKER = textwrap.dedent(
             json.dump({{"files": seen, "environ": dict(os.environ)}}, out)
     fail = json.loads(os.environ.get("FAKE_DOCKER_FAIL", "{{}}"))
     for prefix, message in fail.items():
-        if " ".join(args).startswith(prefix):
+        if (" ".join(args) + " ").startswith(prefix + " "):
             print(message, file=sys.stderr)
             sys.exit(1)
     if args[:1] == ["push"]:
@@ -98,7 +98,7 @@ def test_build_imports_the_cache_reference_and_writes_inline_cache(
     )
     docker.build(request, lambda _: None)
     docker.close()
-    (build,) = calls(fake_docker)
+    (build,) = [c for c in calls(fake_docker) if c[0] == "build"]
     assert build[build.index("--cache-from") + 1] == f"{IMAGE}:buildcache"
     assert build[build.index("--cache-to") + 1] == "type=inline"
     assert build[-1] == str(tmp_path)
@@ -200,7 +200,7 @@ def test_build_secrets_reach_the_cli_as_private_files_and_never_as_argv_or_env(
     )
     docker.build(request, lambda _: None)
     docker.close()
-    (build,) = calls(fake_docker)
+    (build,) = [c for c in calls(fake_docker) if c[0] == "build"]
     specs = [build[i + 1] for i, arg in enumerate(build) if arg == "--secret"]
     assert [spec.split(",")[0] for spec in specs] == ["id=pip_token", "id=npmrc"]
     seen = json.loads((fake_docker.parent / "docker-calls.jsonl.secrets").read_text())
@@ -226,6 +226,22 @@ def test_build_secrets_are_removed_when_the_build_fails(
     with pytest.raises(InputError):
         docker.build(request, lambda _: None)
     docker.close()
-    (build,) = calls(fake_docker)
+    (build,) = [c for c in calls(fake_docker) if c[0] == "build"]
     for spec in (build[i + 1] for i, arg in enumerate(build) if arg == "--secret"):
         assert not Path(spec.split(",src=", 1)[1]).parent.exists()
+
+
+@pytest.mark.usefixtures("on_path")
+def test_without_buildx_the_legacy_builder_builds_without_cache_and_refuses_secrets(
+    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail(monkeypatch, buildx="docker: 'buildx' is not a docker command.")
+    log = run_build_and_push(tmp_path, settings(tmp_path))
+    made = calls(fake_docker)
+    build = next(c for c in made if c[0] == "build")
+    assert "--cache-from" not in build and "--cache-to" not in build
+    assert [c for c in made if c[0] == "push"] == [["push", f"{IMAGE}:{SHA}"]]
+    assert "build cache: off (this docker CLI builds without BuildKit" in log
+    with pytest.raises(InputError, match="build secrets need BuildKit") as info:
+        run_build_and_push(tmp_path, settings(tmp_path, build_secrets=BUILD_SECRETS))
+    assert info.value.where == "build-secrets"
