@@ -28,18 +28,20 @@ FAKE_DOCKER = textwrap.dedent(
     #!{python}
     import json, os, sys
     args = sys.argv[1:]
+    here = os.path.dirname(os.path.abspath(__file__))
     seen = {{}}
     for arg in args:
         if arg.startswith("id=") and ",src=" in arg:
             src = arg.split(",src=", 1)[1]
             seen[src] = {{"text": open(src).read(), "mode": oct(os.stat(src).st_mode & 0o777),
                          "dir_mode": oct(os.stat(os.path.dirname(src)).st_mode & 0o777)}}
-    with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
+    with open(os.path.join(here, "docker-calls.jsonl"), "a") as log:
         log.write(json.dumps(args) + "\\n")
     if seen:
-        with open(os.environ["FAKE_DOCKER_LOG"] + ".secrets", "w") as out:
+        with open(os.path.join(here, "docker-calls.jsonl.secrets"), "w") as out:
             json.dump({{"files": seen, "environ": dict(os.environ)}}, out)
-    fail = json.loads(os.environ.get("FAKE_DOCKER_FAIL", "{{}}"))
+    fail_file = os.path.join(here, "fail.json")
+    fail = json.load(open(fail_file)) if os.path.exists(fail_file) else {{}}
     for prefix, message in fail.items():
         if (" ".join(args) + " ").startswith(prefix + " "):
             print(message, file=sys.stderr)
@@ -51,13 +53,11 @@ FAKE_DOCKER = textwrap.dedent(
 
 
 @pytest.fixture
-def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_docker(tmp_path: Path) -> Path:
     binary = tmp_path / "docker"
     binary.write_text(FAKE_DOCKER.format(python=sys.executable))
     binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
-    log = tmp_path / "docker-calls.jsonl"
-    log.touch()
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    (tmp_path / "docker-calls.jsonl").touch()
     return binary
 
 
@@ -66,9 +66,10 @@ def calls(fake_docker: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
-def fail(monkeypatch: pytest.MonkeyPatch, **prefixes: str) -> None:
-    monkeypatch.setenv(
-        "FAKE_DOCKER_FAIL", json.dumps({k.replace("_", " "): v for k, v in prefixes.items()})
+def fail(fake_docker: Path, **prefixes: str) -> None:
+    """Make the fake fail (exit 1, this text on stderr) for commands starting with these words."""
+    (fake_docker.parent / "fail.json").write_text(
+        json.dumps({k.replace("_", " "): v for k, v in prefixes.items()})
     )
 
 
@@ -138,9 +139,9 @@ def test_a_present_cache_is_used_and_then_moved_to_the_new_image(
 
 @pytest.mark.usefixtures("on_path")
 def test_a_missing_cache_is_a_warning_and_the_build_runs_without_it(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_docker: Path
 ) -> None:
-    fail(monkeypatch, manifest_inspect="no such manifest: registry.example.com/team/app:buildcache")
+    fail(fake_docker, manifest_inspect="no such manifest: registry.example.com/team/app:buildcache")
     log = run_build_and_push(tmp_path, settings(tmp_path))
     build = next(c for c in calls(fake_docker) if c[0] == "build")
     assert "--cache-from" not in build
@@ -151,14 +152,13 @@ def test_a_missing_cache_is_a_warning_and_the_build_runs_without_it(
 
 @pytest.mark.usefixtures("on_path")
 def test_a_refused_cache_write_is_a_warning_not_a_failed_deploy(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_docker: Path
 ) -> None:
     # Only the cache tag's push is refused; the image's own push goes through.
-    monkeypatch.setenv(
-        "FAKE_DOCKER_FAIL",
+    (fake_docker.parent / "fail.json").write_text(
         json.dumps(
             {f"push {IMAGE}:buildcache": "denied: requested access to the resource is denied"}
-        ),
+        )
     )
     outcome = pipeline.Outcome()
     stream = io.StringIO()
@@ -215,10 +215,8 @@ def test_build_secrets_reach_the_cli_as_private_files_and_never_as_argv_or_env(
         assert not Path(spec.split(",src=", 1)[1]).exists()
 
 
-def test_build_secrets_are_removed_when_the_build_fails(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fail(monkeypatch, build="ERROR: failed to solve")
+def test_build_secrets_are_removed_when_the_build_fails(tmp_path: Path, fake_docker: Path) -> None:
+    fail(fake_docker, build="ERROR: failed to solve")
     docker = Docker(docker=str(fake_docker))
     request = BuildRequest(
         ref=f"{IMAGE}:{SHA}", context=tmp_path, dockerfile=tmp_path / "D", secrets=BUILD_SECRETS
@@ -233,9 +231,9 @@ def test_build_secrets_are_removed_when_the_build_fails(
 
 @pytest.mark.usefixtures("on_path")
 def test_without_buildx_the_legacy_builder_builds_without_cache_and_refuses_secrets(
-    tmp_path: Path, fake_docker: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_docker: Path
 ) -> None:
-    fail(monkeypatch, buildx="docker: 'buildx' is not a docker command.")
+    fail(fake_docker, buildx="docker: 'buildx' is not a docker command.")
     log = run_build_and_push(tmp_path, settings(tmp_path))
     made = calls(fake_docker)
     build = next(c for c in made if c[0] == "build")
