@@ -257,7 +257,11 @@ def _inside(root: Path, path: Path) -> Path:
     """`path` with every symlink resolved, if that is inside `root`."""
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
-        raise _Outside("resolves to a place outside the workspace")
+        try:
+            shown_path = str(path.relative_to(root))
+        except ValueError:
+            shown_path = str(path)
+        raise _Outside(f"({shown(shown_path)}) resolves to a place outside the workspace")
     return resolved
 
 
@@ -468,6 +472,9 @@ def parse(sources: dict[Path, str], root: Path | None = None) -> list[Document]:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else None
+            position = getattr(exc, "position", None)  # a ReaderError (e.g. a NUL) has only this
+            if line is None and isinstance(position, int):
+                line = text[:position].count("\n") + 1
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise InputError(
                 f"invalid YAML: {problem}",
@@ -632,6 +639,8 @@ def _check_pod_shapes(document: Document, refuse: Callable[..., None]) -> None:
 
 def _check_container(container: dict[str, Any], path: str, refuse: Callable[..., None]) -> None:
     name = container.get("name")
+    if name is None:
+        refuse(f"{path} has no name", container, "Every container needs a name.")
     if not isinstance(name, str) or not _DNS_LABEL.match(name):
         refuse(
             f"{path}.name {shown(name)} is not a valid container name",

@@ -1,0 +1,82 @@
+"""Class 6: paths. `manifests` resolves inside the workspace only; nothing outside it is read, and a
+glob never walks out of it or loops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.hostile.support import DEPLOYMENT, action_env, check, run_action, workspace
+
+OUTSIDE = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: outside-secret-config}\n"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    ws = workspace(tmp_path)
+    (tmp_path / "outside.yaml").write_text(OUTSIDE)
+    (tmp_path / "outside-dir").mkdir()
+    (tmp_path / "outside-dir" / "x.yaml").write_text(OUTSIDE)
+    os.symlink(tmp_path / "outside.yaml", ws / "deploy" / "link-out.yaml")
+    os.symlink(tmp_path / "outside-dir", ws / "deploy" / "dir-out")
+    os.symlink(ws / "deploy", ws / "deploy" / "loop")  # a directory link to its own parent
+    return ws
+
+
+ENTRIES = {
+    "absolute path": lambda ws: str(ws.parent / "outside.yaml"),
+    "absolute path to /etc": lambda ws: "/etc/hostname",
+    "dot-dot": lambda ws: "../outside.yaml",
+    "dot-dot inside then out": lambda ws: "deploy/../../outside.yaml",
+    "home": lambda ws: "~/outside.yaml",
+    "symlinked file pointing out": lambda ws: "deploy/link-out.yaml",
+    "through a symlinked directory": lambda ws: "deploy/dir-out/x.yaml",
+    "glob from the root": lambda ws: "/**",
+    "glob with dot-dot": lambda ws: "../**/*.yaml",
+    "glob that matches nothing": lambda ws: "nothing/**/*.yaml",
+}
+
+
+@pytest.mark.parametrize("case", list(ENTRIES))
+def test_manifests_outside_the_workspace_are_refused(ws: Path, case: str) -> None:
+    entry = ENTRIES[case](ws)
+    run = run_action(action_env(ws, {"manifests": f"deploy/deployment.yaml\n{entry}"}))
+    check(run, 2, "manifests", "6 paths")
+    assert "outside-secret-config" not in run.log
+
+
+def test_a_recursive_glob_does_not_follow_links_out_or_round(ws: Path, digitalocean: str) -> None:
+    # `**` sees deploy/deployment.yaml once; not the link out, not the loop, not dir-out.
+    run = run_action(action_env(ws, {"manifests": "**/*.yaml"}, digitalocean))
+    # The symlinked file matches the pattern and points out: refused, by name.
+    check(run, 2, "manifests", "6 paths")
+    assert "link-out.yaml" in run.errors()[0].data
+
+
+def test_a_recursive_glob_inside_the_workspace_works(tmp_path: Path, digitalocean: str) -> None:
+    ws = workspace(tmp_path)
+    os.symlink(ws / "deploy", ws / "deploy" / "loop")
+    (ws / "deploy" / "nested").mkdir()
+    (ws / "deploy" / "nested" / "cm.yaml").write_text(OUTSIDE.replace("outside-secret-config", "c"))
+    run = run_action(action_env(ws, {"manifests": "deploy/**/*.yaml"}, digitalocean))
+    check(run, 2, "cluster", "6 paths")  # preflight passed: stopped at the (unknown) cluster
+    assert "2 objects in 2 file(s)" in run.log
+
+
+def test_a_glob_over_too_many_files_is_refused(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    many = ws / "deploy" / "many"
+    many.mkdir()
+    for i in range(201):
+        (many / f"c{i}.yaml").write_text(OUTSIDE.replace("outside-secret-config", f"c{i}"))
+    run = run_action(action_env(ws, {"manifests": "deploy/many/*.yaml"}))
+    check(run, 2, "manifests", "6 paths")
+
+
+def test_a_deployment_file_as_a_directory_is_not_read(tmp_path: Path) -> None:
+    ws = workspace(tmp_path, DEPLOYMENT, "deploy/real.yaml")
+    (ws / "deploy" / "deployment.yaml").mkdir()
+    run = run_action(action_env(ws, {}))
+    check(run, 2, "manifests", "6 paths")
