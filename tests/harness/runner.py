@@ -132,6 +132,8 @@ class ActionRun:
     state_file: Path
     container_env: dict[str, str] = field(repr=False)
     warnings: tuple[str, ...] = ()
+    # "Set up job" for this action: building its Dockerfile, or pulling its docker:// image.
+    setup_seconds: float = 0.0
 
     @property
     def outputs(self) -> dict[str, str]:
@@ -534,7 +536,7 @@ def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | 
         raise HarnessError(f"{action_dir}: runs.using is {runs.get('using')!r}, not docker")
     image = str(runs.get("image", ""))
     if image.startswith("docker://"):
-        return image.removeprefix("docker://")
+        return pull_action_image(image.removeprefix("docker://"), stack)
     dockerfile = (action_dir / image).resolve()
     if not dockerfile.is_file():
         raise HarnessError(f"{action_dir}: runs.image {image!r} is not a file")
@@ -578,6 +580,62 @@ def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | 
             _forget_stale_tags(stack, repository, tag)
     _built[(action_dir, key)] = tag
     return tag
+
+
+PULL_TRIES = 3
+
+
+def pull_action_image(reference: str, stack: Mapping[str, str]) -> str:
+    """`runs.image: docker://REF`: the runner's "Pull REF" in Set up job, `docker pull` with 3
+    tries, before any step runs. The runner pulls anonymously; the stack's registry wants a login
+    (it has no anonymous access), so the harness pulls with the stack's credentials, in a
+    throw-away DOCKER_CONFIG, when REF is on that registry, and anonymously otherwise."""
+    env = _docker_cli_env(stack)
+    registry = stack.get("DJK_REGISTRY", "")
+    with tempfile.TemporaryDirectory(prefix="djk-harness-pull-") as config:
+        env["DOCKER_CONFIG"] = config
+        if registry and reference.startswith(registry + "/"):
+            login = subprocess.run(
+                [
+                    _docker_binary(),
+                    "login",
+                    "--username",
+                    stack["DJK_REGISTRY_USER"],
+                    "--password-stdin",
+                    registry,
+                ],
+                input=stack["DJK_REGISTRY_PASSWORD"],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            if login.returncode != 0:
+                raise HarnessError(f"docker login {registry} failed: {login.stderr.strip()}")
+        started = time.monotonic()
+        result: subprocess.CompletedProcess[str] | None = None
+        for attempt in range(1, PULL_TRIES + 1):
+            result = subprocess.run(
+                [_docker_binary(), "pull", reference],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=BUILD_TIMEOUT,
+                check=False,
+            )
+            if result.returncode == 0:
+                break
+            if attempt < PULL_TRIES:
+                time.sleep(attempt)
+        assert result is not None
+        if result.returncode != 0:
+            raise HarnessError(
+                f"docker pull {reference} failed {PULL_TRIES} times: "
+                + (result.stdout + result.stderr).strip()[-2000:]
+            )
+    print(f"[harness] pulled {reference} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return reference
 
 
 def _build(stack: Mapping[str, str], dockerfile: Path, tag: str, args: Mapping[str, str]) -> None:
@@ -790,7 +848,9 @@ def run_action(
     }
 
     # Inputs and env are settled (and any expression refused) before the slow build.
+    setup_started = time.monotonic()
     image = build_action_image(action_dir, stack)
+    setup_seconds = time.monotonic() - setup_started
     socket_path = docker_socket(stack)
     if not socket_path.exists():
         raise HarnessError(f"no Docker socket at {socket_path}: is the stack up?")
@@ -867,6 +927,7 @@ def run_action(
         state_file=file_commands / files["GITHUB_STATE"],
         container_env={**container_env, **literal},
         warnings=tuple(warnings),
+        setup_seconds=setup_seconds,
     )
 
 

@@ -1,0 +1,146 @@
+"""The release's prebuilt action image, shown locally: the action image is pushed to the stack's
+registry, a copy of action.yml is pinned to it the way the release does it
+(scripts/pin-action-image), and the harness then pulls it in "Set up job", as the runner does,
+instead of building the Dockerfile. The deploy behaves exactly as from the Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.harness.runner import REPO_ROOT, ActionRun, build_action_image, run_action
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker]
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: <IMAGE>
+"""
+
+
+def docker_env(stack: dict[str, str], config: str) -> dict[str, str]:
+    env = {**os.environ, "DOCKER_CONFIG": config}
+    env.pop("DOCKER_HOST", None)
+    if stack.get("DOCKER_HOST"):
+        env["DOCKER_HOST"] = stack["DOCKER_HOST"]
+    return env
+
+
+def publish(stack: dict[str, str], local_tag: str, repository: str) -> str:
+    """What the release's image job does, on the stack's registry: push, return repo@digest."""
+    with tempfile.TemporaryDirectory(prefix="djk-release-") as config:
+        env = docker_env(stack, config)
+
+        def run(*args: str, stdin: str | None = None) -> str:
+            done = subprocess.run(
+                ["docker", *args],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+                check=False,
+            )
+            assert done.returncode == 0, f"docker {args[0]}: {done.stdout}{done.stderr}"
+            return done.stdout
+
+        registry = stack["DJK_REGISTRY"]
+        run(
+            "login",
+            "-u",
+            stack["DJK_REGISTRY_USER"],
+            "--password-stdin",
+            registry,
+            stdin=stack["DJK_REGISTRY_PASSWORD"],
+        )
+        tag = f"{repository}:{local_tag.rsplit(':', 1)[1]}"
+        run("tag", local_tag, tag)
+        pushed = run("push", tag)
+        run("image", "rm", tag)  # only the name: the harness must pull by digest
+        digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)
+        assert digest, pushed
+        return f"{repository}@{digest.group(1)}"
+
+
+def test_the_action_runs_from_the_pulled_release_image_as_from_its_dockerfile(
+    stack: dict[str, str], namespace: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    built = build_action_image(REPO_ROOT, stack)
+    reference = publish(stack, built, f"{stack['DJK_REGISTRY']}/djk/action-release")
+
+    released = tmp_path / "release"
+    released.mkdir()
+    shutil.copy(REPO_ROOT / "action.yml", released / "action.yml")
+    pinned = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "pin-action-image"),
+            reference,
+            str(released / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pinned.returncode == 0, pinned.stderr
+
+    workspace = tmp_path / "workspace"
+    (workspace / "deploy").mkdir(parents=True)
+    (workspace / "deploy" / "deployment.yaml").write_text(MANIFEST)
+    (workspace / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\n")
+    sha = secrets.token_hex(20)
+
+    def deploy(action_dir: Path) -> ActionRun:
+        result = run_action(
+            {
+                "image": f"{stack['DJK_REGISTRY']}/djk-e2e/prebuilt",
+                "sha": sha,
+                "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
+                "cluster": stack["DJK_CLUSTER_NAME"],
+                "namespace": namespace,
+                "registry-username": stack["DJK_REGISTRY_USER"],
+                "registry-password": stack["DJK_REGISTRY_PASSWORD"],
+                "timeout": "2m",
+                "build-network": "host",
+            },
+            workspace,
+            extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
+            action_dir=action_dir,
+        )
+        assert result.exit_code == 0, result.visible_log[-3000:]
+        return result
+
+    from_dockerfile = deploy(REPO_ROOT)
+    from_release = deploy(released)
+    # The runner's `docker run` names the pinned reference, which the harness pulled in set-up.
+    assert from_release.image == reference
+    assert reference in from_release.argv
+    assert f"[harness] pulled {reference}" in capfd.readouterr().err
+    # The same program: the same groups (no push: the image exists now), the same outputs.
+    assert from_release.groups() == [
+        g for g in from_dockerfile.groups() if not g.startswith("Push")
+    ]
+    assert from_release.outputs["image"] == from_dockerfile.outputs["image"]
+    assert from_release.outputs["digest"] == from_dockerfile.outputs["digest"]
+    assert from_release.outputs["result"] == "succeeded"
