@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
+from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -347,6 +348,19 @@ class Cluster:
         except NotFound:
             return False
         return True
+
+    def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
+        """The imagePullSecrets of a ServiceAccount; None when it is not there (yet) or may not
+        be read, so the caller can say it could not tell."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/" + quote(
+            service_account, safe=""
+        )
+        try:
+            account = self._get_json(path, what=f"get serviceaccount/{service_account}")
+        except (NotFound, Forbidden):
+            return None
+        refs = account.get("imagePullSecrets") or []
+        return [str(r.get("name")) for r in refs if isinstance(r, dict) and r.get("name")]
 
     def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
         """What this identity may not do that the deploy needs, asked before the slow build.

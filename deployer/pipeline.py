@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deployer import docr, manifests, stamps
 from deployer import kubeconfig as kubeconfig_input
-from deployer import manifests, stamps
 from deployer.digitalocean import DigitalOcean
 from deployer.docker import BuildRequest, Docker
 from deployer.envfile import secret_manifest
@@ -34,6 +35,9 @@ DOCR_HOST = "registry.digitalocean.com"
 # outlive the build plus the whole wait. If the build runs past this allowance we fetch a new one.
 BUILD_ALLOWANCE_S = 30 * 60
 EXPIRY_MARGIN_S = 5 * 60
+# After link-registry, how long DigitalOcean's operator gets to put the pull secret in place.
+LINK_WAIT_S = 60.0
+LINK_POLL_S = 1.0
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Credentials:
     cluster: Cluster
     expires_at: datetime | None
     describe: str
+    cluster_id: str = ""  # the DOKS cluster's id, when the credentials came from DigitalOcean
 
 
 class Interrupt:
@@ -204,6 +209,7 @@ def credentials(
             reporter.line(
                 f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
             )
+        _registry_access(settings, reporter, creds, plan)
         return creds
 
 
@@ -513,7 +519,80 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
         Cluster.from_kubeconfig_dict(kubeconfig.config),
         kubeconfig.expires_at,
         f"cluster {found.name} ({found.id}{expires})",
+        found.id,
     )
+
+
+def _registry_access(
+    settings: Settings, reporter: Reporter, creds: Credentials, plan: Plan
+) -> None:
+    """Pods pulling from DOCR need a pull secret, in their spec or their ServiceAccount: warn
+    before the build when they have none (with link-registry, integrate the registry first)."""
+    images = [i for _, _, i in manifests.images(plan.documents) if docr.registry_name(i)]
+    if not images:
+        return
+    if settings.link_registry:
+        _link_registry(settings, reporter, creds, plan, images)
+    missing, unknown = docr.without_pull_secret(plan.documents, creds.cluster.pull_secrets)
+    for found in missing:
+        reporter.warning(docr.warning(found, settings.cluster), title="No pull access to DOCR")
+    for found in unknown:
+        reporter.line(
+            f"{found.workload}: serviceaccount/{found.service_account} in {found.namespace} "
+            "is not there yet or not readable, so pull access to DOCR is unchecked"
+        )
+    if not missing and not unknown:
+        reporter.line(f"pull access to {docr.HOST}: every workload using it has a pull secret")
+
+
+def _link_registry(
+    settings: Settings, reporter: Reporter, creds: Credentials, plan: Plan, images: list[str]
+) -> None:
+    """link-registry: integrate the account's registry with the cluster (idempotent), then give
+    DigitalOcean's operator a bounded time to put the pull secret where the pods will look."""
+    api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+    try:
+        name = api.registry_name()
+        linked = api.link_registry(creds.cluster_id)
+    finally:
+        api.close()
+    others = sorted({n for i in images if (n := docr.registry_name(i)) and n != name})
+    if others:
+        reporter.warning(
+            f"the images are in registry {', '.join(others)}, but this token's registry is "
+            f"{name}: {docr.LINK_INPUT} gives the cluster pull access to {name} only",
+            title="Another registry",
+        )
+    secret = docr.secret_name(name)
+    reporter.line(
+        f"registry {name} {'is now' if linked else 'was already'} integrated with the cluster "
+        f"(pull secret {secret} in every namespace)"
+    )
+    waiting = {
+        d.namespace
+        for d in plan.documents
+        if (spec := manifests.pod_spec(d)) is not None
+        and not spec.get("imagePullSecrets")
+        and (spec.get("serviceAccountName") or "default") == "default"
+        and any(docr.registry_name(i) for _, _, i in manifests.images([d]))
+    }
+    deadline = time.monotonic() + LINK_WAIT_S
+    while waiting and time.monotonic() < deadline:
+        # A namespace that does not exist yet gets the secret when it is made.
+        waiting = {
+            ns
+            for ns in waiting
+            if (have := creds.cluster.pull_secrets("default", ns)) is not None
+            and secret not in have
+        }
+        if waiting:
+            time.sleep(LINK_POLL_S)
+    for ns in sorted(waiting):
+        reporter.warning(
+            f"DigitalOcean has not put pull secret {secret} into namespace {ns} within "
+            f"{LINK_WAIT_S:.0f}s; pods made before it arrives cannot pull",
+            title="Pull secret not there yet",
+        )
 
 
 def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> None:

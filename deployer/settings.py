@@ -88,6 +88,7 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("rollback-on-failure", "false", "roll failed Deployments back"),
     InputSpec("pin-digest", "false", "render image@digest"),
     InputSpec("force-conflicts", "true", "take over fields owned by other managers"),
+    InputSpec("link-registry", "false", "integrate DOCR with the cluster (pull access)"),
 )
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
 
@@ -121,6 +122,7 @@ class Settings:
     rollback_on_failure: bool = False
     pin_digest: bool = False
     force_conflicts: bool = True
+    link_registry: bool = False
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False
@@ -383,7 +385,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         problem("timeout", str(exc), "Write it like 90s, 10m or 1h30m.")
 
     flags = {}
-    for name in ("rollback-on-failure", "pin-digest", "force-conflicts"):
+    for name in ("rollback-on-failure", "pin-digest", "force-conflicts", "link-registry"):
         text = value(name)
         if text in _TRUE:
             flags[name] = True
@@ -392,6 +394,13 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         else:
             problem(name, f"must be true or false, got {text!r}", "Write true or false.")
             flags[name] = False
+
+    if flags["link-registry"] and (kubeconfig or not token):
+        problem(
+            "link-registry",
+            "needs the DigitalOcean API (digitalocean-token and cluster), not a kubeconfig input",
+            "Set digitalocean-token and cluster, or integrate the registry once by hand.",
+        )
 
     if problems:
         raise problems[0] if len(problems) == 1 else InputErrors(problems)
@@ -433,6 +442,7 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
         rollback_on_failure=flags["rollback-on-failure"],
         pin_digest=flags["pin-digest"],
         force_conflicts=flags["force-conflicts"],
+        link_registry=flags["link-registry"],
         source_url=f"{server}/{repo}" if server and repo else "",
         run_url=run_url,
         github=github,

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deployer import docr
+
 Obj = Mapping[str, Any]
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -33,6 +35,12 @@ _REPLACED_POD_FAILURES = frozenset({"Evicted", "Preempting", "Shutdown", "Termin
 _FINAL_PULL_ERROR = re.compile(
     r"not found|manifest unknown|unauthorized|denied|forbidden|does not exist"
     r"|authentication required|no basic auth credentials",
+    re.IGNORECASE,
+)
+
+# The registry refused who we are (not: the image is missing).
+_AUTH_PULL_ERROR = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|\b401\b",
     re.IGNORECASE,
 )
 
@@ -221,6 +229,12 @@ def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     if not final:
         return None
     image = c.status.get("image") or "its image"
+    verdict = final.group(0).lower()
+    # DOCR answers 401 to a cluster it was never integrated with: say the fix before the
+    # runtime's long message, which the one-line cut may shorten.
+    fix = ""
+    if docr.registry_name(str(image)) and _AUTH_PULL_ERROR.search(message):
+        fix = f"; the cluster has no pull secret for {docr.HOST}: {docr.short_fix()}"
     # The registry's verdict first: a long runtime message is cut, the reason must survive.
     return _problem(
         c,
@@ -228,7 +242,7 @@ def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
         str(waiting["reason"]),
         None,
         _one_line(
-            f"{c.label} cannot pull {image}: {final.group(0).lower()} ({waiting['reason']}): {message}"
+            f"{c.label} cannot pull {image}: {verdict} ({waiting['reason']}){fix}: {message}"
         ),
     )
 

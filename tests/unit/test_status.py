@@ -196,13 +196,32 @@ def test_a_pull_we_are_not_authorized_for_is_fatal_even_in_back_off() -> None:
         "ImagePullBackOff",
         "web",
     )
+    # DOCR refused us: the one-time fix comes before the runtime's long message
     assert problem.detail.startswith(
-        f"container `web` cannot pull {IMAGE}: unauthorized (ImagePullBackOff): "
-        f'Back-off pulling image "{IMAGE}": ErrImagePull:'
+        f"container `web` cannot pull {IMAGE}: unauthorized (ImagePullBackOff); the cluster has "
+        "no pull secret for registry.digitalocean.com: set `link-registry: true` or run "
+        "`doctl kubernetes cluster registry add <cluster>`: Back-off pulling image"
     )
     # a long registry answer is cut to one readable line
     assert problem.detail.endswith("…")
     assert len(problem.detail) < 400
+
+
+def test_an_unauthorized_pull_elsewhere_names_no_docr_fix() -> None:
+    pod = snap("pod-image-pull-backoff-unauthorized")
+    other = "ghcr.io/team/antisocial:9b2d771"
+    for status in pod["status"]["containerStatuses"]:
+        status["image"] = other
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert problem.detail.startswith(f"container `web` cannot pull {other}: unauthorized (Image")
+    assert "link-registry" not in problem.detail
+
+
+def test_a_missing_docr_image_names_no_pull_secret_fix() -> None:
+    problem = pod_verdict(snap("pod-image-not-found"))
+    assert problem is not None
+    assert "link-registry" not in problem.detail
 
 
 def test_a_registry_timeout_is_transient_and_keeps_us_waiting() -> None:
