@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 
+from tests import contract
 from tests.harness.runner import ActionRun, run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
@@ -674,3 +675,93 @@ def test_a_deploy_with_nothing_to_wait_on_succeeds(deploy: Deploy, namespace: st
     assert result.outputs["result"] == "succeeded"
     assert json.loads(result.outputs["deployments"]) == []
     assert "Nothing to wait for" in result.log
+
+
+# -- pull access to DigitalOcean Container Registry -------------------------------------------------
+# The images must literally be on registry.digitalocean.com for the DOCR path, and nothing here can
+# push there, so the pod template pairs the image the action builds (pushed to the stack's
+# registry) with a sidecar image on registry.digitalocean.com. kwok plays a DOKS node: a pod with a
+# DOCR image and no pull secret gets DOCR's 401 (stack/kwok/pod-image-pull-docr.yaml). The stand-in
+# plays DigitalOcean: `POST /v2/kubernetes/registry` records the integration and puts
+# `registry-<name>` into every namespace and its default ServiceAccount, as DOKS's DOSecret
+# operator does (stack/digitalocean.py).
+
+SIDECAR = "registry.digitalocean.com/djk-local/cache:7"  # the stand-in's registry is djk-local
+
+
+def docr_manifests(attempt: int) -> str:
+    # `attempt` changes the pod template, so each deploy makes new pods from the same image.
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{example.com/attempt: "{attempt}"}}
+    spec:
+      containers:
+        - name: web
+          image: <IMAGE>
+        - name: cache
+          image: {SIDECAR}
+"""
+
+
+def test_without_pull_access_the_deploy_is_warned_before_the_build_and_link_registry_fixes_it(
+    deploy: Deploy,
+    faults: Callable[[dict[str, Any]], None],
+    stack: dict[str, str],
+    namespace: str,
+) -> None:
+    control = stack["DJK_FAKE_DO_CONTROL"]
+
+    first = deploy(docr_manifests(1))
+
+    assert first.exit_code == 1, first.log[-3000:]
+    (warning,) = [line for line in first.log.splitlines() if "No pull access to DOCR" in line]
+    assert warning.startswith(
+        f"::warning title=No pull access to DOCR::deployment/web in namespace {namespace} pulls "
+        f"{SIDECAR}, but neither its pod template nor serviceaccount/default names an "
+        "imagePullSecret: every new pod will fail with an unauthorized pull. To fix, integrate "
+        "the registry with the cluster once: set `link-registry: true`"
+    )
+    assert first.log.index(warning) < first.log.index("::group::Build")  # before the build
+    (verdict,) = error_annotations(first)
+    assert (
+        f"container `cache` cannot pull {SIDECAR}: unauthorized (ErrImagePull); the cluster "
+        in (verdict)
+    )
+    assert "has no pull secret for registry.digitalocean.com: set `link-registry: true`" in verdict
+    log = requests.get(f"{control}/requests", timeout=5).json()
+    assert "/v2/kubernetes/registry" not in [e["path"] for e in log]
+
+    second = deploy(docr_manifests(2), **{"link-registry": "true"})
+
+    assert second.exit_code == 0, second.log[-3000:]
+    assert "registry djk-local is now integrated with the cluster" in second.log
+    assert "No pull access to DOCR" not in second.log
+    assert "pull access to registry.digitalocean.com: every workload using it has" in second.log
+    switches = requests.get(f"{control}/faults", timeout=5).json()
+    assert switches["registry_linked"] == [stack["DJK_CLUSTER_ID"]]
+    log = requests.get(f"{control}/requests", timeout=5).json()
+    links = [e for e in log if e["path"] == "/v2/kubernetes/registry"]
+    assert [(e["method"], e["status"]) for e in links] == [("POST", 204)]
+    for entry in log:
+        contract.check_request(entry)
+    # The new pod carries the pull secret DigitalOcean put into the namespace.
+    pods = json.loads(
+        kubectl(stack, "-n", namespace, "get", "pods", "-l", "app=web", "-o", "json").stdout
+    )["items"]
+    pulled = [
+        p
+        for p in pods
+        if p["metadata"]["annotations"].get("example.com/attempt") == "2"
+        and p["status"].get("phase") == "Running"
+    ]
+    assert [s["name"] for s in pulled[0]["spec"]["imagePullSecrets"]] == ["registry-djk-local"]
