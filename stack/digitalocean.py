@@ -95,6 +95,11 @@ ERRORS = {
     403: ("forbidden", "You do not have access for the attempted action."),
     404: ("not_found", "The resource you requested could not be found."),
     405: ("method_not_allowed", "Method not allowed."),
+    # GET /v2/registry when the account has several registries (the spec's own example text).
+    412: (
+        "precondition_failed",
+        "This API is not supported if you have created multiple registries.",
+    ),
     429: ("too_many_requests", "API rate limit exceeded."),
     500: ("server_error", "Unexpected server-side error"),
     502: ("bad_gateway", "Bad gateway."),

@@ -29,6 +29,7 @@ from deployer import __version__, digitalocean
 from deployer.digitalocean import Cluster, DigitalOcean, Kubeconfig, RetryPolicy
 from deployer.errors import DeployError, InputError, ServiceError
 from stack.digitalocean import (
+    OPERATIONS,
     AdminKubeconfig,
     FakeDigitalOcean,
     MintedToken,
@@ -369,6 +370,63 @@ def test_an_account_without_a_registry_is_told_so(
     assert str(err).startswith(
         "digitalocean-token: this DigitalOcean account has no container registry (HTTP 404"
     )
+
+
+def test_an_account_with_several_registries_is_told_to_integrate_by_hand(
+    fake: FakeDigitalOcean, client: DigitalOcean
+) -> None:
+    fake.configure({"faults": [{"endpoint": "registry_get", "status": 412}]})
+    err = failure(client.registry_name)
+    assert isinstance(err, InputError)
+    assert str(err).startswith(
+        "digitalocean-token: the account has several container registries, which /v2/registry "
+        "cannot serve (HTTP 412 precondition_failed"
+    )
+
+
+# Every endpoint the client calls, and a request the stand-in answers for it.
+ENDPOINTS = {
+    "kubernetes_list_clusters": lambda do: do.find_cluster(NAME),
+    "kubernetes_get_cluster": lambda do: do.get_cluster(CLUSTER_ID),
+    "kubernetes_get_kubeconfig": lambda do: do.kubeconfig(CLUSTER_ID, 600),
+    "kubernetes_get_credentials": lambda do: do.credentials(CLUSTER_ID, 600),
+    "kubernetes_add_registry": lambda do: do._send(
+        "POST",
+        f"{do.api_url}/v2/kubernetes/registry",
+        {"cluster_uuids": [CLUSTER_ID]},
+        digitalocean.SCOPES_LINK,
+        "add the container registry to the cluster",
+    ),
+    "registry_get": lambda do: do.registry_name(),
+    "registry_get_dockerCredentials": lambda do: do.registry_credentials(
+        "registry.digitalocean.com", 600
+    ),
+}
+
+
+def test_the_stand_in_serves_every_endpoint_the_spec_subset_holds() -> None:
+    raw = yaml.safe_load(contract.SPEC_PATH.read_text())
+    in_spec = {op["operationId"] for ops in raw["paths"].values() for op in ops.values()}
+    assert in_spec == set(ENDPOINTS) == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("operation", sorted(ENDPOINTS))
+@pytest.mark.parametrize("status", [401, 403, 404, 429, 500])
+def test_every_endpoint_fails_in_contract_with_rate_limit_headers_and_an_error_body(
+    fake: FakeDigitalOcean, operation: str, status: int
+) -> None:
+    fake.configure({"faults": [{"endpoint": operation, "status": status, "count": 99}]})
+    with DigitalOcean(TOKEN, fake.url, retry=RetryPolicy(total=0, sleep=Sleeps())) as do:
+        failure(lambda: ENDPOINTS[operation](do))
+
+    failed = [e for e in fake.requests if e["status"] == status]
+    assert failed, "the fault reached the endpoint"
+    for entry in failed:  # the fixture also checks each against the spec when the test ends
+        headers = entry["response_headers"]
+        assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(headers)
+        body = json.loads(entry["response_body"])
+        assert set(body) == {"id", "message", "request_id"}
+        assert body["request_id"] == headers["x-request-id"]
 
 
 def test_a_fault_switch_hits_only_its_endpoint(
