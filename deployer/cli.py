@@ -229,6 +229,12 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
             where="DIGITALOCEAN_ACCESS_TOKEN",
             hint="Export a DigitalOcean token with kubernetes:read and kubernetes:access_cluster.",
         )
+    if not settings.is_cluster(args.cluster):
+        raise InputError(
+            f"{manifests.shown(args.cluster)} is not a cluster name or id",
+            where="--cluster",
+            hint="Use the cluster's name (letters, digits, '-', '.', '_') or its id.",
+        )
     if not 0 < args.expiry_seconds <= 7 * 24 * 3600:
         raise InputError(
             "must be between 1 and 604800 (7 days)",
@@ -258,6 +264,20 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         raise InputError(
             str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
         ) from exc
+    # Checked before anything shows them (they are echoed in every progress line).
+    for name in args.deployment:
+        if not manifests.is_name(name):
+            raise InputError(
+                f"{manifests.shown(name)} is not a Deployment name",
+                where="--deployment",
+                hint="Use lower-case letters, digits, '-' and '.'.",
+            )
+    if args.namespace and not manifests.is_namespace(args.namespace):
+        raise InputError(
+            f"{manifests.shown(args.namespace)} is not a namespace name",
+            where="--namespace",
+            hint="Use at most 63 lower-case letters, digits and '-'.",
+        )
     kubeconfig_input.check_files(args.kubeconfig_file, env)
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
     try:

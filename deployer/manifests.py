@@ -186,6 +186,15 @@ def display_path(path: Path, root: Path | None) -> str:
     return str(path)
 
 
+def is_name(value: object) -> bool:
+    """A DNS-1123 subdomain: the name of a Deployment, ConfigMap, Secret, …"""
+    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+
+
+def is_namespace(value: object) -> bool:
+    return isinstance(value, str) and bool(_DNS_LABEL.match(value))
+
+
 def shown(value: object, limit: int = 60) -> str:
     """A value from the user's files, safe to put in a message: quoted, escaped, shortened."""
     text = repr(value) if isinstance(value, str) else repr(str(value))

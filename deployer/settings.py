@@ -194,6 +194,10 @@ def raw_inputs_from_action_env(env: Mapping[str, str]) -> dict[str, str]:
     return raw
 
 
+def is_cluster(value: str) -> bool:
+    return bool(_CLUSTER_RE.match(value))
+
+
 def forget_inputs(environ: MutableMapping[str, str]) -> None:
     """Drop the action's inputs from the process environment once read, so no child process
     (docker, a kubeconfig exec plugin) inherits the token, the env file or the registry password."""

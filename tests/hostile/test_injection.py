@@ -104,3 +104,17 @@ def test_text_in_cli_arguments_never_becomes_a_workflow_command(
     check(run, 2, manifest, "1 injection: CLI arguments")
     usage = run_cli(["deploy", f"--no-such{payload}"], env)
     check(usage, 2, "unrecognized arguments", "1 injection: CLI arguments", plain=True)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
+@pytest.mark.parametrize("flag", ["--deployment", "--namespace"])
+def test_names_given_to_wait_are_checked_before_they_are_shown(flag: str, payload: str) -> None:
+    argv = ["wait", "--deployment", "web", flag, payload]
+    check(run_cli(argv, {"GITHUB_ACTIONS": "true"}), 2, flag, "1 injection: CLI arguments")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS[:6], ids=range(6))
+def test_a_cluster_given_to_kubeconfig_is_checked_before_it_is_shown(payload: str) -> None:
+    env = {"GITHUB_ACTIONS": "true", "DIGITALOCEAN_ACCESS_TOKEN": "dop_v1_" + "x" * 20}
+    argv = ["kubeconfig", "--cluster", payload, "--env-file", "/nonexistent"]
+    check(run_cli(argv, env), 2, "--cluster", "1 injection: CLI arguments")
