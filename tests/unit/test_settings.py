@@ -133,6 +133,24 @@ def test_kubeconfig_replaces_digitalocean_but_not_both(workspace: Path) -> None:
     )
 
 
+def test_link_registry_needs_the_digitalocean_api(workspace: Path) -> None:
+    config, _ = parse(workspace, link_registry="true")
+    assert config.link_registry is True
+    assert parse(workspace)[0].link_registry is False
+    found = problems(
+        workspace,
+        digitalocean_token="",
+        cluster="",
+        kubeconfig="apiVersion: v1\n",
+        link_registry="true",
+    )
+    assert found == [
+        "link-registry: needs the DigitalOcean API (digitalocean-token and cluster), not a "
+        "kubeconfig input. Set digitalocean-token and cluster, or integrate the registry once "
+        "by hand."
+    ]
+
+
 def test_all_problems_are_reported_at_once(workspace: Path) -> None:
     found = problems(workspace, image="", sha="nope", cluster="")
     assert [p.split(":")[0] for p in found] == ["image", "sha", "cluster"]
