@@ -7,7 +7,8 @@ kind is one verdict function, one pod selector and one row of `KINDS`; the watch
 kubectl's rules (kubectl/pkg/polymorphichelpers/rollout_status.go; `kubectl wait` for Jobs):
 
 * StatefulSet: only `RollingUpdate` can be waited for; then generation observed, every replica
-  ready, and either the partition's share updated or `updateRevision == currentRevision`.
+  ready, and either the partition's share updated (a partition of 0, the API's default, means
+  every pod) or, with no `rollingUpdate` at all, `updateRevision == currentRevision`.
 * DaemonSet: only `RollingUpdate`; then generation observed, every desired pod updated, then
   every desired pod available.
 * Job: there is no rollout status; `kubectl wait --for=condition=complete` waits for Complete.
@@ -67,24 +68,29 @@ def statefulset_verdict(sts: Obj, applied_generation: int | None = None) -> Verd
     if ready < replicas:
         return Verdict(False, False, f"{subject}: {ready} of {replicas} pods are ready")
     rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate")
-    if isinstance(rolling, Mapping):
+    # As kubectl: a partition (the API server defaults it to 0) is judged by the updated count.
+    if isinstance(rolling, Mapping) and rolling.get("partition") is not None:
         partition = int(rolling.get("partition") or 0)
-        if partition > 0:
-            updated = int(status.get("updatedReplicas") or 0)
-            want = max(replicas - partition, 0)
-            if updated < want:
-                return Verdict(
-                    False,
-                    False,
-                    f"{subject}: {updated} of {want} pods updated (partition {partition} keeps "
-                    f"the other {min(partition, replicas)} at the old revision)",
-                )
-            return Verdict(
-                True,
-                True,
-                f"{subject}: partitioned rollout complete: {updated} of {replicas} pods updated, "
-                f"partition {partition} keeps the rest at the old revision",
+        updated = int(status.get("updatedReplicas") or 0)
+        want = max(replicas - partition, 0)
+        if updated < want:
+            kept = (
+                f" (partition {partition} keeps the other {min(partition, replicas)} at the old "
+                "revision)"
+                if partition
+                else ""
             )
+            return Verdict(False, False, f"{subject}: {updated} of {want} pods updated{kept}")
+        if partition == 0:
+            return Verdict(
+                True, True, f"{subject}: rolling update complete: {updated} pods updated"
+            )
+        return Verdict(
+            True,
+            True,
+            f"{subject}: partitioned rollout complete: {updated} of {replicas} pods updated, "
+            f"partition {partition} keeps the rest at the old revision",
+        )
     current = status.get("currentRevision")
     update = status.get("updateRevision")
     if current != update:

@@ -45,9 +45,20 @@ def snaps(name: str) -> list[dict[str, Any]]:
 
 
 def test_a_statefulset_with_every_pod_at_the_update_revision_is_green() -> None:
-    assert statefulset_verdict(snap("statefulset-rolling-update-complete"), 3) == Verdict(
+    sts = snap("statefulset-rolling-update-complete")
+    assert statefulset_verdict(sts, 3) == Verdict(
+        True, True, f"{DB}: rolling update complete: 3 pods updated"
+    )
+    del sts["spec"]["updateStrategy"]["rollingUpdate"]  # no partition: kubectl compares revisions
+    assert statefulset_verdict(sts, 3) == Verdict(
         True, True, f"{DB}: rolling update complete: 3 pods at revision antisocial-db-6c9f8d7b5"
     )
+
+
+def test_partition_zero_is_judged_by_the_updated_count_like_kubectl() -> None:
+    sts = snap("statefulset-rolling-update-in-progress")
+    sts["spec"]["updateStrategy"]["rollingUpdate"] = {"partition": 0}
+    assert statefulset_verdict(sts, 4) == Verdict(False, False, f"{DB}: 1 of 3 pods updated")
 
 
 def test_a_statefulset_generation_we_applied_but_not_observed_keeps_us_waiting() -> None:
