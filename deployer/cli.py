@@ -396,13 +396,25 @@ def _signals(interrupt: object) -> Iterator[None]:
             signal.signal(s, h)
 
 
+_MAX_READ = 1024 * 1024  # an env file or a kubeconfig; far larger is a wrong path
+
+
 def _read(path: str, flag: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as f:
+            data = f.read(_MAX_READ + 1)
     except OSError as exc:
         raise InputError(
             f"cannot read {path}: {exc.strerror}", where=flag, hint="Check the path."
         ) from exc
+    if len(data) > _MAX_READ:
+        raise InputError(f"{path} is larger than 1 MiB", where=flag, hint="Check the path.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path} is not UTF-8 text", where=flag, hint="Save it as UTF-8."
+        ) from None
 
 
 def _git_head() -> str:

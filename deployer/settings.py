@@ -174,9 +174,11 @@ def load_env_file(path: Path, env: dict[str, str]) -> None:
     if not path.is_file():
         return
     try:
-        values = dotenv_values(path, interpolate=False)
+        values = dotenv_values(path, interpolate=False, encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc}", where="--env-file") from exc
+        raise InputError(f"cannot read {path}: {exc.strerror}", where="--env-file") from exc
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text", where="--env-file") from None
     for key, val in values.items():
         if val is not None and key not in env:
             env[key] = val

@@ -193,3 +193,48 @@ def test_cli_render_of_hostile_files_is_one_line(tmp_path: Path, content: bytes)
         ["render", "--manifest", str(path), "--image", "reg/app:1"], {"GITHUB_ACTIONS": "true"}
     )
     check(run, 2, str(path), "5 shapes and sizes: CLI")
+
+
+NOT_UTF8, OVER_1_MIB = b"A=\xff\xfe\n", b"A=" + b"x" * (1024 * 1024 + 10)
+
+
+@pytest.mark.parametrize(
+    ("flag", "content"),
+    [
+        ("--secrets-file", NOT_UTF8),
+        ("--secrets-file", OVER_1_MIB),
+        ("--kubeconfig", NOT_UTF8),
+        ("--kubeconfig", OVER_1_MIB),
+        ("--env-file", NOT_UTF8),  # a large .env is streamed by python-dotenv, like any .env
+    ],
+    ids=[
+        "secrets not UTF-8",
+        "secrets over 1 MiB",
+        "kubeconfig not UTF-8",
+        "kubeconfig over 1 MiB",
+        "env-file not UTF-8",
+    ],
+)
+def test_cli_files_that_are_not_text_are_one_line(
+    tmp_path: Path, flag: str, content: bytes
+) -> None:
+    ws = workspace(tmp_path)
+    path = tmp_path / "file"
+    path.write_bytes(content)
+    argv = [
+        "deploy",
+        "--image",
+        "reg.example/app",
+        "--sha",
+        "0" * 40,
+        "--manifest",
+        "deploy/deployment.yaml",
+        flag,
+        str(path),
+    ]
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(ws),
+        "DIGITALOCEAN_ACCESS_TOKEN": "dop_v1_" + "x" * 20,
+    }
+    check(run_cli(argv, env), 2, flag, "5 shapes and sizes: CLI")
