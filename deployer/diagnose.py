@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from deployer.errors import DeployError
-from deployer.status import PodProblem, new_replicaset, pod_is_ready
+from deployer.status import PodProblem, new_replicaset, pod_is_ready, pods_of
 
 LOG_LINES = 50
 MAX_EVENTS = 30
@@ -211,13 +211,8 @@ def diagnose(
     rs = new_replicaset(deployment, replicasets)
     pods: list[dict[str, Any]] = []
     if rs is not None:
-        rs_uid = (rs.get("metadata") or {}).get("uid")
         selector = (rs.get("spec") or {}).get("selector") or None
-        pods = [
-            p
-            for p in _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
-            if _controller_uid(p) == rs_uid
-        ]
+        pods = pods_of(rs, _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), []))
 
     pod = _pick_pod(pods, problem)
     container_name: str | None = problem.container if problem else None
@@ -437,13 +432,6 @@ def _parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _controller_uid(obj: Mapping[str, Any]) -> str | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
 
 
 def _try(notes: list[str], what: str, fetch: Any, default: Any) -> Any:

@@ -25,11 +25,10 @@ from deployer.docker import BuildRequest, Docker
 from deployer.envfile import secret_manifest
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
 from deployer.github import Reporter
-from deployer.kube import Applied, Cluster
+from deployer.kube import FIELD_MANAGER, Applied, Cluster
 from deployer.settings import Settings
 from deployer.watch import RolloutResult, Target, watch_rollouts
 
-FIELD_MANAGER = "django-k8s-deploy"
 DOCR_HOST = "registry.digitalocean.com"
 # The kubeconfig is fetched before the build so a bad token or cluster fails fast; its token must
 # outlive the build plus the whole wait. If the build runs past this allowance we fetch a new one.

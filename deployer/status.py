@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from deployer import docr
 
 Obj = Mapping[str, Any]
+_O = TypeVar("_O", bound=Obj)
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
@@ -408,6 +409,20 @@ def new_replicaset(deployment: Obj, replicasets: Sequence[Obj]) -> Obj | None:
         if (_get(rs, "metadata", "annotations") or {}).get(REVISION_ANNOTATION) == revision:
             return rs
     return None
+
+
+def pods_of(replicaset: Obj | None, pods: Sequence[_O]) -> list[_O]:
+    """The pods `replicaset` controls (pods name only their ReplicaSet, through the owner)."""
+    if replicaset is None:
+        return []
+    uid = _get(replicaset, "metadata", "uid")
+    return [p for p in pods if controller_uid(p) == uid]
+
+
+def revision(obj: Obj) -> str | None:
+    """The Deployment or ReplicaSet revision number, as the deployment controller wrote it."""
+    value = (_get(obj, "metadata", "annotations") or {}).get(REVISION_ANNOTATION)
+    return str(value) if value is not None and str(value).isdigit() else None
 
 
 def controller_uid(obj: Obj) -> str | None:

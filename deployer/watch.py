@@ -36,13 +36,13 @@ from deployer.errors import DeployError
 from deployer.kube import ApiUnavailable, Expired, WatchEvent, WatchKind
 from deployer.status import (
     PodProblem,
-    controller_uid,
     deployment_verdict,
     generation_observed,
     is_unschedulable,
     new_replicaset,
     pod_verdict,
     pod_waiting_summary,
+    pods_of,
     problem_verdict,
 )
 
@@ -252,11 +252,7 @@ class _Run:
         state.pods = []
         if generation_observed(deployment, state.target.generation):
             rs = new_replicaset(deployment, self.reflectors["ReplicaSet", ns].snapshot())
-            if rs is not None:
-                rs_uid = (rs.get("metadata") or {}).get("uid")
-                state.pods = [
-                    p for p in self.reflectors["Pod", ns].snapshot() if controller_uid(p) == rs_uid
-                ]
+            state.pods = pods_of(rs, self.reflectors["Pod", ns].snapshot())
             for pod in state.pods:
                 problem = pod_verdict(
                     pod,

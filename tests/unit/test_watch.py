@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from urllib3.util.retry import Retry
 
 from deployer import kube
@@ -908,7 +909,7 @@ def test_api_statuses_become_our_errors_with_one_line_and_an_exit_code(
         "Invalid value",
         503: "etcdserver: leader changed",
     }
-    exc = kube._from_status(
+    exc = kube.from_status(
         status,
         {"kind": "Status", "message": messages[status]},
         "list pods in shop",
@@ -925,7 +926,7 @@ def test_api_statuses_become_our_errors_with_one_line_and_an_exit_code(
 def test_an_api_that_stays_unreachable_ends_the_wait_as_a_service_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(kube, "_RETRY", Retry(total=1, backoff_factor=0.01))
+    monkeypatch.setattr(kube.connection, "RETRY", Retry(total=1, backoff_factor=0.01))
     monkeypatch.setattr(watch_module, "_GIVE_UP_AFTER_S", 0.5)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -957,3 +958,42 @@ def test_a_kubeconfig_without_the_asked_context_is_one_input_error() -> None:
         kube.Cluster.from_kubeconfig_dict(config, context="prod")
     assert str(info.value).startswith("kubeconfig: the kubeconfig cannot be used: ")
     assert "\n" not in str(info.value)
+
+
+def test_an_expired_resource_version_is_a_service_error_not_an_internal_one() -> None:
+    exc = kube.from_status(410, {"message": "too old resource version: 5 (9)"}, "watch pods")
+    assert isinstance(exc, kube.Expired)
+    assert isinstance(exc, DeployError)
+    assert exc.exit_code == 3
+    assert str(exc) == "Kubernetes API: too old resource version: 5 (9)"
+
+
+class RefusingApi:
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        raise ApiException(status=403, reason="Forbidden")
+
+
+def test_an_api_error_keeps_the_clients_exception_as_its_cause() -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    with kube.Cluster.from_kubeconfig_dict(config) as cluster, pytest.raises(Forbidden) as info:
+        cluster.call(
+            "GET",
+            "/api/v1/namespaces/shop/pods",
+            [],
+            what="list pods",
+            verb="list",
+            resource="pods",
+            namespace="shop",
+            api=RefusingApi(),
+        )
+    assert isinstance(info.value.__cause__, ApiException)
+    assert str(info.value).startswith(
+        'the cluster identity may not "list" pods in namespace "shop"'
+    )

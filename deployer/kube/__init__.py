@@ -1,0 +1,53 @@
+"""The Kubernetes API, and the only package that imports the `kubernetes` client.
+
+Everything leaves it as plain dicts (the JSON the API server sent, camelCase keys), so
+`status.py` can judge them and tests can fake them. Every API failure leaves it as one of our
+own error classes (`kube.errors`), chained to the client's exception:
+
+* `Unauthorized`, `Forbidden`, `NotFound`, `Conflict`, `Invalid` are `InputError`s: the
+  credentials, the identity's rights or the manifests must change; the message says which.
+* `ApiUnavailable` and `Expired` are `ServiceError`s ("Kubernetes API"): unreachable, or
+  429/5xx after urllib3's bounded retries; a watch's 410 is handled by the watcher.
+
+One module per job: `connection` (kubeconfig, private credential files, the raw calls),
+`errors`, `apply` (server-side apply and its conflict policy), `permissions`
+(SelfSubjectAccessReview before the build), `watching` (watch streams), and `cluster`, the
+one object callers hold. The rollback's planning is pure and lives in `deployer.revisions`.
+"""
+
+from deployer.kube.apply import FIELD_MANAGER, Applied
+from deployer.kube.cluster import ROLLBACK_FIELD_MANAGER, Cluster, Rollback
+from deployer.kube.connection import WatchKind, label_selector
+from deployer.kube.errors import (
+    ApiUnavailable,
+    Conflict,
+    Expired,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NotFound,
+    Unauthorized,
+    from_status,
+)
+from deployer.kube.watching import EventStream, WatchEvent
+
+__all__ = [
+    "FIELD_MANAGER",
+    "ROLLBACK_FIELD_MANAGER",
+    "ApiUnavailable",
+    "Applied",
+    "Cluster",
+    "Conflict",
+    "EventStream",
+    "Expired",
+    "Forbidden",
+    "Invalid",
+    "KubeError",
+    "NotFound",
+    "Rollback",
+    "Unauthorized",
+    "WatchEvent",
+    "WatchKind",
+    "from_status",
+    "label_selector",
+]

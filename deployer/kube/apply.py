@@ -1,0 +1,135 @@
+"""Server-side apply, and its conflict policy.
+
+Field manager `django-k8s-deploy`. With `force_conflicts=True` (kubectl's `--force-conflicts`)
+we take ownership of every field *our manifests set* from other managers (`kubectl edit`,
+`kubectl scale`, an older client-side apply); fields we do not set are never touched. Without
+it, a conflict stops the deploy with the fields and their owners. We always apply without force
+first, so a take-over is seen and reported as a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.kube.connection import Connection, json_of, plural_of
+from deployer.kube.errors import Conflict, Invalid, apply_conflict
+
+FIELD_MANAGER = "django-k8s-deploy"
+
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    namespace: str | None
+    generation: int | None
+    uid: str
+
+
+def apply(
+    connection: Connection,
+    docs: Sequence[Mapping[str, Any]],
+    *,
+    field_manager: str = FIELD_MANAGER,
+    force_conflicts: bool,
+    namespace: str = "default",
+    on_applied: Callable[[Applied], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[Applied]:
+    """Server-side apply each document, in the order given (the caller sorts them).
+
+    Namespaced documents without `metadata.namespace` go to `namespace`. `on_applied` hears
+    of each object as soon as it is applied (so a later failure still reports what changed);
+    `warn` gets the API server's warnings (unknown fields, deprecated APIs) and, with
+    `force_conflicts`, which fields were taken over from which manager. Stops at the first
+    refusal.
+    """
+    applied: list[Applied] = []
+    for doc in docs:
+        api_version = str(doc.get("apiVersion") or "")
+        kind = str(doc.get("kind") or "")
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        if not (api_version and kind and name):
+            raise Invalid(
+                "a document lacks apiVersion, kind or metadata.name",
+                hint="Every manifest document needs all three.",
+            )
+        resource = connection.resource(api_version, kind)
+        ns: str | None = None
+        if resource.namespaced:
+            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
+        path = resource.path(name=name, namespace=ns)
+
+        target = _Target(path, kind, name, ns, plural_of(resource), field_manager)
+        try:
+            response = _patch(connection, target, doc, force=False)
+        except Conflict as conflict:
+            if not force_conflicts:
+                raise
+            if warn is not None:
+                warn(
+                    f"{kind.lower()}/{name}: taking over fields set by other managers "
+                    f"(force-conflicts): {conflict.fields}"
+                )
+            response = _patch(connection, target, doc, force=True)
+        if warn is not None:
+            for text in warnings_of(response):
+                warn(f"{kind.lower()}/{name}: {text}")
+        meta = json_of(response).get("metadata") or {}
+        generation = meta.get("generation")
+        item = Applied(
+            kind=kind,
+            name=name,
+            namespace=ns,
+            generation=int(generation) if generation is not None else None,
+            uid=str(meta.get("uid") or ""),
+        )
+        applied.append(item)
+        if on_applied is not None:
+            on_applied(item)
+    return applied
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: str
+    kind: str
+    name: str
+    namespace: str | None
+    plural: str
+    field_manager: str
+
+
+def _patch(connection: Connection, target: _Target, doc: Mapping[str, Any], *, force: bool) -> Any:
+    query = [("fieldManager", target.field_manager)] + ([("force", "true")] if force else [])
+    try:
+        return connection.call(
+            "PATCH",
+            target.path,
+            query,
+            what=f"apply {target.kind}/{target.name}",
+            verb="patch",
+            resource=target.plural,
+            namespace=target.namespace,
+            body=dict(doc),
+            content_type="application/apply-patch+yaml",  # JSON is YAML
+        )
+    except Conflict as exc:
+        raise apply_conflict(exc, target.kind, target.name, target.namespace) from exc
+
+
+def warnings_of(response: Any) -> list[str]:
+    """The API server's `Warning: 299 - "text"` headers, as text."""
+    headers = getattr(response, "headers", None)
+    raw = headers.getlist("Warning") if headers is not None and hasattr(headers, "getlist") else []
+    out = []
+    for value in raw:
+        text = str(value)
+        if text[:3].isdigit():
+            text = text[3:].strip().removeprefix("-").strip()
+        if len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1].replace('\\"', '"')
+        out.append(text)
+    return out

@@ -1,0 +1,225 @@
+"""`Cluster`: what the deployer asks of one cluster, each question one method.
+
+Reads (get, list, logs, events) are here; applying, the permission review, watch streams and
+the rollback's planning live in their own modules and are reached through the methods below,
+so callers (and their fakes) see one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from deployer.kube import apply as applying
+from deployer.kube import permissions
+from deployer.kube.connection import Connection, WatchKind, json_of, plural_of
+from deployer.kube.errors import Forbidden, NotFound
+from deployer.kube.watching import EventStream, open_watch
+from deployer.revisions import plan_rollback
+
+ROLLBACK_FIELD_MANAGER = "django-k8s-deploy-rollback"
+_LOG_LIMIT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """What `rollback` did: `done` False means nothing was changed, `message` says why."""
+
+    deployment: str
+    namespace: str
+    done: bool
+    from_revision: str | None
+    to_revision: str | None
+    message: str
+
+
+class Cluster(Connection):
+    """A connection to one cluster. Use as a context manager, or call `close()`."""
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # reading --------------------------------------------------------------------------------
+
+    def server_version(self) -> str:
+        data = self.get_json("/version", what="read the server version")
+        return str(data.get("gitVersion") or "unknown")
+
+    def exists(
+        self, kind: str, name: str, namespace: str | None, *, api_version: str = "v1"
+    ) -> bool:
+        """Does the object exist? For preflight checks of referenced ConfigMaps and Secrets."""
+        resource = self.resource(api_version, kind)
+        ns = namespace if resource.namespaced else None
+        try:
+            self.call(
+                "GET",
+                resource.path(name=name, namespace=ns),
+                [],
+                what=f"get {kind}/{name}",
+                verb="get",
+                resource=plural_of(resource),
+                namespace=ns,
+            )
+        except NotFound:
+            return False
+        return True
+
+    def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
+        """The imagePullSecrets of a ServiceAccount; None when it is not there (yet) or may not
+        be read, so the caller can say it could not tell."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/serviceaccounts/" + quote(
+            service_account, safe=""
+        )
+        try:
+            account = self.get_json(path, what=f"get serviceaccount/{service_account}")
+        except (NotFound, Forbidden):
+            return None
+        refs = account.get("imagePullSecrets") or []
+        return [str(r.get("name")) for r in refs if isinstance(r, dict) and r.get("name")]
+
+    def deployment_generation(self, name: str, namespace: str) -> int | None:
+        """The Deployment's current metadata.generation; None when it does not exist."""
+        deployment = self.get_deployment(name, namespace)
+        if deployment is None:
+            return None
+        return int((deployment.get("metadata") or {}).get("generation") or 0)
+
+    def get_deployment(self, name: str, namespace: str) -> dict[str, Any] | None:
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+        try:
+            return self.get_json(path, what=f"get deployments in {namespace}", verb="get")
+        except NotFound:
+            return None
+
+    def list_replicasets(
+        self, namespace: str, selector: Mapping[str, Any] | str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.list_collection("ReplicaSet", namespace, selector)[0]
+
+    def list_pods(
+        self, namespace: str, selector: Mapping[str, Any] | str | None = None
+    ) -> list[dict[str, Any]]:
+        return self.list_collection("Pod", namespace, selector)[0]
+
+    def pod_logs(
+        self,
+        name: str,
+        namespace: str,
+        container: str,
+        *,
+        tail: int = 50,
+        previous: bool = False,
+    ) -> str:
+        query = [
+            ("container", container),
+            ("tailLines", str(tail)),
+            ("previous", "true" if previous else "false"),
+            ("limitBytes", str(_LOG_LIMIT_BYTES)),
+        ]
+        response = self.call(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/log",
+            query,
+            what=f"read logs of pod {name}",
+            verb="get",
+            resource="pods/log",
+            namespace=namespace,
+            api=self.stream_api,
+            timeout=(10.0, 20.0),
+            accept="*/*",  # the log is text/plain; an error is a JSON Status
+        )
+        return bytes(response.data).decode("utf-8", errors="replace")
+
+    def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]:
+        """Core events about one object (the same ones `kubectl describe` shows)."""
+        query = [("fieldSelector", f"involvedObject.kind={kind},involvedObject.name={name}")]
+        response = self.call(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            query,
+            what=f"list events in {namespace}",
+            verb="list",
+            resource="events",
+            namespace=namespace,
+        )
+        items = json_of(response).get("items") or []
+        return [dict(item) for item in items]
+
+    # watching -------------------------------------------------------------------------------
+
+    def list_objects(self, kind: WatchKind, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object of `kind` in `namespace` and the list's resourceVersion (to watch from)."""
+        return self.list_collection(kind, namespace, None, api=self.stream_api)
+
+    def watch_objects(
+        self, kind: WatchKind, namespace: str, resource_version: str, *, timeout_s: int
+    ) -> EventStream:
+        """Changes after `resource_version`; the server ends the stream after `timeout_s`."""
+        return open_watch(self, kind, namespace, resource_version, timeout_s=timeout_s)
+
+    # asking and writing ---------------------------------------------------------------------
+
+    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+        """What this identity may not do that the deploy needs (see `kube.permissions`)."""
+        return permissions.missing_permissions(self, documents)
+
+    def apply(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = applying.FIELD_MANAGER,
+        force_conflicts: bool,
+        namespace: str = "default",
+        on_applied: Callable[[applying.Applied], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> list[applying.Applied]:
+        """Server-side apply each document, in order (see `kube.apply`)."""
+        return applying.apply(
+            self,
+            docs,
+            field_manager=field_manager,
+            force_conflicts=force_conflicts,
+            namespace=namespace,
+            on_applied=on_applied,
+            warn=warn,
+        )
+
+    def rollback(self, deployment_name: str, namespace: str) -> Rollback:
+        """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
+
+        We use our own field manager, so the next deploy's apply takes those fields back (with
+        force_conflicts; without it, it names this manager).
+        """
+        deployment = self.get_deployment(deployment_name, namespace)
+        replicasets: list[dict[str, Any]] = []
+        if deployment is not None and not (deployment.get("spec") or {}).get("paused"):
+            replicasets = self.list_replicasets(
+                namespace, (deployment.get("spec") or {}).get("selector")
+            )
+        plan = plan_rollback(deployment, replicasets, deployment_name)
+        if plan.patch is not None:
+            self.call(
+                "PATCH",
+                f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment_name}",
+                [("fieldManager", ROLLBACK_FIELD_MANAGER)],
+                what=f"roll back deployment/{deployment_name}",
+                verb="patch",
+                resource="deployments",
+                namespace=namespace,
+                body=plan.patch,
+                content_type="application/json-patch+json",
+            )
+        return Rollback(
+            deployment_name,
+            namespace,
+            plan.patch is not None,
+            plan.from_revision,
+            plan.to_revision,
+            plan.message,
+        )

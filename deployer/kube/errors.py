@@ -1,0 +1,166 @@
+"""Our own Kubernetes API errors, so the rest of the deployer never sees an HTTP status.
+
+Each class names what happened (`Forbidden`, `Conflict`...), keeps the HTTP status and the
+API server's Status body, and chains the client's exception as its cause. They sit in the
+deployer's error tree by what the user must do: change input (credentials, rights, manifests)
+or wait for the service; `cli.exit_code` turns that into an exit code, in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from deployer.errors import InputError, ServiceError
+
+SERVICE = "Kubernetes API"
+
+
+class KubeError(Exception):
+    """Marker base of every error the kube package raises; `status` is the HTTP status, if any,
+    and `body` the API server's Status object (empty when there was none)."""
+
+    status: int | None = None
+    body: Mapping[str, Any] = {}
+
+
+class Unauthorized(InputError, KubeError):
+    status = 401
+
+
+class Forbidden(InputError, KubeError):
+    status = 403
+
+
+class NotFound(InputError, KubeError):
+    status = 404
+
+
+class Conflict(InputError, KubeError):
+    status = 409
+
+    def __init__(self, message: str, *, hint: str = "", fields: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.fields = fields  # for apply conflicts: "<field> (owned by <manager>); ..."
+
+
+class Invalid(InputError, KubeError):
+    """The API server refused an object (400/422): the manifest must change."""
+
+    status = 422
+
+
+class ApiUnavailable(ServiceError, KubeError):
+    def __init__(self, message: str, *, hint: str = "", status: int | None = None) -> None:
+        super().__init__(SERVICE, message, hint=hint)
+        self.status = status
+
+
+class Expired(ServiceError, KubeError):
+    """A watch's resourceVersion is gone from the API server's history (HTTP 410): the watcher
+    lists again. Anywhere else it is the service failing."""
+
+    status = 410
+
+    def __init__(self, message: str) -> None:
+        super().__init__(SERVICE, message)
+
+
+def from_status(
+    status: int,
+    body: Mapping[str, Any],
+    what: str,
+    *,
+    verb: str = "",
+    resource: str = "",
+    namespace: str | None = None,
+) -> KubeError:
+    """The error for an API answer with HTTP `status` and Status `body`, trying to `what`."""
+    server = short(body.get("message") or body.get("reason") or f"HTTP {status}")
+    where = f' in namespace "{namespace}"' if namespace else " (cluster-wide)"
+    error: KubeError
+    if status == 401:
+        error = Unauthorized(
+            f"the cluster rejected the credentials (401 Unauthorized) trying to {what}",
+            hint="The kubeconfig's token is invalid or has expired; fetch a fresh one.",
+        )
+    elif status == 403:
+        error = Forbidden(
+            f'the cluster identity may not "{verb}" {resource}{where}: {server}',
+            hint=f'Grant the identity "{verb}" on {resource}{where} (a Role and RoleBinding), '
+            "or use credentials that have it.",
+        )
+    elif status == 404:
+        error = NotFound(f"not found while trying to {what}: {server}")
+    elif status == 409:
+        error = Conflict(f"conflict while trying to {what}: {server}")
+    elif status in (400, 422):
+        error = Invalid(f"the API server rejected {what}: {server}")
+    elif status == 410:
+        error = Expired(server)
+    elif status == 0:
+        error = ApiUnavailable(f"cannot {what}: {server}")
+    else:
+        error = ApiUnavailable(
+            f"{what} failed with HTTP {status}: {server}",
+            hint="The cluster's API server is unwell; try again later.",
+            status=status,
+        )
+    error.body = dict(body)
+    return error
+
+
+def from_api_exception(
+    exc: ApiException, what: str, *, verb: str, resource: str, namespace: str | None
+) -> KubeError:
+    return from_status(
+        int(exc.status or 0),
+        status_body(exc),
+        what,
+        verb=verb,
+        resource=resource,
+        namespace=namespace,
+    )
+
+
+def apply_conflict(error: Conflict, kind: str, name: str, namespace: str | None) -> Conflict:
+    """A server-side apply conflict, naming each field and the manager that owns it."""
+    causes = (error.body.get("details") or {}).get("causes") or []
+    owned: list[str] = []
+    for cause in causes:
+        field = cause.get("field") or "?"
+        manager = str(cause.get("message") or "").removeprefix("conflict with ")
+        owned.append(f"{field} (owned by {manager})")
+    where = f' in namespace "{namespace}"' if namespace else ""
+    fields = "; ".join(owned) or short(error.body.get("message") or "")
+    conflict = Conflict(
+        f"{kind}/{name}{where}: server-side apply conflicts with other field managers: {fields}",
+        hint="Another tool (kubectl edit/scale, an HPA, a previous client-side apply) set "
+        "these fields. Remove them from the manifest to leave them to it, or deploy with "
+        "force-conflicts to take them over (what `kubectl apply --server-side "
+        "--force-conflicts` does).",
+        fields=fields,
+    )
+    conflict.body = error.body
+    return conflict
+
+
+def status_body(exc: ApiException) -> dict[str, Any]:
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if isinstance(body, str) and body.strip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            data = json.loads(body)
+            if isinstance(data, dict):
+                return data
+    return {"message": str(body or exc.reason or "")}
+
+
+def short(value: object) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= 400 else text[:399] + "…"

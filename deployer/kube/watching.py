@@ -1,0 +1,105 @@
+"""Watch streams: one connection per kind and namespace, read line by line as events."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes.watch.watch import iter_resp_lines
+
+from deployer.kube.connection import COLLECTIONS, Connection, WatchKind, collection_path
+from deployer.kube.errors import ApiUnavailable, Expired, from_status, short
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: dict[str, Any]
+
+    @property
+    def resource_version(self) -> str | None:
+        rv = (self.object.get("metadata") or {}).get("resourceVersion")
+        return str(rv) if rv is not None else None
+
+
+class EventStream:
+    """One watch connection: iterate for events; `close()` from any thread ends it promptly."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._response = response
+        self._what = what
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        try:
+            for line in iter_resp_lines(self._response):
+                if self._closed.is_set():
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind = str(event.get("type"))
+                obj = event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code")
+                    if code == 410:
+                        raise Expired(obj.get("message") or "resource version too old")
+                    raise from_status(int(code or 500), obj, f"watch {self._what}")
+                yield WatchEvent(kind, obj)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if self._closed.is_set():
+                return
+            raise ApiUnavailable(f"the watch of {self._what} broke: {short(exc)}") from exc
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        self._closed.set()
+        # shutdown() unblocks a read in another thread; close() alone may wait for the server.
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+    def _release(self) -> None:
+        # A stream we cut is closed, not handed back to the pool half shut.
+        with contextlib.suppress(Exception):
+            if self._closed.is_set():
+                self._response.close()
+            else:
+                self._response.release_conn()
+
+
+def open_watch(
+    connection: Connection,
+    kind: WatchKind,
+    namespace: str,
+    resource_version: str,
+    *,
+    timeout_s: int,
+) -> EventStream:
+    """Changes after `resource_version`; the server ends the stream after `timeout_s`."""
+    plural = COLLECTIONS[kind][1]
+    query = [
+        ("watch", "true"),
+        ("resourceVersion", resource_version),
+        ("allowWatchBookmarks", "true"),
+        ("timeoutSeconds", str(timeout_s)),
+    ]
+    response = connection.call(
+        "GET",
+        collection_path(kind, namespace),
+        query,
+        what=f"watch {plural} in {namespace}",
+        verb="watch",
+        resource=plural,
+        namespace=namespace,
+        api=connection.stream_api,
+        timeout=(10.0, timeout_s + 15.0),
+    )
+    return EventStream(response, f"{plural} in {namespace}")
