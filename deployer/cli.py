@@ -25,6 +25,7 @@ from deployer import __version__, manifests, settings
 from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
+from deployer.services import Services
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,10 +158,23 @@ def action_main(environ: Mapping[str, str]) -> int:
         settings.forget_inputs(os.environ)
         interrupt = pipeline.Interrupt()
         with _signals(interrupt):
-            pipeline.deploy(config, reporter, interrupt)
+            pipeline.deploy(config, reporter, real_services(env), interrupt)
         return 0
 
     return _guarded(reporter, env, run)
+
+
+def real_services(env: Mapping[str, str]) -> Services:
+    """The docker CLI (with the environment we were given), DigitalOcean's API, the cluster."""
+    from deployer.digitalocean import DigitalOcean
+    from deployer.docker import Docker
+    from deployer.kube import Cluster
+
+    return Services(
+        docker=lambda: Docker(env=dict(env)),
+        digitalocean=lambda token, api_url: DigitalOcean(token=token, api_url=api_url),
+        cluster=Cluster.from_kubeconfig_dict,
+    )
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -197,7 +211,7 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
     )
     interrupt = pipeline.Interrupt()
     with _signals(interrupt):
-        pipeline.deploy(config, reporter, interrupt)
+        pipeline.deploy(config, reporter, real_services(env), interrupt)
     return 0
 
 

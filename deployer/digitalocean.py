@@ -89,7 +89,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Cluster:
+class DoksCluster:
     """A DOKS cluster. Only `id` is known when the input already was an id (no API call)."""
 
     id: str
@@ -236,13 +236,13 @@ class DigitalOcean:
 
     # -- clusters ---------------------------------------------------------------------------
 
-    def find_cluster(self, name_or_id: str) -> Cluster:
+    def find_cluster(self, name_or_id: str) -> DoksCluster:
         """A hyphenated UUID is taken as the id without a call; a name must match exactly once."""
         wanted = name_or_id.strip()
         if not wanted:
             raise InputError("is empty; give the cluster's name or id", where="cluster")
         if _UUID.match(wanted):
-            return Cluster(id=wanted.lower())
+            return DoksCluster(id=wanted.lower())
         clusters = list(self.list_clusters())
         matches = [c for c in clusters if c.name == wanted]
         if len(matches) == 1:
@@ -256,7 +256,7 @@ class DigitalOcean:
             )
         raise InputError(_no_such_cluster(wanted, clusters), where="cluster")
 
-    def list_clusters(self) -> Iterator[Cluster]:
+    def list_clusters(self) -> Iterator[DoksCluster]:
         """Every cluster the token can see, following `links.pages.next`; any page error fails."""
         url: str | None = f"{self.api_url}/v2/kubernetes/clusters"
         params: dict[str, Any] | None = {"per_page": PER_PAGE}
@@ -271,7 +271,7 @@ class DigitalOcean:
                 yield _cluster(item)
             url = self._next_page(body)
 
-    def get_cluster(self, cluster_id: str) -> Cluster:
+    def get_cluster(self, cluster_id: str) -> DoksCluster:
         body = self._json(
             self._get(
                 self._cluster_url(cluster_id),
@@ -541,7 +541,7 @@ def _list_of(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     return items
 
 
-def _cluster(item: Mapping[str, Any]) -> Cluster:
+def _cluster(item: Mapping[str, Any]) -> DoksCluster:
     cid, name = item.get("id"), item.get("name")
     if not isinstance(cid, str) or not isinstance(name, str):
         raise ServiceError(SERVICE, "a cluster in the response has no id or name")
@@ -549,7 +549,7 @@ def _cluster(item: Mapping[str, Any]) -> Cluster:
     state = status.get("state") if isinstance(status, dict) else None
     enabled = item.get("registry_enabled")
     registries = item.get("registries")
-    return Cluster(
+    return DoksCluster(
         id=cid,
         name=name,
         region=_str_or_none(item.get("region")),
@@ -566,7 +566,7 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _no_such_cluster(wanted: str, clusters: list[Cluster]) -> str:
+def _no_such_cluster(wanted: str, clusters: list[DoksCluster]) -> str:
     names = sorted({c.name for c in clusters if c.name})
     if not names:
         return (

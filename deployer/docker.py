@@ -101,11 +101,13 @@ class BuildRequest:
 
 
 class Docker:
-    def __init__(self, *, docker: str = "docker", env: dict[str, str] | None = None) -> None:
-        self.binary = shutil.which(docker) or docker
+    def __init__(self, *, env: Mapping[str, str], docker: str = "docker") -> None:
+        """`env` is the environment the docker CLI runs with (handed over by the CLI: only
+        settings and the entry points read the process environment)."""
+        self.binary = shutil.which(docker, path=env.get("PATH")) or docker
         self.config_dir = Path(tempfile.mkdtemp(prefix="djk-docker-config-"))
         os.chmod(self.config_dir, 0o700)
-        base = child_environment(env if env is not None else os.environ)
+        base = child_environment(env)
         base["DOCKER_CONFIG"] = str(self.config_dir)
         self.env = base
         self._buildkit: bool | None = None

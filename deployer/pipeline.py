@@ -20,12 +20,12 @@ from typing import Any
 
 from deployer import docr, manifests, stamps
 from deployer import kubeconfig as kubeconfig_input
-from deployer.digitalocean import DigitalOcean
-from deployer.docker import BuildRequest, Docker
+from deployer.docker import BuildRequest
 from deployer.envfile import secret_manifest
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
 from deployer.github import Reporter
-from deployer.kube import FIELD_MANAGER, Applied, Cluster
+from deployer.kube import FIELD_MANAGER, Applied
+from deployer.services import Builder, ClusterApi, Services
 from deployer.settings import Settings
 from deployer.watch import RolloutResult, Target, watch_rollouts
 
@@ -76,7 +76,7 @@ class Outcome:
 
 @dataclass
 class Credentials:
-    cluster: Cluster
+    cluster: ClusterApi
     expires_at: datetime | None
     describe: str
     cluster_id: str = ""  # the DOKS cluster's id, when the credentials came from DigitalOcean
@@ -91,15 +91,20 @@ class Interrupt:
         self.raise_on_signal = True
 
 
-def deploy(settings: Settings, reporter: Reporter, interrupt: Interrupt | None = None) -> Outcome:
+def deploy(
+    settings: Settings,
+    reporter: Reporter,
+    services: Services,
+    interrupt: Interrupt | None = None,
+) -> Outcome:
     interrupt = interrupt or Interrupt()
     outcome = Outcome()
     creds: Credentials | None = None
     try:
         plan = preflight(settings, reporter, outcome)
-        creds = credentials(settings, reporter, outcome, plan)
-        build_and_push(settings, reporter, outcome)
-        creds = refresh_if_short(settings, reporter, outcome, creds)
+        creds = credentials(settings, reporter, services, outcome, plan)
+        build_and_push(settings, reporter, services, outcome)
+        creds = refresh_if_short(settings, reporter, services, outcome, creds)
         documents = render(settings, reporter, outcome, plan)
         apply(settings, reporter, outcome, creds.cluster, documents)
         watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
@@ -171,11 +176,11 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
 
 
 def credentials(
-    settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan
+    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome, plan: Plan
 ) -> Credentials:
     outcome.phase = "credentials"
     with reporter.group("Credentials: cluster access"):
-        creds = _fetch_credentials(settings, reporter)
+        creds = _fetch_credentials(settings, reporter, services)
         version = creds.cluster.server_version()
         reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
         missing = [
@@ -208,18 +213,20 @@ def credentials(
             reporter.line(
                 f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
             )
-        _registry_access(settings, reporter, creds, plan)
+        _registry_access(settings, reporter, services, creds, plan)
         return creds
 
 
-def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> None:
+def build_and_push(
+    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome
+) -> None:
     outcome.phase = "build"
     ref = settings.image_ref
-    docker = Docker()
+    docker = services.docker()
     try:
         with reporter.group(f"Build: {ref}"):
             reporter.line(f"Docker daemon {docker.check_daemon()}")
-            _registry_login(settings, reporter, docker)
+            _registry_login(settings, reporter, services, docker)
             exists = settings.build != "always" and docker.exists(ref)
             if settings.build == "never" and not exists:
                 raise InputError(
@@ -276,7 +283,11 @@ def build_and_push(settings: Settings, reporter: Reporter, outcome: Outcome) -> 
 
 
 def refresh_if_short(
-    settings: Settings, reporter: Reporter, outcome: Outcome, creds: Credentials
+    settings: Settings,
+    reporter: Reporter,
+    services: Services,
+    outcome: Outcome,
+    creds: Credentials,
 ) -> Credentials:
     if creds.expires_at is None:
         return creds
@@ -288,7 +299,7 @@ def refresh_if_short(
         f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one"
     )
     creds.cluster.close()
-    return _fetch_credentials(settings, reporter)
+    return _fetch_credentials(settings, reporter, services)
 
 
 def render(
@@ -339,7 +350,7 @@ def apply(
     settings: Settings,
     reporter: Reporter,
     outcome: Outcome,
-    cluster: Cluster,
+    cluster: ClusterApi,
     bodies: list[dict[str, Any]],
 ) -> None:
     outcome.phase = "apply"
@@ -367,7 +378,7 @@ def watch(
     settings: Settings,
     reporter: Reporter,
     outcome: Outcome,
-    cluster: Cluster,
+    cluster: ClusterApi,
     plan: Plan,
     interrupt: Interrupt,
 ) -> None:
@@ -411,7 +422,7 @@ def watch(
         raise Cancelled("cancelled while waiting for the rollouts")
 
 
-def rollback(reporter: Reporter, outcome: Outcome, cluster: Cluster) -> None:
+def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:
     outcome.phase = "rollback"
     with reporter.group("Rollback: failed Deployments to their previous revision"):
         for r in outcome.results:
@@ -493,16 +504,14 @@ def _secret_stub(settings: Settings, plan: Plan) -> list[dict[str, Any]]:
     return [secret_manifest(settings.secret_name, plan.namespace, ())]
 
 
-def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
+def _fetch_credentials(settings: Settings, reporter: Reporter, services: Services) -> Credentials:
     if settings.kubeconfig:
         config = kubeconfig_input.load(settings.kubeconfig, "kubeconfig")
         for secret in kubeconfig_input.credentials(config):
             reporter.mask(secret)
         server = config["clusters"][0]["cluster"]["server"]
-        return Credentials(
-            Cluster.from_kubeconfig_dict(config), None, f"{server} (kubeconfig input)"
-        )
-    api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+        return Credentials(services.cluster(config), None, f"{server} (kubeconfig input)")
+    api = services.digitalocean(settings.digitalocean_token, settings.api_url)
     try:
         found = api.find_cluster(settings.cluster)
         if found.warning:
@@ -515,7 +524,7 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
         reporter.mask(secret)
     expires = f", token expires {kubeconfig.expires_at:%H:%M:%S}Z" if kubeconfig.expires_at else ""
     return Credentials(
-        Cluster.from_kubeconfig_dict(kubeconfig.config),
+        services.cluster(kubeconfig.config),
         kubeconfig.expires_at,
         f"cluster {found.name} ({found.id}{expires})",
         found.id,
@@ -523,7 +532,7 @@ def _fetch_credentials(settings: Settings, reporter: Reporter) -> Credentials:
 
 
 def _registry_access(
-    settings: Settings, reporter: Reporter, creds: Credentials, plan: Plan
+    settings: Settings, reporter: Reporter, services: Services, creds: Credentials, plan: Plan
 ) -> None:
     """Pods pulling from DOCR need a pull secret, in their spec or their ServiceAccount: warn
     before the build when they have none (with link-registry, integrate the registry first)."""
@@ -531,7 +540,7 @@ def _registry_access(
     if not images:
         return
     if settings.link_registry:
-        _link_registry(settings, reporter, creds, plan, images)
+        _link_registry(settings, reporter, services, creds, plan, images)
     missing, unknown = docr.without_pull_secret(plan.documents, creds.cluster.pull_secrets)
     for found in missing:
         reporter.warning(docr.warning(found, settings.cluster), title="No pull access to DOCR")
@@ -545,11 +554,16 @@ def _registry_access(
 
 
 def _link_registry(
-    settings: Settings, reporter: Reporter, creds: Credentials, plan: Plan, images: list[str]
+    settings: Settings,
+    reporter: Reporter,
+    services: Services,
+    creds: Credentials,
+    plan: Plan,
+    images: list[str],
 ) -> None:
     """link-registry: integrate the account's registry with the cluster (idempotent), then give
     DigitalOcean's operator a bounded time to put the pull secret where the pods will look."""
-    api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+    api = services.digitalocean(settings.digitalocean_token, settings.api_url)
     try:
         name = api.registry_name()
         linked = api.link_registry(creds.cluster_id)
@@ -594,13 +608,15 @@ def _link_registry(
         )
 
 
-def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> None:
+def _registry_login(
+    settings: Settings, reporter: Reporter, services: Services, docker: Builder
+) -> None:
     registry = settings.registry
     if settings.registry_username:
         docker.login(registry, settings.registry_username, settings.registry_password)
         reporter.line(f"logged in to {registry} as {settings.registry_username}")
     elif registry == DOCR_HOST and settings.digitalocean_token:
-        api = DigitalOcean(token=settings.digitalocean_token, api_url=settings.api_url)
+        api = services.digitalocean(settings.digitalocean_token, settings.api_url)
         try:
             user, password = api.registry_credentials(
                 registry, expiry_seconds=int(BUILD_ALLOWANCE_S + 600)
@@ -616,7 +632,7 @@ def _registry_login(settings: Settings, reporter: Reporter, docker: Docker) -> N
         reporter.line(f"no registry credentials given: using {registry} anonymously")
 
 
-def _cache_source(settings: Settings, reporter: Reporter, docker: Docker) -> str:
+def _cache_source(settings: Settings, reporter: Reporter, docker: Builder) -> str:
     """The cache reference when it can be read; a missing or unreadable cache is a warning only."""
     if not settings.build_cache:
         reporter.line("build cache: off (build-cache: false)")
@@ -638,11 +654,11 @@ def _cache_source(settings: Settings, reporter: Reporter, docker: Docker) -> str
     return settings.build_cache
 
 
-def _cache_wanted(settings: Settings, docker: Docker) -> bool:
+def _cache_wanted(settings: Settings, docker: Builder) -> bool:
     return bool(settings.build_cache) and docker.buildkit()
 
 
-def _push_cache(settings: Settings, reporter: Reporter, docker: Docker) -> None:
+def _push_cache(settings: Settings, reporter: Reporter, docker: Builder) -> None:
     problem = docker.push_cache(settings.image_ref, settings.build_cache)
     if problem:
         reporter.warning(

@@ -49,7 +49,7 @@ def test_a_daemon_version_is_shown_only_if_it_is_one(tmp_path: Path, payload: st
     binary = fake_docker(tmp_path, json.dumps({"Server": {"Version": "29.1.0" + payload}}))
 
     def body(reporter: Reporter) -> int:
-        reporter.line(f"Docker daemon {Docker(docker=binary).check_daemon()}")
+        reporter.line(f"Docker daemon {Docker(docker=binary, env=os.environ).check_daemon()}")
         return 0
 
     run = run_guarded(body)
@@ -76,7 +76,9 @@ def test_a_digest_from_imagetools_is_used_only_if_it_is_one(tmp_path: Path, case
     binary = fake_docker(tmp_path, json.dumps({"digest": BAD_DIGESTS[case]}))
 
     def body(reporter: Reporter) -> int:
-        reporter.line(f"digest {Docker(docker=binary).remote_digest('reg.example/app:1')}")
+        reporter.line(
+            f"digest {Docker(docker=binary, env=os.environ).remote_digest('reg.example/app:1')}"
+        )
         return 0
 
     run = run_guarded(body)
@@ -101,7 +103,9 @@ def test_a_digest_from_manifest_inspect_is_used_only_if_it_is_one(
     Path(script).write_text(text)
 
     def body(reporter: Reporter) -> int:
-        reporter.line(f"digest {Docker(docker=script).remote_digest('reg.example/app:1')}")
+        reporter.line(
+            f"digest {Docker(docker=script, env=os.environ).remote_digest('reg.example/app:1')}"
+        )
         return 0
 
     run = run_guarded(body)
@@ -123,7 +127,7 @@ def test_a_digest_from_docker_push_is_taken_only_whole(
 
     def body(reporter: Reporter) -> int:
         with reporter.untrusted():
-            digest = Docker(docker=binary).push("reg.example/app:1", reporter.line)
+            digest = Docker(docker=binary, env=os.environ).push("reg.example/app:1", reporter.line)
         reporter.line(f"digest {digest}")
         return 0
 
@@ -142,7 +146,7 @@ def test_build_output_and_its_failure_line_stay_text(tmp_path: Path, payload: st
             ref="reg.example/app:1", context=tmp_path, dockerfile=tmp_path / "Dockerfile"
         )
         with reporter.untrusted():
-            Docker(docker=binary).build(request, reporter.line)
+            Docker(docker=binary, env=os.environ).build(request, reporter.line)
         return 0
 
     run = run_guarded(body)
@@ -160,14 +164,14 @@ def test_registry_answers_stay_text_and_never_show_the_password(
 
     def login(reporter: Reporter) -> int:
         reporter.mask(REGISTRY_PASSWORD)  # as settings does the moment it reads the input
-        Docker(docker=binary).login("reg.example", "bot", REGISTRY_PASSWORD)
+        Docker(docker=binary, env=os.environ).login("reg.example", "bot", REGISTRY_PASSWORD)
         return 0
 
     check(run_guarded(login), 2, "registry-password", "3 outside answers: registry")
 
     def exists(reporter: Reporter) -> int:
         reporter.mask(REGISTRY_PASSWORD)
-        Docker(docker=binary).exists("reg.example/app:1")
+        Docker(docker=binary, env=os.environ).exists("reg.example/app:1")
         return 0
 
     check(run_guarded(exists), 2, "registry-password", "3 outside answers: registry")
@@ -182,7 +186,7 @@ def test_docker_children_get_no_input_token_or_password(
     monkeypatch.setenv("DIGITALOCEAN_ACCESS_TOKEN", TOKEN)
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
     binary = fake_docker(tmp_path, json.dumps({"Server": {"Version": "29.1.0"}}))
-    Docker(docker=binary).check_daemon()
+    Docker(docker=binary, env=os.environ).check_daemon()
     child = json.loads((tmp_path / "env.json").read_text())
     assert child["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     assert child["DOCKER_CONFIG"].startswith(

@@ -26,7 +26,7 @@ from openapi_core.validation.response.exceptions import HeaderValidationError, I
 from openapi_schema_validator import OAS30Validator
 
 from deployer import __version__, digitalocean
-from deployer.digitalocean import Cluster, DigitalOcean, Kubeconfig, RetryPolicy
+from deployer.digitalocean import DigitalOcean, DoksCluster, Kubeconfig, RetryPolicy
 from deployer.errors import DeployError, InputError, ServiceError
 from stack.digitalocean import (
     OPERATIONS,
@@ -117,7 +117,7 @@ def test_name_lookup_follows_every_page_to_the_last(
 
     cluster = client.find_cluster(NAME)
 
-    assert cluster == Cluster(
+    assert cluster == DoksCluster(
         id=CLUSTER_ID,
         name=NAME,
         region="nyc1",
@@ -143,7 +143,7 @@ def test_a_single_page_without_links_is_the_last(
 def test_a_cluster_id_is_used_as_is_without_a_call(
     fake: FakeDigitalOcean, client: DigitalOcean
 ) -> None:
-    assert client.find_cluster(f"  {CLUSTER_ID.upper()} ") == Cluster(id=CLUSTER_ID)
+    assert client.find_cluster(f"  {CLUSTER_ID.upper()} ") == DoksCluster(id=CLUSTER_ID)
     assert fake.requests == []
 
 
@@ -154,7 +154,7 @@ def test_get_cluster_reads_one_cluster(fake: FakeDigitalOcean, client: DigitalOc
 
 
 def test_a_cluster_that_is_not_running_gets_a_warning() -> None:
-    cluster = Cluster(id=CLUSTER_ID, name=NAME, status="degraded")
+    cluster = DoksCluster(id=CLUSTER_ID, name=NAME, status="degraded")
     assert cluster.warning == (
         f"cluster {NAME} ({CLUSTER_ID}) is `degraded`, not `running`; the deploy may fail"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deployer import pipeline
+from deployer.cli import real_services
 from deployer.docker import BuildRequest, Docker
 from deployer.errors import InputError
 from deployer.github import Reporter
@@ -89,7 +90,7 @@ def settings(tmp_path: Path, **overrides: object) -> Settings:
 def test_build_imports_the_cache_reference_and_writes_inline_cache(
     tmp_path: Path, fake_docker: Path
 ) -> None:
-    docker = Docker(docker=str(fake_docker))
+    docker = Docker(docker=str(fake_docker), env=os.environ)
     request = BuildRequest(
         ref=f"{IMAGE}:{SHA}",
         context=tmp_path,
@@ -109,11 +110,7 @@ def run_build_and_push(tmp_path: Path, config: Settings) -> str:
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    pipeline.build_and_push(
-        config,
-        reporter,
-        pipeline.Outcome(),
-    )
+    pipeline.build_and_push(config, reporter, real_services(os.environ), pipeline.Outcome())
     return stream.getvalue()
 
 
@@ -163,7 +160,9 @@ def test_a_refused_cache_write_is_a_warning_not_a_failed_deploy(
     outcome = pipeline.Outcome()
     stream = io.StringIO()
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    pipeline.build_and_push(settings(tmp_path), Reporter(github=True, stream=stream), outcome)
+    pipeline.build_and_push(
+        settings(tmp_path), Reporter(github=True, stream=stream), real_services(os.environ), outcome
+    )
     assert outcome.digest == "sha256:" + "ab" * 32
     log = stream.getvalue()
     assert "::warning title=Build cache not written::" in log
@@ -191,7 +190,7 @@ BUILD_SECRETS = (
 def test_build_secrets_reach_the_cli_as_private_files_and_never_as_argv_or_env(
     tmp_path: Path, fake_docker: Path
 ) -> None:
-    docker = Docker(docker=str(fake_docker))
+    docker = Docker(docker=str(fake_docker), env=os.environ)
     request = BuildRequest(
         ref=f"{IMAGE}:{SHA}",
         context=tmp_path,
@@ -217,7 +216,7 @@ def test_build_secrets_reach_the_cli_as_private_files_and_never_as_argv_or_env(
 
 def test_build_secrets_are_removed_when_the_build_fails(tmp_path: Path, fake_docker: Path) -> None:
     fail(fake_docker, build="ERROR: failed to solve")
-    docker = Docker(docker=str(fake_docker))
+    docker = Docker(docker=str(fake_docker), env=os.environ)
     request = BuildRequest(
         ref=f"{IMAGE}:{SHA}", context=tmp_path, dockerfile=tmp_path / "D", secrets=BUILD_SECRETS
     )

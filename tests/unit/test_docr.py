@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from deployer import docr, manifests, pipeline
+from deployer.cli import real_services
 from deployer.errors import InputError
 from deployer.github import Reporter
 from deployer.settings import Settings
@@ -175,7 +176,8 @@ def run(
     plan = pipeline.Plan({}, docs, "shop", [], [])
     creds = pipeline.Credentials(cluster, None, "test", cluster_id_for("djk-local"))  # type: ignore[arg-type]
     stream = io.StringIO()
-    pipeline._registry_access(config, Reporter(github=True, stream=stream), creds, plan)
+    reporter = Reporter(github=True, stream=stream)
+    pipeline._registry_access(config, reporter, real_services({}), creds, plan)
     log = stream.getvalue()
     return log, [line for line in log.splitlines() if line.startswith("::warning")]
 

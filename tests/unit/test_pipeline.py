@@ -1,10 +1,15 @@
-"""Pipeline paths the end-to-end tests cannot reach on the local stack: DOCR short-lived registry
-credentials (the image host must be registry.digitalocean.com) and a kubeconfig that would expire
-before the wait ends because the build ran long."""
+"""`deploy()` whole, against fake services: the phases in order, what each one asks of docker,
+DigitalOcean and the cluster, what the log, outputs and summary say, and what state is left.
+Also the paths the end-to-end tests cannot reach on the local stack: DOCR short-lived registry
+credentials (the image host must be registry.digitalocean.com) and a kubeconfig that would
+expire before the wait ends because the build ran long."""
 
 from __future__ import annotations
 
+import copy
 import io
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,12 +17,226 @@ from typing import Any
 import pytest
 
 from deployer import pipeline
+from deployer.digitalocean import DoksCluster, Kubeconfig
+from deployer.docker import BuildRequest
+from deployer.errors import DeployError, InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
+from deployer.kube import Applied, Rollback
+from deployer.services import Services
 from deployer.settings import Settings
 from deployer.watch import RolloutResult
-from stack.digitalocean import FakeDigitalOcean
+from tests.unit.fake_cluster import NS, FakeCluster, deployment, pod, replicaset
 
 TOKEN = "dop_v1_" + "a" * 64
+CLUSTER_TOKEN = "cluster-bearer-token-0123456789"
+DIGEST = "sha256:" + "d" * 64
+MANIFEST = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {MODE: prod}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: <IMAGE>, envFrom: [{configMapRef: {name: app-config}}]}]
+"""
+
+
+class Journal(list[str]):
+    """Every call any fake service received, in order."""
+
+
+class FakeDocker:
+    def __init__(self, journal: Journal, *, has_image: bool = False, build_fails: bool = False):
+        self.journal = journal
+        self.has_image = has_image
+        self.build_fails = build_fails
+        self.closed = False
+        self.logins: list[tuple[str, str, str]] = []
+
+    def check_daemon(self) -> str:
+        self.journal.append("docker check_daemon")
+        return "27.0"
+
+    def login(self, registry: str, username: str, password: str) -> None:
+        self.journal.append(f"docker login {registry}")
+        self.logins.append((registry, username, password))
+
+    def exists(self, ref: str) -> bool:
+        self.journal.append(f"docker exists {ref}")
+        return self.has_image
+
+    def build(self, request: BuildRequest, line: Callable[[str], None]) -> None:
+        self.journal.append(f"docker build {request.ref}")
+        line("#1 building")
+        if self.build_fails:
+            raise InputError("docker build failed (exit 1): oops", where="dockerfile")
+
+    def push(self, ref: str, line: Callable[[str], None]) -> str:
+        self.journal.append(f"docker push {ref}")
+        return DIGEST
+
+    def remote_digest(self, ref: str) -> str:
+        self.journal.append(f"docker remote_digest {ref}")
+        return DIGEST
+
+    def buildkit(self) -> bool:
+        return True
+
+    def cache_state(self, ref: str) -> str:
+        self.journal.append(f"docker cache_state {ref}")
+        return ""
+
+    def push_cache(self, ref: str, cache_ref: str) -> str:
+        self.journal.append(f"docker push_cache {cache_ref}")
+        return ""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeCloud:
+    def __init__(self, journal: Journal, *, fail: bool = False) -> None:
+        self.journal = journal
+        self.fail = fail
+
+    def find_cluster(self, name_or_id: str) -> DoksCluster:
+        self.journal.append(f"digitalocean find_cluster {name_or_id}")
+        if self.fail:
+            raise ServiceError("DigitalOcean API", "list clusters failed with HTTP 503")
+        return DoksCluster(id="c0ffee00-0000-4000-8000-000000000001", name=name_or_id)
+
+    def kubeconfig(self, cluster_id: str, expiry_seconds: int) -> Kubeconfig:
+        self.journal.append("digitalocean kubeconfig")
+        config = {"clusters": [{"name": "c", "cluster": {"server": "https://k8s.example"}}]}
+        return Kubeconfig(
+            config, CLUSTER_TOKEN, datetime.now(UTC) + timedelta(hours=2), (CLUSTER_TOKEN,), "c"
+        )
+
+    def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
+        self.journal.append(f"digitalocean registry_credentials {registry}")
+        return "docr-user", "docr-short-lived-password"
+
+    def close(self) -> None:
+        pass
+
+
+class FakeDeployCluster(FakeCluster):
+    """The watch's in-memory cluster, plus what preflight, apply and rollback ask, and a
+    controller that makes each applied Deployment end as `behaviour[name]` says."""
+
+    def __init__(self, journal: Journal, behaviour: Mapping[str, str]) -> None:
+        super().__init__()
+        self.journal = journal
+        self.behaviour = behaviour
+        self.missing: list[str] = []
+        self.applied: list[dict[str, Any]] = []
+        self.closed = False
+
+    def server_version(self) -> str:
+        self.journal.append("cluster server_version")
+        return "v1.31.0"
+
+    def exists(
+        self, kind: str, name: str, namespace: str | None, *, api_version: str = "v1"
+    ) -> bool:
+        self.journal.append(f"cluster exists {kind}/{name}")
+        return (kind, namespace or "", name) in self.objects
+
+    def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
+        return None  # "not there yet": the pull-access check says it could not tell
+
+    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+        self.journal.append(f"cluster missing_permissions ({len(documents)} objects)")
+        return self.missing
+
+    def apply(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = "",
+        force_conflicts: bool,
+        namespace: str = "default",
+        on_applied: Callable[[Applied], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> list[Applied]:
+        done = []
+        for doc in docs:
+            kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
+            self.journal.append(f"cluster apply {kind}/{name}")
+            self.applied.append(copy.deepcopy(dict(doc)))
+            item = Applied(kind, name, NS, 2 if kind == "Deployment" else None, f"uid-{name}")
+            if kind == "Deployment":
+                self._roll_out(name)
+            done.append(item)
+            if on_applied is not None:
+                on_applied(item)
+        return done
+
+    def _roll_out(self, name: str) -> None:
+        self.put(replicaset(name, 2))
+        if self.behaviour.get(name) == "crash":
+            self.put(deployment(name, updated=1, total=1))
+            crashing = pod("pod-crash-loop", name, 2, "x2x7q")
+            self.put(crashing)
+            self.logs[crashing["metadata"]["name"], "web", True] = "KeyError: 'DATABASE_URL'"
+        else:
+            self.put(deployment(name, updated=2, available=2))
+
+    def rollback(self, deployment_name: str, namespace: str) -> Rollback:
+        self.journal.append(f"cluster rollback {deployment_name}")
+        return Rollback(deployment_name, namespace, True, "2", "1", "rolled back to revision 1")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class World:
+    """One deploy's fakes, its settings and everything it printed."""
+
+    def __init__(self, tmp_path: Path, *, behaviour: Mapping[str, str] | None = None, **kw: Any):
+        (tmp_path / "deploy").mkdir()
+        (tmp_path / "deploy" / "deployment.yaml").write_text(MANIFEST)
+        self.journal = Journal()
+        self.docker = FakeDocker(self.journal)
+        self.cloud = FakeCloud(self.journal)
+        self.cluster = FakeDeployCluster(self.journal, behaviour or {})
+        self.settings = settings(tmp_path, **kw)
+        self.log = io.StringIO()
+        self.outputs_file = tmp_path / "outputs"
+        self.summary_file = tmp_path / "summary.md"
+        self.reporter = Reporter(
+            github=True,
+            stream=self.log,
+            output_file=self.outputs_file,
+            summary_file=self.summary_file,
+        )
+        self.services = Services(
+            docker=lambda: self.docker,
+            digitalocean=lambda token, url: self.cloud,
+            cluster=lambda config: self.cluster,
+        )
+
+    def deploy(self) -> pipeline.Outcome:
+        return pipeline.deploy(self.settings, self.reporter, self.services)
+
+    @property
+    def groups(self) -> list[str]:
+        return [
+            line.removeprefix("::group::").split(":")[0]
+            for line in self.log.getvalue().splitlines()
+            if line.startswith("::group::")
+        ]
+
+    @property
+    def summary(self) -> str:
+        return self.summary_file.read_text() if self.summary_file.exists() else ""
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -25,80 +244,185 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
         "image": "registry.digitalocean.com/team/app",
         "sha": "0" * 40,
         "workspace": tmp_path,
-        "manifests": (),
+        "manifests": (tmp_path / "deploy" / "deployment.yaml",),
         "digitalocean_token": TOKEN,
         "cluster": "prod",
-        "timeout_s": 600.0,
+        "namespace": NS,
+        "timeout_s": 20.0,
+        "registry_username": "bot",
+        "registry_password": "registry-password-1234",
     }
     values.update(overrides)
     return Settings(**values)
 
 
-class RecordingDocker:
-    def __init__(self) -> None:
-        self.logins: list[tuple[str, str, str]] = []
+# --- deploy() whole ---------------------------------------------------------------------------
 
-    def login(self, registry: str, username: str, password: str) -> None:
-        self.logins.append((registry, username, password))
+
+def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    outcome = world.deploy()
+
+    assert world.groups == ["Preflight", "Credentials", "Build", "Push", "Render", "Apply", "Watch"]
+    ref = "registry.digitalocean.com/team/app:" + "0" * 40
+    assert world.journal == [
+        "digitalocean find_cluster prod",
+        "digitalocean kubeconfig",
+        "cluster server_version",
+        "cluster missing_permissions (2 objects)",
+        "docker check_daemon",
+        "docker login registry.digitalocean.com",
+        f"docker exists {ref}",
+        f"docker build {ref}",
+        f"docker push {ref}",
+        "cluster apply ConfigMap/app-config",
+        "cluster apply Deployment/web",
+    ]
+    assert world.docker.closed and world.cluster.closed
+    assert (outcome.result, outcome.image_ref, outcome.digest) == ("succeeded", ref, DIGEST)
+    image = world.cluster.applied[1]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == ref
+    outputs = world.outputs_file.read_text()
+    assert "\nsucceeded\n" in outputs and f"\n{DIGEST}\n" in outputs
+    assert f"| {NS}/web | `{ref}` | ✅ succeeded |" in world.summary
+    log = world.log.getvalue()
+    assert "State: applied 2 object(s): configmap/app-config, deployment/web." in log
+    assert f"::add-mask::{CLUSTER_TOKEN}" in log
+    assert log.count(CLUSTER_TOKEN) == 1 and log.count("registry-password-1234") == 0
+
+
+def test_a_tag_already_in_the_registry_is_neither_built_nor_pushed(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.docker.has_image = True
+    world.deploy()
+    assert not any(c.startswith(("docker build", "docker push")) for c in world.journal)
+    assert "Push" not in world.groups
+    assert any(c.startswith("docker remote_digest") for c in world.journal)
+
+
+def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
+    with pytest.raises(RolloutFailed) as info:
+        world.deploy()
+
+    assert info.value.exit_code == 1
+    assert str(info.value).startswith("deployment/web failed: container `web` is crash-looping")
+    assert world.groups[-3:] == ["Watch", "Diagnosis", "Rollback"]
+    assert world.journal[-1] == "cluster rollback web"
+    assert world.cluster.closed
+    log = world.log.getvalue()
+    assert "::error title=Rollout failed::deployment/web: container `web` is crash-looping" in log
+    assert "KeyError: 'DATABASE_URL'" in log  # the previous run's log, in the diagnosis
+    assert "Rolled back: deployment/web." in log
+    [result] = json.loads(_output(world, "deployments"))
+    assert (result["name"], result["result"]) == ("web", "failed")
+    assert _output(world, "result") == "failed"
+    assert "### deployment/web" in world.summary
+
+
+def test_a_missing_right_stops_before_the_build_and_changes_nothing(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.cluster.missing = [f"patch configmaps in namespace {NS}"]
+    with pytest.raises(InputError) as info:
+        world.deploy()
+
+    assert info.value.exit_code == 2
+    assert "may not: patch configmaps in namespace shop" in str(info.value)
+    assert world.groups == ["Preflight", "Credentials"]
+    assert not any(c.startswith(("docker", "cluster apply")) for c in world.journal)
+    assert "State: nothing was applied to the cluster (stopped before any change)." in (
+        world.log.getvalue()
+    )
+    assert _output(world, "result") == "failed"
+
+
+def test_a_reference_missing_from_manifests_and_cluster_names_the_file_and_line(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    (tmp_path / "deploy" / "deployment.yaml").write_text(MANIFEST.split("---\n")[1])
+    with pytest.raises(InputError) as info:
+        world.deploy()
+    assert (info.value.file, info.value.line) == ("deploy/deployment.yaml", 1)  # the document
+    assert "needs ConfigMap shop/app-config" in str(info.value)
+    assert "cluster exists ConfigMap/app-config" in world.journal
+    assert not any(c.startswith("docker") for c in world.journal)
+
+
+def test_an_outside_service_failing_is_exit_3_and_nothing_was_applied(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.cloud.fail = True
+    with pytest.raises(ServiceError) as info:
+        world.deploy()
+    assert info.value.exit_code == 3
+    assert world.journal == ["digitalocean find_cluster prod"]
+    assert "State: nothing was applied to the cluster" in world.log.getvalue()
+
+
+def test_a_failed_build_leaves_the_cluster_untouched_and_closes_every_service(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    world.docker.build_fails = True
+    with pytest.raises(DeployError):
+        world.deploy()
+    assert world.groups == ["Preflight", "Credentials", "Build"]
+    assert not any(c.startswith("cluster apply") for c in world.journal)
+    assert world.docker.closed and world.cluster.closed
+    assert "State: nothing was applied to the cluster (stopped during the build)." in (
+        world.log.getvalue()
+    )
+
+
+def _output(world: World, name: str) -> str:
+    """One output's value from the GITHUB_OUTPUT file (name<<delimiter / value / delimiter)."""
+    lines = world.outputs_file.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(f"{name}<<"):
+            return lines[i + 1]
+    raise AssertionError(f"no output {name}")
+
+
+# --- paths the stack cannot reach ---------------------------------------------------------------
 
 
 def test_docr_without_registry_credentials_logs_in_with_short_lived_ones_from_the_api(
     tmp_path: Path,
 ) -> None:
-    with FakeDigitalOcean(
-        TOKEN,
-        registry="registry.digitalocean.com",
-        registry_login=("docr-user", "docr-short-lived-password"),
-    ) as fake:
-        stream = io.StringIO()
-        reporter = Reporter(github=True, stream=stream)
-        docker = RecordingDocker()
-        pipeline._registry_login(settings(tmp_path, api_url=fake.url), reporter, docker)  # type: ignore[arg-type]
-    assert docker.logins == [
+    world = World(tmp_path, registry_username="", registry_password="")
+    world.deploy()
+    assert world.docker.logins == [
         ("registry.digitalocean.com", "docr-user", "docr-short-lived-password")
     ]
-    log = stream.getvalue()
+    log = world.log.getvalue()
     assert "::add-mask::docr-short-lived-password\n" in log
-    assert log.index("::add-mask::") < log.index("logged in to registry.digitalocean.com")
-    assert "docr-short-lived-password" not in log.replace(
-        "::add-mask::docr-short-lived-password", ""
-    )
+    assert log.index("::add-mask::docr-short") < log.index("logged in to registry.digitalocean.com")
+    assert log.count("docr-short-lived-password") == 1
 
 
 def test_given_registry_credentials_win_over_the_api(tmp_path: Path) -> None:
-    docker = RecordingDocker()
-    config = settings(
-        tmp_path,
-        registry_username="bot",
-        registry_password="given-password",
-        api_url="http://127.0.0.1:9",
-    )  # never called
-    pipeline._registry_login(config, Reporter(github=False, stream=io.StringIO()), docker)  # type: ignore[arg-type]
-    assert docker.logins == [("registry.digitalocean.com", "bot", "given-password")]
-
-
-class ClosableCluster:
-    closed = False
-
-    def close(self) -> None:
-        self.closed = True
+    world = World(tmp_path)
+    world.deploy()
+    assert world.docker.logins == [("registry.digitalocean.com", "bot", "registry-password-1234")]
+    assert not any("registry_credentials" in c for c in world.journal)
 
 
 @pytest.mark.parametrize(("left_s", "refetched"), [(3600.0, False), (300.0, True)])
 def test_a_kubeconfig_that_would_expire_during_the_wait_is_fetched_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, left_s: float, refetched: bool
+    tmp_path: Path, left_s: float, refetched: bool
 ) -> None:
+    world = World(tmp_path)
     old = pipeline.Credentials(
-        ClosableCluster(), datetime.now(UTC) + timedelta(seconds=left_s), "old"
-    )  # type: ignore[arg-type]
-    new = pipeline.Credentials(ClosableCluster(), datetime.now(UTC) + timedelta(hours=1), "new")  # type: ignore[arg-type]
-    monkeypatch.setattr(pipeline, "_fetch_credentials", lambda settings, reporter: new)
-    outcome = pipeline.Outcome()
-    got = pipeline.refresh_if_short(
-        settings(tmp_path), Reporter(github=False, stream=io.StringIO()), outcome, old
+        FakeDeployCluster(Journal(), {}), datetime.now(UTC) + timedelta(seconds=left_s), "old"
     )
-    assert (got is new) == refetched
+    got = pipeline.refresh_if_short(
+        settings(tmp_path), world.reporter, world.services, pipeline.Outcome(), old
+    )
+    assert (got is not old) == refetched
     assert old.cluster.closed == refetched  # type: ignore[attr-defined]
+    assert world.journal.count("digitalocean kubeconfig") == (1 if refetched else 0)
 
 
 def test_a_deploy_with_nothing_to_wait_on_is_a_success() -> None:

@@ -1,0 +1,94 @@
+"""The outside services a deploy uses, as the pipeline sees them.
+
+`deploy()` is handed a `Services` (cli.py builds the real one: docker CLI, DigitalOcean HTTP,
+the kubernetes client) so it can be tested whole against fakes, phase order and all. Each is
+a factory: the pipeline opens a service when its phase starts and closes it when done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from deployer.digitalocean import DoksCluster, Kubeconfig
+from deployer.docker import BuildRequest
+from deployer.kube import Applied, Rollback
+from deployer.watch import WatchSource
+
+
+class Builder(Protocol):
+    """Docker: what build and push need (deployer.docker.Docker has it)."""
+
+    def check_daemon(self) -> str: ...
+
+    def login(self, registry: str, username: str, password: str) -> None: ...
+
+    def exists(self, ref: str) -> bool: ...
+
+    def build(self, request: BuildRequest, line: Callable[[str], None]) -> None: ...
+
+    def push(self, ref: str, line: Callable[[str], None]) -> str: ...
+
+    def remote_digest(self, ref: str) -> str: ...
+
+    def buildkit(self) -> bool: ...
+
+    def cache_state(self, ref: str) -> str: ...
+
+    def push_cache(self, ref: str, cache_ref: str) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class CloudApi(Protocol):
+    """DigitalOcean: what credentials need (deployer.digitalocean.DigitalOcean has it)."""
+
+    def find_cluster(self, name_or_id: str) -> DoksCluster: ...
+
+    def kubeconfig(self, cluster_id: str, expiry_seconds: int) -> Kubeconfig: ...
+
+    def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]: ...
+
+    def registry_name(self) -> str: ...
+
+    def link_registry(self, cluster_id: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ClusterApi(WatchSource, Protocol):
+    """One cluster: what preflight, apply, watch, diagnosis and rollback need
+    (deployer.kube.Cluster has it)."""
+
+    def server_version(self) -> str: ...
+
+    def exists(
+        self, kind: str, name: str, namespace: str | None, *, api_version: str = "v1"
+    ) -> bool: ...
+
+    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]: ...
+
+    def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None: ...
+
+    def apply(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = ...,
+        force_conflicts: bool,
+        namespace: str = ...,
+        on_applied: Callable[[Applied], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> list[Applied]: ...
+
+    def rollback(self, deployment_name: str, namespace: str) -> Rollback: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    docker: Callable[[], Builder]
+    digitalocean: Callable[[str, str], CloudApi]  # (token, api_url)
+    cluster: Callable[[Mapping[str, Any]], ClusterApi]  # from a kubeconfig dict
