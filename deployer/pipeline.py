@@ -24,7 +24,7 @@ from deployer.docker import BuildRequest
 from deployer.envfile import secret_manifest
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
 from deployer.github import Reporter
-from deployer.kube import FIELD_MANAGER, Applied
+from deployer.kube import FIELD_MANAGER, Applied, Rejected
 from deployer.services import Builder, ClusterApi, Services
 from deployer.settings import Settings
 from deployer.watch import RolloutResult, Target, watch_rollouts
@@ -106,7 +106,7 @@ def deploy(
         build_and_push(settings, reporter, services, outcome)
         creds = refresh_if_short(settings, reporter, services, outcome, creds)
         documents = render(settings, reporter, outcome, plan)
-        apply(settings, reporter, outcome, creds.cluster, documents)
+        apply(settings, reporter, outcome, creds.cluster, documents, plan)
         watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
         if settings.rollback_on_failure and outcome.result != "succeeded":
             rollback(reporter, outcome, creds.cluster)
@@ -352,11 +352,19 @@ def apply(
     outcome: Outcome,
     cluster: ClusterApi,
     bodies: list[dict[str, Any]],
+    plan: Plan,
 ) -> None:
     outcome.phase = "apply"
     with reporter.group(
         f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
     ):
+        # First a dry run of every object: a document the API server refuses for its content
+        # (`replicas: "two"`) is the user's error at its file:line, and nothing is applied yet.
+        try:
+            checked = cluster.dry_run(bodies, field_manager=FIELD_MANAGER)
+        except Rejected as rejected:
+            raise _located(rejected, settings, plan) from rejected
+        reporter.line(f"dry run: the API server accepts {checked} of {len(bodies)} object(s)")
 
         def applied(item: Applied) -> None:
             outcome.applied.append(item)
@@ -420,6 +428,22 @@ def watch(
                 reporter.line(text)
     if any(r.result == "cancelled" for r in outcome.results):
         raise Cancelled("cancelled while waiting for the rollouts")
+
+
+def _located(rejected: Rejected, settings: Settings, plan: Plan) -> InputError:
+    """The dry run's refusal, at the file:line of the document it refused."""
+    for d in plan.documents:
+        if (d.kind, d.name) == (rejected.kind, rejected.name) and (
+            rejected.namespace is None or d.namespace == rejected.namespace
+        ):
+            return InputError(
+                rejected.message,
+                file=manifests.display_path(d.path, settings.workspace),
+                line=d.line,
+                hint=rejected.hint,
+            )
+    where = "secrets" if (rejected.kind, rejected.name) == ("Secret", settings.secret_name) else ""
+    return InputError(rejected.message, where=where or "manifests", hint=rejected.hint)
 
 
 def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:

@@ -82,6 +82,14 @@ class ClusterApi(WatchSource, Protocol):
         warn: Callable[[str], None] | None = None,
     ) -> list[Applied]: ...
 
+    def dry_run(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = ...,
+        namespace: str = ...,
+    ) -> int: ...
+
     def rollback(self, deployment_name: str, namespace: str) -> Rollback: ...
 
     def close(self) -> None: ...

@@ -26,6 +26,7 @@ from deployer.kube.errors import (
     Invalid,
     KubeError,
     NotFound,
+    Rejected,
     Unauthorized,
     from_status,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Invalid",
     "KubeError",
     "NotFound",
+    "Rejected",
     "Rollback",
     "Unauthorized",
     "WatchEvent",

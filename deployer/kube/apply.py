@@ -9,12 +9,20 @@ first, so a take-over is seen and reported as a warning.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from deployer.kube.connection import Connection, json_of, plural_of
-from deployer.kube.errors import Conflict, Invalid, apply_conflict
+from deployer.kube.errors import (
+    ApiUnavailable,
+    Conflict,
+    Invalid,
+    NotFound,
+    Rejected,
+    apply_conflict,
+)
 
 FIELD_MANAGER = "django-k8s-deploy"
 
@@ -92,6 +100,89 @@ def apply(
     return applied
 
 
+def dry_run(
+    connection: Connection,
+    docs: Sequence[Mapping[str, Any]],
+    *,
+    field_manager: str = FIELD_MANAGER,
+    namespace: str = "default",
+) -> int:
+    """Send every document as a server-side apply with `dryRun=All` before anything is applied:
+    the API server validates and defaults it exactly as it would, and changes nothing. A document
+    it refuses for its content (400, 422, or the 500 of a wrongly typed field) is `Rejected`,
+    with its index, so the caller can name its file:line while the cluster is still untouched.
+
+    Forced, so a field conflict is left to the real apply's policy. Skipped (they cannot be
+    checked before the real apply): objects in a namespace this deploy creates, and objects of
+    a kind whose CustomResourceDefinition this deploy brings. Returns how many were checked.
+    """
+    creating = {_name(d) for d in docs if d.get("kind") == "Namespace"}
+    brought = {_crd_kind(d) for d in docs if d.get("kind") == "CustomResourceDefinition"}
+    checked = 0
+    for index, doc in enumerate(docs):
+        api_version = str(doc.get("apiVersion") or "")
+        kind = str(doc.get("kind") or "")
+        name = _name(doc)
+        if (api_version.rpartition("/")[0], kind) in brought:
+            continue
+        try:
+            resource = connection.resource(api_version, kind)
+        except Invalid as exc:
+            raise Rejected(exc.message, index=index, kind=kind, name=name, namespace=None) from exc
+        ns: str | None = None
+        if resource.namespaced:
+            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
+        target = _Target(
+            resource.path(name=name, namespace=ns),
+            kind,
+            name,
+            ns,
+            plural_of(resource),
+            field_manager,
+        )
+        try:
+            _dry_patch(connection, target, doc)
+        except NotFound:
+            if ns in creating:
+                continue
+            raise
+        except Invalid as exc:
+            raise Rejected(
+                exc.message,
+                index=index,
+                kind=kind,
+                name=name,
+                namespace=ns,
+            ) from exc
+        checked += 1
+    return checked
+
+
+def _dry_patch(connection: Connection, target: _Target, doc: Mapping[str, Any]) -> Any:
+    """One dry-run apply; a 500 that is not about the content is retried a little here (the
+    client that sends it does not retry 500s, see `Connection.check_api`)."""
+    for attempt in range(3):
+        try:
+            return _patch(connection, target, doc, force=True, dry_run=True)
+        except ApiUnavailable as exc:
+            if exc.status != 500 or attempt == 2:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _name(doc: Mapping[str, Any]) -> str:
+    return str((doc.get("metadata") or {}).get("name") or "")
+
+
+def _crd_kind(doc: Mapping[str, Any]) -> tuple[str, str]:
+    spec = doc.get("spec") or {}
+    names = spec.get("names") or {} if isinstance(spec, dict) else {}
+    return str(spec.get("group") or "") if isinstance(spec, dict) else "", str(
+        names.get("kind") or "" if isinstance(names, dict) else ""
+    )
+
+
 @dataclass(frozen=True)
 class _Target:
     path: str
@@ -102,8 +193,17 @@ class _Target:
     field_manager: str
 
 
-def _patch(connection: Connection, target: _Target, doc: Mapping[str, Any], *, force: bool) -> Any:
+def _patch(
+    connection: Connection,
+    target: _Target,
+    doc: Mapping[str, Any],
+    *,
+    force: bool,
+    dry_run: bool = False,
+) -> Any:
     query = [("fieldManager", target.field_manager)] + ([("force", "true")] if force else [])
+    if dry_run:
+        query.append(("dryRun", "All"))
     try:
         return connection.call(
             "PATCH",
@@ -115,6 +215,7 @@ def _patch(connection: Connection, target: _Target, doc: Mapping[str, Any], *, f
             namespace=target.namespace,
             body=dict(doc),
             content_type="application/apply-patch+yaml",  # JSON is YAML
+            api=connection.check_api if dry_run else None,
         )
     except Conflict as exc:
         raise apply_conflict(exc, target.kind, target.name, target.namespace) from exc

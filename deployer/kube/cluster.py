@@ -190,6 +190,16 @@ class Cluster(Connection):
             warn=warn,
         )
 
+    def dry_run(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = applying.FIELD_MANAGER,
+        namespace: str = "default",
+    ) -> int:
+        """Every document through a server-side dry run before any is applied (see `kube.apply`)."""
+        return applying.dry_run(self, docs, field_manager=field_manager, namespace=namespace)
+
     def rollback(self, deployment_name: str, namespace: str) -> Rollback:
         """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
 

@@ -84,6 +84,22 @@ class Connection:
         )
         streaming.connection_pool_maxsize = 32
         self.stream_api = k8s_client.ApiClient(streaming)
+        # The dry run answers at once: its 500 "failed to create typed patch object" is the
+        # manifest's fault, not the server's, and must not sit in five rounds of backoff.
+        checking = copy.copy(configuration)
+        checking.retries = Retry(
+            total=5,
+            connect=5,
+            read=2,
+            status=5,
+            backoff_factor=0.5,
+            backoff_max=8,
+            status_forcelist=(429, 502, 503, 504),
+            allowed_methods=None,
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        self.check_api = k8s_client.ApiClient(checking)
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -155,7 +171,7 @@ class Connection:
             if self._closed:
                 return
             self._closed = True
-        for api in (self._api, self.stream_api):
+        for api in (self._api, self.stream_api, self.check_api):
             with contextlib.suppress(Exception):
                 api.rest_client.pool_manager.clear()
         self._finalizer()

@@ -54,6 +54,16 @@ class Invalid(InputError, KubeError):
     status = 422
 
 
+class Rejected(Invalid):
+    """The dry run before apply: the API server refused document `index` for its content."""
+
+    def __init__(
+        self, message: str, *, index: int, kind: str, name: str, namespace: str | None
+    ) -> None:
+        super().__init__(message, hint="Fix the manifest; nothing was applied.")
+        self.index, self.kind, self.name, self.namespace = index, kind, name, namespace
+
+
 class ApiUnavailable(ServiceError, KubeError):
     def __init__(self, message: str, *, hint: str = "", status: int | None = None) -> None:
         super().__init__(SERVICE, message, hint=hint)
@@ -98,8 +108,10 @@ def from_status(
         error = NotFound(f"not found while trying to {what}: {server}")
     elif status == 409:
         error = Conflict(f"conflict while trying to {what}: {server}")
-    elif status in (400, 422):
-        error = Invalid(f"the API server rejected {what}: {server}")
+    elif status in (400, 422) or (status == 500 and _TYPED_PATCH in server):
+        # Server-side apply answers 500 when a field has the wrong type (`replicas: "two"`, a
+        # name that is a mapping): the manifest's fault, like a 422.
+        error = Invalid(f"the API server rejected {what}: {_without_typed_prefix(server)}")
     elif status == 410:
         error = Expired(server)
     elif status == 0:
@@ -112,6 +124,19 @@ def from_status(
         )
     error.body = dict(body)
     return error
+
+
+_TYPED_PATCH = "failed to create typed patch object"
+
+
+def _without_typed_prefix(message: str) -> str:
+    """`failed to create typed patch object (ns/name; apps/v1, Kind=Deployment): .spec.replicas:
+    expected …` → `.spec.replicas: expected …` (the object is named by the caller)."""
+    if message.startswith(_TYPED_PATCH):
+        _, sep, rest = message.partition("): ")
+        if sep:
+            return rest
+    return message
 
 
 def from_api_exception(

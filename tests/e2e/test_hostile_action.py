@@ -223,3 +223,45 @@ def test_a_kubeconfig_exec_plugin_in_the_container_gets_no_inputs_and_its_stderr
     child = (ws / "plugin-env.txt").read_text()
     assert "INPUT_" not in child and SECRET_VALUE not in child
     assert snapshot(kube_admin, namespace) == before
+
+
+@pytest.mark.parametrize(
+    ("manifests", "where", "says"),
+    [
+        (
+            GOOD.replace("replicas: 1", 'replicas: "two"'),
+            "deploy/deployment.yaml:6",
+            ".spec.replicas",
+        ),
+        (GOOD.replace("data: {A: b}", "data: {A: 1}"), "deploy/deployment.yaml:1", ".data.A"),
+        (
+            GOOD.replace(
+                "selector: {matchLabels: {app: web}}", "selector: {matchLabels: {app: other}}"
+            ),
+            "deploy/deployment.yaml:6",
+            "selector",
+        ),
+    ],
+    ids=[
+        "wrongly typed field (a 500)",
+        "wrongly typed ConfigMap value (a 500)",
+        "invalid object (a 422)",
+    ],
+)
+def test_a_document_the_api_server_refuses_is_exit_2_at_its_line_and_nothing_is_applied(
+    stack: dict[str, str],
+    tmp_path: Path,
+    namespace: str,
+    kube_admin: Any,
+    manifests: str,
+    where: str,
+    says: str,
+) -> None:
+    before = snapshot(kube_admin, namespace)
+    result = run(stack, tmp_path / "ws", namespace, manifests)
+    errors = assert_hostile_contract(result, stack, 2)
+    assert errors[0].startswith(f"{where} the API server rejected") and says in errors[0], errors
+    assert "nothing was applied" in result.log
+    assert (
+        snapshot(kube_admin, namespace) == before
+    )  # the ConfigMap before it was not applied either

@@ -21,7 +21,7 @@ from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
 from deployer.errors import DeployError, InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
-from deployer.kube import Applied, Rollback
+from deployer.kube import Applied, Rejected, Rollback
 from deployer.services import Services
 from deployer.settings import Settings
 from deployer.watch import RolloutResult
@@ -138,6 +138,7 @@ class FakeDeployCluster(FakeCluster):
         self.missing: list[str] = []
         self.applied: list[dict[str, Any]] = []
         self.closed = False
+        self.refuse: dict[tuple[str, str], str] = {}  # (kind, name) -> the dry run's refusal
 
     def server_version(self) -> str:
         self.journal.append("cluster server_version")
@@ -155,6 +156,18 @@ class FakeDeployCluster(FakeCluster):
     def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
         self.journal.append(f"cluster missing_permissions ({len(documents)} objects)")
         return self.missing
+
+    def dry_run(
+        self, docs: Sequence[Mapping[str, Any]], *, field_manager: str = "", namespace: str = ""
+    ) -> int:
+        self.journal.append(f"cluster dry_run ({len(docs)} objects)")
+        for index, doc in enumerate(docs):
+            kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
+            if (kind, name) in self.refuse:
+                raise Rejected(
+                    self.refuse[kind, name], index=index, kind=kind, name=name, namespace=NS
+                )
+        return len(docs)
 
     def apply(
         self,
@@ -275,6 +288,7 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
         f"docker exists {ref}",
         f"docker build {ref}",
         f"docker push {ref}",
+        "cluster dry_run (2 objects)",
         "cluster apply ConfigMap/app-config",
         "cluster apply Deployment/web",
     ]
@@ -289,6 +303,22 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
     assert "State: applied 2 object(s): configmap/app-config, deployment/web." in log
     assert f"::add-mask::{CLUSTER_TOKEN}" in log
     assert log.count(CLUSTER_TOKEN) == 1 and log.count("registry-password-1234") == 0
+
+
+def test_a_document_the_dry_run_refuses_is_named_at_its_line_and_nothing_is_applied(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    world.cluster.refuse["Deployment", "web"] = (
+        "the API server rejected apply Deployment/web: .spec.replicas: expected numeric"
+    )
+    with pytest.raises(InputError) as info:
+        world.deploy()
+    assert info.value.exit_code == 2
+    assert (info.value.file, info.value.line) == ("deploy/deployment.yaml", info.value.line)
+    assert info.value.line is not None and info.value.line > 1
+    assert not [c for c in world.journal if c.startswith("cluster apply")]
+    assert "State: nothing was applied to the cluster" in world.log.getvalue()
 
 
 def test_a_tag_already_in_the_registry_is_neither_built_nor_pushed(tmp_path: Path) -> None:
