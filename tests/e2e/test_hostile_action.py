@@ -257,9 +257,14 @@ def test_a_document_the_api_server_refuses_is_exit_2_at_its_line_and_nothing_is_
     where: str,
     says: str,
 ) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\n")
     before = snapshot(kube_admin, namespace)
-    result = run(stack, tmp_path / "ws", namespace, manifests)
+    # Built once (the first case), then found in the registry: apply is reached.
+    result = run(stack, ws, namespace, manifests, build="auto", **{"build-network": "host"})
     errors = assert_hostile_contract(result, stack, 2)
+    print(f"\n[refused] {errors[0]}")
     assert errors[0].startswith(f"{where} the API server rejected") and says in errors[0], errors
     assert "nothing was applied" in result.log
     assert (
