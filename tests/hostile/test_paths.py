@@ -4,6 +4,7 @@ glob never walks out of it or loops."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def ws(tmp_path: Path) -> Path:
     return ws
 
 
-ENTRIES = {
+ENTRIES: dict[str, Callable[[Path], str]] = {
     "absolute path": lambda ws: str(ws.parent / "outside.yaml"),
     "absolute path to /etc": lambda ws: "/etc/hostname",
     "dot-dot": lambda ws: "../outside.yaml",
