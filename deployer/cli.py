@@ -158,8 +158,8 @@ def action_main(environ: Mapping[str, str]) -> int:
         settings.forget_inputs(os.environ)
         interrupt = pipeline.Interrupt()
         with _signals(interrupt):
-            pipeline.deploy(config, reporter, real_services(env), interrupt)
-        return 0
+            outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
+        return exit_code(outcome.error)
 
     return _guarded(reporter, env, run)
 
@@ -211,8 +211,8 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
     )
     interrupt = pipeline.Interrupt()
     with _signals(interrupt):
-        pipeline.deploy(config, reporter, real_services(env), interrupt)
-    return 0
+        outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
+    return exit_code(outcome.error)
 
 
 def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
@@ -267,8 +267,7 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
 
 
 def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
-    from deployer import pipeline
-    from deployer.errors import RolloutFailed
+    from deployer import pipeline, report
     from deployer.kube import Cluster
     from deployer.watch import Target, watch_rollouts
 
@@ -314,30 +313,23 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
                 targets,
                 timeout_s=timeout_s,
                 progress=reporter.line,
+                on_verdict=lambda r: reporter.line(report.verdict_line(r)),
                 cancel=interrupt.event,
                 since=None,
             )
     finally:
         cluster.close()
-    for r in results:
-        reporter.line(
-            f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
-            + (f": {r.reason}" if r.reason else "")
-        )
-        if r.result != "succeeded" and r.diagnosis is not None:
-            for text in r.diagnosis.render_text().splitlines():
-                reporter.line(text)
-    failed = [r for r in results if r.result != "succeeded"]
-    if any(r.result == "cancelled" for r in failed):
-        raise Cancelled("cancelled while waiting for the rollouts")
-    if failed:
-        raise RolloutFailed(
-            "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in failed)
-        )
-    return 0
+    diagnoses = [r.diagnosis for r in results if r.result != "succeeded" and r.diagnosis]
+    reporter.publish(report.of_wait(results, diagnoses))
+    return 0 if report.result_of(results) == "succeeded" else 1
 
 
 # -- plumbing -----------------------------------------------------------------------------------
+
+
+def exit_code(error: DeployError | None) -> int:
+    """The one mapping from how a run ended to its exit code (README: 0/1/2/3)."""
+    return 0 if error is None else error.exit_code
 
 
 def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
@@ -348,44 +340,22 @@ def _guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int])
 
 
 def _run_guarded(reporter: Reporter, env: Mapping[str, str], run: Callable[[], int]) -> int:
+    """Run a command; an error it raises (rather than reports) is reported here, once."""
+    from deployer import report
+
     try:
         with reporter.library_logs():
             return run()
     except DeployError as error:
-        if not getattr(error, "reported", False):
-            problems = getattr(error, "problems", [error])
-            for problem in problems:
-                file = getattr(problem, "file", None) or ""
-                reporter.error(
-                    problem.detail() if file else str(problem),
-                    title=_title(problem),
-                    file=file,
-                    line=getattr(problem, "line", None),
-                )
-            # Stopped before the pipeline could report: the summary and outputs still say so.
-            reporter.set_output("result", "failed")
-            reporter.summary(
-                "## django-k8s-deploy: failed\n\n"
-                + "\n".join(f"- **{_title(p)}:** {p}" for p in problems)
-                + "\n\nState: nothing was applied to the cluster."
-            )
-        return error.exit_code
+        reporter.publish(report.of_error(error))
+        return exit_code(error)
     except KeyboardInterrupt:
-        reporter.error("cancelled", title="Cancelled")
+        reporter.publish(report.of_error(Cancelled("cancelled")))
         return 1
     except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
-        reporter.error(
-            f"internal error: {type(exc).__name__}: {exc} — please report it "
-            "(set RUNNER_DEBUG=1 for the traceback)",
-            title="Internal error",
-        )
-        if env.get("RUNNER_DEBUG") == "1" or env.get("DJK_DEBUG") == "1":
-            reporter.lines(traceback.format_exc())
+        debug = env.get("RUNNER_DEBUG") == "1" or env.get("DJK_DEBUG") == "1"
+        reporter.publish(report.of_bug(exc, traceback.format_exc() if debug else ""))
         return 1
-
-
-def _title(error: DeployError) -> str:
-    return {2: "Invalid input", 3: "Service unavailable"}.get(error.exit_code, "Deploy failed")
 
 
 @contextmanager

@@ -9,7 +9,6 @@ never raised: a diagnosis must not hide the verdict it explains.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,7 +106,8 @@ class Diagnosis:
     def subject(self) -> str:
         return f"deployment/{self.deployment}"
 
-    def _where(self) -> str | None:
+    def where(self) -> str | None:
+        """Pod, container, reason and exit code in one phrase (None without a pod)."""
         if not self.pod:
             return None
         parts = [f"pod {self.pod}"]
@@ -117,68 +117,7 @@ class Diagnosis:
         facts = [x for x in (self.reason, _exit(self.exit_code)) if x]
         return ", ".join(parts) + (f": {', '.join(facts)}" if facts else "")
 
-    def render_text(self) -> str:
-        out = [f"{self.subject} (namespace {self.namespace}): {self.summary}"]
-        where = self._where()
-        if where:
-            out.append(f"  {where}")
-        out.extend(f"  condition {c}" for c in self.conditions)
-        for excerpt in self.logs:
-            if excerpt.lines:
-                out.append(f"  {excerpt.title} (last {len(excerpt.lines)} lines):")
-                out.extend(f"    | {line}" for line in excerpt.lines)
-            else:
-                out.append(f"  {excerpt.title}: {excerpt.note}")
-        if self.events:
-            out.append(f"  events{self._since_text()}:")
-            out.extend(f"    {event.text()}" for event in self.events)
-        else:
-            out.append(f"  no events{self._since_text()} beyond the routine ones")
-        out.extend(f"  note: {note}" for note in self.notes)
-        return "\n".join(out)
-
-    def render_markdown(self) -> str:
-        out = [f"### {self.subject} (namespace `{self.namespace}`)", "", _md_text(self.summary)]
-        where = self._where()
-        if where:
-            out += ["", f"- {_md_text(where)}"]
-        out += [f"- condition {_md_text(c)}" for c in self.conditions]
-        for excerpt in self.logs:
-            out.append("")
-            if excerpt.lines:
-                body = "\n".join(excerpt.lines)
-                fence = "`" * max(3, _longest_backtick_run(body) + 1)
-                out += [
-                    f"<details><summary>{_html(excerpt.title)} "
-                    f"(last {len(excerpt.lines)} lines)</summary>",
-                    "",
-                    f"{fence}text",
-                    body,
-                    fence,
-                    "",
-                    "</details>",
-                ]
-            else:
-                out.append(f"{_md_text(excerpt.title)}: {_md_text(excerpt.note)}")
-        out.append("")
-        if self.events:
-            out += [
-                f"Events{_md_text(self._since_text())}:",
-                "",
-                "| time | type | reason | object | message |",
-                "|---|---|---|---|---|",
-            ]
-            for e in self.events:
-                stamp = e.when.strftime("%H:%M:%S") if e.when else ""
-                message = e.message + (f" (x{e.count})" if e.count > 1 else "")
-                cells = [stamp, e.type, e.reason, e.object, message]
-                out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-        else:
-            out.append(f"No events{_md_text(self._since_text())} beyond the routine ones.")
-        out += [f"- note: {_md_text(note)}" for note in self.notes]
-        return "\n".join(out).rstrip() + "\n"
-
-    def _since_text(self) -> str:
+    def since_text(self) -> str:
         return f" since {self.since.strftime('%H:%M:%S %Z')}" if self.since else ""
 
 
@@ -444,34 +383,3 @@ def _try(notes: list[str], what: str, fetch: Any, default: Any) -> Any:
 
 def _exit(code: int | None) -> str | None:
     return f"exit code {code}" if code is not None else None
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#])")
-
-
-def _md_text(text: str) -> str:
-    """Plain text that renders as itself in GitHub markdown, keeping `code` spans intact."""
-    parts = re.split(r"(`[^`]*`)", text)
-    return "".join(p if _is_code(p) else _escape(p) for p in parts)
-
-
-def _is_code(part: str) -> bool:
-    return len(part) >= 2 and part.startswith("`") and part.endswith("`")
-
-
-def _escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _md_cell(text: str) -> str:
-    return _escape(text).replace("\n", " ")
-
-
-def _html(text: str) -> str:
-    """Text for inside an HTML tag (GitHub renders no markdown in <summary>)."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-
-
-def _longest_backtick_run(text: str) -> int:
-    return max((len(m) for m in re.findall(r"`+", text)), default=0)

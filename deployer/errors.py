@@ -11,8 +11,6 @@ class DeployError(Exception):
     """Base of every error the deployer reports to the user as one clear line."""
 
     exit_code = 1
-    # Set once the error has been shown (annotation, summary), so the CLI does not repeat it.
-    reported = False
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)

@@ -24,7 +24,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from deployer.report import Report
 
 # Everything Python's str.splitlines() splits on: a superset of what the runner and browsers break on.
 _LINE_BREAKS = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -110,6 +113,7 @@ class Reporter:
             self.line(part)
 
     def debug(self, text: str) -> None:
+        """A line only shown with step debug logging (the libraries' own log records)."""
         if self.github:
             self._command("debug", text)
 
@@ -195,6 +199,23 @@ class Reporter:
         self._append(
             self.output_file, "GITHUB_OUTPUT", f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
         )
+
+    def publish(self, report: Report) -> None:
+        """Write a report (`deployer.report`): the only way results, diagnoses and errors are
+        shown. Sections first (fenced: their lines come from logs and events), then the lines,
+        the annotations, the outputs and the job summary."""
+        for section in report.sections:
+            with self.group(section.title), self.untrusted():
+                for text in section.lines:
+                    self.line(text)
+        for text in report.lines:
+            self.lines(text)
+        for a in report.annotations:
+            self.annotate(a.level, a.message, title=a.title, file=a.file, line=a.line)
+        for name, value in report.outputs:
+            self.set_output(name, value)
+        if report.summary:
+            self.summary(report.summary)
 
     def summary(self, markdown: str) -> None:
         """Append to the job summary (GitHub) — on a terminal the report already said it all."""

@@ -10,7 +10,6 @@ report says what state the deploy left behind.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deployer import docr, manifests, stamps
+from deployer import docr, manifests, report, stamps
 from deployer import kubeconfig as kubeconfig_input
+from deployer.diagnose import Diagnosis
 from deployer.docker import BuildRequest
 from deployer.envfile import secret_manifest
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
@@ -52,26 +52,36 @@ class Plan:
 
 @dataclass
 class Outcome:
-    """Everything the report needs, filled in as the phases run."""
+    """Everything the report needs, filled in as the phases run; `error` is what stopped the
+    deploy (RolloutFailed when a rollout did not succeed), None when it succeeded."""
 
+    requested_image: str = ""
     image_ref: str = ""
     digest: str = ""
     applied: list[Applied] = field(default_factory=list)
     results: list[RolloutResult] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     phase: str = "preflight"
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    error: DeployError | None = None
 
     @property
     def result(self) -> str:
-        # Nothing to wait on (a config-only deploy) is a success: everything applied is final.
-        if all(r.result == "succeeded" for r in self.results):
-            return "succeeded"
-        if any(r.result == "timed-out" for r in self.results) and not any(
-            r.result == "failed" for r in self.results
-        ):
-            return "timed-out"
-        return "failed"
+        return report.result_of(self.results)
+
+    def facts(self) -> report.DeployFacts:
+        return report.DeployFacts(
+            image_ref=self.image_ref,
+            digest=self.digest,
+            phase=self.phase,
+            applied=tuple(self.applied),
+            results=tuple(self.results),
+            diagnoses=tuple(self.diagnoses),
+            rolled_back=tuple(self.rolled_back),
+            error=self.error,
+            requested_image=self.requested_image,
+        )
 
 
 @dataclass
@@ -97,8 +107,10 @@ def deploy(
     services: Services,
     interrupt: Interrupt | None = None,
 ) -> Outcome:
+    """Run every phase, then report. The outcome's `error` says what stopped it, if anything;
+    the report has already been written, so the caller only maps it to an exit code."""
     interrupt = interrupt or Interrupt()
-    outcome = Outcome()
+    outcome = Outcome(requested_image=settings.image_ref)
     creds: Credentials | None = None
     try:
         plan = preflight(settings, reporter, outcome)
@@ -110,18 +122,14 @@ def deploy(
         watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
         if settings.rollback_on_failure and outcome.result != "succeeded":
             rollback(reporter, outcome, creds.cluster)
+        if outcome.result != "succeeded":
+            outcome.error = RolloutFailed(report.failure_line(outcome.results))
     except DeployError as error:
-        report(settings, reporter, outcome, error)
-        error.reported = True
-        raise
+        outcome.error = error
     finally:
         if creds is not None:
             creds.cluster.close()
-    report(settings, reporter, outcome, None)
-    if outcome.result != "succeeded":
-        failure = RolloutFailed(_failure_line(outcome))
-        failure.reported = True
-        raise failure
+    reporter.publish(report.of_deploy(outcome.facts()))
     return outcome
 
 
@@ -410,22 +418,16 @@ def watch(
                 targets,
                 timeout_s=settings.timeout_s,
                 progress=reporter.line,
+                on_verdict=lambda r: reporter.line(report.verdict_line(r)),
                 cancel=interrupt.event,
                 since=outcome.started,
             )
         finally:
             interrupt.raise_on_signal = True
-        for r in outcome.results:
-            reporter.line(
-                f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s"
-                + (f": {r.reason}" if r.reason else "")
-            )
-    failed = [r for r in outcome.results if r.result != "succeeded" and r.diagnosis is not None]
-    for r in failed:
-        with reporter.group(f"Diagnosis: deployment/{r.name}"), reporter.untrusted():
-            assert r.diagnosis is not None
-            for text in r.diagnosis.render_text().splitlines():
-                reporter.line(text)
+    outcome.diagnoses = [
+        r.diagnosis for r in outcome.results if r.result != "succeeded" and r.diagnosis is not None
+    ]
+    reporter.publish(report.of_diagnoses(outcome.diagnoses))
     if any(r.result == "cancelled" for r in outcome.results):
         raise Cancelled("cancelled while waiting for the rollouts")
 
@@ -462,43 +464,6 @@ def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:
                 f"deployment/{r.name} was rolled back to revision {undo.to_revision}",
                 title="Rolled back",
             )
-
-
-def report(
-    settings: Settings, reporter: Reporter, outcome: Outcome, error: DeployError | None
-) -> None:
-    reporter.set_output("image", outcome.image_ref)
-    reporter.set_output("digest", outcome.digest)
-    reporter.set_output("result", outcome.result if error is None or outcome.results else "failed")
-    reporter.set_output(
-        "deployments",
-        json.dumps(
-            [
-                {
-                    "name": r.name,
-                    "namespace": r.namespace,
-                    "result": r.result,
-                    "reason": r.reason,
-                    "duration_seconds": round(r.duration_s, 1),
-                }
-                for r in outcome.results
-            ]
-        ),
-    )
-    state = _state_left(outcome)
-    if error is not None and not isinstance(error, RolloutFailed | Cancelled):
-        file = getattr(error, "file", None) or ""
-        reporter.error(
-            error.detail() if file else str(error),
-            title=_title(error),
-            file=file,
-            line=getattr(error, "line", None),
-        )
-    for r in outcome.results:
-        if r.result != "succeeded":
-            reporter.error(f"deployment/{r.name}: {r.reason}", title=f"Rollout {r.result}")
-    reporter.line(state)
-    reporter.summary(_summary_markdown(settings, outcome, error, state))
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -692,73 +657,3 @@ def _push_cache(settings: Settings, reporter: Reporter, docker: Builder) -> None
         )
     else:
         reporter.line(f"build cache: {settings.build_cache} now points at this image")
-
-
-def _state_left(outcome: Outcome) -> str:
-    if not outcome.applied:
-        where = {
-            "preflight": "before any change",
-            "credentials": "before any change",
-            "build": "during the build",
-            "push": "during the push",
-            "render": "before apply",
-        }
-        return f"State: nothing was applied to the cluster (stopped {where.get(outcome.phase, 'before apply')})."
-    objects = ", ".join(f"{a.kind.lower()}/{a.name}" for a in outcome.applied)
-    text = f"State: applied {len(outcome.applied)} object(s): {objects}."
-    if outcome.results:
-        text += (
-            " Rollouts: "
-            + "; ".join(f"deployment/{r.name} {r.result}" for r in outcome.results)
-            + "."
-        )
-    elif outcome.phase == "apply":
-        text += " Apply stopped part-way; nothing was watched."
-    if outcome.rolled_back:
-        text += " Rolled back: " + ", ".join(f"deployment/{n}" for n in outcome.rolled_back) + "."
-    return text
-
-
-def _title(error: DeployError) -> str:
-    if isinstance(error, InputError):
-        return "Invalid input"
-    return type(error).__name__
-
-
-def _failure_line(outcome: Outcome) -> str:
-    bad = [r for r in outcome.results if r.result != "succeeded"]
-    return "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in bad) or "rollout failed"
-
-
-def _summary_markdown(
-    settings: Settings, outcome: Outcome, error: DeployError | None, state: str
-) -> str:
-    icon = {"succeeded": "✅", "failed": "❌", "timed-out": "⏱️", "cancelled": "⏹️"}
-    lines = [
-        f"## django-k8s-deploy: {outcome.result if outcome.results or error is None else 'failed'}",
-        "",
-    ]
-    if error is not None and not isinstance(error, RolloutFailed):
-        lines += [f"**Error:** {_md_escape(str(error))}", ""]
-    lines += [
-        f"Image: `{outcome.image_ref or settings.image_ref}`"
-        + (f" (digest `{outcome.digest}`)" if outcome.digest else ""),
-        "",
-    ]
-    if outcome.results:
-        lines += ["| Deployment | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
-        for r in outcome.results:
-            lines.append(
-                f"| {r.namespace}/{r.name} | `{outcome.image_ref}` | {icon.get(r.result, '')} {r.result} "
-                f"| {r.duration_s:.1f}s | {_md_escape(r.reason)} |"
-            )
-        lines.append("")
-    lines += [state, ""]
-    for r in outcome.results:
-        if r.result != "succeeded" and r.diagnosis is not None:
-            lines += [r.diagnosis.render_markdown(), ""]  # it has its own heading
-    return "\n".join(lines)
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

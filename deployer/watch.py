@@ -53,7 +53,7 @@ _WATCH_WINDOW_S = 240  # server-side watch timeout; the stream is then resumed
 _GIVE_UP_AFTER_S = 60.0  # an API unreachable this long ends the wait (exit 3)
 _KINDS: tuple[WatchKind, ...] = ("Deployment", "ReplicaSet", "Pod")
 
-Outcome = Literal["succeeded", "failed", "timed-out", "cancelled"]
+ResultKind = Literal["succeeded", "failed", "timed-out", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class RolloutResult:
 
     name: str
     namespace: str
-    result: Outcome
+    result: ResultKind
     reason: str
     duration_s: float
     diagnosis: Diagnosis | None = None
@@ -97,6 +97,7 @@ def watch_rollouts(
     *,
     timeout_s: float,
     progress: Callable[[str], None],
+    on_verdict: Callable[[RolloutResult], None] | None = None,
     cancel: threading.Event | None = None,
     restart_tolerance: int = 2,
     unschedulable_grace_s: float = 10.0,
@@ -106,6 +107,8 @@ def watch_rollouts(
 ) -> list[RolloutResult]:
     """Wait for every target's rollout; one result per target, in the order given.
 
+    `progress` hears where open rollouts stand (on change, and a reminder every `reminder_s`);
+    `on_verdict` hears each result once, when it is reached.
     `since` is when the deploy began (events before it are not shown); default: now.
     Raises the API's error (Forbidden, ApiUnavailable...) if watching itself fails.
     """
@@ -115,6 +118,7 @@ def watch_rollouts(
         cluster,
         targets,
         progress=progress,
+        on_verdict=on_verdict,
         restart_tolerance=restart_tolerance,
         unschedulable_grace_s=unschedulable_grace_s,
         since=since or datetime.now(UTC),
@@ -175,7 +179,7 @@ class _State:
     deployment: dict[str, Any] | None = None
     message: str = ""
     printed_at: float = 0.0
-    outcome: Outcome | None = None
+    outcome: ResultKind | None = None
     reason: str = ""
     duration_s: float = 0.0
     diagnosis: Diagnosis | None = None
@@ -207,6 +211,7 @@ class _Run:
         targets: list[Target],
         *,
         progress: Callable[[str], None],
+        on_verdict: Callable[[RolloutResult], None] | None,
         restart_tolerance: int,
         unschedulable_grace_s: float,
         since: datetime,
@@ -214,6 +219,7 @@ class _Run:
         self.cluster = cluster
         self.states = [_State(t) for t in targets]
         self.progress = progress
+        self.on_verdict = on_verdict
         self.restart_tolerance = restart_tolerance
         self.unschedulable_grace_s = unschedulable_grace_s
         self.since = since
@@ -245,7 +251,6 @@ class _Run:
         if verdict.done:
             if verdict.ok:
                 self._finish(state, "succeeded", "successfully rolled out", now, started)
-                self.progress(f"{state.subject}: successfully rolled out in {now - started:.1f}s")
             else:
                 self._fail(state, verdict.message, None, now, started)
             return
@@ -285,7 +290,6 @@ class _Run:
     ) -> None:
         reason = message.removeprefix(f"{state.subject}: ")
         self._finish(state, "failed", reason, now, started)
-        self.progress(f"{state.subject}: failed after {now - started:.1f}s: {reason}")
         if self.first_failure is None:
             self.first_failure = (state.target.name, now)
         if state.deployment is not None:
@@ -294,16 +298,17 @@ class _Run:
             )
 
     def _finish(
-        self, state: _State, outcome: Outcome, reason: str, now: float, started: float
+        self, state: _State, outcome: ResultKind, reason: str, now: float, started: float
     ) -> None:
         state.outcome = outcome
         state.reason = reason
         state.duration_s = now - started
+        if self.on_verdict is not None:
+            self.on_verdict(state.result_value())
 
-    def finish_open(self, outcome: Outcome, why: str, now: float, started: float) -> None:
+    def finish_open(self, outcome: ResultKind, why: str, now: float, started: float) -> None:
         for state in self.open():
             self._finish(state, outcome, f"{why}: {state.detail()}", now, started)
-            self.progress(f"{state.subject}: {state.reason}")
 
     def time_out(self, now: float, started: float, timeout_s: float) -> None:
         for state in self.open():
@@ -312,7 +317,6 @@ class _Run:
             if hint:
                 reason += f"; {hint}"
             self._finish(state, "timed-out", reason, now, started)
-            self.progress(f"{state.subject}: {reason}")
             if state.deployment is not None:
                 state.diagnosis = diagnose(
                     self.cluster, state.deployment, self.since, None, summary=reason

@@ -25,6 +25,7 @@ import yaml
 
 from deployer.errors import InputError
 from deployer.kube import Applied, Cluster, Conflict, Forbidden
+from deployer.report import diagnosis_text, verdict_line
 from deployer.watch import RolloutResult, Target, watch_rollouts
 
 pytestmark = pytest.mark.stack
@@ -102,7 +103,13 @@ def apply_and_watch(
         if a.kind == "Deployment"
     ]
     results = watch_rollouts(
-        cluster, targets, timeout_s=timeout_s, progress=lines.append, since=since, **kwargs
+        cluster,
+        targets,
+        timeout_s=timeout_s,
+        progress=lines.append,
+        on_verdict=lambda r: lines.append(verdict_line(r)),
+        since=since,
+        **kwargs,
     )
     elapsed = time.monotonic() - started
     for r in results:
@@ -139,7 +146,7 @@ def test_a_three_deployment_app_with_init_containers_rolls_out_green_and_kubectl
         ("beat", "succeeded", "successfully rolled out"),
     ]
     assert elapsed >= 1  # web's pods were held un-ready 1 s: green came after they were Ready
-    assert any(line.startswith("deployment/web: successfully rolled out in ") for line in lines)
+    assert any(line.startswith("deployment/web: succeeded after ") for line in lines)
     for name in ("web", "worker", "beat"):
         peer = kubectl(
             stack, "-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=5s"
@@ -182,7 +189,7 @@ def test_a_failing_migrate_init_container_is_red_from_its_own_exit_and_named(
         True,
         1,
     )
-    text = diagnosis.render_text()
+    text = "\n".join(diagnosis_text(diagnosis))
     assert text.startswith(f"deployment/worker (namespace {namespace}): init container `migrate`")
     # no deploy.test/logs annotation, so no logs: the diagnosis says so instead of failing
     assert "logs of `migrate`, current run" in text

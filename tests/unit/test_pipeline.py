@@ -19,7 +19,7 @@ import pytest
 from deployer import pipeline
 from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
-from deployer.errors import DeployError, InputError, RolloutFailed, ServiceError
+from deployer.errors import InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
 from deployer.kube import Applied, Rejected, Rollback
 from deployer.services import Services
@@ -301,6 +301,8 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
     assert f"| {NS}/web | `{ref}` | ✅ succeeded |" in world.summary
     log = world.log.getvalue()
     assert "State: applied 2 object(s): configmap/app-config, deployment/web." in log
+    assert log.count("successfully rolled out") == 1  # the verdict, printed once
+    assert "deployment/web: succeeded after " in log
     assert f"::add-mask::{CLUSTER_TOKEN}" in log
     assert log.count(CLUSTER_TOKEN) == 1 and log.count("registry-password-1234") == 0
 
@@ -334,17 +336,18 @@ def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
     tmp_path: Path,
 ) -> None:
     world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
-    with pytest.raises(RolloutFailed) as info:
-        world.deploy()
+    error = world.deploy().error
+    assert isinstance(error, RolloutFailed)
 
-    assert info.value.exit_code == 1
-    assert str(info.value).startswith("deployment/web failed: container `web` is crash-looping")
+    assert error.exit_code == 1
+    assert str(error).startswith("deployment/web failed: container `web` is crash-looping")
     assert world.groups[-3:] == ["Watch", "Diagnosis", "Rollback"]
     assert world.journal[-1] == "cluster rollback web"
     assert world.cluster.closed
     log = world.log.getvalue()
     assert "::error title=Rollout failed::deployment/web: container `web` is crash-looping" in log
     assert "KeyError: 'DATABASE_URL'" in log  # the previous run's log, in the diagnosis
+    assert log.count("deployment/web: failed after ") == 1
     assert "Rolled back: deployment/web." in log
     [result] = json.loads(_output(world, "deployments"))
     assert (result["name"], result["result"]) == ("web", "failed")
@@ -355,11 +358,11 @@ def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
 def test_a_missing_right_stops_before_the_build_and_changes_nothing(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.cluster.missing = [f"patch configmaps in namespace {NS}"]
-    with pytest.raises(InputError) as info:
-        world.deploy()
+    error = world.deploy().error
+    assert isinstance(error, InputError)
 
-    assert info.value.exit_code == 2
-    assert "may not: patch configmaps in namespace shop" in str(info.value)
+    assert error.exit_code == 2
+    assert "may not: patch configmaps in namespace shop" in str(error)
     assert world.groups == ["Preflight", "Credentials"]
     assert not any(c.startswith(("docker", "cluster apply")) for c in world.journal)
     assert "State: nothing was applied to the cluster (stopped before any change)." in (
@@ -373,10 +376,10 @@ def test_a_reference_missing_from_manifests_and_cluster_names_the_file_and_line(
 ) -> None:
     world = World(tmp_path)
     (tmp_path / "deploy" / "deployment.yaml").write_text(MANIFEST.split("---\n")[1])
-    with pytest.raises(InputError) as info:
-        world.deploy()
-    assert (info.value.file, info.value.line) == ("deploy/deployment.yaml", 1)  # the document
-    assert "needs ConfigMap shop/app-config" in str(info.value)
+    error = world.deploy().error
+    assert isinstance(error, InputError)
+    assert (error.file, error.line) == ("deploy/deployment.yaml", 1)  # the document
+    assert "needs ConfigMap shop/app-config" in str(error)
     assert "cluster exists ConfigMap/app-config" in world.journal
     assert not any(c.startswith("docker") for c in world.journal)
 
@@ -384,9 +387,9 @@ def test_a_reference_missing_from_manifests_and_cluster_names_the_file_and_line(
 def test_an_outside_service_failing_is_exit_3_and_nothing_was_applied(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.cloud.fail = True
-    with pytest.raises(ServiceError) as info:
-        world.deploy()
-    assert info.value.exit_code == 3
+    error = world.deploy().error
+    assert isinstance(error, ServiceError)
+    assert error.exit_code == 3
     assert world.journal == ["digitalocean find_cluster prod"]
     assert "State: nothing was applied to the cluster" in world.log.getvalue()
 
@@ -396,8 +399,7 @@ def test_a_failed_build_leaves_the_cluster_untouched_and_closes_every_service(
 ) -> None:
     world = World(tmp_path)
     world.docker.build_fails = True
-    with pytest.raises(DeployError):
-        world.deploy()
+    assert isinstance(world.deploy().error, InputError)
     assert world.groups == ["Preflight", "Credentials", "Build"]
     assert not any(c.startswith("cluster apply") for c in world.journal)
     assert world.docker.closed and world.cluster.closed

@@ -24,6 +24,7 @@ from deployer.kube import (
     NotFound,
     Unauthorized,
 )
+from deployer.report import diagnosis_markdown, diagnosis_text, verdict_line
 from deployer.status import pod_verdict
 from deployer.watch import RolloutResult, Target, watch_rollouts
 from tests.unit.fake_cluster import (
@@ -51,8 +52,10 @@ def run_in_background(fn: Any, *steps: tuple[float, Any]) -> threading.Thread:
 
 
 def watch(cluster: FakeCluster, targets: list[Target], **kwargs: Any) -> list[RolloutResult]:
+    """Progress and verdict lines both go to `progress`, as the pipeline prints them."""
     kwargs.setdefault("timeout_s", 10)
     kwargs.setdefault("progress", Progress())
+    kwargs.setdefault("on_verdict", lambda r: kwargs["progress"](verdict_line(r)))
     return watch_rollouts(cluster, targets, since=SINCE, **kwargs)
 
 
@@ -68,7 +71,7 @@ def test_a_rollout_that_completes_is_green_and_progress_prints_only_when_counts_
 
     def record(line: str) -> None:
         progress(line)
-        if "successfully rolled out" in line:
+        if "succeeded after" in line:
             green_at.append(time.monotonic())
 
     def step(**kw: Any) -> Any:
@@ -104,7 +107,8 @@ def test_a_rollout_that_completes_is_green_and_progress_prints_only_when_counts_
         "deployment/web: 1 old replicas are pending termination",
         "deployment/web: 1 of 2 updated replicas are available",
     ]
-    assert progress.lines[-1].startswith("deployment/web: successfully rolled out in ")
+    assert progress.lines[-1].startswith("deployment/web: succeeded after ")
+    assert progress.lines[-1].endswith("s: successfully rolled out")
 
 
 def test_a_complete_status_of_an_older_generation_is_not_green() -> None:
@@ -316,7 +320,7 @@ def test_another_rollout_finishing_within_the_grace_is_still_green() -> None:
     assert (web.result, worker.result) == ("succeeded", "failed")
     # web's green came after worker's red: it was judged during the grace, not before it
     [red] = [i for i, line in enumerate(progress.lines) if line.startswith("deployment/worker")]
-    [green] = [i for i, line in enumerate(progress.lines) if "successfully rolled out" in line]
+    [green] = [i for i, line in enumerate(progress.lines) if "succeeded after" in line]
     assert red < green
     assert progress.lines[green].startswith("deployment/web: ")
 
@@ -352,7 +356,8 @@ def test_a_reminder_repeats_where_each_open_rollout_stands() -> None:
     )
     assert progress.lines[0] == "deployment/web: 0 of 1 updated replicas are available"
     assert progress.lines.count(reminder) >= 2  # it repeats (every 0.3s within the 1.3s wait)
-    assert progress.lines[-1].startswith("deployment/web: timed out after 1s")
+    assert progress.lines[-1].startswith("deployment/web: timed-out after 1.")
+    assert ": timed out after 1s: 0 of 1 updated replicas are available" in progress.lines[-1]
 
 
 def test_cancel_ends_the_wait_and_its_watch_threads_and_says_where_it_stood() -> None:
@@ -542,7 +547,7 @@ def test_the_text_rendering_reads_top_down() -> None:
         ),
         since=SINCE,
     )
-    assert result.render_text() == (
+    assert "\n".join(diagnosis_text(result)) == (
         "deployment/worker (namespace shop): init container `migrate` exited 1 (Error) "
         "[pod worker-r2-q8m4z]\n"
         "  pod worker-r2-q8m4z, init container `migrate`: Error, exit code 1\n"
@@ -569,7 +574,7 @@ def test_the_markdown_rendering_survives_pipes_and_backticks_in_logs_and_events(
         events=(EventLine(None, "Warning", "BackOff", "pod/web-1", "x | y `z` *w*"),),
         since=SINCE,
     )
-    md = result.render_markdown()
+    md = diagnosis_markdown(result)
     assert "### deployment/web (namespace `shop`)" in md
     assert "container `web` is crash-looping \\[pod web-1\\]" in md
     # a fence longer than any backtick run in the log, and the log verbatim inside it
@@ -587,7 +592,7 @@ def test_a_deployment_without_pods_is_diagnosed_from_its_events_alone() -> None:
     )
     result = diagnose(cluster, dep, SINCE, None, summary="timed out")
     assert (result.pod, result.container, result.logs) == (None, None, ())
-    assert result.render_text().splitlines() == [
+    assert diagnosis_text(result) == [
         "deployment/web (namespace shop): timed out",
         "  events since 10:10:00 UTC:",
         "    10:10:03 Warning FailedCreate deployment/web: quota exceeded",

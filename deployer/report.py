@@ -1,0 +1,390 @@
+"""What the user is told at the end, as plain data: one pure module, one emitter.
+
+A deploy (or a `wait`) ends with an outcome: the rollout results and their diagnoses, what was
+applied and rolled back, and the error that stopped it, if any. `of_deploy`, `of_wait` and
+`of_error` turn that into a `Report` — log lines, annotations with their titles, outputs and the
+job summary's markdown — and `github.Reporter.publish` writes it, the only place that does.
+Diagnoses are rendered here too (`diagnosis_text`, `diagnosis_markdown`), for the log and the
+summary alike. Nothing here prints, reads a clock or talks to a service.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from deployer.diagnose import Diagnosis
+from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed, ServiceError
+from deployer.kube import Applied
+from deployer.watch import RolloutResult
+
+ICONS = {"succeeded": "✅", "failed": "❌", "timed-out": "⏱️", "cancelled": "⏹️"}
+
+# Where a deploy that applied nothing had stopped, by phase.
+_STOPPED = {
+    "preflight": "before any change",
+    "credentials": "before any change",
+    "build": "during the build",
+    "push": "during the push",
+    "render": "before apply",
+}
+# Up to this many objects of one kind are named in the State line; more are counted.
+_NAMED_PER_KIND = 5
+
+
+@dataclass(frozen=True)
+class Annotation:
+    level: str  # error, warning, notice
+    message: str
+    title: str
+    file: str = ""
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A log group whose lines come from outside (logs, events): fenced when written."""
+
+    title: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Report:
+    sections: tuple[Section, ...] = ()
+    lines: tuple[str, ...] = ()
+    annotations: tuple[Annotation, ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class DeployFacts:
+    """What a deploy did, as far as it got (the pipeline's outcome, read-only)."""
+
+    image_ref: str
+    digest: str
+    phase: str
+    applied: Sequence[Applied] = ()
+    results: Sequence[RolloutResult] = ()
+    diagnoses: Sequence[Diagnosis] = ()
+    rolled_back: Sequence[str] = ()
+    error: DeployError | None = None
+    requested_image: str = ""  # the image asked for, shown when none was pushed yet
+
+
+# --- outcomes -> reports ----------------------------------------------------------------------
+
+
+def result_of(results: Sequence[RolloutResult]) -> str:
+    """succeeded if every rollout did (nothing to wait on is a success: what was applied is
+    final); timed-out if some timed out and none failed; else failed."""
+    if all(r.result == "succeeded" for r in results):
+        return "succeeded"
+    if any(r.result == "timed-out" for r in results) and not any(
+        r.result == "failed" for r in results
+    ):
+        return "timed-out"
+    return "failed"
+
+
+def of_deploy(facts: DeployFacts) -> Report:
+    error = facts.error
+    result = result_of(facts.results) if error is None or facts.results else "failed"
+    state = state_line(facts)
+    annotations = []
+    if error is not None and not isinstance(error, RolloutFailed | Cancelled):
+        annotations += error_annotations(error)
+    annotations += _rollout_annotations(facts.results)
+    image = facts.image_ref or facts.requested_image
+    heading = result_of(facts.results) if facts.results or error is None else "failed"
+    summary = [f"## django-k8s-deploy: {heading}", ""]
+    if error is not None and not isinstance(error, RolloutFailed):
+        summary += [f"**Error:** {md_cell(str(error))}", ""]
+    summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
+    summary += _results_table(facts.results, facts.image_ref)
+    summary += [state, ""]
+    summary += _diagnoses_markdown(facts.diagnoses)
+    return Report(
+        lines=(state,),
+        annotations=tuple(annotations),
+        outputs=(
+            ("image", facts.image_ref),
+            ("digest", facts.digest),
+            ("result", result),
+            ("deployments", deployments_json(facts.results)),
+        ),
+        summary="\n".join(summary),
+    )
+
+
+def of_diagnoses(diagnoses: Sequence[Diagnosis]) -> Report:
+    """The diagnosis phase's log: one group per failed rollout."""
+    return Report(sections=tuple(_diagnosis_section(d) for d in diagnoses))
+
+
+def of_wait(results: Sequence[RolloutResult], diagnoses: Sequence[Diagnosis]) -> Report:
+    """`python -m deployer wait`: the same verdicts and diagnoses, nothing applied by us."""
+    result = result_of(results)
+    summary = [f"## django-k8s-deploy wait: {result}", ""]
+    summary += _results_table(results, None)
+    summary += _diagnoses_markdown(diagnoses)
+    return Report(
+        sections=tuple(_diagnosis_section(d) for d in diagnoses),
+        annotations=tuple(_rollout_annotations(results)),
+        outputs=(("result", result), ("deployments", deployments_json(results))),
+        summary="\n".join(summary),
+    )
+
+
+def of_error(error: DeployError) -> Report:
+    """Stopped before the pipeline started (inputs, flags): nothing was applied."""
+    problems: Sequence[DeployError] = getattr(error, "problems", None) or [error]
+    state = "State: nothing was applied to the cluster."
+    summary = ["## django-k8s-deploy: failed", ""]
+    summary += [f"- **{title_of(p)}:** {md_cell(str(p))}" for p in problems]
+    summary += ["", state]
+    return Report(
+        annotations=tuple(a for p in problems for a in error_annotations(p)),
+        outputs=(("result", "failed"),),
+        summary="\n".join(summary),
+    )
+
+
+def of_bug(exc: Exception, traceback_text: str = "") -> Report:
+    """A bug of ours: one line asking for a report; the traceback only when asked for."""
+    message = (
+        f"internal error: {type(exc).__name__}: {exc} — please report it "
+        "(set RUNNER_DEBUG=1 for the traceback)"
+    )
+    return Report(
+        lines=(traceback_text,) if traceback_text else (),
+        annotations=(Annotation("error", message, "Internal error"),),
+    )
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+
+def title_of(error: DeployError) -> str:
+    """The one annotation title per kind of error, wherever it is reported."""
+    if isinstance(error, InputError):
+        return "Invalid input"
+    if isinstance(error, ServiceError):
+        return "Service unavailable"
+    if isinstance(error, Cancelled):
+        return "Cancelled"
+    if isinstance(error, RolloutFailed):
+        return "Rollout failed"
+    return "Deploy failed"
+
+
+def error_annotations(error: DeployError) -> list[Annotation]:
+    file = getattr(error, "file", None) or ""
+    return [
+        Annotation(
+            "error",
+            error.detail() if file else str(error),
+            title_of(error),
+            file=file,
+            line=getattr(error, "line", None),
+        )
+    ]
+
+
+def verdict_line(r: RolloutResult) -> str:
+    """A rollout's verdict, printed once, when it is reached."""
+    return f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s" + (
+        f": {r.reason}" if r.reason else ""
+    )
+
+
+def failure_line(results: Sequence[RolloutResult]) -> str:
+    bad = [r for r in results if r.result != "succeeded"]
+    return "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in bad) or "rollout failed"
+
+
+def state_line(facts: DeployFacts) -> str:
+    """What the deploy left behind in the cluster, in one line, whatever happened."""
+    if not facts.applied:
+        where = _STOPPED.get(facts.phase, "before apply")
+        return f"State: nothing was applied to the cluster (stopped {where})."
+    text = f"State: applied {len(facts.applied)} object(s): {by_kind(facts.applied)}."
+    if facts.results:
+        text += (
+            " Rollouts: "
+            + "; ".join(f"deployment/{r.name} {r.result}" for r in facts.results)
+            + "."
+        )
+    elif facts.phase == "apply":
+        text += " Apply stopped part-way; nothing was watched."
+    if facts.rolled_back:
+        text += " Rolled back: " + ", ".join(f"deployment/{n}" for n in facts.rolled_back) + "."
+    return text
+
+
+def by_kind(applied: Iterable[Applied]) -> str:
+    """kind/name for each object, or "N kinds" once a kind has more than a handful."""
+    kinds: dict[str, list[str]] = {}
+    for a in applied:
+        kinds.setdefault(a.kind.lower(), []).append(a.name)
+    parts: list[str] = []
+    for kind, names in kinds.items():
+        if len(names) <= _NAMED_PER_KIND:
+            parts += [f"{kind}/{name}" for name in names]
+        else:
+            parts.append(f"{len(names)} {kind}s")
+    return ", ".join(parts)
+
+
+def deployments_json(results: Sequence[RolloutResult]) -> str:
+    return json.dumps(
+        [
+            {
+                "name": r.name,
+                "namespace": r.namespace,
+                "result": r.result,
+                "reason": r.reason,
+                "duration_seconds": round(r.duration_s, 1),
+            }
+            for r in results
+        ]
+    )
+
+
+def _rollout_annotations(results: Sequence[RolloutResult]) -> list[Annotation]:
+    return [
+        Annotation("error", f"deployment/{r.name}: {r.reason}", f"Rollout {r.result}")
+        for r in results
+        if r.result != "succeeded"
+    ]
+
+
+def _results_table(results: Sequence[RolloutResult], image_ref: str | None) -> list[str]:
+    if not results:
+        return []
+    if image_ref is None:
+        lines = ["| Deployment | Result | Duration | Reason |", "|---|---|---|---|"]
+    else:
+        lines = ["| Deployment | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
+    for r in results:
+        image = "" if image_ref is None else f" `{image_ref}` |"
+        lines.append(
+            f"| {r.namespace}/{r.name} |{image} {ICONS.get(r.result, '')} {r.result} "
+            f"| {r.duration_s:.1f}s | {md_cell(r.reason)} |"
+        )
+    return [*lines, ""]
+
+
+def _diagnosis_section(d: Diagnosis) -> Section:
+    return Section(f"Diagnosis: {d.subject}", tuple(diagnosis_text(d)))
+
+
+def _diagnoses_markdown(diagnoses: Sequence[Diagnosis]) -> list[str]:
+    out: list[str] = []
+    for d in diagnoses:
+        out += [diagnosis_markdown(d), ""]  # it has its own heading
+    return out
+
+
+# --- diagnoses ----------------------------------------------------------------------------------
+
+
+def diagnosis_text(d: Diagnosis) -> list[str]:
+    """The diagnosis as log lines (the caller fences them: logs and events are untrusted)."""
+    out = [f"{d.subject} (namespace {d.namespace}): {d.summary}"]
+    where = d.where()
+    if where:
+        out.append(f"  {where}")
+    out.extend(f"  condition {c}" for c in d.conditions)
+    for excerpt in d.logs:
+        if excerpt.lines:
+            out.append(f"  {excerpt.title} (last {len(excerpt.lines)} lines):")
+            out.extend(f"    | {line}" for line in excerpt.lines)
+        else:
+            out.append(f"  {excerpt.title}: {excerpt.note}")
+    if d.events:
+        out.append(f"  events{d.since_text()}:")
+        out.extend(f"    {event.text()}" for event in d.events)
+    else:
+        out.append(f"  no events{d.since_text()} beyond the routine ones")
+    out.extend(f"  note: {note}" for note in d.notes)
+    return out
+
+
+def diagnosis_markdown(d: Diagnosis) -> str:
+    out = [f"### {d.subject} (namespace `{d.namespace}`)", "", md_text(d.summary)]
+    where = d.where()
+    if where:
+        out += ["", f"- {md_text(where)}"]
+    out += [f"- condition {md_text(c)}" for c in d.conditions]
+    for excerpt in d.logs:
+        out.append("")
+        if excerpt.lines:
+            body = "\n".join(excerpt.lines)
+            fence = "`" * max(3, _longest_backtick_run(body) + 1)
+            out += [
+                f"<details><summary>{html(excerpt.title)} "
+                f"(last {len(excerpt.lines)} lines)</summary>",
+                "",
+                f"{fence}text",
+                body,
+                fence,
+                "",
+                "</details>",
+            ]
+        else:
+            out.append(f"{md_text(excerpt.title)}: {md_text(excerpt.note)}")
+    out.append("")
+    if d.events:
+        out += [
+            f"Events{md_text(d.since_text())}:",
+            "",
+            "| time | type | reason | object | message |",
+            "|---|---|---|---|---|",
+        ]
+        for e in d.events:
+            stamp = e.when.strftime("%H:%M:%S") if e.when else ""
+            message = e.message + (f" (x{e.count})" if e.count > 1 else "")
+            cells = [stamp, e.type, e.reason, e.object, message]
+            out.append("| " + " | ".join(_escape(c).replace("\n", " ") for c in cells) + " |")
+    else:
+        out.append(f"No events{md_text(d.since_text())} beyond the routine ones.")
+    out += [f"- note: {md_text(note)}" for note in d.notes]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#])")
+
+
+def md_text(text: str) -> str:
+    """Plain text that renders as itself in GitHub markdown, keeping `code` spans intact."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if _is_code(p) else _escape(p) for p in parts)
+
+
+def md_cell(text: str) -> str:
+    """Our own text for one table cell or line: pipes escaped, on one line (backticks kept)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def html(text: str) -> str:
+    """Text for inside an HTML tag (GitHub renders no markdown in <summary>)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def _is_code(part: str) -> bool:
+    return len(part) >= 2 and part.startswith("`") and part.endswith("`")
+
+
+def _escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
