@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -268,8 +269,11 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
 
 def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import pipeline, report
+    from deployer.diagnose import diagnose_all
     from deployer.kube import Cluster
     from deployer.watch import Target, watch_rollouts
+
+    since = datetime.now(UTC)
 
     try:
         timeout_s = settings.parse_duration(args.timeout)
@@ -315,11 +319,12 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
                 progress=reporter.line,
                 on_verdict=lambda r: reporter.line(report.verdict_line(r)),
                 cancel=interrupt.event,
-                since=None,
             )
+            if not interrupt.event.is_set():
+                results = diagnose_all(cluster, results, since, cancel=interrupt.event)
     finally:
         cluster.close()
-    diagnoses = [r.diagnosis for r in results if r.result != "succeeded" and r.diagnosis]
+    diagnoses = [r.diagnosis for r in results if r.diagnosis is not None]
     reporter.publish(report.of_wait(results, diagnoses))
     return 0 if report.result_of(results) == "succeeded" else 1
 

@@ -1,24 +1,37 @@
 """Why a rollout failed, in enough detail to fix it without opening a terminal to the cluster.
 
-For one Deployment: the failing pod and container, its reason and exit code, the last 50 log
-lines of the current and the previous run of that container, the Deployment's unhealthy
-conditions, and the events of the Deployment, its new ReplicaSet and that pod since the deploy
-began, with routine events (Scheduled, Pulled, Started...) dropped. Fetch failures are noted,
-never raised: a diagnosis must not hide the verdict it explains.
+For one workload: the failing pod and container, its reason and exit code, the last 50 log
+lines of the current and the previous run of that container, the unhealthy conditions, and the
+events of the workload, its new ReplicaSet (Deployments) and that pod since the deploy began,
+with routine events (Scheduled, Pulled, Started...) dropped. Fetch failures are noted, never
+raised: a diagnosis must not hide the verdict it explains.
+
+Diagnosis is its own phase, after the watch (as krane does): `diagnose_all` diagnoses every red
+or timed-out rollout at once, each in its own thread, and stops waiting after a small budget
+(`BUDGET_S`) or at once on a cancel, so no verdict and no cancel ever waits for a log read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.errors import DeployError
-from deployer.status import PodProblem, new_replicaset, pod_is_ready, pods_of
+from deployer.status import PodProblem, controller_uid, new_replicaset, pod_is_ready, pods_of
+
+if TYPE_CHECKING:
+    from deployer.watch import RolloutResult
 
 LOG_LINES = 50
 MAX_EVENTS = 30
+# The whole diagnosis phase waits at most this long: every diagnosis runs at once, and one whose
+# reads hang (a kubelet that does not answer) is reported as unfinished rather than waited for.
+BUDGET_S = 20.0
 
 # Events that only narrate a healthy rollout (krane drops the same ones).
 ROUTINE_EVENTS = frozenset(
@@ -88,7 +101,7 @@ class EventLine:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    deployment: str
+    name: str
     namespace: str
     summary: str
     pod: str | None = None
@@ -101,10 +114,11 @@ class Diagnosis:
     events: tuple[EventLine, ...] = ()
     notes: tuple[str, ...] = field(default=())
     since: datetime | None = None
+    kind: str = "Deployment"
 
     @property
     def subject(self) -> str:
-        return f"deployment/{self.deployment}"
+        return f"{self.kind.lower()}/{self.name}"
 
     def where(self) -> str | None:
         """Pod, container, reason and exit code in one phrase (None without a pod)."""
@@ -121,37 +135,96 @@ class Diagnosis:
         return f" since {self.since.strftime('%H:%M:%S %Z')}" if self.since else ""
 
 
+def diagnose_all(
+    cluster: DiagnoseSource,
+    results: Sequence[RolloutResult],
+    since: datetime,
+    *,
+    budget_s: float = BUDGET_S,
+    cancel: threading.Event | None = None,
+) -> list[RolloutResult]:
+    """The results, each failed or timed-out one with its diagnosis (in the order given).
+
+    All are diagnosed at once; after `budget_s`, or as soon as `cancel` is set, those not done
+    carry a diagnosis that says so (their threads are daemons and are left to finish alone).
+    """
+    wanted = [r for r in results if r.result in ("failed", "timed-out") and r.last_seen]
+    found: dict[int, Diagnosis] = {}
+    lock = threading.Lock()
+
+    def run(index: int, r: RolloutResult) -> None:
+        assert r.last_seen is not None
+        try:
+            got = diagnose(cluster, r.last_seen, since, r.problem, summary=r.reason)
+        except Exception as exc:  # a bug here must not hide the verdict it explains
+            got = _unfinished(r, f"the diagnosis failed: {type(exc).__name__}: {exc}")
+        with lock:
+            found[index] = got
+
+    threads = [
+        threading.Thread(target=run, args=(i, r), name=f"diagnose-{r.name}", daemon=True)
+        for i, r in enumerate(wanted)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + budget_s
+    for thread in threads:
+        while thread.is_alive() and time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                break
+            thread.join(timeout=0.1)
+    with lock:
+        done = dict(found)
+    cancelled = cancel is not None and cancel.is_set()
+    why = "was cancelled" if cancelled else f"did not finish within its {budget_s:g}s budget"
+    by_result = {
+        id(r): done.get(i) or _unfinished(r, f"the diagnosis {why}") for i, r in enumerate(wanted)
+    }
+    return [
+        dataclasses.replace(r, diagnosis=by_result[id(r)]) if id(r) in by_result else r
+        for r in results
+    ]
+
+
+def _unfinished(r: RolloutResult, note: str) -> Diagnosis:
+    return Diagnosis(r.name, r.namespace, r.reason, notes=(note,), kind=r.kind)
+
+
 def diagnose(
     cluster: DiagnoseSource,
-    deployment: Mapping[str, Any],
+    workload: Mapping[str, Any],
     since: datetime,
     problem: PodProblem | None,
     *,
     summary: str = "",
 ) -> Diagnosis:
-    """Collect the facts about a failed or timed-out Deployment rollout.
+    """Collect the facts about a failed or timed-out rollout of `workload`.
 
     `problem` names the doomed pod when the watcher found one; without it (a progress deadline,
-    a timeout) the most telling pod of the new ReplicaSet is chosen.
+    a timeout) the most telling pod of the new revision is chosen.
     """
-    meta = deployment.get("metadata") or {}
+    meta = workload.get("metadata") or {}
+    kind = str(workload.get("kind") or "Deployment")
     name = str(meta.get("name") or "?")
     namespace = str(meta.get("namespace") or "default")
+    selector = (workload.get("spec") or {}).get("selector") or None
     notes: list[str] = []
 
-    replicasets = _try(
-        notes,
-        "ReplicaSets",
-        lambda: cluster.list_replicasets(
-            namespace, (deployment.get("spec") or {}).get("selector") or None
-        ),
-        [],
-    )
-    rs = new_replicaset(deployment, replicasets)
+    rs: Mapping[str, Any] | None = None
     pods: list[dict[str, Any]] = []
-    if rs is not None:
-        selector = (rs.get("spec") or {}).get("selector") or None
-        pods = pods_of(rs, _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), []))
+    if kind == "Deployment":
+        replicasets = _try(
+            notes, "ReplicaSets", lambda: cluster.list_replicasets(namespace, selector), []
+        )
+        rs = new_replicaset(workload, replicasets)
+        if rs is not None:
+            rs_selector = (rs.get("spec") or {}).get("selector") or None
+            listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, rs_selector), [])
+            pods = pods_of(rs, listed)
+    else:  # the workload's own pods (a StatefulSet, DaemonSet or Job owns them directly)
+        uid = meta.get("uid")
+        listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
+        pods = [p for p in listed if uid and controller_uid(p) == uid]
 
     pod = _pick_pod(pods, problem)
     container_name: str | None = problem.container if problem else None
@@ -185,24 +258,24 @@ def diagnose(
                 )
             )
 
-    objects = [("Deployment", name)]
+    objects = [(kind, name)]
     if rs is not None:
         objects.append(("ReplicaSet", str((rs.get("metadata") or {}).get("name"))))
     if pod is not None:
         objects.append(("Pod", str((pod.get("metadata") or {}).get("name"))))
     events: list[EventLine] = []
-    for kind, obj_name in objects:
+    for obj_kind, obj_name in objects:
         raw = _try(
             notes,
-            f"events of {kind.lower()}/{obj_name}",
-            lambda kind=kind, obj_name=obj_name: cluster.events_for(kind, obj_name, namespace),
+            f"events of {obj_kind.lower()}/{obj_name}",
+            lambda k=obj_kind, n=obj_name: cluster.events_for(k, n, namespace),
             [],
         )
         events.extend(_event_lines(raw, since))
     events.sort(key=lambda e: e.when or datetime.min.replace(tzinfo=UTC))
 
     return Diagnosis(
-        deployment=name,
+        name=name,
         namespace=namespace,
         summary=summary or (problem.detail if problem else "rollout did not complete"),
         pod=str((pod.get("metadata") or {}).get("name")) if pod is not None else None,
@@ -210,11 +283,12 @@ def diagnose(
         init_container=init,
         reason=reason,
         exit_code=exit_code,
-        conditions=_conditions(deployment),
+        conditions=_conditions(workload),
         logs=tuple(logs),
         events=tuple(events[-MAX_EVENTS:]),
         notes=tuple(notes),
         since=since,
+        kind=kind,
     )
 
 

@@ -1,6 +1,6 @@
 """The deploy, as one readable list of phases. Each phase is one function and one log group.
 
-    preflight → credentials → build & push → render → apply → watch (→ rollback) → report
+    preflight → credentials → build & push → render → apply → watch → diagnose (→ rollback) → report
 
 Cheap checks come first: inputs (already validated by settings), manifests, placeholder, wait-for,
 config references, the DigitalOcean token, the cluster and the references that must already be in
@@ -19,7 +19,7 @@ from typing import Any
 
 from deployer import docr, manifests, report, stamps
 from deployer import kubeconfig as kubeconfig_input
-from deployer.diagnose import Diagnosis
+from deployer.diagnose import Diagnosis, diagnose_all
 from deployer.docker import BuildRequest
 from deployer.envfile import secret_manifest
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
@@ -120,6 +120,7 @@ def deploy(
         documents = render(settings, reporter, outcome, plan)
         apply(settings, reporter, outcome, creds.cluster, documents, plan)
         watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
+        diagnose(reporter, outcome, creds.cluster, interrupt)
         if settings.rollback_on_failure and outcome.result != "succeeded":
             rollback(reporter, outcome, creds.cluster)
         if outcome.result != "succeeded":
@@ -399,12 +400,13 @@ def watch(
     interrupt: Interrupt,
 ) -> None:
     outcome.phase = "watch"
-    generations = {
-        (a.namespace, a.name): a.generation for a in outcome.applied if a.kind == "Deployment"
-    }
+    generations = {(a.kind, a.namespace, a.name): a.generation for a in outcome.applied}
     targets = [
         Target(
-            name=d.name, namespace=d.namespace, generation=generations.get((d.namespace, d.name), 0)
+            name=d.name,
+            namespace=d.namespace,
+            generation=generations.get((d.kind, d.namespace, d.name), 0),
+            kind=d.kind,
         )
         for d in plan.targets
     ]
@@ -420,16 +422,27 @@ def watch(
                 progress=reporter.line,
                 on_verdict=lambda r: reporter.line(report.verdict_line(r)),
                 cancel=interrupt.event,
-                since=outcome.started,
             )
         finally:
             interrupt.raise_on_signal = True
-    outcome.diagnoses = [
-        r.diagnosis for r in outcome.results if r.result != "succeeded" and r.diagnosis is not None
-    ]
-    reporter.publish(report.of_diagnoses(outcome.diagnoses))
-    if any(r.result == "cancelled" for r in outcome.results):
+    if interrupt.event.is_set():
         raise Cancelled("cancelled while waiting for the rollouts")
+
+
+def diagnose(
+    reporter: Reporter, outcome: Outcome, cluster: ClusterApi, interrupt: Interrupt
+) -> None:
+    """Every red or timed-out rollout diagnosed at once, within a small budget of its own."""
+    if not any(r.result in ("failed", "timed-out") for r in outcome.results):
+        return
+    outcome.phase = "diagnose"
+    outcome.results = diagnose_all(
+        cluster, outcome.results, outcome.started, cancel=interrupt.event
+    )
+    outcome.diagnoses = [r.diagnosis for r in outcome.results if r.diagnosis is not None]
+    reporter.publish(report.of_diagnoses(outcome.diagnoses))
+    if interrupt.event.is_set():
+        raise Cancelled("cancelled while diagnosing the rollouts")
 
 
 def _located(rejected: Rejected, settings: Settings, plan: Plan) -> InputError:
@@ -452,7 +465,7 @@ def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:
     outcome.phase = "rollback"
     with reporter.group("Rollback: failed Deployments to their previous revision"):
         for r in outcome.results:
-            if r.result == "succeeded":
+            if r.result == "succeeded" or r.kind != "Deployment":
                 continue
             undo = cluster.rollback(r.name, r.namespace)
             if not undo.done:

@@ -196,14 +196,14 @@ def error_annotations(error: DeployError) -> list[Annotation]:
 
 def verdict_line(r: RolloutResult) -> str:
     """A rollout's verdict, printed once, when it is reached."""
-    return f"deployment/{r.name}: {r.result} after {r.duration_s:.1f}s" + (
+    return f"{r.subject}: {r.result} after {r.duration_s:.1f}s" + (
         f": {r.reason}" if r.reason else ""
     )
 
 
 def failure_line(results: Sequence[RolloutResult]) -> str:
     bad = [r for r in results if r.result != "succeeded"]
-    return "; ".join(f"deployment/{r.name} {r.result}: {r.reason}" for r in bad) or "rollout failed"
+    return "; ".join(f"{r.subject} {r.result}: {r.reason}" for r in bad) or "rollout failed"
 
 
 def state_line(facts: DeployFacts) -> str:
@@ -213,11 +213,7 @@ def state_line(facts: DeployFacts) -> str:
         return f"State: nothing was applied to the cluster (stopped {where})."
     text = f"State: applied {len(facts.applied)} object(s): {by_kind(facts.applied)}."
     if facts.results:
-        text += (
-            " Rollouts: "
-            + "; ".join(f"deployment/{r.name} {r.result}" for r in facts.results)
-            + "."
-        )
+        text += " Rollouts: " + "; ".join(f"{r.subject} {r.result}" for r in facts.results) + "."
     elif facts.phase == "apply":
         text += " Apply stopped part-way; nothing was watched."
     if facts.rolled_back:
@@ -256,7 +252,7 @@ def deployments_json(results: Sequence[RolloutResult]) -> str:
 
 def _rollout_annotations(results: Sequence[RolloutResult]) -> list[Annotation]:
     return [
-        Annotation("error", f"deployment/{r.name}: {r.reason}", f"Rollout {r.result}")
+        Annotation("error", f"{r.subject}: {r.reason}", f"Rollout {r.result}")
         for r in results
         if r.result != "succeeded"
     ]

@@ -53,6 +53,19 @@ _MAX_DETAIL = 300
 
 
 @dataclass(frozen=True)
+class Collection:
+    """Where the API serves one namespaced kind (the watcher lists and watches it there)."""
+
+    kind: str
+    api_version: str  # "apps/v1", or "v1" for the core group
+    plural: str
+
+
+REPLICASETS = Collection("ReplicaSet", "apps/v1", "replicasets")
+PODS = Collection("Pod", "v1", "pods")
+
+
+@dataclass(frozen=True)
 class Verdict:
     """A rollout's state: `done` False means keep waiting; when done, `ok` says green or red.
 

@@ -1,12 +1,11 @@
-"""Watch every target Deployment's rollout at once and judge it on every change.
+"""Watch every target's rollout at once and judge it on every change.
 
-How: per namespace, one list+watch each of Deployments, ReplicaSets and Pods (a thread each,
-no label selector; pods are tied to a Deployment through their owner chain Pod -> ReplicaSet
--> Deployment). Every event wakes the judging loop, which asks `status.py`: the Deployment's
-verdict (kubectl's rules for the generation we applied), then each pod of the *new*
-ReplicaSet (the one whose revision annotation equals the Deployment's) against the fail-fast
-table. ReplicaSets get their own watch because a pod names only its ReplicaSet, and only the
-ReplicaSet carries the revision.
+How: per namespace, one list+watch each of the targets' kinds, ReplicaSets and Pods (a thread
+each, no label selector; pods are tied to their workload through the owner chain). Every event
+wakes the judging loop, which asks `workloads.workload_verdict`: the kind's verdict (kubectl's
+rules for the generation we applied), then each pod that belongs to the new revision against
+the fail-fast table. The watcher knows no kind: `workloads.KINDS` says how each is judged and
+where the API serves it, so a new kind is one verdict function and one row there.
 
 When it ends (documented policy, "fast red"):
 * every target has a verdict, or
@@ -16,6 +15,10 @@ When it ends (documented policy, "fast red"):
 * the overall `timeout_s` ran out: open targets are `timed-out`, with the last progress message
   and what their pods are waiting for;
 * `cancel` was set (SIGINT/SIGTERM): open targets are `cancelled` within about 0.25 s.
+
+The watcher only judges; a failed or timed-out result carries the last object seen and the
+doomed pod, and `diagnose.diagnose_all` gathers the facts afterwards (a verdict never waits for
+a log read).
 
 Streams end and reconnect from the last resourceVersion; a 410 (history compacted) re-lists.
 An API that stays unreachable for a minute, or refuses us (403), ends the wait with that error.
@@ -28,30 +31,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from deployer.diagnose import DiagnoseSource, Diagnosis, diagnose
+from deployer.diagnose import DiagnoseSource, Diagnosis
 from deployer.errors import DeployError
-from deployer.kube import ApiUnavailable, Expired, WatchEvent, WatchKind
+from deployer.kube import ApiUnavailable, Expired, WatchEvent
 from deployer.status import (
+    PODS,
+    REPLICASETS,
+    Collection,
     PodProblem,
-    deployment_verdict,
-    generation_observed,
     is_unschedulable,
-    new_replicaset,
-    pod_verdict,
     pod_waiting_summary,
-    pods_of,
-    problem_verdict,
 )
+from deployer.workloads import KINDS, workload_verdict
 
 DEFAULT_FAILURE_GRACE_S = 5.0
 REMINDER_S = 30.0
 _TICK_S = 0.25  # how often time-based rules (timeout, cancel, unschedulable grace) are checked
 _WATCH_WINDOW_S = 240  # server-side watch timeout; the stream is then resumed
 _GIVE_UP_AFTER_S = 60.0  # an API unreachable this long ends the wait (exit 3)
-_KINDS: tuple[WatchKind, ...] = ("Deployment", "ReplicaSet", "Pod")
 
 ResultKind = Literal["succeeded", "failed", "timed-out", "cancelled"]
 
@@ -60,12 +59,20 @@ ResultKind = Literal["succeeded", "failed", "timed-out", "cancelled"]
 class Target:
     name: str
     namespace: str
-    generation: int | None = None  # from the apply; None: whatever the Deployment has now
+    generation: int | None = None  # from the apply; None: whatever the object has now
+    kind: str = "Deployment"  # a kind of workloads.KINDS
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
 
 
 @dataclass(frozen=True)
 class RolloutResult:
-    """`reason` reads after "deployment/<name>: " (it does not repeat the name)."""
+    """`reason` reads after "<kind>/<name>: " (it does not repeat the name).
+
+    For the diagnosis phase, a red or timed-out result keeps the last object seen (`last_seen`)
+    and the doomed pod, if one was found (`problem`); `diagnosis` is filled in by that phase."""
 
     name: str
     namespace: str
@@ -73,6 +80,13 @@ class RolloutResult:
     reason: str
     duration_s: float
     diagnosis: Diagnosis | None = None
+    kind: str = "Deployment"
+    problem: PodProblem | None = None
+    last_seen: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
 
 
 class Stream(Protocol):
@@ -84,10 +98,12 @@ class Stream(Protocol):
 class WatchSource(DiagnoseSource, Protocol):
     """What watching needs from a cluster (kube.Cluster has it; tests fake it)."""
 
-    def list_objects(self, kind: WatchKind, namespace: str) -> tuple[list[dict[str, Any]], str]: ...
+    def list_objects(
+        self, collection: Collection, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]: ...
 
     def watch_objects(
-        self, kind: WatchKind, namespace: str, resource_version: str, *, timeout_s: int
+        self, collection: Collection, namespace: str, resource_version: str, *, timeout_s: int
     ) -> Stream: ...
 
 
@@ -103,13 +119,11 @@ def watch_rollouts(
     unschedulable_grace_s: float = 10.0,
     failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
     reminder_s: float = REMINDER_S,
-    since: datetime | None = None,
 ) -> list[RolloutResult]:
     """Wait for every target's rollout; one result per target, in the order given.
 
     `progress` hears where open rollouts stand (on change, and a reminder every `reminder_s`);
     `on_verdict` hears each result once, when it is reached.
-    `since` is when the deploy began (events before it are not shown); default: now.
     Raises the API's error (Forbidden, ApiUnavailable...) if watching itself fails.
     """
     if not targets:
@@ -121,16 +135,16 @@ def watch_rollouts(
         on_verdict=on_verdict,
         restart_tolerance=restart_tolerance,
         unschedulable_grace_s=unschedulable_grace_s,
-        since=since or datetime.now(UTC),
     )
     started = time.monotonic()
     deadline = started + timeout_s
     stop = threading.Event()
     wake: queue.Queue[None] = queue.Queue()
+    watched = [*dict.fromkeys(KINDS[t.kind].collection for t in targets), REPLICASETS, PODS]
     reflectors = {
-        (kind, ns): _Reflector(cluster, kind, ns, wake, stop)
+        (collection.kind, ns): _Reflector(cluster, collection, ns, wake, stop)
         for ns in sorted({t.namespace for t in targets})
-        for kind in _KINDS
+        for collection in watched
     }
     run.reflectors = reflectors
     for reflector in reflectors.values():
@@ -149,10 +163,10 @@ def watch_rollouts(
             if not run.open():
                 break
             if run.first_failure is not None and now - run.first_failure[1] >= failure_grace_s:
-                name = run.first_failure[0]
+                subject = run.first_failure[0]
                 run.finish_open(
                     "cancelled",
-                    f"stopped waiting {failure_grace_s:g}s after deployment/{name} failed",
+                    f"stopped waiting {failure_grace_s:g}s after {subject} failed",
                     now,
                     started,
                 )
@@ -176,18 +190,18 @@ def watch_rollouts(
 class _State:
     target: Target
     seen: bool = False
-    deployment: dict[str, Any] | None = None
+    last_seen: Mapping[str, Any] | None = None
     message: str = ""
     printed_at: float = 0.0
     outcome: ResultKind | None = None
     reason: str = ""
     duration_s: float = 0.0
-    diagnosis: Diagnosis | None = None
-    pods: list[dict[str, Any]] = field(default_factory=list)
+    problem: PodProblem | None = None
+    pods: list[Mapping[str, Any]] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
-        return f"deployment/{self.target.name}"
+        return self.target.subject
 
     def detail(self) -> str:
         return self.message.removeprefix(f"{self.subject}: ") or "not seen yet"
@@ -200,7 +214,9 @@ class _State:
             self.outcome,
             self.reason,
             round(self.duration_s, 3),
-            self.diagnosis,
+            kind=self.target.kind,
+            problem=self.problem,
+            last_seen=self.last_seen,
         )
 
 
@@ -214,7 +230,6 @@ class _Run:
         on_verdict: Callable[[RolloutResult], None] | None,
         restart_tolerance: int,
         unschedulable_grace_s: float,
-        since: datetime,
     ) -> None:
         self.cluster = cluster
         self.states = [_State(t) for t in targets]
@@ -222,8 +237,7 @@ class _Run:
         self.on_verdict = on_verdict
         self.restart_tolerance = restart_tolerance
         self.unschedulable_grace_s = unschedulable_grace_s
-        self.since = since
-        self.reflectors: dict[tuple[WatchKind, str], _Reflector] = {}
+        self.reflectors: dict[tuple[str, str], _Reflector] = {}
         self.first_failure: tuple[str, float] | None = None
         self.unschedulable_since: dict[str, float] = {}
 
@@ -235,9 +249,10 @@ class _Run:
             self._evaluate_one(state, now, started)
 
     def _evaluate_one(self, state: _State, now: float, started: float) -> None:
-        ns, name = state.target.namespace, state.target.name
-        deployment = self.reflectors["Deployment", ns].get(name)
-        if deployment is None:
+        target = state.target
+        ns = target.namespace
+        obj = self.reflectors[target.kind, ns].get(target.name)
+        if obj is None:
             why = (
                 "was deleted while we waited"
                 if state.seen
@@ -246,28 +261,23 @@ class _Run:
             self._fail(state, why, None, now, started)
             return
         state.seen = True
-        state.deployment = deployment
-        verdict = deployment_verdict(deployment, state.target.generation)
+        state.last_seen = obj
+        verdict, problem, state.pods = workload_verdict(
+            obj,
+            self.reflectors["ReplicaSet", ns].snapshot(),
+            self.reflectors["Pod", ns].snapshot(),
+            target.generation,
+            restart_tolerance=self.restart_tolerance,
+            unschedulable_for=lambda pod: self._unschedulable_for(pod, now),
+            unschedulable_grace_s=self.unschedulable_grace_s,
+        )
         if verdict.done:
             if verdict.ok:
-                self._finish(state, "succeeded", "successfully rolled out", now, started)
+                reason = verdict.message.removeprefix(f"{state.subject}: ")
+                self._finish(state, "succeeded", reason, now, started)
             else:
-                self._fail(state, verdict.message, None, now, started)
+                self._fail(state, verdict.message, problem, now, started)
             return
-        state.pods = []
-        if generation_observed(deployment, state.target.generation):
-            rs = new_replicaset(deployment, self.reflectors["ReplicaSet", ns].snapshot())
-            state.pods = pods_of(rs, self.reflectors["Pod", ns].snapshot())
-            for pod in state.pods:
-                problem = pod_verdict(
-                    pod,
-                    restart_tolerance=self.restart_tolerance,
-                    unschedulable_for_s=self._unschedulable_for(pod, now),
-                    unschedulable_grace_s=self.unschedulable_grace_s,
-                )
-                if problem is not None:
-                    self._fail(state, problem_verdict(name, problem).message, problem, now, started)
-                    return
         if verdict.message != state.message:
             state.message = verdict.message
             state.printed_at = now
@@ -288,14 +298,10 @@ class _Run:
         now: float,
         started: float,
     ) -> None:
-        reason = message.removeprefix(f"{state.subject}: ")
-        self._finish(state, "failed", reason, now, started)
+        state.problem = problem
+        self._finish(state, "failed", message.removeprefix(f"{state.subject}: "), now, started)
         if self.first_failure is None:
-            self.first_failure = (state.target.name, now)
-        if state.deployment is not None:
-            state.diagnosis = diagnose(
-                self.cluster, state.deployment, self.since, problem, summary=reason
-            )
+            self.first_failure = (state.subject, now)
 
     def _finish(
         self, state: _State, outcome: ResultKind, reason: str, now: float, started: float
@@ -317,10 +323,6 @@ class _Run:
             if hint:
                 reason += f"; {hint}"
             self._finish(state, "timed-out", reason, now, started)
-            if state.deployment is not None:
-                state.diagnosis = diagnose(
-                    self.cluster, state.deployment, self.since, None, summary=reason
-                )
 
     def remind(self, now: float, reminder_s: float) -> None:
         for state in self.open():
@@ -347,13 +349,13 @@ class _Reflector:
     def __init__(
         self,
         source: WatchSource,
-        kind: WatchKind,
+        collection: Collection,
         namespace: str,
         wake: queue.Queue[None],
         stop: threading.Event,
     ) -> None:
         self._source = source
-        self._kind = kind
+        self._collection = collection
         self._namespace = namespace
         self._wake = wake
         self._stop = stop
@@ -364,7 +366,7 @@ class _Reflector:
         self.error: DeployError | None = None
         # Daemon: a stream blocked in a read must never keep the process alive after a cancel.
         self._thread = threading.Thread(
-            target=self._run, name=f"watch-{kind}-{namespace}", daemon=True
+            target=self._run, name=f"watch-{collection.kind}-{namespace}", daemon=True
         )
 
     def start(self) -> None:
@@ -392,9 +394,13 @@ class _Reflector:
             opened = time.monotonic()
             try:
                 if resource_version is None:
-                    items, resource_version = self._source.list_objects(self._kind, self._namespace)
+                    items, resource_version = self._source.list_objects(
+                        self._collection, self._namespace
+                    )
                     with self._lock:
-                        self._items = {_name(obj): obj for obj in items}
+                        # A list's items carry no kind (watch events do): the judge needs it.
+                        kind = self._collection.kind
+                        self._items = {_name(obj): {"kind": kind, **obj} for obj in items}
                         self.synced = True
                     self._wake.put(None)
                 resource_version = self._follow(resource_version)
@@ -419,12 +425,12 @@ class _Reflector:
                 self._give_up(exc)
                 return
             except Exception as exc:  # a bug here must end the wait loudly, not hang it
-                self._give_up(ApiUnavailable(f"watching {self._kind}s failed: {exc!r}"))
+                self._give_up(ApiUnavailable(f"watching {self._collection.plural} failed: {exc!r}"))
                 return
 
     def _follow(self, resource_version: str) -> str:
         stream = self._source.watch_objects(
-            self._kind, self._namespace, resource_version, timeout_s=_WATCH_WINDOW_S
+            self._collection, self._namespace, resource_version, timeout_s=_WATCH_WINDOW_S
         )
         with self._lock:
             self._stream = stream

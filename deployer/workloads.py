@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.status import (
+    Collection,
     PodProblem,
     Verdict,
     controller_uid,
@@ -35,6 +36,7 @@ from deployer.status import (
     generation_observed,
     new_replicaset,
     pod_verdict,
+    pods_of,
 )
 
 Obj = Mapping[str, Any]
@@ -167,11 +169,7 @@ def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
 
 def deployment_pods(deployment: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
     """Pods of the new ReplicaSet (old ones are on their way out and prove nothing)."""
-    rs = new_replicaset(deployment, replicasets)
-    if rs is None:
-        return []
-    uid = _get(rs, "metadata", "uid")
-    return [p for p in pods if controller_uid(p) == uid]
+    return pods_of(new_replicaset(deployment, replicasets), pods)
 
 
 def statefulset_pods(sts: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
@@ -251,20 +249,27 @@ PodsFn = Callable[[Obj, Sequence[Obj], Sequence[Obj]], list[Obj]]
 
 @dataclass(frozen=True)
 class Kind:
-    """How the action waits on one workload kind."""
+    """How the action waits on one workload kind, and where the API serves it (the watcher
+    lists and watches that collection; nothing else needs to know the kind)."""
 
     kind: str
     verdict: VerdictFn
     pods: PodsFn
+    api_version: str
+    plural: str
+
+    @property
+    def collection(self) -> Collection:
+        return Collection(self.kind, self.api_version, self.plural)
 
 
 KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
-        Kind("Deployment", deployment_verdict, deployment_pods),
-        Kind("StatefulSet", statefulset_verdict, statefulset_pods),
-        Kind("DaemonSet", daemonset_verdict, daemonset_pods),
-        Kind("Job", job_verdict, job_pods),
+        Kind("Deployment", deployment_verdict, deployment_pods, "apps/v1", "deployments"),
+        Kind("StatefulSet", statefulset_verdict, statefulset_pods, "apps/v1", "statefulsets"),
+        Kind("DaemonSet", daemonset_verdict, daemonset_pods, "apps/v1", "daemonsets"),
+        Kind("Job", job_verdict, job_pods, "batch/v1", "jobs"),
     )
 }
 """Kinds waited on. CronJobs are applied and not waited on: nothing runs until the schedule."""

@@ -17,7 +17,7 @@ one object callers hold. The rollback's planning is pure and lives in `deployer.
 
 from deployer.kube.apply import FIELD_MANAGER, Applied
 from deployer.kube.cluster import ROLLBACK_FIELD_MANAGER, Cluster, Rollback
-from deployer.kube.connection import WatchKind, label_selector
+from deployer.kube.connection import label_selector
 from deployer.kube.errors import (
     ApiUnavailable,
     Conflict,
@@ -49,7 +49,6 @@ __all__ = [
     "Rollback",
     "Unauthorized",
     "WatchEvent",
-    "WatchKind",
     "from_status",
     "label_selector",
 ]

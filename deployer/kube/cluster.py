@@ -14,10 +14,11 @@ from urllib.parse import quote
 
 from deployer.kube import apply as applying
 from deployer.kube import permissions
-from deployer.kube.connection import Connection, WatchKind, json_of, plural_of
+from deployer.kube.connection import Connection, json_of, plural_of
 from deployer.kube.errors import Forbidden, NotFound
 from deployer.kube.watching import EventStream, open_watch
 from deployer.revisions import plan_rollback
+from deployer.status import PODS, REPLICASETS, Collection
 
 ROLLBACK_FIELD_MANAGER = "django-k8s-deploy-rollback"
 _LOG_LIMIT_BYTES = 256 * 1024
@@ -100,12 +101,12 @@ class Cluster(Connection):
     def list_replicasets(
         self, namespace: str, selector: Mapping[str, Any] | str | None = None
     ) -> list[dict[str, Any]]:
-        return self.list_collection("ReplicaSet", namespace, selector)[0]
+        return self.list_collection(REPLICASETS, namespace, selector)[0]
 
     def list_pods(
         self, namespace: str, selector: Mapping[str, Any] | str | None = None
     ) -> list[dict[str, Any]]:
-        return self.list_collection("Pod", namespace, selector)[0]
+        return self.list_collection(PODS, namespace, selector)[0]
 
     def pod_logs(
         self,
@@ -153,15 +154,18 @@ class Cluster(Connection):
 
     # watching -------------------------------------------------------------------------------
 
-    def list_objects(self, kind: WatchKind, namespace: str) -> tuple[list[dict[str, Any]], str]:
-        """Every object of `kind` in `namespace` and the list's resourceVersion (to watch from)."""
-        return self.list_collection(kind, namespace, None, api=self.stream_api)
+    def list_objects(
+        self, collection: Collection, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object in `collection` and `namespace`, and the list's resourceVersion (to
+        watch from)."""
+        return self.list_collection(collection, namespace, None, api=self.stream_api)
 
     def watch_objects(
-        self, kind: WatchKind, namespace: str, resource_version: str, *, timeout_s: int
+        self, collection: Collection, namespace: str, resource_version: str, *, timeout_s: int
     ) -> EventStream:
         """Changes after `resource_version`; the server ends the stream after `timeout_s`."""
-        return open_watch(self, kind, namespace, resource_version, timeout_s=timeout_s)
+        return open_watch(self, collection, namespace, resource_version, timeout_s=timeout_s)
 
     # asking and writing ---------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -34,14 +34,7 @@ from urllib3.util.retry import Retry
 
 from deployer.errors import InputError
 from deployer.kube.errors import ApiUnavailable, Invalid, from_api_exception, short
-
-# The kinds the watcher lists and watches: kind -> (API prefix, plural).
-COLLECTIONS: dict[str, tuple[str, str]] = {
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "ReplicaSet": ("/apis/apps/v1", "replicasets"),
-    "Pod": ("/api/v1", "pods"),
-}
-WatchKind = Literal["Deployment", "ReplicaSet", "Pod"]
+from deployer.status import Collection
 
 # One-shot calls (apply, get, list, events, rollback): bounded retries with backoff, honouring
 # Retry-After on 429. PATCH is retried too: server-side apply and our JSON patch are idempotent.
@@ -205,20 +198,20 @@ class Connection:
 
     def list_collection(
         self,
-        kind: WatchKind,
+        collection: Collection,
         namespace: str,
         selector: Mapping[str, Any] | str | None,
         *,
         api: Any = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """The objects of `kind` in `namespace` and the list's resourceVersion."""
-        plural = COLLECTIONS[kind][1]
+        """The objects of `collection` in `namespace` and the list's resourceVersion."""
+        plural = collection.plural
         query: list[tuple[str, str]] = []
         if selector:
             query.append(("labelSelector", label_selector(selector)))
         response = self.call(
             "GET",
-            collection_path(kind, namespace),
+            collection_path(collection, namespace),
             query,
             what=f"list {plural} in {namespace}",
             verb="list",
@@ -301,9 +294,9 @@ class Connection:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def collection_path(kind: WatchKind, namespace: str) -> str:
-    prefix, plural = COLLECTIONS[kind]
-    return f"{prefix}/namespaces/{namespace}/{plural}"
+def collection_path(collection: Collection, namespace: str) -> str:
+    group = "/api/v1" if collection.api_version == "v1" else f"/apis/{collection.api_version}"
+    return f"{group}/namespaces/{namespace}/{collection.plural}"
 
 
 def label_selector(selector: Mapping[str, Any] | str) -> str:

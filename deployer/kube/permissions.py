@@ -6,13 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deployer.kube.connection import Connection, json_of
+from deployer.status import PODS, REPLICASETS, Collection
+from deployer.workloads import KINDS
 
-# What the watch and the diagnosis read in every namespace we deploy to.
-_READS: tuple[tuple[str, str], ...] = (
-    ("apps", "deployments"),
-    ("apps", "replicasets"),
-    ("", "pods"),
-)
+# What the watch and the diagnosis read in every namespace we deploy to; plus the collection of
+# every other waited kind (workloads.KINDS) the manifests hold.
+_READS: tuple[Collection, ...] = (KINDS["Deployment"].collection, REPLICASETS, PODS)
 
 
 def missing_permissions(
@@ -32,8 +31,12 @@ def missing_permissions(
         wanted.append(("patch", group, str(resource.name), ns, ""))
         if ns:
             namespaces.add(ns)
+    kinds = {str(doc.get("kind")) for doc in documents}
+    reads = [*_READS, *(k.collection for k in KINDS.values() if k.kind in kinds)]
     for ns in sorted(namespaces):
-        for group, plural in _READS:
+        for collection in dict.fromkeys(reads):
+            group = collection.api_version.rpartition("/")[0]
+            plural = collection.plural
             wanted += [("list", group, plural, ns, ""), ("watch", group, plural, ns, "")]
         wanted += [("list", "", "events", ns, ""), ("get", "", "pods", ns, "log")]
     missing: list[str] = []

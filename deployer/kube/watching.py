@@ -12,8 +12,9 @@ from typing import Any
 import urllib3
 from kubernetes.watch.watch import iter_resp_lines
 
-from deployer.kube.connection import COLLECTIONS, Connection, WatchKind, collection_path
+from deployer.kube.connection import Connection, collection_path
 from deployer.kube.errors import ApiUnavailable, Expired, from_status, short
+from deployer.status import Collection
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ class EventStream:
 
 def open_watch(
     connection: Connection,
-    kind: WatchKind,
+    collection: Collection,
     namespace: str,
     resource_version: str,
     *,
     timeout_s: int,
 ) -> EventStream:
     """Changes after `resource_version`; the server ends the stream after `timeout_s`."""
-    plural = COLLECTIONS[kind][1]
+    plural = collection.plural
     query = [
         ("watch", "true"),
         ("resourceVersion", resource_version),
@@ -93,7 +94,7 @@ def open_watch(
     ]
     response = connection.call(
         "GET",
-        collection_path(kind, namespace),
+        collection_path(collection, namespace),
         query,
         what=f"watch {plural} in {namespace}",
         verb="watch",

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployer.diagnose import diagnose_all
 from deployer.errors import InputError
 from deployer.kube import Applied, Cluster, Conflict, Forbidden
 from deployer.report import diagnosis_text, verdict_line
@@ -108,10 +109,10 @@ def apply_and_watch(
         timeout_s=timeout_s,
         progress=lines.append,
         on_verdict=lambda r: lines.append(verdict_line(r)),
-        since=since,
         **kwargs,
     )
     elapsed = time.monotonic() - started
+    results = diagnose_all(cluster, results, since)  # the pipeline's next phase
     for r in results:
         print(f"\n[{r.name}] {r.result} {elapsed:.2f}s from apply: {r.reason}")
     return results, elapsed, lines

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from deployer.kube import Expired, WatchEvent
+from deployer.status import Collection
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "status"
 NS = "shop"
@@ -96,21 +97,25 @@ class FakeCluster:
                 stream.items.put(None)
 
     # the API
-    def list_objects(self, kind: str, namespace: str) -> tuple[list[dict[str, Any]], str]:
+    def list_objects(
+        self, collection: Collection, namespace: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        kind = collection.kind
         if self.list_error is not None:
             raise self.list_error
         with self.lock:
             self.lists += 1
             items = [
-                copy.deepcopy(o)
+                {key: copy.deepcopy(v) for key, v in o.items() if key != "kind"}  # as the API
                 for (k, ns, _), o in self.objects.items()
                 if (k, ns) == (kind, namespace)
             ]
             return items, str(self.rv)
 
     def watch_objects(
-        self, kind: str, namespace: str, resource_version: str, *, timeout_s: int
+        self, collection: Collection, namespace: str, resource_version: str, *, timeout_s: int
     ) -> FakeStream:
+        kind = collection.kind
         assert timeout_s > 0
         stream = FakeStream()
         with self.lock:

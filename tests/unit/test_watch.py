@@ -15,7 +15,7 @@ from urllib3.util.retry import Retry
 
 from deployer import kube
 from deployer import watch as watch_module
-from deployer.diagnose import Diagnosis, EventLine, LogExcerpt, diagnose
+from deployer.diagnose import Diagnosis, EventLine, LogExcerpt, diagnose, diagnose_all
 from deployer.errors import DeployError, InputError
 from deployer.kube import (
     ApiUnavailable,
@@ -52,11 +52,12 @@ def run_in_background(fn: Any, *steps: tuple[float, Any]) -> threading.Thread:
 
 
 def watch(cluster: FakeCluster, targets: list[Target], **kwargs: Any) -> list[RolloutResult]:
-    """Progress and verdict lines both go to `progress`, as the pipeline prints them."""
+    """The watch, then the diagnosis phase, as the pipeline runs them; progress and verdict
+    lines both go to `progress`, as the pipeline prints them."""
     kwargs.setdefault("timeout_s", 10)
     kwargs.setdefault("progress", Progress())
     kwargs.setdefault("on_verdict", lambda r: kwargs["progress"](verdict_line(r)))
-    return watch_rollouts(cluster, targets, since=SINCE, **kwargs)
+    return diagnose_all(cluster, watch_rollouts(cluster, targets, **kwargs), SINCE)
 
 
 # --- rollouts -------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
         f"[pod {name}]"
     )
     assert result.diagnosis == Diagnosis(
-        deployment="web",
+        name="web",
         namespace=NS,
         summary=result.reason,
         pod=name,
@@ -523,7 +524,7 @@ def test_events_before_the_deploy_and_routine_ones_are_dropped() -> None:
 
 def test_the_text_rendering_reads_top_down() -> None:
     result = Diagnosis(
-        deployment="worker",
+        name="worker",
         namespace=NS,
         summary="init container `migrate` exited 1 (Error) [pod worker-r2-q8m4z]",
         pod="worker-r2-q8m4z",
@@ -563,7 +564,7 @@ def test_the_text_rendering_reads_top_down() -> None:
 
 def test_the_markdown_rendering_survives_pipes_and_backticks_in_logs_and_events() -> None:
     result = Diagnosis(
-        deployment="web",
+        name="web",
         namespace=NS,
         summary="container `web` is crash-looping [pod web-1]",
         pod="web-1",
@@ -743,3 +744,92 @@ def test_an_api_error_keeps_the_clients_exception_as_its_cause() -> None:
     assert str(info.value).startswith(
         'the cluster identity may not "list" pods in namespace "shop"'
     )
+
+
+# --- diagnosis is its own phase -------------------------------------------------------------
+
+
+class SlowLogs(FakeCluster):
+    """A kubelet whose log reads hang until released (or meet at a barrier)."""
+
+    def __init__(self, barrier: threading.Barrier | None = None) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.barrier = barrier
+        self.log_reads = 0
+
+    def pod_logs(
+        self, name: str, namespace: str, container: str, *, tail: int = 50, previous: bool = False
+    ) -> str:
+        self.log_reads += 1
+        if self.barrier is not None:
+            self.barrier.wait()  # every diagnosis reads at the same time, or this breaks
+            return "booting"
+        self.release.wait(30)
+        return "too late"
+
+
+def _crashing(cluster: FakeCluster, name: str) -> None:
+    cluster.put(deployment(name, updated=1, total=1))
+    cluster.put(replicaset(name, 2))
+    crashing = pod("pod-crash-loop", name, 2, "x2x7q")
+    for status in crashing["status"]["containerStatuses"]:
+        status["name"] = name
+    crashing["spec"]["containers"][0]["name"] = name
+    cluster.put(crashing)
+
+
+def test_the_watcher_judges_without_reading_a_log_and_keeps_what_the_diagnosis_needs() -> None:
+    cluster = SlowLogs()
+    _crashing(cluster, "web")
+    [result] = watch_rollouts(cluster, [Target("web", NS, 2)], timeout_s=60, progress=print)
+    cluster.release.set()
+    assert (result.result, result.diagnosis, cluster.log_reads) == ("failed", None, 0)
+    assert result.problem is not None and result.problem.state == "CrashLoopBackOff"
+    assert result.last_seen is not None and result.last_seen["metadata"]["name"] == "web"
+
+
+def test_diagnoses_run_at_once_one_thread_per_failed_rollout() -> None:
+    cluster = SlowLogs(threading.Barrier(2, timeout=20))
+    _crashing(cluster, "web")
+    _crashing(cluster, "worker")
+    results = watch_rollouts(
+        cluster,
+        [Target("web", NS, 2), Target("worker", NS, 2)],
+        timeout_s=60,
+        progress=print,
+    )
+    diagnosed = diagnose_all(cluster, results, SINCE)
+    for r in diagnosed:
+        assert r.diagnosis is not None, r.name
+        assert r.diagnosis.notes == (), r.diagnosis.notes  # no broken barrier, no budget note
+        assert r.diagnosis.logs[0].lines == ("booting",)
+
+
+def test_a_diagnosis_that_hangs_is_reported_unfinished_after_its_budget() -> None:
+    cluster = SlowLogs()
+    _crashing(cluster, "web")
+    results = watch_rollouts(cluster, [Target("web", NS, 2)], timeout_s=60, progress=print)
+    [result] = diagnose_all(cluster, results, SINCE, budget_s=0.2)
+    cluster.release.set()
+    assert result.diagnosis is not None
+    assert result.diagnosis.notes == ("the diagnosis did not finish within its 0.2s budget",)
+    assert result.diagnosis.summary == result.reason
+
+
+def test_a_cancel_stops_waiting_for_the_diagnosis() -> None:
+    cluster = SlowLogs()
+    _crashing(cluster, "web")
+    results = watch_rollouts(cluster, [Target("web", NS, 2)], timeout_s=60, progress=print)
+    cancel = threading.Event()
+    run_in_background(None, (0.1, cancel.set))
+    [result] = diagnose_all(cluster, results, SINCE, budget_s=120, cancel=cancel)
+    cluster.release.set()
+    assert result.diagnosis is not None
+    assert result.diagnosis.notes == ("the diagnosis was cancelled",)
+
+
+def test_green_and_cancelled_rollouts_are_not_diagnosed() -> None:
+    green = RolloutResult("web", NS, "succeeded", "successfully rolled out", 1.0)
+    stopped = RolloutResult("beat", NS, "cancelled", "cancelled while waiting: x", 1.0)
+    assert diagnose_all(FakeCluster(), [green, stopped], SINCE) == [green, stopped]
