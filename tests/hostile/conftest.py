@@ -22,11 +22,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section("hostile inputs: totals by class")
     terminalreporter.write_line(
-        f"{'class':40} {'cases':>5} {'1-line':>6} {'tracebk':>7} {'leaks':>5} {'inject':>6}"
+        f"{'class':40} {'cases':>5} {'exit!=0':>7} {'1-line':>6} {'tracebk':>7} {'leaks':>5} {'inject':>6}"
     )
     for name, t in sorted(TALLY.items()):
         terminalreporter.write_line(
-            f"{name:40} {t.cases:5} {t.one_line_errors:6} {t.tracebacks:7} {t.leaks:5} {t.injections:6}"
+            f"{name:40} {t.cases:5} {t.nonzero:7} {t.one_line_errors:6} {t.tracebacks:7} "
+            f"{t.leaks:5} {t.injections:6}"
         )
-    total = sum(t.cases for t in TALLY.values())
-    terminalreporter.write_line(f"{'total':40} {total:5}")
+    totals = [
+        sum(getattr(t, f) for t in TALLY.values())
+        for f in ("cases", "nonzero", "one_line_errors", "tracebacks", "leaks", "injections")
+    ]
+    terminalreporter.write_line(
+        f"{'total':40} {totals[0]:5} {totals[1]:7} {totals[2]:6} {totals[3]:7} {totals[4]:5} {totals[5]:6}"
+    )
+    terminalreporter.write_line(
+        "1-line: non-zero exits whose error is one line naming the input or file:line; a failing "
+        "case fails its test (no case here is allowed a traceback, leak or injection)."
+    )

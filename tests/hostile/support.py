@@ -180,6 +180,7 @@ class Tally:
     """Totals by class, printed at the end of the session (pytest -s) for the issue's note."""
 
     cases: int = 0
+    nonzero: int = 0  # cases that exit non-zero (each must have a one-line error naming where)
     one_line_errors: int = 0
     tracebacks: int = 0
     leaks: int = 0
@@ -204,6 +205,7 @@ def check(
     came; a line of theirs may start with anything, but none may be a command."""
     tally = TALLY.setdefault(klass, Tally())
     tally.cases += 1
+    tally.nonzero += int(code != 0)
     problems: list[str] = []
     if run.code != code:
         problems.append(f"exit {run.code}, expected {code}")

@@ -48,6 +48,7 @@ STATUSES = {
 def tally(code: int, ok: bool) -> None:
     t = TALLY.setdefault("4 API rejections", Tally())
     t.cases += 1
+    t.nonzero += int(code != 0)
     t.one_line_errors += int(ok and code != 0)
 
 
