@@ -262,6 +262,15 @@ def glob_magic(entry: str) -> bool:
     return any(c in entry for c in "*?[")
 
 
+def inside_workspace(workspace: Path, path: Path) -> bool:
+    """Does `path`, every symlink resolved, stay inside the workspace?"""
+    try:
+        _inside(workspace.resolve(), path)
+    except _Outside:
+        return False
+    return True
+
+
 def _inside(root: Path, path: Path) -> Path:
     """`path` with every symlink resolved, if that is inside `root`."""
     resolved = path.resolve()

@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 from deployer import envfile, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import InputError
-from deployer.manifests import shown
+from deployer.manifests import inside_workspace, shown
 
 BuildMode = Literal["auto", "always", "never"]
 
@@ -342,7 +342,19 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
             "auto skips the build when the image exists; never deploys an existing image.",
         )
     elif build != "never":
-        if not context.is_dir():
+        if not inside_workspace(workspace, context):
+            problem(
+                "context",
+                f"{shown(value('context'))} resolves to a place outside the workspace",
+                "The build context must be a directory of the checked-out repository.",
+            )
+        elif not inside_workspace(workspace, dockerfile):
+            problem(
+                "dockerfile",
+                f"{shown(value('dockerfile'))} resolves to a place outside the workspace",
+                "Give the Dockerfile relative to the context, inside the repository.",
+            )
+        elif not context.is_dir():
             problem(
                 "context",
                 f"directory {value('context')!r} does not exist in the workspace",

@@ -81,3 +81,20 @@ def test_a_deployment_file_as_a_directory_is_not_read(tmp_path: Path) -> None:
     (ws / "deploy" / "deployment.yaml").mkdir()
     run = run_action(action_env(ws, {}))
     check(run, 2, "manifests", "6 paths")
+
+
+BUILD_PATHS = {
+    "context dot-dot": {"context": ".."},
+    "context absolute": {"context": "/etc"},
+    "context symlink out": {"context": "deploy/dir-out"},
+    "dockerfile dot-dot": {"dockerfile": "../outside.yaml"},
+    "dockerfile absolute": {"dockerfile": "/etc/hostname"},
+    "dockerfile symlink out": {"dockerfile": "deploy/link-out.yaml"},
+}
+
+
+@pytest.mark.parametrize("case", list(BUILD_PATHS))
+def test_the_build_context_and_dockerfile_stay_inside_the_workspace(ws: Path, case: str) -> None:
+    inputs = {"build": "auto", **BUILD_PATHS[case]}
+    run = run_action(action_env(ws, inputs))
+    check(run, 2, next(iter(BUILD_PATHS[case])), "6 paths")
