@@ -10,7 +10,7 @@ neither start a new line nor be read by the runner as a workflow command. The ru
 command from `::name::` at the start of a line (after blanks) and from the legacy `##[name]`
 anywhere in a line (actions/runner ActionCommand.TryParseV2 / TryParse), so those are broken up,
 and every line break (CR, LF, VT, FF, NEL, U+2028, U+2029, the file/group/record separators)
-becomes a visible `⏎`. Only `_command` writes a real `::name::`, with data it has neutralised.
+becomes a visible `⏎`, every other control character (ESC, NUL, BEL, DEL, C1) a `\ufffd`. Only `_command` writes a real `::name::`, with data it has neutralised.
 """
 
 from __future__ import annotations
@@ -32,12 +32,17 @@ if TYPE_CHECKING:
 # Everything Python's str.splitlines() splits on: a superset of what the runner and browsers break on.
 _LINE_BREAKS = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _SHOWN_BREAK = "\u23ce"  # ⏎
+# Other control characters (ESC starts terminal sequences that recolour, hide or retitle; NUL,
+# BEL, DEL, C1): shown as U+FFFD. TAB stays.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
+_SHOWN_CONTROL = "\ufffd"
 _LEGACY_COMMAND = "##["
 
 
 def neutralise(text: str) -> str:
     """One line that no runner, terminal or log viewer reads as anything but text."""
-    text = _LINE_BREAKS.sub(_SHOWN_BREAK, text).replace(_LEGACY_COMMAND, "## [")
+    text = _LINE_BREAKS.sub(_SHOWN_BREAK, text)
+    text = _CONTROLS.sub(_SHOWN_CONTROL, text).replace(_LEGACY_COMMAND, "## [")
     stripped = text.lstrip()
     if stripped.startswith("::"):
         # `: :` keeps it readable; the runner needs `::` right after the leading blanks.

@@ -55,6 +55,7 @@ PAYLOADS = (
     f"a\n{MARK} forged line",
     f"::warning::{MARK}",
     f"  ::error title=x::{MARK}",
+    f"a\x1b[8m\x1b]0;title\x07::warning::{MARK}",  # terminal escapes: hide text, set a title
 )
 
 DEPLOYMENT = """\
@@ -249,6 +250,9 @@ def check(
         or c.data.startswith(MARK)
         or (c.name == "stop-commands" and not re.fullmatch(r"[0-9a-f]{32}", c.data))
     ]
+    escapes = [line for line in run.visible.splitlines() if "\x1b" in line or "\x07" in line]
+    if escapes:
+        problems.append(f"control characters shown: {escapes[:2]!r}")
     forged = [
         line
         for line in run.visible.splitlines()
