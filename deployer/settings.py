@@ -19,12 +19,12 @@ from dotenv import dotenv_values
 
 from deployer import envfile, manifests
 from deployer import kubeconfig as kubeconfig_input
+from deployer.digitalocean import DEFAULT_API_URL
 from deployer.errors import InputError
 from deployer.manifests import inside_workspace, shown
 
 BuildMode = Literal["auto", "always", "never"]
 
-DEFAULT_API_URL = "https://api.digitalocean.com"
 
 # Docker's reference grammar (distribution/reference), repository part only: no tag, no digest.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
@@ -50,46 +50,341 @@ _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 
 
+class Invalid(Exception):
+    """What is wrong with one input's text, and what to do: the input's name is added by
+    `parse`, which collects every problem before it raises."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class _Inputs:
+    """What a parser may look at besides its own text: the raw inputs, the values parsed so far
+    (inputs are parsed in action.yml's order), the environment and where to report."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, str],
+        env: Mapping[str, str],
+        *,
+        mask: Callable[[str], None],
+        github: bool,
+        secrets_source: str,
+    ) -> None:
+        self.raw = raw
+        self.env = env
+        self.mask = mask
+        self.github = github
+        self.secrets_source = secrets_source
+        self.workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
+        self.parsed: dict[str, object] = {}
+        self.problems: list[InputError] = []
+
+    def problem(self, where: str, message: str, hint: str = "") -> None:
+        self.problems.append(InputError(message, where=where, hint=hint))
+
+    def text(self, name: str) -> str:
+        """The input as given (stripped), else its default."""
+        got = self.raw.get(name, "").strip()
+        return got or next(s.default for s in INPUTS if s.name == name)
+
+
+Parser = Callable[[str, _Inputs], object]
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """One action input; the CLI flag of the same name mirrors it."""
+    """One action input; the CLI flag of the same name mirrors it.
+
+    `parse` turns the input's text (stripped, or its default; the raw text when `raw`) into the
+    Settings field `field` (default: the name with '_' for '-'), raising `Invalid` with a hint;
+    it may also check the inputs parsed before it, which it reaches through `_Inputs`."""
 
     name: str
     default: str = ""
     help: str = ""
     secret: bool = False
+    parse: Parser | None = None
+    raw: bool = False
+    field: str = ""
+
+    @property
+    def setting(self) -> str:
+        return self.field or self.name.replace("-", "_")
 
 
-# The action's inputs, in action.yml's order. action.yml is the user-facing copy; a unit test keeps
-# the two in step.
+def _text(text: str, inputs: _Inputs) -> str:
+    return text
+
+
+def _image(text: str, inputs: _Inputs) -> str:
+    if not text:
+        raise Invalid(
+            "is required",
+            "Set it to the image repository, e.g. registry.digitalocean.com/team/app.",
+        )
+    if "@" in text or _has_tag(text):
+        raise Invalid(
+            f"must be a repository without tag or digest, got {text!r}",
+            "Drop the ':tag' part: the tag is the sha input.",
+        )
+    if not _REPOSITORY_RE.match(text):
+        raise Invalid(
+            f"is not a valid image repository: {text!r}",
+            "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.",
+        )
+    return text
+
+
+def _sha(text: str, inputs: _Inputs) -> str:
+    sha = text or inputs.env.get("GITHUB_SHA", "")
+    if not sha:
+        raise Invalid(
+            "is required", "Set it to the full commit SHA (the action defaults to github.sha)."
+        )
+    if not _SHA_RE.match(sha):
+        raise Invalid(
+            f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
+            "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).",
+        )
+    return sha
+
+
+def _kubeconfig(text: str, inputs: _Inputs) -> str:
+    """Either a kubeconfig, or the DigitalOcean token and cluster (checked here, after both)."""
+    token, cluster = inputs.parsed["digitalocean_token"], str(inputs.parsed["cluster"])
+    if text and (token or cluster):
+        raise Invalid(
+            "cannot be combined with digitalocean-token or cluster",
+            "Give either a kubeconfig, or digitalocean-token and cluster.",
+        )
+    if not text:
+        if not token:
+            inputs.problem(
+                "digitalocean-token" if inputs.github else "DIGITALOCEAN_ACCESS_TOKEN",
+                "is required",
+                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}."
+                if inputs.github
+                else "Export it, or put it in .env (or give --kubeconfig).",
+            )
+        if not cluster:
+            inputs.problem("cluster", "is required", "Set it to the cluster's name or id.")
+        elif not _CLUSTER_RE.match(cluster):
+            inputs.problem(
+                "cluster",
+                f"{shown(cluster)} is not a cluster name or id",
+                "Use the cluster's name (letters, digits, '-', '.', '_') or its id.",
+            )
+    return text
+
+
+def _manifests(text: str, inputs: _Inputs) -> tuple[Path, ...]:
+    return manifests.find_files(text, inputs.workspace, inputs.problem)
+
+
+def _placeholder(text: str, inputs: _Inputs) -> str:
+    if not _PLACEHOLDER_RE.match(text) or text.isalnum():
+        raise Invalid(
+            f"{shown(text)} cannot be a placeholder",
+            "Use 3-128 characters without blanks or YAML punctuation that no manifest holds by "
+            "chance, e.g. <IMAGE> or ${IMAGE}.",
+        )
+    return text
+
+
+def _namespace(text: str, inputs: _Inputs) -> str:
+    if text and not _DNS_LABEL_RE.match(text):
+        raise Invalid(
+            f"is not a valid namespace name: {text!r}",
+            "Use at most 63 lower-case letters, digits and '-'.",
+        )
+    return text
+
+
+def _registry_password(text: str, inputs: _Inputs) -> str:
+    """Both registry credentials, or neither (checked here, after the username)."""
+    if bool(inputs.parsed["registry_username"]) != bool(text):
+        inputs.problem(
+            "registry-password" if inputs.parsed["registry_username"] else "registry-username",
+            "is required when the other registry credential is set",
+            "Give both registry-username and registry-password, or neither.",
+        )
+    return text
+
+
+def _context(text: str, inputs: _Inputs) -> Path:
+    return inputs.workspace / text
+
+
+def _dockerfile(text: str, inputs: _Inputs) -> Path:
+    context = inputs.parsed["context"]
+    assert isinstance(context, Path)
+    return context / text
+
+
+def _build_args_input(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
+    return _build_args(text, inputs.problem)
+
+
+def _build(text: str, inputs: _Inputs) -> str:
+    """auto, always or never; unless never, the context and Dockerfile must be there."""
+    if text not in ("auto", "always", "never"):
+        raise Invalid(
+            f"must be auto, always or never, got {text!r}",
+            "auto skips the build when the image exists; never deploys an existing image.",
+        )
+    context, dockerfile = inputs.parsed["context"], inputs.parsed["dockerfile"]
+    assert isinstance(context, Path)
+    assert isinstance(dockerfile, Path)
+    if text != "never":
+        if not inside_workspace(inputs.workspace, context):
+            inputs.problem(
+                "context",
+                f"{shown(inputs.text('context'))} resolves to a place outside the workspace",
+                "The build context must be a directory of the checked-out repository.",
+            )
+        elif not inside_workspace(inputs.workspace, dockerfile):
+            inputs.problem(
+                "dockerfile",
+                f"{shown(inputs.text('dockerfile'))} resolves to a place outside the workspace",
+                "Give the Dockerfile relative to the context, inside the repository.",
+            )
+        elif not context.is_dir():
+            inputs.problem(
+                "context",
+                f"directory {inputs.text('context')!r} does not exist in the workspace",
+                "Check out the repository first (actions/checkout) or fix the path.",
+            )
+        elif not dockerfile.is_file():
+            inputs.problem(
+                "dockerfile",
+                f"{_rel(dockerfile, inputs.workspace)} does not exist",
+                "Set dockerfile relative to the context, or build: never to deploy an existing image.",
+            )
+    return text
+
+
+def _build_cache_input(text: str, inputs: _Inputs) -> str:
+    return _build_cache(text, str(inputs.parsed["image"] or ""), inputs.problem)
+
+
+def _build_secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
+    return _env_file(text, "build-secrets", inputs.problem, inputs.mask)
+
+
+def _secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
+    return _env_file(text, inputs.secrets_source, inputs.problem, inputs.mask)
+
+
+def _secret_name(text: str, inputs: _Inputs) -> str:
+    if inputs.parsed["secrets"] and not text:
+        inputs.problem(
+            "secret-name",
+            "is required when secrets is set",
+            "Name the Secret your manifests reference, e.g. app-secrets.",
+        )
+    if text and not _DNS_SUBDOMAIN_RE.match(text):
+        raise Invalid(
+            f"is not a valid Secret name: {text!r}", "Use lower-case letters, digits, '-' and '.'."
+        )
+    return text
+
+
+def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
+    names = tuple(n for n in re.split(r"[\s,]+", text) if n)
+    for name in names:
+        if not _DNS_SUBDOMAIN_RE.match(name):
+            inputs.problem(
+                "wait-for",
+                f"{name!r} is not a valid Deployment name",
+                "List Deployment names from the manifests, one per line or comma-separated.",
+            )
+    return names
+
+
+def _timeout(text: str, inputs: _Inputs) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise Invalid(str(exc), "Write it like 90s, 10m or 1h30m.") from exc
+
+
+def _flag(text: str, inputs: _Inputs) -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise Invalid(f"must be true or false, got {text!r}", "Write true or false.")
+
+
+def _link_registry(text: str, inputs: _Inputs) -> bool:
+    link = _flag(text, inputs)
+    if link and (inputs.parsed["kubeconfig"] or not inputs.parsed["digitalocean_token"]):
+        raise Invalid(
+            "needs the DigitalOcean API (digitalocean-token and cluster), not a kubeconfig input",
+            "Set digitalocean-token and cluster, or integrate the registry once by hand.",
+        )
+    return link
+
+
+# The action's inputs, in action.yml's order (the order they are parsed and their problems
+# listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
-    InputSpec("image", help="image repository without a tag"),
-    InputSpec("sha", help="full commit SHA, the image tag"),
-    InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token"),
-    InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id"),
-    InputSpec("kubeconfig", secret=True, help="kubeconfig text instead of DigitalOcean"),
-    InputSpec("manifests", "deploy/deployment.yaml", "manifest files or globs"),
-    InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference"),
-    InputSpec("namespace", help="namespace for objects that name none"),
-    InputSpec("registry-username", help="registry user"),
-    InputSpec("registry-password", secret=True, help="registry password"),
-    InputSpec("context", ".", "docker build context"),
-    InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context"),
-    InputSpec("build-args", help="KEY=value lines"),
-    InputSpec("target", help="build stage"),
-    InputSpec("build-network", help="docker build --network"),
-    InputSpec("build", "auto", "auto, always or never"),
-    InputSpec("build-cache", help="registry build cache reference, or false"),
-    InputSpec("build-secrets", secret=True, help="id=value lines for RUN --mount=type=secret"),
-    InputSpec("secrets", secret=True, help="env-file text for the Secret"),
-    InputSpec("secret-name", help="name of the Secret made from secrets"),
-    InputSpec("wait-for", help="Deployments to watch"),
-    InputSpec("timeout", "10m", "time for all rollouts together"),
-    InputSpec("rollback-on-failure", "false", "roll failed Deployments back"),
-    InputSpec("pin-digest", "false", "render image@digest"),
-    InputSpec("force-conflicts", "true", "take over fields owned by other managers"),
-    InputSpec("link-registry", "false", "integrate DOCR with the cluster (pull access)"),
+    InputSpec("image", help="image repository without a tag", parse=_image),
+    InputSpec("sha", help="full commit SHA, the image tag", parse=_sha),
+    InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token", parse=_text),
+    InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id", parse=_text),
+    InputSpec(
+        "kubeconfig", secret=True, help="kubeconfig text instead of DigitalOcean", parse=_kubeconfig
+    ),
+    InputSpec("manifests", "deploy/deployment.yaml", "manifest files or globs", parse=_manifests),
+    InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference", parse=_placeholder),
+    InputSpec("namespace", help="namespace for objects that name none", parse=_namespace),
+    InputSpec("registry-username", help="registry user", parse=_text),
+    InputSpec("registry-password", secret=True, help="registry password", parse=_registry_password),
+    InputSpec("context", ".", "docker build context", parse=_context),
+    InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context", parse=_dockerfile),
+    InputSpec("build-args", help="KEY=value lines", parse=_build_args_input, raw=True),
+    InputSpec("target", help="build stage", parse=_text),
+    InputSpec("build-network", help="docker build --network", parse=_text),
+    InputSpec("build", "auto", "auto, always or never", parse=_build),
+    InputSpec(
+        "build-cache", help="registry build cache reference, or false", parse=_build_cache_input
+    ),
+    InputSpec(
+        "build-secrets",
+        secret=True,
+        help="id=value lines for RUN --mount=type=secret",
+        parse=_build_secrets,
+        raw=True,
+    ),
+    InputSpec(
+        "secrets", secret=True, help="env-file text for the Secret", parse=_secrets, raw=True
+    ),
+    InputSpec("secret-name", help="name of the Secret made from secrets", parse=_secret_name),
+    InputSpec("wait-for", help="Deployments to watch", parse=_wait_for),
+    InputSpec(
+        "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
+    ),
+    InputSpec("rollback-on-failure", "false", "roll failed Deployments back", parse=_flag),
+    InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
+    InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
+    InputSpec(
+        "link-registry",
+        "false",
+        "integrate DOCR with the cluster (pull access)",
+        parse=_link_registry,
+    ),
 )
+# What a field holds when its input was invalid, so the later checks still run.
+_FALLBACK: dict[str, object] = {
+    "context": Path(),
+    "dockerfile": Path("Dockerfile"),
+    "timeout_s": 0.0,
+}
+
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
 
 
@@ -212,7 +507,7 @@ def from_action_env(env: Mapping[str, str], mask: Callable[[str], None]) -> Sett
     return parse(raw, env, mask=mask, github=True)
 
 
-def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads best as one list
+def parse(
     raw: Mapping[str, str],
     env: Mapping[str, str],
     *,
@@ -222,7 +517,9 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
 ) -> Settings:
     """Validate raw input strings; raise the first InputError after masking every secret.
 
-    `env` supplies what is not an input: the workspace, GitHub context and the API root.
+    Each input's own parser (in `INPUTS`) turns its text into its Settings field; every problem
+    is collected, so a user fixes them in one go. `env` supplies what is not an input: the
+    workspace, GitHub context and the API root.
     """
     # Mask first: nothing below may print a secret before it is registered.
     for spec in INPUTS:
@@ -231,240 +528,44 @@ def parse(  # noqa: PLR0915 - one check per input, in action.yml's order, reads 
             kubeconfig_input.mask_credentials(secret, mask)  # its credentials, not its structure
         elif spec.secret and secret:
             mask(secret.strip())
-    problems: list[InputError] = []
-
-    def value(name: str) -> str:
-        got = raw.get(name, "")
-        return got.strip() if got.strip() else next(s.default for s in INPUTS if s.name == name)
-
-    def problem(where: str, message: str, hint: str = "") -> None:
-        problems.append(InputError(message, where=where, hint=hint))
-
-    workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
-
-    image = value("image")
-    if not image:
-        problem(
-            "image",
-            "is required",
-            "Set it to the image repository, e.g. registry.digitalocean.com/team/app.",
-        )
-    elif "@" in image or _has_tag(image):
-        problem(
-            "image",
-            f"must be a repository without tag or digest, got {image!r}",
-            "Drop the ':tag' part: the tag is the sha input.",
-        )
-    elif not _REPOSITORY_RE.match(image):
-        problem(
-            "image",
-            f"is not a valid image repository: {image!r}",
-            "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.",
-        )
-
-    sha = value("sha") or env.get("GITHUB_SHA", "")
-    if not sha:
-        problem(
-            "sha",
-            "is required",
-            "Set it to the full commit SHA (the action defaults to github.sha).",
-        )
-    elif not _SHA_RE.match(sha):
-        problem(
-            "sha",
-            f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
-            "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).",
-        )
-
-    token = value("digitalocean-token")
-    cluster = value("cluster")
-    kubeconfig = raw.get("kubeconfig", "").strip()
-    if kubeconfig and (token or cluster):
-        problem(
-            "kubeconfig",
-            "cannot be combined with digitalocean-token or cluster",
-            "Give either a kubeconfig, or digitalocean-token and cluster.",
-        )
-    elif not kubeconfig:
-        if not token:
-            problem(
-                "digitalocean-token" if github else "DIGITALOCEAN_ACCESS_TOKEN",
-                "is required",
-                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}."
-                if github
-                else "Export it, or put it in .env (or give --kubeconfig).",
-            )
-        if not cluster:
-            problem("cluster", "is required", "Set it to the cluster's name or id.")
-        elif not _CLUSTER_RE.match(cluster):
-            problem(
-                "cluster",
-                f"{shown(cluster)} is not a cluster name or id",
-                "Use the cluster's name (letters, digits, '-', '.', '_') or its id.",
-            )
-
-    manifests = _manifest_paths(value("manifests"), workspace, problem)
-
-    placeholder = raw.get("placeholder", "")
-    placeholder = placeholder.strip() if placeholder.strip() else "<IMAGE>"
-    if not _PLACEHOLDER_RE.match(placeholder) or placeholder.isalnum():
-        problem(
-            "placeholder",
-            f"{shown(placeholder)} cannot be a placeholder",
-            "Use 3-128 characters without blanks or YAML punctuation that no manifest holds by "
-            "chance, e.g. <IMAGE> or ${IMAGE}.",
-        )
-
-    namespace = value("namespace")
-    if namespace and not _DNS_LABEL_RE.match(namespace):
-        problem(
-            "namespace",
-            f"is not a valid namespace name: {namespace!r}",
-            "Use at most 63 lower-case letters, digits and '-'.",
-        )
-
-    user, password = value("registry-username"), raw.get("registry-password", "").strip()
-    if bool(user) != bool(password):
-        missing = "registry-password" if user else "registry-username"
-        problem(
-            missing,
-            "is required when the other registry credential is set",
-            "Give both registry-username and registry-password, or neither.",
-        )
-
-    context = workspace / value("context")
-    dockerfile = context / value("dockerfile")
-    build = value("build")
-    if build not in ("auto", "always", "never"):
-        problem(
-            "build",
-            f"must be auto, always or never, got {build!r}",
-            "auto skips the build when the image exists; never deploys an existing image.",
-        )
-    elif build != "never":
-        if not inside_workspace(workspace, context):
-            problem(
-                "context",
-                f"{shown(value('context'))} resolves to a place outside the workspace",
-                "The build context must be a directory of the checked-out repository.",
-            )
-        elif not inside_workspace(workspace, dockerfile):
-            problem(
-                "dockerfile",
-                f"{shown(value('dockerfile'))} resolves to a place outside the workspace",
-                "Give the Dockerfile relative to the context, inside the repository.",
-            )
-        elif not context.is_dir():
-            problem(
-                "context",
-                f"directory {value('context')!r} does not exist in the workspace",
-                "Check out the repository first (actions/checkout) or fix the path.",
-            )
-        elif not dockerfile.is_file():
-            problem(
-                "dockerfile",
-                f"{_rel(dockerfile, workspace)} does not exist",
-                "Set dockerfile relative to the context, or build: never to deploy an existing image.",
-            )
-
-    build_args = _build_args(raw.get("build-args", ""), problem)
-    build_cache = _build_cache(value("build-cache"), image, problem)
-    build_secrets = _env_file(raw.get("build-secrets", ""), "build-secrets", problem, mask)
-
-    secrets_text = raw.get("secrets", "")
-    secrets = _env_file(secrets_text, secrets_source, problem, mask)
-    secret_name = value("secret-name")
-    if secrets and not secret_name:
-        problem(
-            "secret-name",
-            "is required when secrets is set",
-            "Name the Secret your manifests reference, e.g. app-secrets.",
-        )
-    if secret_name and not _DNS_SUBDOMAIN_RE.match(secret_name):
-        problem(
-            "secret-name",
-            f"is not a valid Secret name: {secret_name!r}",
-            "Use lower-case letters, digits, '-' and '.'.",
-        )
-
-    wait_for = tuple(n for n in re.split(r"[\s,]+", value("wait-for")) if n)
-    for name in wait_for:
-        if not _DNS_SUBDOMAIN_RE.match(name):
-            problem(
-                "wait-for",
-                f"{name!r} is not a valid Deployment name",
-                "List Deployment names from the manifests, one per line or comma-separated.",
-            )
-
-    timeout_s = 0.0
-    try:
-        timeout_s = parse_duration(value("timeout"))
-    except ValueError as exc:
-        problem("timeout", str(exc), "Write it like 90s, 10m or 1h30m.")
-
-    flags = {}
-    for name in ("rollback-on-failure", "pin-digest", "force-conflicts", "link-registry"):
-        text = value(name)
-        if text in _TRUE:
-            flags[name] = True
-        elif text in _FALSE:
-            flags[name] = False
-        else:
-            problem(name, f"must be true or false, got {text!r}", "Write true or false.")
-            flags[name] = False
-
-    if flags["link-registry"] and (kubeconfig or not token):
-        problem(
-            "link-registry",
-            "needs the DigitalOcean API (digitalocean-token and cluster), not a kubeconfig input",
-            "Set digitalocean-token and cluster, or integrate the registry once by hand.",
-        )
-
-    if problems:
+    inputs = _Inputs(raw, env, mask=mask, github=github, secrets_source=secrets_source)
+    for spec in INPUTS:
+        assert spec.parse is not None
+        text = raw.get(spec.name, "") if spec.raw else inputs.text(spec.name)
+        try:
+            inputs.parsed[spec.setting] = spec.parse(text, inputs)
+        except Invalid as bad:
+            inputs.problem(spec.name, bad.message, bad.hint)
+            inputs.parsed[spec.setting] = _FALLBACK.get(spec.setting, _empty(spec.parse))
+    if inputs.problems:
+        problems = inputs.problems
         raise problems[0] if len(problems) == 1 else InputErrors(problems)
+    server, repo = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_REPOSITORY", "")
+    return Settings(
+        workspace=inputs.workspace,
+        api_url=api_url_from(env),
+        source_url=f"{server}/{repo}" if server and repo else "",
+        run_url=_run_url(env),
+        github=github,
+        **inputs.parsed,  # type: ignore[arg-type]  # each parser returns its field's type
+    )
 
+
+def _empty(parser: Parser) -> object:
+    """An invalid flag is False, any other invalid input empty (the deploy stops anyway)."""
+    return False if parser in (_flag, _link_registry) else ""
+
+
+def _run_url(env: Mapping[str, str]) -> str:
+    """This Actions run's URL: it lands in cluster annotations, so only plain parts, or nothing."""
     server, repo = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_REPOSITORY", "")
     run_id = env.get("GITHUB_RUN_ID", "")
-    # The run URL lands in cluster annotations: only a plain URL of plain parts, or nothing.
     plain = (
         re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]+)?", server)
         and re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repo)
         and re.fullmatch(r"[0-9]{1,20}", run_id)
     )
-    run_url = f"{server}/{repo}/actions/runs/{run_id}" if plain else ""
-    return Settings(
-        image=image,
-        sha=sha,
-        workspace=workspace,
-        manifests=manifests,
-        placeholder=placeholder,
-        digitalocean_token=token,
-        cluster=cluster,
-        kubeconfig=kubeconfig,
-        api_url=api_url_from(env),
-        namespace=namespace,
-        registry_username=user,
-        registry_password=password,
-        context=context,
-        dockerfile=dockerfile,
-        build_args=build_args,
-        target=value("target"),
-        build_network=value("build-network"),
-        build=build,  # type: ignore[arg-type]  # checked against the literal above
-        build_cache=build_cache,
-        build_secrets=build_secrets,
-        secrets=secrets,
-        secret_name=secret_name,
-        wait_for=wait_for,
-        timeout_s=timeout_s,
-        rollback_on_failure=flags["rollback-on-failure"],
-        pin_digest=flags["pin-digest"],
-        force_conflicts=flags["force-conflicts"],
-        link_registry=flags["link-registry"],
-        source_url=f"{server}/{repo}" if server and repo else "",
-        run_url=run_url,
-        github=github,
-    )
+    return f"{server}/{repo}/actions/runs/{run_id}" if plain else ""
 
 
 class InputErrors(InputError):
@@ -512,12 +613,6 @@ def _rel(path: Path, workspace: Path) -> str:
         return str(path.relative_to(workspace))
     except ValueError:
         return str(path)
-
-
-def _manifest_paths(
-    text: str, workspace: Path, problem: Callable[[str, str, str], None]
-) -> tuple[Path, ...]:
-    return manifests.find_files(text, workspace, problem)
 
 
 DEFAULT_CACHE_TAG = "buildcache"

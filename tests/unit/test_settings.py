@@ -279,3 +279,15 @@ def test_a_build_secret_id_with_a_comma_is_refused(workspace: Path) -> None:
     (problem,) = problems(workspace, build_secrets="a,b=value1234\n")
     assert problem.startswith("build-secrets"), problem
     assert "value1234" not in problem
+
+
+def test_every_input_carries_its_parser_and_fills_one_settings_field() -> None:
+    from dataclasses import fields
+
+    from deployer.settings import INPUTS, Settings
+
+    assert all(spec.parse is not None for spec in INPUTS)
+    from_inputs = [spec.setting for spec in INPUTS]
+    assert len(set(from_inputs)) == len(from_inputs)
+    not_inputs = {"workspace", "api_url", "source_url", "run_url", "github"}
+    assert set(from_inputs) | not_inputs == {f.name for f in fields(Settings)}
