@@ -34,8 +34,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from deployer.diagnose import diagnose
+from deployer.diagnose import diagnose, diagnose_all
 from deployer.kube import Cluster
+from deployer.watch import RolloutResult
 from stack import podlogs
 from tests.harness.runner import ActionRun, run_action
 
@@ -345,11 +346,13 @@ def test_every_log_request_asks_for_a_tail_of_one_container(run: Run) -> None:
 
 
 def test_diagnosis_time_per_failing_workload(stack: dict[str, str], run: Run) -> None:
-    """What diagnosing costs each failed workload on the stack, printed for `pytest -s`: the
-    deployer's own diagnose() in-process against the same cluster (pods, ReplicaSets, events,
-    both runs' logs), and the span of the action's log requests in the audit log."""
+    """What diagnosing costs on the stack, printed for `pytest -s`: the deployer's diagnose()
+    in-process against the same cluster for each failed workload (pods, ReplicaSets, events,
+    both runs' logs), the diagnosis phase for all four at once (diagnose_all, as the pipeline
+    runs it), and the span of the action's own log requests in the audit log."""
     since = datetime.now(UTC) - timedelta(minutes=5)
     with Cluster.from_kubeconfig_file(stack["KUBECONFIG"]) as cluster:
+        failed = []
         for name, container, _, log, _ in WORKLOADS:
             deployment = cluster.get_deployment(name, run.namespace)
             assert deployment is not None
@@ -370,6 +373,14 @@ def test_diagnosis_time_per_failing_workload(stack: dict[str, str], run: Run) ->
                 f"\n[diagnosis] deployment/{name}: diagnose() {took:.3f}s; "
                 f"the action's {len(entries)} log requests spanned {span.total_seconds():.3f}s"
             )
+            failed.append(
+                RolloutResult(name, run.namespace, "failed", "red", 0.0, last_seen=deployment)
+            )
+        began = time.perf_counter()
+        diagnosed = diagnose_all(cluster, failed, since)
+        took = time.perf_counter() - began
+    assert all(r.diagnosis is not None and r.diagnosis.logs for r in diagnosed)
+    print(f"[diagnosis] the phase, all {len(diagnosed)} at once (diagnose_all): {took:.3f}s")
 
 
 def _time(value: str) -> datetime:
