@@ -207,62 +207,99 @@ def diagnose(
     kind = str(workload.get("kind") or "Deployment")
     name = str(meta.get("name") or "?")
     namespace = str(meta.get("namespace") or "default")
-    selector = (workload.get("spec") or {}).get("selector") or None
     notes: list[str] = []
-
-    rs: Mapping[str, Any] | None = None
-    pods: list[dict[str, Any]] = []
-    if kind == "Deployment":
-        replicasets = _try(
-            notes, "ReplicaSets", lambda: cluster.list_replicasets(namespace, selector), []
-        )
-        rs = new_replicaset(workload, replicasets)
-        if rs is not None:
-            rs_selector = (rs.get("spec") or {}).get("selector") or None
-            listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, rs_selector), [])
-            pods = pods_of(rs, listed)
-    else:  # the workload's own pods (a StatefulSet, DaemonSet or Job owns them directly)
-        uid = meta.get("uid")
-        listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
-        pods = [p for p in listed if uid and controller_uid(p) == uid]
-
+    rs, pods = _new_pods(cluster, workload, namespace, notes)
     pod = _pick_pod(pods, problem)
-    container_name: str | None = problem.container if problem else None
-    init = problem.init_container if problem else False
-    status_of: Mapping[str, Any] | None = None
-    if pod is not None:
-        if container_name is None:
-            picked = _pick_container(pod)
-            if picked is not None:
-                container_name, init = picked
-        if container_name is not None:
-            status_of = _container_status(pod, container_name, init)
-
-    reason = problem.reason if problem else _container_reason(status_of)
-    exit_code = problem.exit_code if problem else None
-    if exit_code is None and status_of is not None:
-        exit_code = _last_exit(status_of)
-
+    pod_name = str((pod.get("metadata") or {}).get("name")) if pod is not None else None
+    container = _failing_container(pod, problem)
     logs: list[LogExcerpt] = []
-    if pod is not None and container_name is not None:
-        pod_name = str((pod.get("metadata") or {}).get("name"))
-        for previous in (False, True):
-            logs.append(
-                _logs(
-                    cluster,
-                    pod_name,
-                    namespace,
-                    container_name,
-                    status_of or {},
-                    previous=previous,
-                )
-            )
-
+    if pod_name is not None and container is not None:
+        logs = [
+            _logs(cluster, pod_name, namespace, container.name, container.status, previous=p)
+            for p in (False, True)
+        ]
     objects = [(kind, name)]
     if rs is not None:
         objects.append(("ReplicaSet", str((rs.get("metadata") or {}).get("name"))))
-    if pod is not None:
-        objects.append(("Pod", str((pod.get("metadata") or {}).get("name"))))
+    if pod_name is not None:
+        objects.append(("Pod", pod_name))
+    return Diagnosis(
+        name=name,
+        namespace=namespace,
+        summary=summary or (problem.detail if problem else "rollout did not complete"),
+        pod=pod_name,
+        container=container.name if container else None,
+        init_container=container.init if container else False,
+        reason=problem.reason
+        if problem
+        else _container_reason(container.status if container else None),
+        exit_code=_exit_code(problem, container),
+        conditions=_conditions(workload),
+        logs=tuple(logs),
+        events=_events(cluster, objects, namespace, since, notes),
+        notes=tuple(notes),
+        since=since,
+        kind=kind,
+    )
+
+
+@dataclass(frozen=True)
+class _Container:
+    name: str
+    init: bool
+    status: Mapping[str, Any]  # its containerStatuses entry ({} when the kubelet has none yet)
+
+
+def _new_pods(
+    cluster: DiagnoseSource, workload: Mapping[str, Any], namespace: str, notes: list[str]
+) -> tuple[Mapping[str, Any] | None, list[dict[str, Any]]]:
+    """The pods of the new revision: a Deployment's through its new ReplicaSet (returned too,
+    for its events); any other kind's are its own."""
+    selector = (workload.get("spec") or {}).get("selector") or None
+    if str(workload.get("kind") or "Deployment") != "Deployment":
+        uid = (workload.get("metadata") or {}).get("uid")
+        listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
+        return None, [p for p in listed if uid and controller_uid(p) == uid]
+    replicasets = _try(
+        notes, "ReplicaSets", lambda: cluster.list_replicasets(namespace, selector), []
+    )
+    rs = new_replicaset(workload, replicasets)
+    if rs is None:
+        return None, []
+    rs_selector = (rs.get("spec") or {}).get("selector") or None
+    listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, rs_selector), [])
+    return rs, pods_of(rs, listed)
+
+
+def _failing_container(
+    pod: Mapping[str, Any] | None, problem: PodProblem | None
+) -> _Container | None:
+    """The container the problem names, else the first one that is not plainly fine."""
+    name, init = (problem.container, problem.init_container) if problem else (None, False)
+    if pod is None:
+        return _Container(name, init, {}) if name is not None else None
+    if name is None:
+        picked = _pick_container(pod)
+        if picked is None:
+            return None
+        name, init = picked
+    return _Container(name, init, _container_status(pod, name, init) or {})
+
+
+def _exit_code(problem: PodProblem | None, container: _Container | None) -> int | None:
+    if problem is not None and problem.exit_code is not None:
+        return problem.exit_code
+    return _last_exit(container.status) if container is not None and container.status else None
+
+
+def _events(
+    cluster: DiagnoseSource,
+    objects: list[tuple[str, str]],
+    namespace: str,
+    since: datetime,
+    notes: list[str],
+) -> tuple[EventLine, ...]:
+    """The telling events about `objects` since the deploy began, oldest first, the last few."""
     events: list[EventLine] = []
     for obj_kind, obj_name in objects:
         raw = _try(
@@ -273,23 +310,7 @@ def diagnose(
         )
         events.extend(_event_lines(raw, since))
     events.sort(key=lambda e: e.when or datetime.min.replace(tzinfo=UTC))
-
-    return Diagnosis(
-        name=name,
-        namespace=namespace,
-        summary=summary or (problem.detail if problem else "rollout did not complete"),
-        pod=str((pod.get("metadata") or {}).get("name")) if pod is not None else None,
-        container=container_name,
-        init_container=init,
-        reason=reason,
-        exit_code=exit_code,
-        conditions=_conditions(workload),
-        logs=tuple(logs),
-        events=tuple(events[-MAX_EVENTS:]),
-        notes=tuple(notes),
-        since=since,
-        kind=kind,
-    )
+    return tuple(events[-MAX_EVENTS:])
 
 
 # --- choosing what to show ------------------------------------------------------------------
