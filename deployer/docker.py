@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -111,6 +112,8 @@ class Docker:
         base["DOCKER_CONFIG"] = str(self.config_dir)
         self.env = base
         self._buildkit: bool | None = None
+        self._running: subprocess.Popen[str] | None = None
+        self._stopped = False
 
     def buildkit(self) -> bool:
         """Does `docker build` use BuildKit here (buildx plugin present, not switched off)? Cache
@@ -152,6 +155,8 @@ class Docker:
     def _stream(self, args: Sequence[str], line: Callable[[str], None]) -> tuple[int, list[str]]:
         """Run with output streamed line by line; kill the child if we are interrupted."""
         tail: list[str] = []
+        if self._stopped:
+            return -9, ["stopped: another phase failed"]
         with subprocess.Popen(
             [self.binary, *args],
             stdout=subprocess.PIPE,
@@ -161,6 +166,7 @@ class Docker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         ) as proc:
+            self._running = proc
             try:
                 assert proc.stdout is not None
                 for raw in proc.stdout:
@@ -169,9 +175,19 @@ class Docker:
                     tail = [*tail[-39:], text]
                 return proc.wait(), tail
             except BaseException:
-                proc.kill()
+                _kill_session(proc)
                 proc.wait()
                 raise
+            finally:
+                self._running = None
+
+    def stop(self) -> None:
+        """Kill the streamed docker command running now (another phase failed): its whole
+        session, so the buildx plugin goes too and BuildKit cancels the build."""
+        self._stopped = True
+        proc = self._running
+        if proc is not None and proc.poll() is None:
+            _kill_session(proc)
 
     # -- operations ------------------------------------------------------------------------
     def check_daemon(self) -> str:
@@ -368,6 +384,14 @@ _SHM = "/dev/shm"  # noqa: S108
 def _private_dir() -> str:
     base = _SHM if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK) else None
     return tempfile.mkdtemp(prefix="djk-build-secrets-", dir=base)
+
+
+def _kill_session(proc: subprocess.Popen[str]) -> None:
+    # start_new_session: the child leads its own process group (docker plus its CLI plugin).
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
 
 
 def _has_buildx(docker: Docker) -> bool:

@@ -16,6 +16,7 @@ becomes a visible `⏎`, every other control character (ESC, NUL, BEL, DEL, C1) 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import secrets as _random
@@ -138,6 +139,16 @@ class Reporter:
                 self._command("endgroup")
             else:
                 self.line(f"    ({time.monotonic() - started:.1f}s)")
+
+    def adopt(self, buffered: Reporter) -> str:
+        """For a phase that logged to `buffered` (a Reporter on a StringIO) while another phase
+        had the log: its secrets are redacted from our own output from now on, and its log text
+        is returned, to be written as one block (its `::add-mask::` lines first, as written).
+        Safe while another thread writes: the list of secrets is replaced, not changed."""
+        self._secrets = sorted({*self._secrets, *buffered._secrets}, key=len, reverse=True)
+        self.unwritable += buffered.unwritable
+        stream = buffered.stream
+        return stream.getvalue() if isinstance(stream, io.StringIO) else ""
 
     @contextlib.contextmanager
     def library_logs(self) -> Iterator[None]:

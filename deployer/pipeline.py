@@ -1,21 +1,27 @@
 """The deploy, as one readable list of phases. Each phase is one function and one log group.
 
-    preflight → credentials → build & push → render → apply → watch → diagnose (→ rollback) → report
+    preflight → build & push ∥ cluster checks → render → apply → watch → diagnose (→ rollback)
+    → report
 
 Cheap checks come first: inputs (already validated by settings), manifests, placeholder, wait-for,
-config references, the DigitalOcean token, the cluster and the references that must already be in
-it — all before the slow docker build. Only `apply` changes the cluster. Whatever happens, the
-report says what state the deploy left behind.
+config references. Then the image builds while the cluster checks run alongside it: the
+DigitalOcean token and cluster, the kubeconfig, the references that must already be in the
+cluster, the permission preflight, pull access to DOCR and a server-side dry run of the rendered
+manifests. A failed check stops the build at once; their log is shown first, as their own groups,
+then the build's. Only `apply` changes the cluster. Whatever happens, the report says what state
+the deploy left behind.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from deployer import docr, manifests, report, stamps
 from deployer import kubeconfig as kubeconfig_input
@@ -33,6 +39,8 @@ DOCR_HOST = "registry.digitalocean.com"
 # The kubeconfig is fetched before the build so a bad token or cluster fails fast; its token must
 # outlive the build plus the whole wait. If the build runs past this allowance we fetch a new one.
 BUILD_ALLOWANCE_S = 30 * 60
+# A build that fails on its own waits this long for the cluster checks' log before it reports.
+CHECKS_GRACE_S = 10.0
 EXPIRY_MARGIN_S = 5 * 60
 # After link-registry, how long DigitalOcean's operator gets to put the pull secret in place.
 LINK_WAIT_S = 60.0
@@ -114,8 +122,7 @@ def deploy(
     creds: Credentials | None = None
     try:
         plan = preflight(settings, reporter, outcome)
-        creds = credentials(settings, reporter, services, outcome, plan)
-        build_and_push(settings, reporter, services, outcome)
+        creds = build_while_checking_the_cluster(settings, reporter, services, outcome, plan)
         creds = refresh_if_short(settings, reporter, services, outcome, creds)
         documents = render(settings, reporter, outcome, plan)
         apply(settings, reporter, outcome, creds.cluster, documents, plan)
@@ -190,48 +197,214 @@ def credentials(
     outcome.phase = "credentials"
     with reporter.group("Credentials: cluster access"):
         creds = _fetch_credentials(settings, reporter, services)
-        version = creds.cluster.server_version()
-        reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
-        missing = [
-            r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)
-        ]
-        if missing:
-            ref = missing[0]
-            file, _, line = ref.where.rpartition(":")
-            raise InputError(
-                f"{ref.used_by} needs {ref.kind} {ref.namespace}/{ref.name}, which is neither in the "
-                f"manifests, nor the secrets input, nor the cluster",
-                file=file,
-                line=int(line),
-                hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
-                "cluster, or mark the reference optional: true.",
-            )
-        missing_rights = creds.cluster.missing_permissions(
-            [d.body for d in plan.documents] + _secret_stub(settings, plan)
-        )
-        if missing_rights:
-            shown = "; ".join(missing_rights[:5]) + (
-                f"; and {len(missing_rights) - 5} more" if len(missing_rights) > 5 else ""
-            )
-            raise InputError(
-                f"the cluster identity ({creds.describe}) may not: {shown}",
-                where="cluster",
-                hint="Grant these rights (a Role and RoleBinding per namespace), or use credentials that have them.",
-            )
-        if plan.deferred_refs:
-            reporter.line(
-                f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
-            )
-        _registry_access(settings, reporter, services, creds, plan)
+        try:
+            _check_access(settings, reporter, services, creds, plan)
+        except BaseException:
+            creds.cluster.close()  # its key material goes with it
+            raise
         return creds
 
 
+def _check_access(
+    settings: Settings, reporter: Reporter, services: Services, creds: Credentials, plan: Plan
+) -> None:
+    version = creds.cluster.server_version()
+    reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
+    missing = [
+        r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)
+    ]
+    if missing:
+        ref = missing[0]
+        file, _, line = ref.where.rpartition(":")
+        raise InputError(
+            f"{ref.used_by} needs {ref.kind} {ref.namespace}/{ref.name}, which is neither in the "
+            f"manifests, nor the secrets input, nor the cluster",
+            file=file,
+            line=int(line),
+            hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
+            "cluster, or mark the reference optional: true.",
+        )
+    missing_rights = creds.cluster.missing_permissions(
+        [d.body for d in plan.documents] + _secret_stub(settings, plan)
+    )
+    if missing_rights:
+        shown = "; ".join(missing_rights[:5]) + (
+            f"; and {len(missing_rights) - 5} more" if len(missing_rights) > 5 else ""
+        )
+        raise InputError(
+            f"the cluster identity ({creds.describe}) may not: {shown}",
+            where="cluster",
+            hint="Grant these rights (a Role and RoleBinding per namespace), or use credentials that have them.",
+        )
+    if plan.deferred_refs:
+        reporter.line(
+            f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
+        )
+    _registry_access(settings, reporter, services, creds, plan)
+
+
+class _HeldLog(io.TextIOBase):
+    """The log while the cluster checks run alongside the build: the build's lines are held
+    until the checks are done, then written after theirs, and from then on pass straight through.
+    So the log reads in order (checks, then build), and no line of one is interleaved with the
+    other's, nor lands inside the build's stop-commands block. When the checks failed, the
+    build's lines (held or still to come: it is being stopped) are dropped."""
+
+    def __init__(self, real: TextIO) -> None:
+        super().__init__()
+        self.real = real
+        self.held: list[str] = []
+        self.mode = "hold"  # then "live", or "drop"
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            if self.mode == "live":
+                self.real.write(text)
+            elif self.mode == "hold":
+                self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.mode == "live":
+                self.real.flush()
+
+    def release(self, first: str, *, drop: str = "") -> None:
+        """Write `first` (the checks' log), then what was held and go live; or, given `drop`
+        (why), write that instead and drop the build's lines from now on."""
+        with self.lock:
+            if self.mode != "hold":
+                return
+            self.real.write(first)
+            self.real.write(drop or "".join(self.held))
+            self.held.clear()
+            self.mode = "drop" if drop else "live"
+            self.real.flush()
+
+
+class ClusterChecks(threading.Thread):
+    """The cluster phases that need no image — credentials (DigitalOcean lookup, kubeconfig),
+    references, the permission preflight, pull access to DOCR, and a server-side dry run of the
+    rendered manifests with the reference about to be pushed — run while the image builds. They
+    log to a buffer; when they are done it is written, then the build's log, held meanwhile. A
+    failure stops the build at once (its held log is dropped: it was stopped, not broken)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services,
+        plan: Plan,
+        reporter: Reporter,
+        stop_build: Callable[[], None],
+    ) -> None:
+        super().__init__(name="cluster-checks", daemon=True)  # a cancel never waits for it
+        self.settings, self.services, self.plan = settings, services, plan
+        self.reporter, self.stop_build = reporter, stop_build
+        self.log = Reporter(github=reporter.github, stream=io.StringIO())
+        self.held = _HeldLog(reporter.stream)
+        self.creds: Credentials | None = None
+        self.error: Exception | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+
+    def run(self) -> None:
+        creds: Credentials | None = None
+        try:
+            creds = credentials(self.settings, self.log, self.services, Outcome(), self.plan)
+            dry_run(self.settings, self.log, creds.cluster, self.plan)
+        except Exception as error:  # raised again in the main thread, as is
+            self.error = error
+            self.stop_build()
+        with self._lock:
+            if self._abandoned or self.error is not None:
+                if creds is not None:
+                    creds.cluster.close()
+                if self._abandoned:
+                    return
+            else:
+                self.creds = creds
+            text = self.reporter.adopt(self.log)
+            if self.error is None:
+                self.held.release(text)
+            else:
+                self.held.release(text, drop="the image build started alongside was stopped\n")
+
+    def result(self, outcome: Outcome) -> Credentials:
+        """Wait for the checks; their credentials, or their error."""
+        self.join()
+        if self.error is not None:
+            outcome.phase = "credentials"
+            raise self.error
+        assert self.creds is not None
+        return self.creds
+
+    def abandon(self, note: str) -> None:
+        """The deploy goes on without them (the build failed, or a cancel): the held log is
+        shown with `note` first; credentials they still make are closed (key material removed)."""
+        with self._lock:
+            self._abandoned = True
+            if self.creds is not None:
+                self.creds.cluster.close()
+                self.creds = None
+            self.held.release(note)
+
+
+def build_while_checking_the_cluster(
+    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome, plan: Plan
+) -> Credentials:
+    docker = services.docker()
+    checks = ClusterChecks(settings, services, plan, reporter, docker.stop)
+    stream = reporter.stream
+    reporter.stream = checks.held
+    checks.start()
+    try:
+        try:
+            build_and_push(settings, reporter, services, outcome, docker)
+        except DeployError:
+            # A build stopped because the checks failed gives their reason; a build that failed
+            # on its own gives its own, once the checks (seconds) had their say.
+            checks.join(timeout=CHECKS_GRACE_S)
+            if checks.error is not None:
+                outcome.phase = "credentials"
+                raise checks.error from None
+            raise
+        return checks.result(outcome)
+    except BaseException:
+        if checks.is_alive() or checks.error is None:
+            checks.abandon("(the cluster checks were not waited for)\n")
+        raise
+    finally:
+        reporter.stream = stream
+        docker.close()
+
+
+def dry_run(settings: Settings, reporter: Reporter, cluster: ClusterApi, plan: Plan) -> None:
+    """The rendered manifests, with the reference about to be pushed, through the API server's
+    validation and admission (`dryRun=All`, nothing stored): what apply would be refused is found
+    while the image still builds. Apply runs its own dry run again, with the final reference."""
+    with reporter.group("Dry run: the rendered manifests, server-side"):
+        bodies = render_bodies(
+            settings, Reporter(github=False, stream=io.StringIO()), plan, settings.image_ref
+        )
+        try:
+            checked = cluster.dry_run(bodies, field_manager=FIELD_MANAGER)
+        except Rejected as rejected:
+            raise _located(rejected, settings, plan) from rejected
+        reporter.line(f"the API server accepts {checked} of {len(bodies)} object(s)")
+
+
 def build_and_push(
-    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome
+    settings: Settings,
+    reporter: Reporter,
+    services: Services,
+    outcome: Outcome,
+    docker: Builder | None = None,
 ) -> None:
     outcome.phase = "build"
     ref = settings.image_ref
-    docker = services.docker()
+    owned = docker is None
+    docker = docker or services.docker()
     try:
         with reporter.group(f"Build: {ref}"):
             reporter.line(f"Docker daemon {docker.check_daemon()}")
@@ -288,7 +461,8 @@ def build_and_push(
         outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
         reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
     finally:
-        docker.close()
+        if owned:
+            docker.close()
 
 
 def refresh_if_short(
@@ -316,40 +490,48 @@ def render(
 ) -> list[dict[str, Any]]:
     outcome.phase = "render"
     with reporter.group("Render: manifests"):
-        rendered = manifests.render(plan.sources, settings.placeholder, outcome.image_ref)
-        documents = manifests.parse(rendered, settings.workspace)
-        manifests.assign_namespace(documents, settings.namespace, settings.workspace)
-        manifests.verify_images(
-            documents, outcome.image_ref, settings.image, settings.placeholder, settings.workspace
+        return render_bodies(settings, reporter, plan, outcome.image_ref)
+
+
+def render_bodies(
+    settings: Settings, reporter: Reporter, plan: Plan, image_ref: str
+) -> list[dict[str, Any]]:
+    """The objects to apply, in apply order: placeholder replaced, checksums and cause stamped,
+    the Secret from the secrets input added. Also what the dry run alongside the build tries."""
+    rendered = manifests.render(plan.sources, settings.placeholder, image_ref)
+    documents = manifests.parse(rendered, settings.workspace)
+    manifests.assign_namespace(documents, settings.namespace, settings.workspace)
+    manifests.verify_images(
+        documents, image_ref, settings.image, settings.placeholder, settings.workspace
+    )
+    config_users = stamps.stamp_config_checksums(documents)
+    if config_users:
+        reporter.line(
+            "the ConfigMaps/Secrets of the manifests each workload uses: checksum on the pod "
+            f"templates of {', '.join(config_users)}"
         )
-        config_users = stamps.stamp_config_checksums(documents)
-        if config_users:
-            reporter.line(
-                "the ConfigMaps/Secrets of the manifests each workload uses: checksum on the pod "
-                f"templates of {', '.join(config_users)}"
-            )
-        if settings.secrets:
-            secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
-            # Pods read a Secret at start: its checksum rolls exactly the workloads using it.
-            users = stamps.stamp_checksum(
-                documents,
-                {("Secret", plan.namespace, settings.secret_name): secret},
-                SECRET_CHECKSUM_ANNOTATION,
-            )
-            # Sorted with the rest: after config it may need, before the workloads that use it.
-            documents.append(manifests.Document(path=Path("secrets"), line=1, body=secret))
-            reporter.line(
-                f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
-                + (f"; its checksum is on the pod templates of {', '.join(users)}" if users else "")
-            )
-        cause = stamps.change_cause(settings.sha, settings.run_url)
-        if stamps.stamp_change_cause(documents, cause):
-            reporter.line(f"change cause (kubectl rollout history): {cause}")
-        bodies = [d.body for d in manifests.apply_order(documents)]
-        for d, label, image in manifests.images(documents):
-            if image == outcome.image_ref:
-                reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
-        return bodies
+    if settings.secrets:
+        secret = secret_manifest(settings.secret_name, plan.namespace, settings.secrets)
+        # Pods read a Secret at start: its checksum rolls exactly the workloads using it.
+        users = stamps.stamp_checksum(
+            documents,
+            {("Secret", plan.namespace, settings.secret_name): secret},
+            SECRET_CHECKSUM_ANNOTATION,
+        )
+        # Sorted with the rest: after config it may need, before the workloads that use it.
+        documents.append(manifests.Document(path=Path("secrets"), line=1, body=secret))
+        reporter.line(
+            f"secret/{settings.secret_name}: {len(settings.secrets)} key(s) from the secrets input"
+            + (f"; its checksum is on the pod templates of {', '.join(users)}" if users else "")
+        )
+    cause = stamps.change_cause(settings.sha, settings.run_url)
+    if stamps.stamp_change_cause(documents, cause):
+        reporter.line(f"change cause (kubectl rollout history): {cause}")
+    bodies = [d.body for d in manifests.apply_order(documents)]
+    for d, label, image in manifests.images(documents):
+        if image == image_ref:
+            reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
+    return bodies
 
 
 SECRET_CHECKSUM_ANNOTATION = "django-k8s-deploy/secrets-checksum"  # noqa: S105 - a name, not a secret

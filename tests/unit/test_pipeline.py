@@ -58,6 +58,7 @@ class FakeDocker:
         self.has_image = has_image
         self.build_fails = build_fails
         self.closed = False
+        self.stopped = False
         self.logins: list[tuple[str, str, str]] = []
 
     def check_daemon(self) -> str:
@@ -96,6 +97,9 @@ class FakeDocker:
     def push_cache(self, ref: str, cache_ref: str) -> str:
         self.journal.append(f"docker push_cache {cache_ref}")
         return ""
+
+    def stop(self) -> None:
+        self.stopped = True  # not journaled: when it comes depends on the threads
 
     def close(self) -> None:
         self.closed = True
@@ -276,21 +280,34 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
     world = World(tmp_path)
     outcome = world.deploy()
 
-    assert world.groups == ["Preflight", "Credentials", "Build", "Push", "Render", "Apply", "Watch"]
+    # The cluster checks run while the image builds; the log shows them first, then the build.
+    assert world.groups == [
+        "Preflight",
+        "Credentials",
+        "Dry run",
+        "Build",
+        "Push",
+        "Render",
+        "Apply",
+        "Watch",
+    ]
     ref = "registry.digitalocean.com/team/app:" + "0" * 40
-    assert world.journal == [
+    assert [c for c in world.journal if not c.startswith("docker")] == [
         "digitalocean find_cluster prod",
         "digitalocean kubeconfig",
         "cluster server_version",
         "cluster missing_permissions (2 objects)",
+        "cluster dry_run (2 objects)",  # alongside the build, with the reference to be pushed
+        "cluster dry_run (2 objects)",  # at apply, with the pushed one
+        "cluster apply ConfigMap/app-config",
+        "cluster apply Deployment/web",
+    ]
+    assert [c for c in world.journal if c.startswith("docker")] == [
         "docker check_daemon",
         "docker login registry.digitalocean.com",
         f"docker exists {ref}",
         f"docker build {ref}",
         f"docker push {ref}",
-        "cluster dry_run (2 objects)",
-        "cluster apply ConfigMap/app-config",
-        "cluster apply Deployment/web",
     ]
     assert world.docker.closed and world.cluster.closed
     assert (outcome.result, outcome.image_ref, outcome.digest) == ("succeeded", ref, DIGEST)
@@ -355,7 +372,7 @@ def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
     assert "### deployment/web" in world.summary
 
 
-def test_a_missing_right_stops_before_the_build_and_changes_nothing(tmp_path: Path) -> None:
+def test_a_missing_right_stops_the_build_and_changes_nothing(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.cluster.missing = [f"patch configmaps in namespace {NS}"]
     error = world.deploy().error
@@ -363,8 +380,11 @@ def test_a_missing_right_stops_before_the_build_and_changes_nothing(tmp_path: Pa
 
     assert error.exit_code == 2
     assert "may not: patch configmaps in namespace shop" in str(error)
+    # The build ran alongside and was stopped: its log is not shown, nothing was applied.
     assert world.groups == ["Preflight", "Credentials"]
-    assert not any(c.startswith(("docker", "cluster apply")) for c in world.journal)
+    assert "the image build started alongside was stopped" in world.log.getvalue()
+    assert world.docker.stopped
+    assert not any(c.startswith("cluster apply") for c in world.journal)
     assert "State: nothing was applied to the cluster (stopped before any change)." in (
         world.log.getvalue()
     )
@@ -381,7 +401,8 @@ def test_a_reference_missing_from_manifests_and_cluster_names_the_file_and_line(
     assert (error.file, error.line) == ("deploy/deployment.yaml", 1)  # the document
     assert "needs ConfigMap shop/app-config" in str(error)
     assert "cluster exists ConfigMap/app-config" in world.journal
-    assert not any(c.startswith("docker") for c in world.journal)
+    assert world.docker.stopped  # the build that ran alongside
+    assert not any(c.startswith("cluster apply") for c in world.journal)
 
 
 def test_an_outside_service_failing_is_exit_3_and_nothing_was_applied(tmp_path: Path) -> None:
@@ -390,7 +411,10 @@ def test_an_outside_service_failing_is_exit_3_and_nothing_was_applied(tmp_path: 
     error = world.deploy().error
     assert isinstance(error, ServiceError)
     assert error.exit_code == 3
-    assert world.journal == ["digitalocean find_cluster prod"]
+    assert [c for c in world.journal if not c.startswith("docker")] == [
+        "digitalocean find_cluster prod"
+    ]
+    assert world.docker.stopped  # the build that ran alongside
     assert "State: nothing was applied to the cluster" in world.log.getvalue()
 
 
@@ -400,7 +424,7 @@ def test_a_failed_build_leaves_the_cluster_untouched_and_closes_every_service(
     world = World(tmp_path)
     world.docker.build_fails = True
     assert isinstance(world.deploy().error, InputError)
-    assert world.groups == ["Preflight", "Credentials", "Build"]
+    assert world.groups == ["Preflight", "Credentials", "Dry run", "Build"]
     assert not any(c.startswith("cluster apply") for c in world.journal)
     assert world.docker.closed and world.cluster.closed
     assert "State: nothing was applied to the cluster (stopped during the build)." in (
