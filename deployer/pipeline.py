@@ -564,7 +564,7 @@ def apply(
                 + (f" in {item.namespace}" if item.namespace else "")
             )
 
-        cluster.apply(
+        cluster.server_side_apply(
             bodies,
             field_manager=FIELD_MANAGER,
             force_conflicts=settings.force_conflicts,
@@ -649,7 +649,7 @@ def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:
         for r in outcome.results:
             if r.result == "succeeded" or r.kind != "Deployment":
                 continue
-            undo = cluster.rollback(r.name, r.namespace)
+            undo = cluster.undo_rollout(r.name, r.namespace)
             if not undo.done:
                 reporter.warning(f"deployment/{r.name}: {undo.message}", title="Rollback skipped")
                 continue

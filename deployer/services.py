@@ -73,7 +73,7 @@ class ClusterApi(WatchSource, Protocol):
 
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None: ...
 
-    def apply(
+    def server_side_apply(
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
@@ -92,7 +92,7 @@ class ClusterApi(WatchSource, Protocol):
         namespace: str = ...,
     ) -> int: ...
 
-    def rollback(self, deployment_name: str, namespace: str) -> Rollback: ...
+    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback: ...
 
     def close(self) -> None: ...
 

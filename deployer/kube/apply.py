@@ -36,7 +36,7 @@ class Applied:
     uid: str
 
 
-def apply(
+def server_side_apply(
     connection: Connection,
     docs: Sequence[Mapping[str, Any]],
     *,

@@ -26,7 +26,7 @@ _LOG_LIMIT_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class Rollback:
-    """What `rollback` did: `done` False means nothing was changed, `message` says why."""
+    """What `undo_rollout` did: `done` False means nothing was changed, `message` says why."""
 
     deployment: str
     namespace: str
@@ -173,7 +173,7 @@ class Cluster(Connection):
         """What this identity may not do that the deploy needs (see `kube.permissions`)."""
         return permissions.missing_permissions(self, documents)
 
-    def apply(
+    def server_side_apply(
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
@@ -184,7 +184,7 @@ class Cluster(Connection):
         warn: Callable[[str], None] | None = None,
     ) -> list[applying.Applied]:
         """Server-side apply each document, in order (see `kube.apply`)."""
-        return applying.apply(
+        return applying.server_side_apply(
             self,
             docs,
             field_manager=field_manager,
@@ -204,7 +204,7 @@ class Cluster(Connection):
         """Every document through a server-side dry run before any is applied (see `kube.apply`)."""
         return applying.dry_run(self, docs, field_manager=field_manager, namespace=namespace)
 
-    def rollback(self, deployment_name: str, namespace: str) -> Rollback:
+    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
         """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
 
         We use our own field manager, so the next deploy's apply takes those fields back (with

@@ -97,7 +97,7 @@ def apply_and_watch(
     lines: list[str] = []
     since = datetime.now(UTC)
     started = time.monotonic()
-    applied = cluster.apply(docs, force_conflicts=True)
+    applied = cluster.server_side_apply(docs, force_conflicts=True)
     targets = [
         Target(a.name, a.namespace or "default", a.generation)
         for a in applied
@@ -288,7 +288,7 @@ def test_apply_reports_generation_and_a_field_conflict_names_fields_and_owners(
     cluster: Cluster, namespace: str
 ) -> None:
     doc = deployment("web", namespace)
-    [first] = cluster.apply([doc], field_manager="other-tool", force_conflicts=False)
+    [first] = cluster.server_side_apply([doc], field_manager="other-tool", force_conflicts=False)
     assert (first.kind, first.name, first.namespace, first.generation) == (
         "Deployment",
         "web",
@@ -297,7 +297,7 @@ def test_apply_reports_generation_and_a_field_conflict_names_fields_and_owners(
     )
     changed = deployment("web", namespace, replicas=3)
     with pytest.raises(Conflict) as info:
-        cluster.apply([changed], force_conflicts=False)
+        cluster.server_side_apply([changed], force_conflicts=False)
     message = str(info.value)
     assert message.startswith(
         f'Deployment/web in namespace "{namespace}": server-side apply conflicts with other '
@@ -308,7 +308,7 @@ def test_apply_reports_generation_and_a_field_conflict_names_fields_and_owners(
 
     warnings: list[str] = []
     seen: list[Applied] = []
-    [second] = cluster.apply(
+    [second] = cluster.server_side_apply(
         [changed], force_conflicts=True, warn=warnings.append, on_applied=seen.append
     )
     assert seen == [second]
@@ -329,7 +329,7 @@ def test_rollback_returns_a_failed_deployment_to_its_previous_revision(
     results, _, _ = apply_and_watch(cluster, [bad])
     assert results[0].result == "failed"
 
-    rollback = cluster.rollback("web", namespace)
+    rollback = cluster.undo_rollout("web", namespace)
     assert (rollback.done, rollback.from_revision, rollback.to_revision) == (True, "2", "1")
     assert rollback.message == "deployment/web: rolled back from revision 2 to revision 1"
     after = cluster.get_deployment("web", namespace)
@@ -344,21 +344,21 @@ def test_rollback_returns_a_failed_deployment_to_its_previous_revision(
         progress=lambda _: None,
     )
     assert results[0].result == "succeeded"
-    again = cluster.rollback("web", namespace)  # revision 3 = template of 1; previous is 2
+    again = cluster.undo_rollout("web", namespace)  # revision 3 = template of 1; previous is 2
     assert again.done
 
 
 def test_rollback_without_history_changes_nothing_and_says_so(
     cluster: Cluster, namespace: str
 ) -> None:
-    cluster.apply([deployment("web", namespace)], force_conflicts=True)
+    cluster.server_side_apply([deployment("web", namespace)], force_conflicts=True)
     deadline = time.monotonic() + 60  # a generous wait for the controller, not a speed check
     while (cluster.get_deployment("web", namespace) or {}).get("metadata", {}).get(
         "annotations", {}
     ).get("deployment.kubernetes.io/revision") is None:
         assert time.monotonic() < deadline, "the controller never set a revision"
         time.sleep(0.1)
-    rollback = cluster.rollback("web", namespace)
+    rollback = cluster.undo_rollout("web", namespace)
     assert (rollback.done, rollback.message) == (
         False,
         "deployment/web: no previous revision to roll back to",
@@ -370,7 +370,7 @@ def test_a_limited_identity_gets_one_line_saying_what_to_grant(
 ) -> None:
     with Cluster.from_kubeconfig_file(stack["DJK_LIMITED_KUBECONFIG"]) as limited:
         with pytest.raises(Forbidden) as info:
-            limited.apply([deployment("web", namespace)], force_conflicts=True)
+            limited.server_side_apply([deployment("web", namespace)], force_conflicts=True)
         message = str(info.value)
         assert message.startswith(
             f'the cluster identity may not "patch" deployments.apps in namespace "{namespace}": '
@@ -385,7 +385,9 @@ def test_a_limited_identity_gets_one_line_saying_what_to_grant(
                 limited, [Target("web", namespace, 1)], timeout_s=10, progress=lambda _: None
             )
         # its own namespace works
-        applied = limited.apply([deployment("own", "djk-limited")], force_conflicts=True)
+        applied = limited.server_side_apply(
+            [deployment("own", "djk-limited")], force_conflicts=True
+        )
         assert applied[0].name == "own"
 
 
@@ -397,7 +399,7 @@ def test_exists_and_server_version(cluster: Cluster, namespace: str) -> None:
         "data": {"A": "1"},
     }
     assert not cluster.exists("ConfigMap", "app-config", namespace)
-    cluster.apply([config_map], force_conflicts=True)
+    cluster.server_side_apply([config_map], force_conflicts=True)
     assert cluster.exists("ConfigMap", "app-config", namespace)
     assert not cluster.exists("Secret", "app-config", namespace)
     assert cluster.server_version().startswith("v1.3")
@@ -411,7 +413,7 @@ def test_an_unknown_kind_is_refused_before_anything_is_sent(
     with pytest.raises(
         InputError, match=r"does not serve kind Widget in apiVersion example\.com/v1"
     ):
-        cluster.apply([doc], force_conflicts=True, namespace=namespace)
+        cluster.server_side_apply([doc], force_conflicts=True, namespace=namespace)
 
 
 def test_an_invalid_manifest_gets_the_api_servers_reason(cluster: Cluster, namespace: str) -> None:
@@ -420,7 +422,7 @@ def test_an_invalid_manifest_gets_the_api_servers_reason(cluster: Cluster, names
     with pytest.raises(
         InputError, match=r"the API server rejected apply Deployment/web: .*Invalid"
     ):
-        cluster.apply([doc], force_conflicts=True)
+        cluster.server_side_apply([doc], force_conflicts=True)
 
 
 def test_a_kubeconfig_held_in_memory_leaves_no_files_behind(
@@ -455,7 +457,9 @@ def test_a_kubeconfig_held_in_memory_leaves_no_files_behind(
 def test_cancel_closes_the_real_watch_streams_and_ends_every_watch_thread(
     cluster: Cluster, namespace: str
 ) -> None:
-    cluster.apply([deployment("web", namespace, behavior="never-ready")], force_conflicts=True)
+    cluster.server_side_apply(
+        [deployment("web", namespace, behavior="never-ready")], force_conflicts=True
+    )
     cancel = threading.Event()
     watching: list[threading.Thread] = []
 

@@ -173,7 +173,7 @@ class FakeDeployCluster(FakeCluster):
                 )
         return len(docs)
 
-    def apply(
+    def server_side_apply(
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
@@ -206,7 +206,7 @@ class FakeDeployCluster(FakeCluster):
         else:
             self.put(deployment(name, updated=2, available=2))
 
-    def rollback(self, deployment_name: str, namespace: str) -> Rollback:
+    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
         self.journal.append(f"cluster rollback {deployment_name}")
         return Rollback(deployment_name, namespace, True, "2", "1", "rolled back to revision 1")
 
