@@ -129,6 +129,14 @@ def run(
             workspace,
             extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
         )
+        if result.outputs.get("deployments"):
+            # Time from apply to each verdict, for `pytest -s`: all must fall within the 5 s
+            # failure grace of the first, or the later ones end up "cancelled".
+            verdicts = ", ".join(
+                f"{d['name']} {d['result']} {d['duration_seconds']}s"
+                for d in json.loads(result.outputs["deployments"])
+            )
+            print(f"\n[verdicts] exit {result.exit_code}: {verdicts}")
         pods = {}
         for name, *_ in WORKLOADS:
             found = re.search(rf"^\s*pod ({name}-[a-z0-9]+-[a-z0-9]+),", result.visible_log, re.M)
