@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from deployer import timestamps
 from deployer.errors import DeployError
 from deployer.status import PodProblem, controller_uid, new_replicaset, pod_is_ready, pods_of
 
@@ -454,18 +455,10 @@ def _event_time(ev: Mapping[str, Any]) -> datetime | None:
     )
     for value in candidates:
         if value:
-            parsed = _parse_time(str(value))
+            parsed = timestamps.parse(str(value))
             if parsed is not None:
                 return parsed
     return None
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _try(notes: list[str], what: str, fetch: Any, default: Any) -> Any:

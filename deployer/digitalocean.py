@@ -47,7 +47,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from deployer import __version__
+from deployer import __version__, timestamps
 from deployer.errors import InputError, ServiceError
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
@@ -344,7 +344,7 @@ class DigitalOcean:
             "current-context": name,
             "preferences": {},
         }
-        expires_at = _parse_time(body.get("expires_at"))
+        expires_at = timestamps.parse(body.get("expires_at"))
         return _checked_kubeconfig(config, expires_at)
 
     def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
@@ -622,17 +622,6 @@ def _named(config: Mapping[str, Any], section: str, name: object) -> dict[str, A
             if isinstance(entry, dict) and entry.get("name") == name:
                 return entry
     return {}
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        # Python 3.11 accepts the API's `Z` and nanoseconds (extra digits are truncated).
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _mark(exc: yaml.YAMLError) -> str:

@@ -122,3 +122,19 @@ def test_publish_is_the_one_emitter_and_fences_diagnosis_sections(tmp_path: Path
     assert log[3] == f"::{log[1].removeprefix('::stop-commands::')}::"
     assert log[4:] == ["::endgroup::", "State: x", "::error title=Rollout failed::boom"]
     assert "result<<" in (tmp_path / "out").read_text()
+
+
+def test_timestamps_from_services_are_read_one_way() -> None:
+    from datetime import UTC, datetime
+
+    from deployer import timestamps
+
+    assert timestamps.parse("2026-11-26T10:10:41Z") == datetime(
+        2026, 11, 26, 10, 10, 41, tzinfo=UTC
+    )
+    assert timestamps.parse("2026-11-26T10:10:41.123456789Z") == datetime(
+        2026, 11, 26, 10, 10, 41, 123456, tzinfo=UTC
+    )
+    assert timestamps.parse("2026-11-26T10:10:41") == datetime(2026, 11, 26, 10, 10, 41, tzinfo=UTC)
+    assert timestamps.parse("yesterday") is None
+    assert timestamps.parse(None) is None
