@@ -11,6 +11,15 @@ Scenarios:
   (ratio ≈ 1: our watch adds no latency);
 - crash-loop / image-pull-not-found / init-fail: kubectl ends only at the progress deadline
   (set to 30 s here; Kubernetes' default is 600 s), we end at the first fatal pod state.
+- job-fail: a migrate-shaped Job (backoffLimit 0) whose pod exits 3 after 1 s. kubectl has no
+  rollout status for Jobs; `kubectl wait --for=condition=complete` (what a deploy script waits
+  on) never sees Complete and ends at its --timeout (`--kubectl-timeout`, 60 s); we end at the
+  Job controller's FailureTarget. `kubectl wait --for=condition=failed`, the answer known in
+  advance, is timed too as the floor.
+- statefulset-crash-loop: a new StatefulSet whose first pod crash-loops. StatefulSets have no
+  progress deadline: `kubectl rollout status` ends only at its --timeout; we end at the crash loop.
+Each round of these two uses a fresh object (a Job cannot be re-run, and a StatefulSet stuck on a
+broken pod needs that pod deleted by hand before it rolls again).
 """
 
 from __future__ import annotations
@@ -95,10 +104,103 @@ def settle(namespace: str, name: str) -> None:
     )
 
 
+KUBECTL_TIMEOUT_S = 60
+
+
+def fresh_object_manifest(scenario: str, name: str) -> str:
+    if scenario == "job-fail":
+        return f"""apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {name}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations:
+        deploy.test/behavior: fail-exit-3
+        deploy.test/duration: 1s
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: example.invalid/app:1
+"""
+    return f"""apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {name}
+spec:
+  replicas: 2
+  serviceName: {name}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+      annotations:
+        deploy.test/behavior: crash-loop
+    spec:
+      containers:
+      - name: app
+        image: example.invalid/app:1
+"""
+
+
+def fresh_object_round(
+    namespace: str, scenario: str, tool: str, kubectl_timeout: int
+) -> tuple[float, int]:
+    """One new Job / StatefulSet per measurement; the tool starts right after the apply."""
+    kind = "job" if scenario == "job-fail" else "statefulset"
+    name = f"b-{scenario[:3]}-{uuid.uuid4().hex[:6]}"
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", "-n", namespace, "-f", "-"],
+        input=fresh_object_manifest(scenario, name),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    timeout = f"--timeout={kubectl_timeout}s"
+    if tool == "ours":
+        cmd = [
+            sys.executable,
+            "-m",
+            "deployer",
+            "wait",
+            "--namespace",
+            namespace,
+            "--timeout",
+            "5m",
+            "--workload",
+            f"{kind}/{name}",
+        ]
+    elif tool == "kubectl-failed":
+        cmd = ["kubectl", "wait", "-n", namespace, "--for=condition=failed", f"job/{name}", timeout]
+    elif kind == "job":
+        cmd = [
+            "kubectl",
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=complete",
+            f"job/{name}",
+            timeout,
+        ]
+    else:
+        cmd = ["kubectl", "rollout", "status", "-n", namespace, f"statefulset/{name}", timeout]
+    try:
+        return timed(cmd)
+    finally:
+        sh("kubectl", "delete", "-n", namespace, kind, name, "--wait=false", check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--scenarios", default="green,crash-loop,image-pull-not-found,init-fail")
+    parser.add_argument(
+        "--scenarios",
+        default="green,crash-loop,image-pull-not-found,init-fail,job-fail,statefulset-crash-loop",
+    )
+    parser.add_argument("--kubectl-timeout", type=int, default=KUBECTL_TIMEOUT_S)
     args = parser.parse_args()
     if "KUBECONFIG" not in os.environ:
         print('run `eval "$(scripts/stack env)"` first', file=sys.stderr)
@@ -119,6 +221,39 @@ def main() -> int:
     results = {}
     try:
         for scenario in args.scenarios.split(","):
+            if scenario in ("job-fail", "statefulset-crash-loop"):
+                tools = ["kubectl", "ours"] + (["kubectl-failed"] if scenario == "job-fail" else [])
+                runs: dict[str, list[tuple[float, int]]] = {tool: [] for tool in tools}
+                for _ in range(args.rounds):
+                    for tool in tools:
+                        runs[tool].append(
+                            fresh_object_round(namespace, scenario, tool, args.kubectl_timeout)
+                        )
+                medians = {t: statistics.median(s for s, _ in r) for t, r in runs.items()}
+                results[scenario] = {
+                    "ours_median_s": round(medians["ours"], 2),
+                    "kubectl_median_s": round(medians["kubectl"], 2),
+                    "kubectl_timeout_s": args.kubectl_timeout,
+                    "ratio_ours_over_kubectl": round(medians["ours"] / medians["kubectl"], 3),
+                    "exit_codes": {t: sorted({c for _, c in r}) for t, r in runs.items()},
+                    "rounds": args.rounds,
+                }
+                if "kubectl-failed" in medians:
+                    results[scenario]["kubectl_wait_failed_median_s"] = round(
+                        medians["kubectl-failed"], 2
+                    )
+                print(
+                    f"{scenario:22} ours {medians['ours']:6.2f}s  kubectl {medians['kubectl']:6.2f}s  "
+                    f"ratio {medians['ours'] / medians['kubectl']:5.2f}  "
+                    + "  ".join(f"{t}={sorted({c for _, c in r})}" for t, r in runs.items())
+                    + (
+                        f"  kubectl wait --for=condition=failed {medians['kubectl-failed']:.2f}s"
+                        if "kubectl-failed" in medians
+                        else ""
+                    ),
+                    flush=True,
+                )
+                continue
             behavior = None if scenario == "green" else scenario
             name = f"b-{scenario}"[:40]
             settle(namespace, name)

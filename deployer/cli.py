@@ -107,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     kubeconfig.add_argument("--env-file", default=".env", metavar="PATH")
 
     wait = sub.add_parser("wait", help="watch rollouts with the current KUBECONFIG")
-    wait.add_argument("--deployment", action="append", required=True, metavar="NAME")
+    wait.add_argument("--deployment", action="append", default=[], metavar="NAME")
+    wait.add_argument(
+        "--workload",
+        action="append",
+        default=[],
+        metavar="KIND/NAME",
+        help="deployment, statefulset, daemonset or job, e.g. job/migrate",
+    )
     wait.add_argument("--namespace", default="", metavar="NS")
     wait.add_argument("--timeout", default="10m")
     wait.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="PATH")
@@ -272,6 +279,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     from deployer.diagnose import diagnose_all
     from deployer.kube import Cluster
     from deployer.watch import Target, watch_rollouts
+    from deployer.workloads import KINDS
 
     since = datetime.now(UTC)
 
@@ -289,6 +297,26 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
                 where="--deployment",
                 hint="Use lower-case letters, digits, '-' and '.'.",
             )
+    wanted: list[tuple[str, str, str]] = [
+        ("Deployment", n, "--deployment") for n in args.deployment
+    ]
+    for item in args.workload:
+        kind_text, _, name = str(item).partition("/")
+        kind = settings.WAIT_KINDS.get(kind_text.lower())
+        if kind is None or not manifests.is_name(name):
+            raise InputError(
+                f"{manifests.shown(item)} is not kind/name",
+                where="--workload",
+                hint="Write e.g. statefulset/db or job/migrate "
+                "(kinds: deployment, statefulset, daemonset, job).",
+            )
+        wanted.append((kind, name, "--workload"))
+    if not wanted:
+        raise InputError(
+            "nothing to wait for",
+            where="--deployment",
+            hint="Name at least one --deployment NAME or --workload KIND/NAME.",
+        )
     if args.namespace and not manifests.is_namespace(args.namespace):
         raise InputError(
             f"{manifests.shown(args.namespace)} is not a namespace name",
@@ -300,15 +328,16 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     try:
         namespace = args.namespace or cluster.default_namespace
         targets = []
-        for name in args.deployment:
-            generation = cluster.deployment_generation(name, namespace)
-            if generation is None:
+        for kind, name, flag in wanted:
+            found = cluster.get_object(KINDS[kind].api_version, kind, name, namespace)
+            if found is None:
                 raise InputError(
-                    f"deployment/{name} does not exist in namespace {namespace}",
-                    where="--deployment",
+                    f"{kind.lower()}/{name} does not exist in namespace {namespace}",
+                    where=flag,
                     hint="Check the name and --namespace.",
                 )
-            targets.append(Target(name=name, namespace=namespace, generation=generation))
+            generation = int((found.get("metadata") or {}).get("generation") or 0)
+            targets.append(Target(name=name, namespace=namespace, generation=generation, kind=kind))
         interrupt = pipeline.Interrupt()
         interrupt.raise_on_signal = False
         with _signals(interrupt):

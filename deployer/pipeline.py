@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from deployer import docr, manifests, report, stamps
+from deployer import docr, manifests, report, run_first, stamps, workloads
 from deployer import kubeconfig as kubeconfig_input
+from deployer import preview as previewing
 from deployer.diagnose import Diagnosis, diagnose_all
 from deployer.docker import BuildRequest
 from deployer.envfile import secret_manifest
@@ -56,6 +57,7 @@ class Plan:
     namespace: str
     targets: list[manifests.Document]
     deferred_refs: list[manifests.ConfigReference]
+    run_first: list[str] = field(default_factory=list)  # base names of the run-first Jobs
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Outcome:
     phase: str = "preflight"
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: DeployError | None = None
+    preview: list[str] = field(default_factory=list)
 
     @property
     def result(self) -> str:
@@ -89,6 +92,7 @@ class Outcome:
             rolled_back=tuple(self.rolled_back),
             error=self.error,
             requested_image=self.requested_image,
+            preview=tuple(self.preview),
         )
 
 
@@ -122,11 +126,37 @@ def deploy(
     creds: Credentials | None = None
     try:
         plan = preflight(settings, reporter, outcome)
+        if settings.dry_run:
+            # Nothing is built or pushed: the image reference need not exist to be previewed.
+            creds = credentials(settings, reporter, services, outcome, plan)
+            outcome.image_ref = settings.image_ref
+            rendered = render(settings, reporter, outcome, plan)
+            preview(settings, reporter, outcome, creds.cluster, rendered.documents, plan)
+            return _finish(reporter, outcome, creds)
         creds = build_while_checking_the_cluster(settings, reporter, services, outcome, plan)
         creds = refresh_if_short(settings, reporter, services, outcome, creds)
-        documents = render(settings, reporter, outcome, plan)
-        apply(settings, reporter, outcome, creds.cluster, documents, plan)
-        watch(settings, reporter, outcome, creds.cluster, plan, interrupt)
+        rendered = render(settings, reporter, outcome, plan)
+        deadline = time.monotonic() + settings.timeout_s
+        rest = rendered.documents
+        if rendered.jobs:
+            first, rest = run_first.split(rendered.documents, rendered.jobs)
+            # Every object is checked before the migration runs, not only the first ones.
+            _check_by_dry_run(
+                settings, reporter, creds.cluster, [d.body for d in rendered.documents], plan
+            )
+            run_first_jobs(
+                settings, reporter, outcome, creds.cluster, first, rendered.jobs, interrupt
+            )
+        apply(
+            settings,
+            reporter,
+            outcome,
+            creds.cluster,
+            [d.body for d in rest],
+            plan,
+            checked=bool(rendered.jobs),
+        )
+        watch(settings, reporter, outcome, creds.cluster, plan, interrupt, deadline)
         diagnose(reporter, outcome, creds.cluster, interrupt)
         if settings.rollback_on_failure and outcome.result != "succeeded":
             rollback(reporter, outcome, creds.cluster)
@@ -134,9 +164,12 @@ def deploy(
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
     except DeployError as error:
         outcome.error = error
-    finally:
-        if creds is not None:
-            creds.cluster.close()
+    return _finish(reporter, outcome, creds)
+
+
+def _finish(reporter: Reporter, outcome: Outcome, creds: Credentials | None) -> Outcome:
+    if creds is not None:
+        creds.cluster.close()
     reporter.publish(report.of_deploy(outcome.facts()))
     return outcome
 
@@ -158,23 +191,24 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
         uses = manifests.verify_images(
             documents, settings.image_ref, settings.image, settings.placeholder, root
         )
-        deployments = manifests.deployments(documents)
-        by_name = {d.name: d for d in deployments}
-        wanted = settings.wait_for or tuple(by_name)
-        missing = [n for n in wanted if n not in by_name]
-        if missing:
-            have = ", ".join(sorted(by_name)) or "none"
-            raise InputError(
-                f"Deployment {', '.join(missing)} is not in the manifests (they hold: {have})",
-                where="wait-for",
-                hint="Name Deployments defined in the manifests input.",
+        chosen = run_first.select(documents, settings.run_first, root)
+        run_first_names = [d.name for d in chosen]
+        targets = [
+            d
+            for d in workloads.wait_targets(documents, settings.wait_for)
+            if not (d.kind == "Job" and d.name in run_first_names)
+        ]
+        if chosen:
+            reporter.line(
+                "runs first, to completion, before any other workload changes: "
+                + ", ".join(f"job/{name}" for name in run_first_names)
             )
-        if not wanted:
+        if not targets:
             reporter.notice(
-                "the manifests hold no Deployment: nothing to wait for after apply",
+                "the manifests hold no Deployment, StatefulSet, DaemonSet or Job: nothing to "
+                "wait for after apply",
                 title="Nothing to wait for",
             )
-        targets = [by_name[n] for n in wanted]
         deferred = _check_references(settings, documents, namespace)
         ours = [u.subject for u in uses if u.ours]
         reporter.line(
@@ -186,9 +220,9 @@ def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
             if not use.ours:
                 reporter.line(f"{use.subject} keeps the image written in the manifest: {use.image}")
         reporter.line(
-            f"will watch: {', '.join(f'deployment/{d.name}' for d in targets) or 'nothing'}"
+            f"will watch: {', '.join(f'{d.kind.lower()}/{d.name}' for d in targets) or 'nothing'}"
         )
-        return Plan(sources, documents, namespace, targets, deferred)
+        return Plan(sources, documents, namespace, targets, deferred, run_first_names)
 
 
 def credentials(
@@ -485,19 +519,33 @@ def refresh_if_short(
     return _fetch_credentials(settings, reporter, services)
 
 
-def render(
-    settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan
-) -> list[dict[str, Any]]:
+@dataclass
+class Rendered:
+    """The documents as they will be applied (in apply order) and the run-first Jobs among them,
+    already under their per-commit names."""
+
+    documents: list[manifests.Document]
+    jobs: list[run_first.RunFirstJob]
+
+
+def render(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> Rendered:
     outcome.phase = "render"
     with reporter.group("Render: manifests"):
-        return render_bodies(settings, reporter, plan, outcome.image_ref)
+        return render_documents(settings, reporter, plan, outcome.image_ref)
 
 
 def render_bodies(
     settings: Settings, reporter: Reporter, plan: Plan, image_ref: str
 ) -> list[dict[str, Any]]:
-    """The objects to apply, in apply order: placeholder replaced, checksums and cause stamped,
-    the Secret from the secrets input added. Also what the dry run alongside the build tries."""
+    """The objects to apply, in apply order (what the dry run alongside the build tries)."""
+    return [d.body for d in render_documents(settings, reporter, plan, image_ref).documents]
+
+
+def render_documents(
+    settings: Settings, reporter: Reporter, plan: Plan, image_ref: str
+) -> Rendered:
+    """Placeholder replaced, checksums and cause stamped, the Secret from the secrets input
+    added, run-first Jobs renamed per commit; in apply order."""
     rendered = manifests.render(plan.sources, settings.placeholder, image_ref)
     documents = manifests.parse(rendered, settings.workspace)
     manifests.assign_namespace(documents, settings.namespace, settings.workspace)
@@ -527,11 +575,13 @@ def render_bodies(
     cause = stamps.change_cause(settings.sha, settings.run_url)
     if stamps.stamp_change_cause(documents, cause):
         reporter.line(f"change cause (kubectl rollout history): {cause}")
-    bodies = [d.body for d in manifests.apply_order(documents)]
+    jobs = run_first.plan(run_first.select(documents, plan.run_first), settings.sha)
+    for job in jobs:
+        reporter.line(f"job/{job.base} runs first as job/{job.name} (one Job per commit)")
     for d, label, image in manifests.images(documents):
         if image == image_ref:
             reporter.line(f"{d.kind.lower()}/{d.name} {label}: {image}")
-    return bodies
+    return Rendered(manifests.apply_order(documents), jobs)
 
 
 SECRET_CHECKSUM_ANNOTATION = "django-k8s-deploy/secrets-checksum"  # noqa: S105 - a name, not a secret
@@ -544,32 +594,172 @@ def apply(
     cluster: ClusterApi,
     bodies: list[dict[str, Any]],
     plan: Plan,
+    *,
+    checked: bool = False,
 ) -> None:
     outcome.phase = "apply"
     with reporter.group(
         f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
     ):
-        # First a dry run of every object: a document the API server refuses for its content
-        # (`replicas: "two"`) is the user's error at its file:line, and nothing is applied yet.
-        try:
-            checked = cluster.dry_run(bodies, field_manager=FIELD_MANAGER)
-        except Rejected as rejected:
-            raise _located(rejected, settings, plan) from rejected
-        reporter.line(f"dry run: the API server accepts {checked} of {len(bodies)} object(s)")
+        if not checked:
+            _check_by_dry_run(settings, reporter, cluster, bodies, plan)
+        _apply_bodies(settings, reporter, outcome, cluster, bodies)
 
-        def applied(item: Applied) -> None:
-            outcome.applied.append(item)
-            reporter.line(
-                f"applied {item.kind.lower()}/{item.name}"
-                + (f" in {item.namespace}" if item.namespace else "")
-            )
 
-        cluster.server_side_apply(
-            bodies,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=settings.force_conflicts,
-            on_applied=applied,
-            warn=lambda text: reporter.warning(text, title="Field conflict"),
+def _check_by_dry_run(
+    settings: Settings,
+    reporter: Reporter,
+    cluster: ClusterApi,
+    bodies: list[dict[str, Any]],
+    plan: Plan,
+) -> None:
+    """A dry run of every object first: a document the API server refuses for its content
+    (`replicas: "two"`) is the user's error at its file:line, and nothing is applied yet."""
+    try:
+        checked = cluster.dry_run(bodies, field_manager=FIELD_MANAGER)
+    except Rejected as rejected:
+        raise _located(rejected, settings, plan) from rejected
+    reporter.line(f"dry run: the API server accepts {checked} of {len(bodies)} object(s)")
+
+
+def _apply_bodies(
+    settings: Settings,
+    reporter: Reporter,
+    outcome: Outcome,
+    cluster: ClusterApi,
+    bodies: list[dict[str, Any]],
+) -> None:
+    def applied(item: Applied) -> None:
+        outcome.applied.append(item)
+        reporter.line(
+            f"applied {item.kind.lower()}/{item.name}"
+            + (f" in {item.namespace}" if item.namespace else "")
+        )
+
+    cluster.server_side_apply(
+        bodies,
+        field_manager=FIELD_MANAGER,
+        force_conflicts=settings.force_conflicts,
+        on_applied=applied,
+        warn=lambda text: reporter.warning(text, title="Field conflict"),
+    )
+
+
+def run_first_jobs(
+    settings: Settings,
+    reporter: Reporter,
+    outcome: Outcome,
+    cluster: ClusterApi,
+    first: list[manifests.Document],
+    jobs: list[run_first.RunFirstJob],
+    interrupt: Interrupt,
+) -> None:
+    """Apply what changes no running pod (config, Services), then each run-first Job, and wait
+    for them with the same fail-fast rules and diagnosis as any rollout. A failure ends the deploy
+    here: nothing else is applied."""
+    outcome.phase = "run-first"
+    job_ids = {id(j.document) for j in jobs}
+    with reporter.group(
+        f"Run first: {', '.join(f'job/{j.name}' for j in jobs)} (before anything else changes)"
+    ):
+        _apply_bodies(
+            settings, reporter, outcome, cluster, [d.body for d in first if id(d) not in job_ids]
+        )
+        targets: list[Target] = []
+        for job in jobs:
+            existing = cluster.get_object("batch/v1", "Job", job.name, job.namespace)
+            decision, why = run_first.decide(existing, rerun=settings.rerun_first)
+            reporter.line(f"job/{job.name}: {why}")
+            if decision == "skip":
+                outcome.results = [
+                    *outcome.results,
+                    RolloutResult(job.name, job.namespace, "succeeded", why, 0.0, kind="Job"),
+                ]
+                continue
+            if decision == "rerun":
+                # Foreground: the Job goes only once its pods are gone, so no old pod outlives it.
+                cluster.delete_object(
+                    "batch/v1", "Job", job.name, job.namespace, propagation="Foreground", wait_s=60
+                )
+            if decision in ("run", "rerun"):
+                _apply_bodies(settings, reporter, outcome, cluster, [job.document.body])
+            targets.append(Target(job.name, job.namespace, None, kind="Job"))
+        if targets:
+            interrupt.raise_on_signal = False
+            try:
+                results = watch_rollouts(
+                    cluster,
+                    targets,
+                    timeout_s=settings.timeout_s,
+                    progress=reporter.line,
+                    on_verdict=lambda r: reporter.line(report.verdict_line(r)),
+                    cancel=interrupt.event,
+                )
+            finally:
+                interrupt.raise_on_signal = True
+            outcome.results = [*outcome.results, *results]
+    if interrupt.event.is_set():
+        raise Cancelled("cancelled while waiting for the run-first Jobs")
+    diagnose(reporter, outcome, cluster, interrupt)
+    if outcome.result != "succeeded":
+        line = (
+            f"{report.failure_line(outcome.results)}; nothing else was applied: the run-first "
+            "Jobs must complete before any other workload changes, so every running workload "
+            "is unchanged"
+        )
+        reporter.line(line)
+        raise RolloutFailed(line)
+    _clean_up_run_first(reporter, cluster, jobs)
+
+
+def _clean_up_run_first(
+    reporter: Reporter, cluster: ClusterApi, jobs: list[run_first.RunFirstJob]
+) -> None:
+    """Keep the newest few run-first Jobs per name; older ones go with their pods. A cluster
+    that refuses (no delete right) gets a warning, not a failed deploy."""
+    namespaces = sorted({j.namespace for j in jobs})
+    try:
+        for namespace in namespaces:
+            listed = cluster.list_labelled("batch/v1", "Job", namespace, run_first.BASE_NAME_LABEL)
+            for name in run_first.to_clean_up(listed):
+                cluster.delete_object("batch/v1", "Job", name, namespace, propagation="Background")
+                reporter.line(
+                    f"job/{name}: deleted (older than the newest {run_first.KEEP_JOBS} run-first Jobs)"
+                )
+    except DeployError as error:
+        reporter.warning(f"old run-first Jobs not cleaned up: {error}", title="Cleanup skipped")
+
+
+def preview(
+    settings: Settings,
+    reporter: Reporter,
+    outcome: Outcome,
+    cluster: ClusterApi,
+    documents: list[manifests.Document],
+    plan: Plan,
+) -> None:
+    """dry-run: ask the API server what a server-side apply of every object would make of it
+    (admission and validation run, nothing is stored) and show the difference per object."""
+    outcome.phase = "preview"
+    bodies = [d.body for d in documents]
+    with reporter.group(
+        f"Preview: server-side dry run of {len(bodies)} objects (nothing is changed)"
+    ):
+        # A refusal is the user's error at its file:line, as in a real deploy.
+        _check_by_dry_run(settings, reporter, cluster, bodies, plan)
+    with reporter.group("Preview: what would change"), reporter.untrusted():
+        planned = cluster.preview(
+            bodies, field_manager=FIELD_MANAGER, force_conflicts=settings.force_conflicts
+        )
+        diffs = [previewing.diff(p.live, p.planned) for p in planned]
+        for d in diffs:
+            lines = d.lines()
+            outcome.preview += lines
+            for line in lines:
+                reporter.line(line)
+        changed = [d for d in diffs if d.changed]
+        reporter.line(
+            f"dry run: {len(changed)} of {len(diffs)} object(s) would change; nothing was applied"
         )
 
 
@@ -580,6 +770,7 @@ def watch(
     cluster: ClusterApi,
     plan: Plan,
     interrupt: Interrupt,
+    deadline: float | None = None,
 ) -> None:
     outcome.phase = "watch"
     generations = {(a.kind, a.namespace, a.name): a.generation for a in outcome.applied}
@@ -594,13 +785,15 @@ def watch(
     ]
     if not targets:
         return
-    with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {settings.timeout_s:.0f}s"):
+    # One timeout for the whole deploy: what the run-first Jobs used is gone.
+    timeout_s = settings.timeout_s if deadline is None else max(deadline - time.monotonic(), 1.0)
+    with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s"):
         interrupt.raise_on_signal = False
         try:
-            outcome.results = watch_rollouts(
+            outcome.results = outcome.results + watch_rollouts(
                 cluster,
                 targets,
-                timeout_s=settings.timeout_s,
+                timeout_s=timeout_s,
                 progress=reporter.line,
                 on_verdict=lambda r: reporter.line(report.verdict_line(r)),
                 cancel=interrupt.event,

@@ -73,6 +73,7 @@ class DeployFacts:
     rolled_back: Sequence[str] = ()
     error: DeployError | None = None
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
+    preview: Sequence[str] = ()  # dry-run: the per-object diff lines
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -106,6 +107,7 @@ def of_deploy(facts: DeployFacts) -> Report:
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
     summary += _results_table(facts.results, facts.image_ref)
     summary += [state, ""]
+    summary += _preview_markdown(facts.preview)
     summary += _diagnoses_markdown(facts.diagnoses)
     return Report(
         lines=(state,),
@@ -208,13 +210,15 @@ def failure_line(results: Sequence[RolloutResult]) -> str:
 
 def state_line(facts: DeployFacts) -> str:
     """What the deploy left behind in the cluster, in one line, whatever happened."""
+    if facts.phase == "preview":
+        return "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
     if not facts.applied:
         where = _STOPPED.get(facts.phase, "before apply")
         return f"State: nothing was applied to the cluster (stopped {where})."
     text = f"State: applied {len(facts.applied)} object(s): {by_kind(facts.applied)}."
     if facts.results:
         text += " Rollouts: " + "; ".join(f"{r.subject} {r.result}" for r in facts.results) + "."
-    elif facts.phase == "apply":
+    elif facts.phase in ("apply", "run-first"):
         text += " Apply stopped part-way; nothing was watched."
     if facts.rolled_back:
         text += " Rolled back: " + ", ".join(f"deployment/{n}" for n in facts.rolled_back) + "."
@@ -244,10 +248,19 @@ def deployments_json(results: Sequence[RolloutResult]) -> str:
                 "result": r.result,
                 "reason": r.reason,
                 "duration_seconds": round(r.duration_s, 1),
+                "kind": r.kind,
             }
             for r in results
         ]
     )
+
+
+def _preview_markdown(lines: Sequence[str]) -> list[str]:
+    """The dry-run diff in a fenced block; backticks in it could close the fence, so go."""
+    if not lines:
+        return []
+    body = [line.replace("`", "'") for line in lines]
+    return ["### Preview (dry run: nothing was changed)", "", "```text", *body, "```", ""]
 
 
 def _rollout_annotations(results: Sequence[RolloutResult]) -> list[Annotation]:
@@ -262,13 +275,15 @@ def _results_table(results: Sequence[RolloutResult], image_ref: str | None) -> l
     if not results:
         return []
     if image_ref is None:
-        lines = ["| Deployment | Result | Duration | Reason |", "|---|---|---|---|"]
+        lines = ["| Workload | Result | Duration | Reason |", "|---|---|---|---|"]
     else:
-        lines = ["| Deployment | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
+        lines = ["| Workload | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
     for r in results:
         image = "" if image_ref is None else f" `{image_ref}` |"
+        # Deployments read as before (namespace/name); other kinds name their kind.
+        shown = r.name if r.kind == "Deployment" else f"{r.kind.lower()}/{r.name}"
         lines.append(
-            f"| {r.namespace}/{r.name} |{image} {ICONS.get(r.result, '')} {r.result} "
+            f"| {r.namespace}/{shown} |{image} {ICONS.get(r.result, '')} {r.result} "
             f"| {r.duration_s:.1f}s | {md_cell(r.reason)} |"
         )
     return [*lines, ""]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
-from deployer.kube import Applied, Rollback
+from deployer.kube import Applied, Planned, Rollback
 from deployer.watch import WatchSource
 
 
@@ -93,6 +93,34 @@ class ClusterApi(WatchSource, Protocol):
     ) -> int: ...
 
     def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback: ...
+
+    def preview(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = ...,
+        force_conflicts: bool,
+        namespace: str = ...,
+    ) -> list[Planned]: ...
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None: ...
+
+    def list_labelled(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]: ...
+
+    def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        propagation: str = ...,
+        wait_s: float = ...,
+    ) -> None: ...
 
     def close(self) -> None: ...
 

@@ -94,6 +94,22 @@ class _Inputs:
 Parser = Callable[[str, _Inputs], object]
 
 
+# wait-for's kinds, as users write them (kubectl's names and short names).
+WAIT_KINDS = {
+    "deployment": "Deployment",
+    "deployments": "Deployment",
+    "deploy": "Deployment",
+    "statefulset": "StatefulSet",
+    "statefulsets": "StatefulSet",
+    "sts": "StatefulSet",
+    "daemonset": "DaemonSet",
+    "daemonsets": "DaemonSet",
+    "ds": "DaemonSet",
+    "job": "Job",
+    "jobs": "Job",
+}
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One action input; the CLI flag of the same name mirrors it.
@@ -293,13 +309,38 @@ def _secret_name(text: str, inputs: _Inputs) -> str:
 
 
 def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
-    names = tuple(n for n in re.split(r"[\s,]+", text) if n)
+    """ "Kind/name" for each item; a plain name is a Deployment, as in every v1 release."""
+    wanted: list[str] = []
+    for item in (n for n in re.split(r"[\s,]+", text) if n):
+        kind_text, _, name = item.rpartition("/")
+        kind = WAIT_KINDS.get(kind_text.lower()) if kind_text else "Deployment"
+        if kind is None:
+            inputs.problem(
+                "wait-for",
+                f"{item!r}: {kind_text!r} is not a kind we wait for",
+                "Write kind/name with kind deployment, statefulset, daemonset or job "
+                "(a plain name is a Deployment).",
+            )
+        elif not _DNS_SUBDOMAIN_RE.match(name):
+            inputs.problem(
+                "wait-for",
+                f"{name!r} is not a valid {kind} name",
+                "List workloads from the manifests as kind/name (or a Deployment's name), one "
+                "per line or comma-separated.",
+            )
+        else:
+            wanted.append(f"{kind}/{name}")
+    return tuple(dict.fromkeys(wanted))
+
+
+def _run_first(text: str, inputs: _Inputs) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n for n in re.split(r"[\s,]+", text) if n))
     for name in names:
         if not _DNS_SUBDOMAIN_RE.match(name):
             inputs.problem(
-                "wait-for",
-                f"{name!r} is not a valid Deployment name",
-                "List Deployment names from the manifests, one per line or comma-separated.",
+                "run-first",
+                f"{name!r} is not a valid Job name",
+                "List Job names from the manifests (e.g. migrate), one per line or comma-separated.",
             )
     return names
 
@@ -364,7 +405,9 @@ INPUTS: tuple[InputSpec, ...] = (
         "secrets", secret=True, help="env-file text for the Secret", parse=_secrets, raw=True
     ),
     InputSpec("secret-name", help="name of the Secret made from secrets", parse=_secret_name),
-    InputSpec("wait-for", help="Deployments to watch", parse=_wait_for),
+    InputSpec(
+        "wait-for", help="workloads to wait for: kind/name, or a Deployment's name", parse=_wait_for
+    ),
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
     ),
@@ -377,6 +420,16 @@ INPUTS: tuple[InputSpec, ...] = (
         "integrate DOCR with the cluster (pull access)",
         parse=_link_registry,
     ),
+    InputSpec(
+        "run-first", help="Jobs to run to completion before anything else changes", parse=_run_first
+    ),
+    InputSpec(
+        "rerun-first",
+        "false",
+        "run run-first Jobs again at a commit where they completed",
+        parse=_flag,
+    ),
+    InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
 )
 # What a field holds when its input was invalid, so the later checks still run.
 _FALLBACK: dict[str, object] = {
@@ -412,12 +465,15 @@ class Settings:
     build_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secret_name: str = ""
-    wait_for: tuple[str, ...] = ()
+    wait_for: tuple[str, ...] = ()  # "Kind/name" (a plain name in the input is a Deployment)
     timeout_s: float = 600.0
     rollback_on_failure: bool = False
     pin_digest: bool = False
     force_conflicts: bool = True
     link_registry: bool = False
+    run_first: tuple[str, ...] = ()
+    rerun_first: bool = False
+    dry_run: bool = False
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False

@@ -384,3 +384,23 @@ def _get(obj: Obj, *path: str) -> Any:
 def _one_line(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= 300 else line[:299] + "…"
+
+
+def wait_targets(documents: Sequence[Any], wanted: Sequence[str]) -> list[Any]:
+    """The manifests' documents to wait for: `wanted` ("Kind/name", from wait-for) or, when empty,
+    every document of a waited kind. Raises InputError naming what the manifests lack."""
+    from deployer.errors import InputError  # here: the verdicts above need no error types
+
+    waited = [d for d in documents if d.kind in KINDS]
+    by_key = {f"{d.kind}/{d.name}": d for d in waited}
+    missing = [w for w in wanted if w not in by_key]
+    if missing:
+        have = ", ".join(f"{k.split('/')[0].lower()}/{k.split('/', 1)[1]}" for k in by_key)
+        shown = ", ".join(f"{m.split('/')[0].lower()}/{m.split('/', 1)[1]}" for m in missing)
+        raise InputError(
+            f"{shown} {'is' if len(missing) == 1 else 'are'} not in the manifests "
+            f"(they hold: {have or 'no workload we wait for'})",
+            where="wait-for",
+            hint="Name workloads defined in the manifests input, as kind/name.",
+        )
+    return [by_key[w] for w in wanted] if wanted else waited

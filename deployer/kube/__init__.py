@@ -15,7 +15,7 @@ One module per job: `connection` (kubeconfig, private credential files, the raw 
 one object callers hold. The rollback's planning is pure and lives in `deployer.revisions`.
 """
 
-from deployer.kube.apply import FIELD_MANAGER, Applied
+from deployer.kube.apply import FIELD_MANAGER, Applied, Planned
 from deployer.kube.cluster import ROLLBACK_FIELD_MANAGER, Cluster, Rollback
 from deployer.kube.connection import label_selector
 from deployer.kube.errors import (
@@ -45,6 +45,7 @@ __all__ = [
     "Invalid",
     "KubeError",
     "NotFound",
+    "Planned",
     "Rejected",
     "Rollback",
     "Unauthorized",

@@ -184,6 +184,50 @@ def _crd_kind(doc: Mapping[str, Any]) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A dry-run apply's answer: the object as it is (None: absent) and as it would be."""
+
+    live: dict[str, Any] | None
+    planned: dict[str, Any]
+
+
+def preview(
+    connection: Connection,
+    docs: Sequence[Mapping[str, Any]],
+    *,
+    field_manager: str = FIELD_MANAGER,
+    force_conflicts: bool,
+    namespace: str = "default",
+) -> list[Planned]:
+    """Server-side apply each document with `dryRun=All` (admission, defaulting and validation
+    run; nothing is stored) and read the live object beside it. Conflicts are handled as the
+    real apply would: with `force_conflicts`, the dry run takes the fields over too."""
+    out: list[Planned] = []
+    for doc in docs:
+        api_version = str(doc.get("apiVersion") or "")
+        kind = str(doc.get("kind") or "")
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        resource = connection.resource(api_version, kind)
+        ns: str | None = None
+        if resource.namespaced:
+            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
+        path = resource.path(name=name, namespace=ns)
+        try:
+            live: dict[str, Any] | None = connection.get_json(path, what=f"get {kind}/{name}")
+        except NotFound:
+            live = None
+        target = _Target(path, kind, name, ns, plural_of(resource), field_manager)
+        try:
+            response = _patch(connection, target, doc, force=False, dry_run=True)
+        except Conflict:
+            if not force_conflicts:
+                raise
+            response = _patch(connection, target, doc, force=True, dry_run=True)
+        out.append(Planned(live, json_of(response)))
+    return out
+
+
+@dataclass(frozen=True)
 class _Target:
     path: str
     kind: str

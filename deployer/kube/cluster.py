@@ -7,6 +7,7 @@ so callers (and their fakes) see one object.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from urllib.parse import quote
 from deployer.kube import apply as applying
 from deployer.kube import permissions
 from deployer.kube.connection import Connection, json_of, plural_of
-from deployer.kube.errors import Forbidden, NotFound
+from deployer.kube.errors import ApiUnavailable, Forbidden, NotFound
 from deployer.kube.watching import EventStream, open_watch
 from deployer.revisions import plan_rollback
 from deployer.status import PODS, REPLICASETS, Collection
@@ -203,6 +204,85 @@ class Cluster(Connection):
     ) -> int:
         """Every document through a server-side dry run before any is applied (see `kube.apply`)."""
         return applying.dry_run(self, docs, field_manager=field_manager, namespace=namespace)
+
+    def preview(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = applying.FIELD_MANAGER,
+        force_conflicts: bool,
+        namespace: str = "default",
+    ) -> list[applying.Planned]:
+        """Each document as it is and as a server-side apply would make it; nothing changes."""
+        return applying.preview(
+            self,
+            docs,
+            field_manager=field_manager,
+            force_conflicts=force_conflicts,
+            namespace=namespace,
+        )
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        """One namespaced object, or None when it does not exist."""
+        resource = self.resource(api_version, kind)
+        try:
+            return self.get_json(
+                resource.path(name=name, namespace=namespace), what=f"get {kind.lower()}/{name}"
+            )
+        except NotFound:
+            return None
+
+    def list_labelled(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        """The objects of a kind in `namespace` that carry the labels of `selector`."""
+        resource = self.resource(api_version, kind)
+        collection = Collection(kind, api_version, str(resource.name))
+        return self.list_collection(collection, namespace, selector)[0]
+
+    def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        propagation: str = "Background",
+        wait_s: float = 0.0,
+    ) -> None:
+        """Delete one object with an explicit propagation policy (never the API's default, which
+        orphans a Job's pods); with `wait_s`, wait until it is gone (Foreground: its pods too)."""
+        resource = self.resource(api_version, kind)
+        path = resource.path(name=name, namespace=namespace)
+        try:
+            self.call(
+                "DELETE",
+                path,
+                [],
+                what=f"delete {kind.lower()}/{name}",
+                verb="delete",
+                resource=plural_of(resource),
+                namespace=namespace,
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": propagation,
+                },
+                content_type="application/json",
+            )
+        except NotFound:
+            return
+        deadline = time.monotonic() + wait_s
+        while wait_s and time.monotonic() < deadline:
+            if self.get_object(api_version, kind, name, namespace) is None:
+                return
+            time.sleep(0.2)
+        if wait_s:
+            raise ApiUnavailable(
+                f"{kind.lower()}/{name} was deleted but is still there after {wait_s:.0f}s"
+            )
 
     def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
         """Return a Deployment to its previous revision, as `kubectl rollout undo` does.

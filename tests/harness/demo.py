@@ -50,7 +50,8 @@ def main() -> int:
             "sha": sha,
             "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
             "cluster": stack["DJK_CLUSTER_NAME"],
-            "manifests": "deploy/configmap.yaml\ndeploy/service.yaml\ndeploy/deployment.yaml",
+            "manifests": "deploy/configmap.yaml\ndeploy/service.yaml\ndeploy/migrate.yaml\n"
+            "deploy/deployment.yaml",
             "namespace": args.namespace,
             "registry-username": stack["DJK_REGISTRY_USER"],
             "registry-password": stack["DJK_REGISTRY_PASSWORD"],

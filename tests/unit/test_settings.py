@@ -72,7 +72,7 @@ def test_action_inputs_are_read_with_hyphens_kept_and_empty_means_default(worksp
         }
     )
     config = settings.from_action_env(env, mask=lambda _: None)
-    assert config.wait_for == ("web", "worker")
+    assert config.wait_for == ("Deployment/web", "Deployment/worker")
     assert config.timeout_s == 90
     assert config.github is True
 
@@ -111,6 +111,10 @@ def test_action_yml_declares_exactly_the_inputs_the_code_reads() -> None:
         ({"pin_digest": "yes"}, "pin-digest: must be true or false"),
         ({"secrets": "A=1"}, "secret-name: is required when secrets is set"),
         ({"wait_for": "web, Bad_Name"}, "wait-for: 'Bad_Name' is not a valid Deployment name"),
+        ({"wait_for": "cronjob/nightly"}, "wait-for: 'cronjob/nightly': 'cronjob' is not a kind"),
+        ({"wait_for": "job/Bad_Name"}, "wait-for: 'Bad_Name' is not a valid Job name"),
+        ({"run_first": "migrate, Bad_Name"}, "run-first: 'Bad_Name' is not a valid Job name"),
+        ({"dry_run": "maybe"}, "dry-run: must be true or false"),
     ],
 )
 def test_each_bad_input_is_named_with_what_to_do(
@@ -291,3 +295,26 @@ def test_every_input_carries_its_parser_and_fills_one_settings_field() -> None:
     assert len(set(from_inputs)) == len(from_inputs)
     not_inputs = {"workspace", "api_url", "source_url", "run_url", "github"}
     assert set(from_inputs) | not_inputs == {f.name for f in fields(Settings)}
+
+
+def test_wait_for_takes_kind_slash_name_and_a_plain_name_is_still_a_deployment(
+    workspace: Path,
+) -> None:
+    config, _ = parse(workspace, wait_for="web\nsts/db, StatefulSet/cache,job/migrate web")
+    assert config.wait_for == (
+        "Deployment/web",
+        "StatefulSet/db",
+        "StatefulSet/cache",
+        "Job/migrate",
+    )
+
+
+def test_run_first_rerun_first_and_dry_run_default_off(workspace: Path) -> None:
+    config, _ = parse(workspace)
+    assert (config.run_first, config.rerun_first, config.dry_run) == ((), False, False)
+    config, _ = parse(workspace, run_first="migrate\nseed", rerun_first="true", dry_run="true")
+    assert (config.run_first, config.rerun_first, config.dry_run) == (
+        ("migrate", "seed"),
+        True,
+        True,
+    )

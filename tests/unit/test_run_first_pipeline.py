@@ -1,0 +1,200 @@
+"""deploy() whole with run-first Jobs and in dry-run mode, against fakes: the phase order, what is
+applied when, and what the report says (the stack shows the same through the action container)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from deployer import run_first
+from deployer.errors import RolloutFailed
+from deployer.kube import Applied, Planned
+from tests.unit.fake_cluster import NS
+from tests.unit.test_pipeline import MANIFEST, FakeDeployCluster, Journal, World
+
+JOB = """\
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: <IMAGE>, args: [migrate]}]
+"""
+
+
+class JobCluster(FakeDeployCluster):
+    """Adds Jobs that end as `jobs` says ("complete" or "fail"), the reads and deletes run-first
+    needs, and a dry run that answers with the document as sent."""
+
+    def __init__(self, journal: Journal, jobs: Mapping[str, str]) -> None:
+        super().__init__(journal, {})
+        self.jobs = jobs
+
+    def server_side_apply(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = "",
+        force_conflicts: bool,
+        namespace: str = "default",
+        on_applied: Callable[[Applied], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> list[Applied]:
+        jobs = [d for d in docs if d["kind"] == "Job"]
+        done = super().server_side_apply(
+            [d for d in docs if d["kind"] != "Job"],
+            force_conflicts=force_conflicts,
+            on_applied=on_applied,
+        )
+        for doc in docs:
+            if doc["kind"] == "ConfigMap":
+                stored = copy.deepcopy(dict(doc))
+                stored["metadata"]["namespace"] = NS
+                self.put(stored)
+        for doc in jobs:
+            name = str(doc["metadata"]["name"])
+            self.journal.append(f"cluster apply Job/{name}")
+            base = doc["metadata"]["labels"][run_first.BASE_NAME_LABEL]
+            ok = self.jobs.get(base) != "fail"
+            obj = copy.deepcopy(dict(doc))
+            obj["metadata"].update(namespace=NS, uid=f"uid-{name}", generation=1)
+            condition = {"type": "Complete" if ok else "Failed", "status": "True"}
+            if not ok:
+                condition.update(reason="BackoffLimitExceeded", message="limit reached")
+            obj["status"] = {"conditions": [condition], "succeeded" if ok else "failed": 1}
+            self.put(obj)
+            item = Applied("Job", name, NS, 1, f"uid-{name}")
+            done.append(item)
+            if on_applied is not None:
+                on_applied(item)
+        return done
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        self.journal.append(f"cluster get {kind}/{name}")
+        return copy.deepcopy(self.objects.get((kind, namespace, name)))
+
+    def list_labelled(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(o)
+            for (k, ns, _), o in self.objects.items()
+            if (k, ns) == (kind, namespace)
+        ]
+
+    def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        propagation: str = "Background",
+        wait_s: float = 0.0,
+    ) -> None:
+        self.journal.append(f"cluster delete {kind}/{name} ({propagation})")
+        self.delete(kind, name)
+
+    def preview(
+        self,
+        docs: Sequence[Mapping[str, Any]],
+        *,
+        field_manager: str = "",
+        force_conflicts: bool,
+        namespace: str = "default",
+    ) -> list[Planned]:
+        out = []
+        for doc in docs:
+            key = (str(doc["kind"]), NS, str(doc["metadata"]["name"]))
+            self.journal.append(f"cluster dry-run {key[0]}/{key[2]}")
+            out.append(Planned(copy.deepcopy(self.objects.get(key)), copy.deepcopy(dict(doc))))
+        return out
+
+
+def world(tmp_path: Path, jobs: Mapping[str, str], **settings: Any) -> World:
+    w = World(tmp_path, run_first=("migrate",), **settings)
+    (tmp_path / "deploy" / "deployment.yaml").write_text(MANIFEST + JOB)
+    w.cluster = JobCluster(w.journal, jobs)
+    return w
+
+
+def applied(w: World) -> list[str]:
+    return [c.removeprefix("cluster apply ") for c in w.journal if c.startswith("cluster apply")]
+
+
+def test_the_migration_completes_before_any_other_workload_is_applied(tmp_path: Path) -> None:
+    w = world(tmp_path, {"migrate": "complete"})
+    outcome = w.deploy()
+    assert outcome.error is None, w.log.getvalue()
+    [job] = [a for a in applied(w) if a.startswith("Job/")]
+    assert job.startswith("Job/migrate-00000000-")
+    assert applied(w) == ["ConfigMap/app-config", job, "Deployment/web"]
+    assert w.groups[-4:] == ["Render", "Run first", "Apply", "Watch"]
+    assert [(r.kind, r.result) for r in outcome.results] == [
+        ("Job", "succeeded"),
+        ("Deployment", "succeeded"),
+    ]
+
+
+def test_a_failed_migration_applies_nothing_else_and_the_report_says_so(tmp_path: Path) -> None:
+    w = world(tmp_path, {"migrate": "fail"})
+    outcome = w.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    assert "Deployment/web" not in applied(w)
+    assert "nothing else was applied" in str(outcome.error)
+    assert [(r.kind, r.result) for r in outcome.results] == [("Job", "failed")]
+    assert w.groups[-2:] == ["Run first", "Diagnosis"]
+    log = w.log.getvalue()
+    assert "failed: BackoffLimitExceeded (limit reached)" in log
+    assert "State: applied 2 object(s): configmap/app-config, job/migrate-" in log
+
+
+def test_a_migration_that_completed_at_this_commit_is_skipped_unless_asked(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path, {"migrate": "complete"})
+    assert w.deploy().error is None
+    w.journal.clear()
+    outcome = w.deploy()
+    assert outcome.error is None
+    assert not any(a.startswith("Job/") for a in applied(w))
+    assert "already completed at this commit: skipped" in w.log.getvalue()
+    assert outcome.results[0].reason.startswith("already completed at this commit")
+
+    w.journal.clear()
+    w.settings = dataclasses.replace(w.settings, rerun_first=True)
+    assert w.deploy().error is None
+    assert any(c.startswith("cluster delete Job/migrate-") and "Foreground" in c for c in w.journal)
+    assert any(a.startswith("Job/migrate-") for a in applied(w))
+
+
+def test_a_dry_run_builds_nothing_applies_nothing_and_shows_the_diff(tmp_path: Path) -> None:
+    w = world(tmp_path, {"migrate": "complete"})
+    assert w.deploy().error is None
+    w.journal.clear()
+    (tmp_path / "deploy" / "deployment.yaml").write_text(
+        (MANIFEST + JOB).replace("MODE: prod", "MODE: staging")
+    )
+    preview = w
+    preview.settings = dataclasses.replace(w.settings, dry_run=True)
+    outcome = preview.deploy()
+    assert outcome.error is None, preview.log.getvalue()
+    assert not any(
+        c.startswith(("docker build", "docker push", "cluster apply")) for c in preview.journal
+    )
+    assert any(c == "cluster dry-run ConfigMap/app-config" for c in preview.journal)
+    assert preview.groups[-2:] == ["Preview", "Preview"]
+    log = preview.log.getvalue()
+    assert '  ~ data.MODE: "prod" → "staging"' in log
+    assert "State: dry run: nothing was applied to the cluster" in log
+    assert "### Preview (dry run: nothing was changed)" in preview.summary
+    assert '~ data.MODE: "prod" → "staging"' in preview.summary
