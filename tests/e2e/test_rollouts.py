@@ -1,4 +1,4 @@
-"""kube.py, watch.py and diagnose.py against the real local stack (apiserver, controllers,
+"""deployer.kube, watch.py and diagnose.py against the real local stack (apiserver, controllers,
 scheduler, kwok). Real Deployments are applied with server-side apply and judged; kwok plays
 each failure through the pod template annotation `deploy.test/behavior`.
 
