@@ -242,3 +242,34 @@ def test_without_buildx_the_legacy_builder_builds_without_cache_and_refuses_secr
     with pytest.raises(InputError, match="build secrets need BuildKit") as info:
         run_build_and_push(tmp_path, settings(tmp_path, build_secrets=BUILD_SECRETS))
     assert info.value.where == "build-secrets"
+
+
+@pytest.mark.parametrize(
+    ("credentials", "login"),
+    [
+        (
+            {"registry_username": "", "registry_password": ""},
+            "docr-user",
+        ),  # short-lived, from the API
+        ({}, "bot"),  # plain registry credentials
+    ],
+)
+def test_the_build_cache_is_read_and_written_with_the_deploys_own_registry_login(
+    tmp_path: Path, credentials: dict[str, str], login: str
+) -> None:
+    from tests.unit.test_pipeline import World
+
+    image = "registry.digitalocean.com/team/app"
+    world = World(tmp_path, build_cache=f"{image}:buildcache", **credentials)
+    world.deploy()
+    docker_calls = [c for c in world.journal if c.startswith("docker")]
+    assert [user for _, user, _ in world.docker.logins] == [login]
+    # Logged in first, in the same docker config: then the cache is read, used and moved.
+    assert docker_calls[1:] == [
+        "docker login registry.digitalocean.com",
+        f"docker exists {image}:{'0' * 40}",
+        f"docker cache_state {image}:buildcache",
+        f"docker build {image}:{'0' * 40}",
+        f"docker push {image}:{'0' * 40}",
+        f"docker push_cache {image}:buildcache",
+    ]
