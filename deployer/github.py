@@ -21,6 +21,7 @@ import logging
 import re
 import secrets as _random
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -167,6 +168,16 @@ class Reporter:
             root.setLevel(level)
 
     @contextlib.contextmanager
+    def library_logs_of_this_thread(self) -> Iterator[None]:
+        """While a phase runs in a thread of its own with this (buffered) reporter, the library
+        log records made in that thread go to it, with the rest of that phase's log."""
+        _THREAD.reporter = self
+        try:
+            yield
+        finally:
+            _THREAD.reporter = None
+
+    @contextlib.contextmanager
     def untrusted(self) -> Iterator[None]:
         """Output of other programs (docker build, logs) must not be parsed as workflow commands."""
         if not self.github:
@@ -261,6 +272,9 @@ class Reporter:
             )
 
 
+_THREAD = threading.local()  # .reporter: a phase's own reporter, in the thread that runs it
+
+
 class _LibraryLogs(logging.Handler):
     def __init__(self, reporter: Reporter) -> None:
         super().__init__(logging.INFO)
@@ -271,4 +285,5 @@ class _LibraryLogs(logging.Handler):
             text = record.getMessage()
         except (TypeError, ValueError):
             text = str(record.msg)
-        self.reporter.debug(f"{record.name}: {text}")
+        reporter = getattr(_THREAD, "reporter", None) or self.reporter
+        reporter.debug(f"{record.name}: {text}")

@@ -345,8 +345,9 @@ class ClusterChecks(threading.Thread):
     def run(self) -> None:
         creds: Credentials | None = None
         try:
-            creds = credentials(self.settings, self.log, self.services, Outcome(), self.plan)
-            dry_run(self.settings, self.log, creds.cluster, self.plan)
+            with self.log.library_logs_of_this_thread():
+                creds = credentials(self.settings, self.log, self.services, Outcome(), self.plan)
+                dry_run(self.settings, self.log, creds.cluster, self.plan)
         except Exception as error:  # raised again in the main thread, as is
             self.error = error
             self.stop_build()

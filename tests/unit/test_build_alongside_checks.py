@@ -5,6 +5,7 @@ them; secrets the checks learn are masked before any of that."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 import sys
@@ -77,7 +78,12 @@ class FakeCluster:
 
 
 def checks(
-    monkeypatch: pytest.MonkeyPatch, *, after: float, fail: str = "", secret: str = ""
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    after: float,
+    fail: str = "",
+    secret: str = "",
+    library_log: str = "",
 ) -> FakeCluster:
     cluster = FakeCluster()
 
@@ -88,6 +94,8 @@ def checks(
             if secret:
                 reporter.mask(secret)
             time.sleep(after)
+            if library_log:  # what the kubernetes client logs, e.g. an exec plugin's stderr
+                logging.getLogger("kubernetes.config.exec_provider").warning(library_log)
             reporter.line("connected to the fake cluster")
             if fail:
                 raise InputError(fail, where="cluster")
@@ -160,3 +168,26 @@ def test_the_checks_log_comes_first_and_the_build_log_is_not_interleaved_with_it
     assert len(steps) == 20 and steps == list(range(steps[0], steps[0] + 20))  # unbroken
     checks_end = lines.index("the API server accepts all 0 objects")
     assert checks_end < lines.index(groups[2])
+
+
+def test_what_a_library_logs_during_the_checks_is_shown_with_them_even_when_they_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_docker(tmp_path, monkeypatch, lines=600, pause=0.1)
+    checks(
+        monkeypatch,
+        after=0.2,
+        fail="cannot reach the cluster",
+        library_log="exec: process returned 1. plugin says: token expired",
+    )
+    stream = io.StringIO()
+    reporter = Reporter(github=True, stream=stream)
+    with reporter.library_logs(), pytest.raises(InputError):
+        pipeline.build_while_checking_the_cluster(
+            settings(tmp_path), reporter, services(), pipeline.Outcome(), plan()
+        )
+    lines = stream.getvalue().splitlines()
+    shown = [n for n, line in enumerate(lines) if "plugin says: token expired" in line]
+    assert shown, "the build's log is dropped, the checks' own library log is not"
+    assert lines[shown[0]].startswith("::debug::kubernetes.config.exec_provider: exec:")
+    assert shown[0] < lines.index("::endgroup::")  # inside the Credentials group
