@@ -263,6 +263,16 @@ def test_a_migration_runs_once_per_commit_unless_asked_and_old_jobs_are_cleaned_
     assert results(asked)[f"Job/{job_name}"]["result"] == "succeeded"
     assert get(stack, namespace, f"job/{job_name}", "{.metadata.uid}") != uid
 
+    # a new commit: a new Job beside the old one (its template is immutable), which stays
+    newer_sha = "e" * 40
+    newer = deploy(text, sha=newer_sha, **{"run-first": "migrate"})
+    assert newer.exit_code == 0, newer.log[-4000:]
+    [newer_job] = [k.split("/", 1)[1] for k in results(newer) if k.startswith("Job/")]
+    assert newer_job.startswith("migrate-eeeeeeee-")
+    assert results(newer)[f"Job/{newer_job}"]["result"] == "succeeded"
+    names = get(stack, namespace, "jobs", "{.items[*].metadata.name}").split()
+    assert sorted(names) == sorted(["migrate-old2", job_name, newer_job]), names
+
 
 def subprocess_apply(
     stack: dict[str, str], namespace: str, text: str
