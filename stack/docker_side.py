@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -544,10 +545,15 @@ def _base_image(state_dir: Path, docker_env: Mapping[str, str], log: Log) -> str
         log(f"docker: {BASE_IMAGE} is current (key {key})")
         return BASE_IMAGE
     tarball = IMAGE_CACHE / f"base-bookworm-{key}.tar"
-    if not tarball.exists():
-        _build_base_tarball(tarball, state_dir / "logs" / "debootstrap.log", log)
-    else:
-        log(f"docker: importing {BASE_IMAGE} from the cached {tarball}")
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    # Two stacks (separate DJK_STACK_DIRs) share this cache: without the lock, a second
+    # debootstrap would delete the first one's root filesystem under it.
+    with (IMAGE_CACHE / "base-bookworm.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            _build_base_tarball(tarball, state_dir / "logs" / "debootstrap.log", log)
+        else:
+            log(f"docker: importing {BASE_IMAGE} from the cached {tarball}")
     _import(
         docker_env,
         tarball,
