@@ -11,12 +11,10 @@ the route doctl's `kubeconfig save --expiry-seconds` takes. `type=token` is sent
 SSO-enabled cluster otherwise answers with an exec (`doctl` OIDC login) kubeconfig that a CI job
 cannot complete and on which `expiry_seconds` has no effect. The endpoint's token behaviour is
 documented; `/credentials` is documented only as a token source for exec plugins and its behaviour
-on SSO-required clusters is an open question, so it is not the default. `credentials()` is kept
-for callers that want the server's exact `expires_at` and our own context naming.
+on SSO-required clusters is an open question, so the client does not call it.
 
-There is deliberately no fallback from one to the other: every successful call mints a new
-DigitalOcean API token in the user's token list, and a failure of one is almost always a failure
-(scope, cluster id) of both. For the same reason retries are few and bounded.
+Every successful call mints a new DigitalOcean API token in the user's token list, so retries
+are few and bounded.
 
 The kubeconfig never becomes a file here: callers get a dict and the secret strings to mask.
 
@@ -47,7 +45,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from deployer import __version__, timestamps
+from deployer import __version__
 from deployer.errors import InputError, ServiceError
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
@@ -57,7 +55,7 @@ USER_AGENT = f"django-k8s-deploy/{__version__}"
 # Scopes per operation, as the `security` list of each operation in DigitalOcean's spec names them
 # (tests/spec/digitalocean-openapi/subset.yaml); 403 bodies do not say which scope was missing.
 SCOPE_READ = "kubernetes:read"  # GET /v2/kubernetes/clusters, GET .../{cluster_id}
-SCOPE_ACCESS = "kubernetes:access_cluster"  # GET .../{cluster_id}/kubeconfig and /credentials
+SCOPE_ACCESS = "kubernetes:access_cluster"  # GET .../{cluster_id}/kubeconfig
 SCOPE_REGISTRY_READ = "registry:read"  # GET /v2/registry
 # GET /v2/registry/docker-credentials lists registry:read and registry:update. (A maintainer in
 # action-doctl#83 once said read-write needs registry:create; the spec is what we name.)
@@ -116,8 +114,8 @@ class DoksCluster:
 class Kubeconfig:
     """A kubeconfig dict and the secret strings inside it (mask them before anything prints).
 
-    `expires_at` is when the token stops working: exact from /credentials; from /kubeconfig it is
-    the request time plus the requested expiry, which the real expiry is never earlier than.
+    `expires_at` is when the token stops working: the request time plus the requested expiry,
+    which the real expiry is never earlier than.
     """
 
     config: dict[str, Any]
@@ -305,47 +303,6 @@ class DigitalOcean:
         except yaml.YAMLError as exc:
             raise ServiceError(SERVICE, f"kubeconfig response is not YAML ({_mark(exc)})") from None
         return _checked_kubeconfig(config, requested_at + timedelta(seconds=expiry_seconds))
-
-    def credentials(self, cluster_id: str, expiry_seconds: int, *, context: str = "") -> Kubeconfig:
-        """A kubeconfig built from /credentials (JSON), with the server's exact `expires_at`."""
-        _check_expiry(expiry_seconds)
-        body = self._json(
-            self._get(
-                f"{self._cluster_url(cluster_id)}/credentials",
-                {"expiry_seconds": expiry_seconds},
-                SCOPE_ACCESS,
-                "fetch cluster credentials",
-                cluster_id=cluster_id,
-            )
-        )
-        server, ca = body.get("server"), body.get("certificate_authority_data")
-        if not isinstance(server, str) or not isinstance(ca, str):
-            raise ServiceError(SERVICE, "credentials response lacks `server` or CA data")
-        name = context or f"do-{cluster_id}"
-        user: dict[str, str] = {}
-        token = body.get("token")
-        if isinstance(token, str) and token:
-            user["token"] = token
-        for ours, theirs in (
-            ("client-certificate-data", "client_certificate_data"),
-            ("client-key-data", "client_key_data"),
-        ):
-            value = body.get(theirs)
-            if isinstance(value, str) and value:
-                user[ours] = value
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": name, "cluster": {"server": server, "certificate-authority-data": ca}}
-            ],
-            "users": [{"name": f"{name}-admin", "user": user}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
-            "current-context": name,
-            "preferences": {},
-        }
-        expires_at = timestamps.parse(body.get("expires_at"))
-        return _checked_kubeconfig(config, expires_at)
 
     def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
         """Read-write DOCR login (user, password) for `registry` (host, or host/name).

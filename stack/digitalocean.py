@@ -21,7 +21,7 @@ Behaviour, deliberately as the real API where we know it:
   `links.pages` URLs (first/prev from page 2, next/last before the last page; no `links` when a
   single page holds everything). Stricter than the real API: out-of-range or non-integer query
   values get 400 `bad_request`, so a client bug shows up instead of being clamped away.
-- `/kubeconfig` answers `application/yaml` (block YAML, scalars JSON-quoted), `/credentials` JSON.
+- `/kubeconfig` answers `application/yaml` (block YAML, scalars JSON-quoted).
 - `GET /v2/registry/docker-credentials?read_write=&expiry_seconds=`:
   `{"auths": {<registry host>: {"auth": base64(user:password)}}}`.
 - `GET /v2/registry`: the account's one registry (`--registry-name`).
@@ -111,7 +111,7 @@ CLUSTERS_PATH = "/v2/kubernetes/clusters"
 REGISTRY_PATH = "/v2/registry"
 DOCKER_CREDENTIALS_PATH = "/v2/registry/docker-credentials"
 LINK_PATH = "/v2/kubernetes/registry"
-_CLUSTER_PATH = re.compile(r"^/v2/kubernetes/clusters/([^/]+)(/kubeconfig|/credentials)?$")
+_CLUSTER_PATH = re.compile(r"^/v2/kubernetes/clusters/([^/]+)(/kubeconfig)?$")
 
 # The spec's operationIds (and what each needs), by method and path.
 OPERATIONS = {
@@ -120,11 +120,6 @@ OPERATIONS = {
     "kubernetes_get_kubeconfig": (
         "GET",
         CLUSTERS_PATH + "/{cluster_id}/kubeconfig",
-        {"kubernetes:access_cluster"},
-    ),
-    "kubernetes_get_credentials": (
-        "GET",
-        CLUSTERS_PATH + "/{cluster_id}/credentials",
         {"kubernetes:access_cluster"},
     ),
     "kubernetes_add_registry": ("POST", LINK_PATH, {"kubernetes:create", "kubernetes:update"}),
@@ -147,10 +142,6 @@ def operation_of(method: str, path: str) -> str | None:
 def cluster_id_for(name: str, index: int = 0) -> str:
     """The stable id the stand-in gives the `index`-th cluster called `name`."""
     return str(uuid.uuid5(CLUSTER_ID_NAMESPACE, name if index == 0 else f"{name}#{index}"))
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- tokens -------------------------------------------------------------------------------------
@@ -708,10 +699,8 @@ class FakeDigitalOcean:
             if not what:
                 return _json(200, {"kubernetes_cluster": cluster.to_api()})
             expiry = _int(params, "expiry_seconds", 0, 0) or SEVEN_DAYS
-            if what == "/kubeconfig":
-                _token_type(params)
-                return self._kubeconfig(cluster, expiry)
-            return self._credentials(expiry)
+            _token_type(params)
+            return self._kubeconfig(cluster, expiry)
         except _BadRequest as exc:
             return _error(400, request_id, str(exc))
         except _Forbidden:
@@ -780,20 +769,6 @@ class FakeDigitalOcean:
             ]
         )
         return _Reply(200, text.encode(), "application/yaml")
-
-    def _credentials(self, expiry: int) -> _Reply:
-        minted = self.token_minter(expiry)
-        return _json(
-            200,
-            {
-                "server": self.server_url,
-                "certificate_authority_data": self.ca_data,
-                "client_certificate_data": None,
-                "client_key_data": None,
-                "token": minted.token,
-                "expires_at": rfc3339(minted.expires_at),
-            },
-        )
 
     def _registry(self) -> _Reply:
         created = "2026-01-05T10:00:00Z"

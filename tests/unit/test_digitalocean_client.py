@@ -272,20 +272,6 @@ def test_kubeconfig_is_a_dict_carrying_the_freshly_minted_token(
     assert fake.requests[0]["response_headers"]["content-type"] == "application/yaml"
 
 
-def test_credentials_build_a_kubeconfig_with_the_exact_expiry(
-    fake: FakeDigitalOcean, client: DigitalOcean, minter: Minter
-) -> None:
-    kubeconfig = client.credentials(CLUSTER_ID, 1200, context="prod")
-
-    assert minter.asked == [1200]
-    body = json.loads(fake.requests[0]["response_body"])
-    assert kubeconfig.expires_at == datetime.fromisoformat(body["expires_at"])
-    assert kubeconfig.context == "prod"
-    assert kubeconfig.config["users"] == [{"name": "prod-admin", "user": {"token": body["token"]}}]
-    assert kubeconfig.secrets == (body["token"],)
-    assert queries(fake) == [{"expiry_seconds": ["1200"]}]
-
-
 def test_a_zero_expiry_is_refused_because_it_means_seven_days(
     fake: FakeDigitalOcean, client: DigitalOcean
 ) -> None:
@@ -389,7 +375,6 @@ ENDPOINTS = {
     "kubernetes_list_clusters": lambda do: do.find_cluster(NAME),
     "kubernetes_get_cluster": lambda do: do.get_cluster(CLUSTER_ID),
     "kubernetes_get_kubeconfig": lambda do: do.kubeconfig(CLUSTER_ID, 600),
-    "kubernetes_get_credentials": lambda do: do.credentials(CLUSTER_ID, 600),
     "kubernetes_add_registry": lambda do: do._send(
         "POST",
         f"{do.api_url}/v2/kubernetes/registry",
@@ -490,11 +475,6 @@ def test_a_wrong_token_is_rejected_by_the_stand_in(fake: FakeDigitalOcean) -> No
             "may not fetch a kubeconfig",
         ),
         (
-            "kubernetes:access_cluster",
-            lambda do: do.credentials(CLUSTER_ID, 600),
-            "may not fetch cluster credentials",
-        ),
-        (
             "registry:update",
             lambda do: do.registry_credentials("registry.digitalocean.com", 600),
             "may not get push credentials for the container registry",
@@ -537,7 +517,6 @@ def test_the_scopes_the_client_names_are_the_ones_the_spec_lists() -> None:
         ("GET", "/v2/kubernetes/clusters"): (digitalocean.SCOPE_READ,),
         ("GET", "/v2/kubernetes/clusters/{cluster_id}"): (digitalocean.SCOPE_READ,),
         ("GET", "/v2/kubernetes/clusters/{cluster_id}/kubeconfig"): (digitalocean.SCOPE_ACCESS,),
-        ("GET", "/v2/kubernetes/clusters/{cluster_id}/credentials"): (digitalocean.SCOPE_ACCESS,),
         ("POST", "/v2/kubernetes/registry"): digitalocean.SCOPES_LINK,
         ("GET", "/v2/registry"): (digitalocean.SCOPE_REGISTRY_READ,),
         ("GET", "/v2/registry/docker-credentials"): digitalocean.SCOPES_PUSH,

@@ -23,7 +23,6 @@ OPERATIONS = [
     ("/v2/kubernetes/clusters", "get"),
     ("/v2/kubernetes/clusters/{cluster_id}", "get"),
     ("/v2/kubernetes/clusters/{cluster_id}/kubeconfig", "get"),
-    ("/v2/kubernetes/clusters/{cluster_id}/credentials", "get"),
     ("/v2/kubernetes/registry", "post"),
     ("/v2/registry", "get"),
     ("/v2/registry/docker-credentials", "get"),
@@ -148,10 +147,10 @@ def cut(root: Path) -> tuple[dict[str, Any], str]:
     info["description"] = (
         f"Subset of the public DigitalOcean API v2 specification (github.com/digitalocean/openapi, "
         f"commit {commit}) restricted to the operations django-k8s-deploy calls: list clusters, "
-        "get cluster, get kubeconfig and get credentials (a short-lived kubeconfig), get the "
-        "container registry and its docker credentials (push login), and add the registry to "
-        "clusters (link-registry). All $refs were hoisted into components so this file stands "
-        "alone; language code samples (x-codeSamples) were dropped. Everything else is as upstream."
+        "get cluster and get kubeconfig (a short-lived kubeconfig), get the container registry "
+        "and its docker credentials (push login), and add the registry to clusters "
+        "(link-registry). All $refs were hoisted into components so this file stands alone; "
+        "language code samples (x-codeSamples) were dropped. Everything else is as upstream."
     )
     tags = [cutter.walk(t, main_file, "schemas") for t in main["tags"] if t["name"] in TAGS]
     components: dict[str, Any] = {"securitySchemes": {"bearer_auth": scheme}}
