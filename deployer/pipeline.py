@@ -917,7 +917,10 @@ def _registry_access(
     images = [i for _, _, i in manifests.images(plan.documents) if docr.registry_name(i)]
     if not images:
         return
-    if settings.link_registry:
+    if settings.link_registry and settings.dry_run:
+        # A preview changes nothing, DigitalOcean included: the warning below says what is missing.
+        reporter.line("dry run: link-registry would integrate the registry with the cluster")
+    elif settings.link_registry:
         _link_registry(settings, reporter, services, creds, plan, images)
     missing, unknown = docr.without_pull_secret(plan.documents, creds.cluster.pull_secrets)
     for found in missing:

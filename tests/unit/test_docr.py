@@ -160,7 +160,12 @@ def fake(cluster: FakeCluster) -> Iterator[FakeDigitalOcean]:
 
 
 def run(
-    fake: FakeDigitalOcean, cluster: FakeCluster, *, link: bool, text: str = ""
+    fake: FakeDigitalOcean,
+    cluster: FakeCluster,
+    *,
+    link: bool,
+    text: str = "",
+    dry_run: bool = False,
 ) -> tuple[str, list[str]]:
     config = Settings(
         image=IMAGE.rsplit(":", 1)[0],
@@ -171,6 +176,7 @@ def run(
         cluster="djk-local",
         api_url=fake.url,
         link_registry=link,
+        dry_run=dry_run,
     )
     docs = documents(text or deployment())
     plan = pipeline.Plan({}, docs, "shop", [], [])
@@ -216,6 +222,17 @@ def test_link_registry_integrates_once_and_the_pods_can_pull(
     assert warnings == []
     assert "registry djk-local was already integrated" in log
     assert [e["method"] for e in fake.requests] == ["GET", "GET"]
+
+
+def test_a_dry_run_with_link_registry_changes_nothing_at_digitalocean(
+    fake: FakeDigitalOcean, cluster: FakeCluster
+) -> None:
+    log, warnings = run(fake, cluster, link=True, dry_run=True)
+
+    assert "dry run: link-registry would integrate the registry with the cluster" in log
+    assert len(warnings) == 1 and "No pull access to DOCR" in warnings[0]
+    assert fake.requests == []
+    assert cluster.accounts[("shop", "default")] == []
 
 
 def test_link_registry_without_the_scope_names_it(
