@@ -301,9 +301,8 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         ("Deployment", n, "--deployment") for n in args.deployment
     ]
     for item in args.workload:
-        kind_text, _, name = str(item).partition("/")
-        kind = settings.WAIT_KINDS.get(kind_text.lower())
-        if kind is None or not manifests.is_name(name):
+        kind, name = settings.split_workload(str(item))
+        if "/" not in str(item) or kind is None or not manifests.is_name(name):
             raise InputError(
                 f"{manifests.shown(item)} is not kind/name",
                 where="--workload",

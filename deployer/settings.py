@@ -32,7 +32,6 @@ _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-
 _REPOSITORY_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 _SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?$")
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 _BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
@@ -301,27 +300,33 @@ def _secret_name(text: str, inputs: _Inputs) -> str:
             "is required when secrets is set",
             "Name the Secret your manifests reference, e.g. app-secrets.",
         )
-    if text and not _DNS_SUBDOMAIN_RE.match(text):
+    if text and not manifests.is_name(text):
         raise Invalid(
             f"is not a valid Secret name: {text!r}", "Use lower-case letters, digits, '-' and '.'."
         )
     return text
 
 
+def split_workload(item: str) -> tuple[str | None, str]:
+    """`kind/name` → (Kind, name), the kind None when it is not one we wait for; a plain name
+    is a Deployment, as in every v1 release. The name is for the caller to check."""
+    kind_text, _, name = item.rpartition("/")
+    return (WAIT_KINDS.get(kind_text.lower()) if kind_text else "Deployment"), name
+
+
 def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
-    """ "Kind/name" for each item; a plain name is a Deployment, as in every v1 release."""
+    """ "Kind/name" for each item (see `split_workload`)."""
     wanted: list[str] = []
     for item in (n for n in re.split(r"[\s,]+", text) if n):
-        kind_text, _, name = item.rpartition("/")
-        kind = WAIT_KINDS.get(kind_text.lower()) if kind_text else "Deployment"
+        kind, name = split_workload(item)
         if kind is None:
             inputs.problem(
                 "wait-for",
-                f"{item!r}: {kind_text!r} is not a kind we wait for",
+                f"{item!r}: {item.rpartition('/')[0]!r} is not a kind we wait for",
                 "Write kind/name with kind deployment, statefulset, daemonset or job "
                 "(a plain name is a Deployment).",
             )
-        elif not _DNS_SUBDOMAIN_RE.match(name):
+        elif not manifests.is_name(name):
             inputs.problem(
                 "wait-for",
                 f"{name!r} is not a valid {kind} name",
@@ -336,7 +341,7 @@ def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
 def _run_first(text: str, inputs: _Inputs) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n for n in re.split(r"[\s,]+", text) if n))
     for name in names:
-        if not _DNS_SUBDOMAIN_RE.match(name):
+        if not manifests.is_name(name):
             inputs.problem(
                 "run-first",
                 f"{name!r} is not a valid Job name",

@@ -113,6 +113,9 @@ def test_action_yml_declares_exactly_the_inputs_the_code_reads() -> None:
         ({"wait_for": "web, Bad_Name"}, "wait-for: 'Bad_Name' is not a valid Deployment name"),
         ({"wait_for": "cronjob/nightly"}, "wait-for: 'cronjob/nightly': 'cronjob' is not a kind"),
         ({"wait_for": "job/Bad_Name"}, "wait-for: 'Bad_Name' is not a valid Job name"),
+        # DNS-1123 as the API server (and manifests.is_name) has it: no empty label.
+        ({"wait_for": "web..x"}, "wait-for: 'web..x' is not a valid Deployment name"),
+        ({"run_first": "migrate.-x"}, "run-first: 'migrate.-x' is not a valid Job name"),
         ({"run_first": "migrate, Bad_Name"}, "run-first: 'Bad_Name' is not a valid Job name"),
         ({"dry_run": "maybe"}, "dry-run: must be true or false"),
     ],
