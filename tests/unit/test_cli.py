@@ -170,3 +170,16 @@ def test_bad_action_inputs_also_reach_the_job_summary_and_outputs(tmp_path: Path
     assert "State: nothing was applied to the cluster." in summary
     assert "result<<ghadelimiter_" in (tmp_path / "out").read_text()
     assert "\nfailed\n" in (tmp_path / "out").read_text()
+
+
+def test_wait_workload_takes_kind_slash_name_and_refuses_anything_else(tmp_path: Path) -> None:
+    for bad in ("web", "cronjob/nightly", "job/Bad_Name", "sts/db..x", "job/a/b"):
+        result = run("wait", "--workload", bad, "--kubeconfig", "missing.yaml", cwd=tmp_path)
+        assert result.returncode == 2, (bad, result.stderr)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and "is not kind/name" in lines[0] and "--workload" in lines[0]
+    # A well-formed reference passes this check and stops at the next: the missing kubeconfig.
+    result = run("wait", "--workload", "sts/db", "--kubeconfig", "missing.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "is not kind/name" not in output and "missing.yaml" in output
