@@ -64,8 +64,7 @@ def stamp_checksum(
         }
         if not used:
             continue
-        annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-        annotations[annotation] = config_digest(configs[key] for key in sorted(used))
+        _annotations(template)[annotation] = config_digest(configs[key] for key in sorted(used))
         stamped.append(f"{d.kind.lower()}/{d.name}")
     return stamped
 
@@ -93,10 +92,17 @@ def stamp_change_cause(documents: list[manifests.Document], cause: str) -> list[
     for d in documents:
         if d.kind not in ROLLED_KINDS:
             continue
-        metadata = d.body.setdefault("metadata", {})
-        annotations = metadata.get("annotations")
-        if not isinstance(annotations, dict):
-            annotations = metadata["annotations"] = {}
-        annotations[CHANGE_CAUSE_ANNOTATION] = cause
+        _annotations(d.body)[CHANGE_CAUSE_ANNOTATION] = cause
         stamped.append(f"{d.kind.lower()}/{d.name}")
     return stamped
+
+
+def _annotations(owner: dict[str, Any]) -> dict[str, Any]:
+    """`owner.metadata.annotations`, made a mapping where the file left either out or null."""
+    metadata = owner.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = owner["metadata"] = {}
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, dict):
+        annotations = metadata["annotations"] = {}
+    return annotations

@@ -122,6 +122,30 @@ def test_each_workload_is_stamped_with_what_it_uses_and_jobs_are_left_alone(
     assert len({sums[u] for u in users}) == 3
 
 
+def test_a_template_with_null_metadata_or_annotations_is_stamped_too(tmp_path: Path) -> None:
+    for template_metadata in ("metadata:", "metadata: {annotations: null}"):
+        text = f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data: {{DEBUG: "false"}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, annotations: null}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    {template_metadata}
+    spec:
+      containers:
+        - {{name: web, image: <IMAGE>, envFrom: [{{configMapRef: {{name: settings}}}}]}}
+"""
+        users, sums = stamped(tmp_path, text)
+        assert users == ["deployment/web"], template_metadata
+        assert str(sums["deployment/web"]).startswith("sha256:")
+
+
 def test_a_changed_configmap_rolls_exactly_its_users(tmp_path: Path) -> None:
     _, before = stamped(tmp_path, WORKLOADS)
     _, same = stamped(tmp_path, WORKLOADS.replace("# unrelated", ""))
