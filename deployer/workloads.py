@@ -31,6 +31,10 @@ from deployer.status import (
     Collection,
     PodProblem,
     Verdict,
+    _get,
+    _mapping,
+    _name,
+    _one_line,
     controller_uid,
     deployment_verdict,
     generation_observed,
@@ -364,26 +368,7 @@ def _true_condition(status: Obj, kind: str) -> Obj | None:
 
 
 def _labels(obj: Obj) -> Mapping[str, Any]:
-    labels = _get(obj, "metadata", "labels")
-    return labels if isinstance(labels, Mapping) else {}
-
-
-def _name(obj: Obj) -> str:
-    return str(_get(obj, "metadata", "name") or "?")
-
-
-def _get(obj: Obj, *path: str) -> Any:
-    cur: Any = obj
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= 300 else line[:299] + "…"
+    return _mapping(obj, "metadata", "labels") or {}
 
 
 def wait_targets(documents: Sequence[Any], wanted: Sequence[str]) -> list[Any]:
