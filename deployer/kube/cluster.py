@@ -85,13 +85,6 @@ class Cluster(Connection):
         refs = account.get("imagePullSecrets") or []
         return [str(r.get("name")) for r in refs if isinstance(r, dict) and r.get("name")]
 
-    def deployment_generation(self, name: str, namespace: str) -> int | None:
-        """The Deployment's current metadata.generation; None when it does not exist."""
-        deployment = self.get_deployment(name, namespace)
-        if deployment is None:
-            return None
-        return int((deployment.get("metadata") or {}).get("generation") or 0)
-
     def get_deployment(self, name: str, namespace: str) -> dict[str, Any] | None:
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         try:
