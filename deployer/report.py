@@ -100,8 +100,7 @@ def of_deploy(facts: DeployFacts) -> Report:
         annotations += error_annotations(error)
     annotations += _rollout_annotations(facts.results)
     image = facts.image_ref or facts.requested_image
-    heading = result_of(facts.results) if facts.results or error is None else "failed"
-    summary = [f"## django-k8s-deploy: {heading}", ""]
+    summary = [f"## django-k8s-deploy: {result}", ""]
     if error is not None and not isinstance(error, RolloutFailed):
         summary += [f"**Error:** {md_cell(str(error))}", ""]
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
