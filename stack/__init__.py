@@ -9,6 +9,7 @@ that happens to reuse a recorded pid.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -25,6 +26,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class StackError(Exception):
     """A failure worth one clear line (what failed, where to look); never a traceback."""
+
+
+@functools.cache
+def binary_paths() -> dict[str, str]:
+    """Where scripts/build-binaries keeps each binary it pins (its `paths` output: it owns the
+    cache layout), read once per process."""
+    script = REPO_ROOT / "scripts" / "build-binaries"
+    try:
+        result = subprocess.run(
+            [str(script), "paths"], capture_output=True, text=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StackError(f"{script} paths: {exc}") from exc
+    if result.returncode != 0:
+        raise StackError(f"{script} paths failed: {result.stderr.strip()}")
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
 
 def free_port() -> int:

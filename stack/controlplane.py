@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from stack import (
-    REPO_ROOT,
     Log,
     Proc,
     StackError,
+    binary_paths,
     free_port,
     is_running,
     podlogs,
@@ -71,13 +71,7 @@ class Binaries:
 
 def find_binaries() -> Binaries:
     """Where scripts/build-binaries keeps the versions it pins (it owns the cache layout)."""
-    script = REPO_ROOT / "scripts" / "build-binaries"
-    result = subprocess.run(
-        [str(script), "paths"], capture_output=True, text=True, check=False, timeout=60
-    )
-    if result.returncode != 0:
-        raise StackError(f"{script} paths failed: {result.stderr.strip()}")
-    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    paths = binary_paths()
     k8s = Path(paths["K8S_BIN_DIR"])
     found = Binaries(
         etcd=Path(paths["ETCD_BIN"]),

@@ -4,11 +4,16 @@
 DJK_REGISTRY_PASSWORD, DJK_BASE_IMAGE, DJK_DOCKER_CLI_IMAGE, and DOCKER_HOST when the daemon is
 ours); `down` stops exactly what `up` started; `status` says what answers.
 
-- Daemon: one that already answers `docker info` is used as it is. Otherwise Debian's dockerd is
-  started with no iptables and no bridge (this machine may itself be a container), so builds and
-  containers use `--network=host`; storage is overlay2 where the kernel allows it, else vfs
-  (`DJK_DOCKER_STORAGE_DRIVER` forces one). Its data-root lives in the state dir and survives
-  `down`, so the images below are normally still there on the next `up`.
+- Daemons: the Docker engines GitHub's hosted runners run, built from the Go module proxy by
+  `scripts/build-binaries engines` with the containerd and runc they start: engine 28 (28.0.4,
+  as on ubuntu-24.04: classic image store, overlay2) and engine 29 (moby v2, as on ubuntu-26.04:
+  a fresh data-root, so the containerd image store). Both run, each on its own socket and
+  data-root; DOCKER_HOST names the primary one (`DJK_DOCKER_ENGINE`, default 28) and
+  DJK_DOCKER_HOST_28 / DJK_DOCKER_HOST_29 name each. No iptables and no bridge (this machine may
+  itself be a container), so builds and containers use `--network=host`; where the kernel
+  refuses overlay, the classic store falls back to vfs and the containerd store to the native
+  snapshotter (`DJK_DOCKER_STORAGE_DRIVER` forces one). Data-roots live in the state dir and
+  survive `down`, so the images below are normally still there on the next `up`.
 - Registry: Debian's docker-registry binary (no images can be pulled here) on 127.0.0.1 with a
   user and password made per `up`. 127.0.0.0/8 is an insecure registry by default in dockerd, so
   plain HTTP with basic auth works and no TLS is needed.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +44,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +53,7 @@ from stack import (
     Log,
     StackError,
     _stat,
+    binary_paths,
     free_port,
     is_running,
     spawn,
@@ -81,7 +89,6 @@ FALLBACK_BUILDX_DIRS = (
 
 # command -> Debian package that provides it
 APT_PACKAGES = {
-    "dockerd": "docker.io",
     "docker-registry": "docker-registry",
     "debootstrap": "debootstrap",
     "htpasswd": "apache2-utils",
@@ -104,29 +111,64 @@ def up(state_dir: Path, log: Log) -> dict[str, str]:
     _save(root, state)
 
     _step(log, "packages", lambda: _install_missing(log))
-    docker_env = _step(log, "daemon", lambda: _daemon(state_dir, root, state, log))
-    state["docker_env"] = docker_env
+    binaries = _step(log, "engine binaries", lambda: _engine_binaries(log))
+    primary_engine = _primary_engine()
+    engine_envs: dict[str, dict[str, str]] = {}
+    # The primary first: DOCKER_HOST answers before the other engine starts.
+    for engine in sorted(ENGINES.values(), key=lambda e: e is not primary_engine):
+        engine_envs[engine.name] = _step(
+            log,
+            f"daemon {engine.name}",
+            functools.partial(_daemon, state_dir, root, state, engine, binaries, log),
+        )
+    primary = engine_envs[primary_engine.name]
+    state["docker_env"] = primary
+    state["engine_envs"] = engine_envs
     _save(root, state)
-    registry_env = _step(log, "registry", lambda: _registry(state_dir, root, state, docker_env))
-    base = _step(log, f"image {BASE_IMAGE}", lambda: _base_image(state_dir, docker_env, log))
-    cli = _step(log, f"image {DOCKER_CLI_IMAGE}", lambda: _docker_cli_image(docker_env, log))
+    registry_env = _step(log, "registry", lambda: _registry(state_dir, root, state, primary))
+    for name, docker_env in engine_envs.items():
+        if docker_env is not primary:
+            _check_login(
+                docker_env,
+                registry_env["DJK_REGISTRY"],
+                registry_env["DJK_REGISTRY_USER"],
+                registry_env["DJK_REGISTRY_PASSWORD"],
+            )
+        _step(
+            log,
+            f"engine {name}: image {BASE_IMAGE}",
+            functools.partial(_base_image, state_dir, docker_env, log),
+        )
+        _step(
+            log,
+            f"engine {name}: image {DOCKER_CLI_IMAGE}",
+            functools.partial(_docker_cli_image, docker_env, log),
+        )
 
-    env = {**docker_env, **registry_env, "DJK_BASE_IMAGE": base, "DJK_DOCKER_CLI_IMAGE": cli}
+    env = {
+        **primary,
+        **registry_env,
+        "DJK_DOCKER_ENGINE": primary_engine.name,
+        **{f"DJK_DOCKER_HOST_{name}": e["DOCKER_HOST"] for name, e in engine_envs.items()},
+        "DJK_BASE_IMAGE": BASE_IMAGE,
+        "DJK_DOCKER_CLI_IMAGE": DOCKER_CLI_IMAGE,
+    }
     state["env"] = env
     _save(root, state)
     return env
 
 
 def down(state_dir: Path) -> None:
-    """Stop the registry and the daemon if `up` started them; keep images, caches and logs."""
+    """Stop the registry and the daemons if `up` started them; keep images, caches and logs."""
     root = state_dir / "docker"
     state = _load(root)
     if state is None:
         return
     stop(state.get("procs", []), grace=30.0)
     # dockerd can leave its network namespace mounted under the exec root.
-    if any(proc["name"] == "dockerd" for proc in state.get("procs", [])):
-        _unmount_under(_run_dir(root))
+    for engine in ENGINES.values():
+        if any(proc["name"] == engine.process for proc in state.get("procs", [])):
+            _unmount_under(_run_dir(root, engine))
     # Credentials are per run: once the registry is gone its password file has no use.
     for name in ("htpasswd", "registry.yml", "state.json"):
         (root / name).unlink(missing_ok=True)
@@ -141,8 +183,14 @@ def status(state_dir: Path) -> list[tuple[str, bool]]:
     checks: list[tuple[str, bool]] = [
         (f"{proc['name']} (pid {proc['pid']})", is_running(proc)) for proc in state["procs"]
     ]
-    docker_env: dict[str, str] = state.get("docker_env", {})
-    checks.append(("docker daemon answers", _daemon_version(docker_env) is not None))
+    engine_envs: dict[str, dict[str, str]] = state.get("engine_envs", {})
+    if not engine_envs:
+        checks.append(("docker daemons", False))
+    for name, engine_env in engine_envs.items():
+        version = _daemon_version(engine_env)
+        checks.append(
+            (f"docker engine {name} answers ({version or 'no answer'})", version is not None)
+        )
     env: dict[str, str] = state.get("env", {})
     if env.get("DJK_REGISTRY"):
         checks.append(
@@ -155,8 +203,19 @@ def status(state_dir: Path) -> list[tuple[str, bool]]:
         )
     else:
         checks.append(("registry", False))
-    checks.append((f"image {BASE_IMAGE}", _image_key(docker_env, BASE_IMAGE) == _base_key()))
-    checks.append((f"image {DOCKER_CLI_IMAGE}", _image_key(docker_env, DOCKER_CLI_IMAGE) != ""))
+    for name, engine_env in engine_envs.items():
+        checks.append(
+            (
+                f"engine {name}: image {BASE_IMAGE}",
+                _image_key(engine_env, BASE_IMAGE) == _base_key(),
+            )
+        )
+        checks.append(
+            (
+                f"engine {name}: image {DOCKER_CLI_IMAGE}",
+                _image_key(engine_env, DOCKER_CLI_IMAGE) != "",
+            )
+        )
     return checks
 
 
@@ -305,30 +364,85 @@ def _short_dir(preferred: Path, name: str, longest_child: int) -> Path:
     return Path(tempfile.gettempdir()) / f"djk-{name}-{digest}"
 
 
-def _run_dir(root: Path) -> Path:
-    """Socket, pidfile and exec root of our dockerd (containerd's sockets live below it)."""
-    return _short_dir(root / "run", "docker", len("/containerd/containerd.sock.ttrpc"))
+@dataclass(frozen=True)
+class Engine:
+    """A Docker engine a hosted runner runs, and how the stack starts it like the runner does."""
+
+    name: str  # "28", "29": what DJK_DOCKER_ENGINE and DJK_DOCKER_HOST_<name> say
+    binary: str  # the `scripts/build-binaries paths` name of its dockerd
+    build: str  # the `scripts/build-binaries` target that makes it
+    runner: str  # the hosted runner image that runs this engine
+    containerd_store: bool  # the image store a fresh install of it uses
+
+    @property
+    def process(self) -> str:
+        return f"dockerd-{self.name}"
+
+    def storage_drivers(self) -> list[str | None]:
+        """What to try, in order (None: the engine's own default, as a fresh install has)."""
+        forced = os.environ.get("DJK_DOCKER_STORAGE_DRIVER")
+        if forced:
+            return [forced]
+        # overlay first: a container starts in well under a second on it, against 10-20 s on
+        # vfs/native (which copy the whole image per container); those work on any filesystem.
+        return [None, "native"] if self.containerd_store else ["overlay2", "vfs"]
 
 
-def _storage_drivers() -> list[str]:
-    """overlay2 first: a container starts in well under a second on it, against 10-20 s on vfs
-    (which copies the whole image per container). vfs works on any filesystem: the fallback."""
-    forced = os.environ.get("DJK_DOCKER_STORAGE_DRIVER")
-    return [forced] if forced else ["overlay2", "vfs"]
+ENGINES = {
+    engine.name: engine
+    for engine in (
+        Engine("28", "DOCKERD28_BIN", "dockerd28", "ubuntu-24.04", containerd_store=False),
+        Engine("29", "DOCKERD29_BIN", "dockerd29", "ubuntu-26.04", containerd_store=True),
+    )
+}
+DEFAULT_ENGINE = "28"  # what ubuntu-latest (ubuntu-24.04) runs
 
 
-def _daemon(state_dir: Path, root: Path, state: dict[str, Any], log: Log) -> dict[str, str]:
-    answering = _daemon_version({})
-    if answering is not None:
-        log(f"docker: using the Docker daemon that already answers (Engine {answering})")
-        # Not ours, so down leaves it alone; where it is still goes into the env.
-        host = os.environ.get("DOCKER_HOST", "")
-        return {"DOCKER_HOST": host} if host else {}
-    run_dir = _run_dir(root)
+def _primary_engine() -> Engine:
+    name = os.environ.get("DJK_DOCKER_ENGINE") or DEFAULT_ENGINE
+    if name not in ENGINES:
+        raise StackError(f"DJK_DOCKER_ENGINE={name} is not one of {', '.join(ENGINES)}")
+    return ENGINES[name]
+
+
+def _engine_binaries(log: Log) -> dict[str, Path]:
+    """Every engine's dockerd, and the directories of the containerd and runc they start."""
+    built = {
+        "containerd": _build_binary("containerd", "CONTAINERD_BIN_DIR", log, directory=True),
+        "runc": _build_binary("runc", "RUNC_BIN", log),
+        **{e.name: _build_binary(e.build, e.binary, log) for e in ENGINES.values()},
+    }
+    missing = sorted(name for name, path in built.items() if path is None)
+    if missing:
+        raise StackError(
+            f"cannot build {', '.join(missing)} (see the warnings above and "
+            f"{CACHE / 'logs'}/build-*.log); the stack needs every engine"
+        )
+    return {name: path for name, path in built.items() if path is not None}
+
+
+def _run_dir(root: Path, engine: Engine) -> Path:
+    """Socket, pidfile and exec root of one engine (containerd's sockets live below it)."""
+    return _short_dir(
+        root / f"run-{engine.name}",
+        f"docker-{engine.name}",
+        len("/exec/containerd/containerd.sock.ttrpc"),
+    )
+
+
+def _daemon(
+    state_dir: Path,
+    root: Path,
+    state: dict[str, Any],
+    engine: Engine,
+    binaries: Mapping[str, Path],
+    log: Log,
+) -> dict[str, str]:
+    run_dir = _run_dir(root, engine)
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     socket_path = run_dir / "docker.sock"
     pidfile = run_dir / "dockerd.pid"
-    log_path = state_dir / "logs" / "dockerd.log"
+    log_path = state_dir / "logs" / f"{engine.process}.log"
     docker_env = {"DOCKER_HOST": f"unix://{socket_path}"}
     version = _daemon_version(docker_env)
     if version is not None:
@@ -338,26 +452,32 @@ def _daemon(state_dir: Path, root: Path, state: dict[str, Any], log: Log) -> dic
             stat = _stat(pid)
             if stat is not None:
                 state["procs"].append(
-                    {"name": "dockerd", "pid": pid, "start": stat[1], "log": str(log_path)}
+                    {"name": engine.process, "pid": pid, "start": stat[1], "log": str(log_path)}
                 )
                 _save(root, state)
-        log(f"docker: reusing the daemon already listening on {socket_path} (Engine {version})")
+        log(f"docker: reusing engine {engine.name} already listening on {socket_path} ({version})")
         return docker_env
-    drivers = _storage_drivers()
+    # dockerd starts containerd, and containerd the shim and runc, from PATH: ours come first.
+    path = os.pathsep.join(
+        [str(binaries["containerd"]), str(binaries["runc"].parent), os.environ.get("PATH", "")]
+    )
+    drivers = engine.storage_drivers()
     for driver in drivers:
         _unmount_under(run_dir)
         socket_path.unlink(missing_ok=True)
         pidfile.unlink(missing_ok=True)
         argv = [
-            _need("dockerd"),
-            # This machine may be a container without netfilter: no NAT, no bridge; builds and
-            # containers use --network=host and reach the loopback stack that way.
+            str(binaries[engine.name]),
+            # This machine may be a container without netfilter: no NAT, no bridge, so no
+            # docker-proxy either; builds and containers use --network=host and reach the
+            # loopback stack that way.
             "--iptables=false",
             "--ip6tables=false",
             "--bridge=none",
-            f"--storage-driver={driver}",
+            "--userland-proxy=false",
+            *([f"--storage-driver={driver}"] if driver else []),
             "--data-root",
-            str(root / "data"),
+            str(root / f"data-{engine.name}"),
             "--exec-root",
             str(run_dir / "exec"),
             "--pidfile",
@@ -365,12 +485,12 @@ def _daemon(state_dir: Path, root: Path, state: dict[str, Any], log: Log) -> dic
             "--host",
             f"unix://{socket_path}",
         ]
-        proc = spawn("dockerd", argv, log_path)
+        proc = spawn(engine.process, argv, log_path, env={**os.environ, "PATH": path})
         state["procs"].append(proc)
         _save(root, state)  # recorded before waiting, so a failed wait is still cleaned up
         try:
             wait_for(
-                f"dockerd on {socket_path}",
+                f"dockerd {engine.name} on {socket_path}",
                 lambda: _daemon_version(docker_env) is not None,
                 timeout=60,
                 watch=[proc],
@@ -382,13 +502,22 @@ def _daemon(state_dir: Path, root: Path, state: dict[str, Any], log: Log) -> dic
             # It refused this storage driver and exited: try the next one.
             state["procs"].remove(proc)
             _save(root, state)
-            log(f"docker: dockerd refused storage driver {driver}; trying the next ({exc})")
+            log(f"docker: engine {engine.name} refused storage {driver or 'default'}; next ({exc})")
             continue
-        log(f"docker: started dockerd {_daemon_version(docker_env)} ({driver}) on {socket_path}")
+        log(
+            f"docker: started engine {engine.name} ({_daemon_version(docker_env)}, "
+            f"{_image_store(docker_env)} image store, as on {engine.runner}) on {socket_path}"
+        )
         # Our own daemon only: images that lost their tag (rebuilt action images) are garbage.
         _docker(docker_env, "image", "prune", "--force", what="docker image prune")
         return docker_env
     raise AssertionError("unreachable: the last driver either answers or raises")
+
+
+def _image_store(docker_env: Mapping[str, str]) -> str:
+    """ "containerd" or "classic": what `docker info` reports of the daemon's image store."""
+    out = _docker(docker_env, "info", "--format", "{{json .DriverStatus}}", what="docker info")
+    return "containerd" if "io.containerd.snapshotter" in out else "classic"
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -653,18 +782,15 @@ def _customise_rootfs(rootfs: Path) -> None:
                 path.unlink()
 
 
-def _build_binary(what: str, path_name: str, log: Log) -> Path | None:
-    """One binary from `scripts/build-binaries <what>`; None (with the reason logged) if it fails."""
+def _build_binary(what: str, path_name: str, log: Log, *, directory: bool = False) -> Path | None:
+    """One binary (or, with `directory`, a directory of them) from `scripts/build-binaries
+    <what>`; None (with the reason logged) if it fails."""
     script = REPO_ROOT / "scripts" / "build-binaries"
     log_path = CACHE / "logs" / f"build-{what}.log"
     try:
-        paths = dict(
-            line.split("=", 1)
-            for line in _run([str(script), "paths"], timeout=60, what=f"{script} paths").split()
-            if "=" in line
-        )
-        binary = Path(paths[path_name])
-        if not binary.exists():
+        binary = Path(binary_paths()[path_name])
+        built = binary.is_dir() and any(binary.iterdir()) if directory else binary.exists()
+        if not built:
             log(f"docker: building {what} from the Go module proxy (minutes when cold; {log_path})")
             _run([str(script), what], timeout=3600, what=f"{script} {what}", log_path=log_path)
     except (StackError, KeyError) as exc:

@@ -42,7 +42,8 @@ def _stack_env() -> dict[str, str] | None:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[dict[str, str]]:
+def running_stack() -> Iterator[dict[str, str]]:
+    """The stack's env (see `stack`); a module may override `stack` and still reach this one."""
     env = _stack_env()
     started_here = False
     if env is None:
@@ -61,8 +62,13 @@ def stack() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def kube_admin(stack: dict[str, str]) -> Iterator[Any]:
-    api = config.new_client_from_config(config_file=stack["KUBECONFIG"])
+def stack(running_stack: dict[str, str]) -> dict[str, str]:
+    return running_stack
+
+
+@pytest.fixture(scope="session")
+def kube_admin(running_stack: dict[str, str]) -> Iterator[Any]:
+    api = config.new_client_from_config(config_file=running_stack["KUBECONFIG"])
     try:
         yield api
     finally:
@@ -89,3 +95,16 @@ def namespace(kube_admin: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
+
+
+# The Docker engines the stack runs, as GitHub's hosted runners run them (stack/docker_side.py).
+ENGINES = {"28": "ubuntu-24.04, classic image store", "29": "ubuntu-26.04, containerd store"}
+
+
+@pytest.fixture(params=sorted(ENGINES), ids=lambda name: f"engine-{name}")
+def engine_stack(request: pytest.FixtureRequest, running_stack: dict[str, str]) -> dict[str, str]:
+    """The stack's env with DOCKER_HOST on one engine: tests that take it run on each."""
+    host = running_stack.get(f"DJK_DOCKER_HOST_{request.param}")
+    if not host:
+        pytest.fail(f"the stack runs no Docker engine {request.param} (DJK_DOCKER_HOST_*)")
+    return {**running_stack, "DOCKER_HOST": host, "DJK_DOCKER_ENGINE": request.param}

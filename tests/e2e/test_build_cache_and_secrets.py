@@ -1,6 +1,8 @@
-"""The build path on the real stack, through the action container: a registry build cache that a
-fresh runner (no local image, no local build cache) reuses, and build secrets that reach the
-build but never the image (layers, config, history) nor any process's argv."""
+"""The build path on the real stack, through the action container, on each Docker engine the
+hosted runners run (28 with the classic image store, 29 with the containerd store): a registry
+build cache that a fresh runner (no local image, no local build cache) reuses, the digest the
+push reports, and build secrets that reach the build but never the image (layers, config,
+history) nor any process's argv."""
 
 from __future__ import annotations
 
@@ -18,35 +20,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.support import (
+    MANIFEST_TYPES,
+    stack_env,
+    stack_inputs,
+    web_deployment,
+    workspace_with,
+)
 from tests.harness.runner import ActionRun, run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
-
-MANIFEST = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: <IMAGE>
-"""
-
-
-MANIFEST_TYPES = (
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-)
 
 
 def docker(stack: dict[str, str], *args: str, timeout: float = 300) -> str:
@@ -63,34 +46,26 @@ def docker(stack: dict[str, str], *args: str, timeout: float = 300) -> str:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "workspace"
-    (ws / "deploy").mkdir(parents=True)
-    (ws / "deploy" / "deployment.yaml").write_text(MANIFEST)
-    return ws
+    return workspace_with(tmp_path, web_deployment())
 
 
 Deploy = Callable[..., ActionRun]
 
 
 @pytest.fixture
+def stack(engine_stack: dict[str, str]) -> dict[str, str]:
+    """Every test here runs on each engine: the deploy, the image checks and the action itself."""
+    return engine_stack
+
+
+@pytest.fixture
 def deploy(stack: dict[str, str], workspace: Path, namespace: str) -> Deploy:
     def run(sha: str, **inputs: str) -> ActionRun:
-        given = {
-            "image": inputs.pop("image"),
-            "sha": sha,
-            "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
-            "cluster": stack["DJK_CLUSTER_NAME"],
-            "namespace": namespace,
-            "registry-username": stack["DJK_REGISTRY_USER"],
-            "registry-password": stack["DJK_REGISTRY_PASSWORD"],
-            "timeout": "2m",
-            "build-network": "host",
-            **inputs,
-        }
         result = run_action(
-            given,
+            stack_inputs(stack, sha=sha, namespace=namespace, **inputs),
             workspace,
-            extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
+            stack=stack,
+            extra_env=stack_env(stack, sha),
         )
         assert result.exit_code == 0, result.visible_log[-4000:]
         return result
@@ -136,20 +111,37 @@ def test_a_fresh_runner_reuses_the_dependency_layer_from_the_registry_cache(
     # Base and dependency layers are the very same; the code layer is new.
     assert second_layers[:-1] == first_layers[:-1]
     assert second_layers[-1] != first_layers[-1]
+    # The digest the action reports is the one the registry serves for the pushed tag: a plain
+    # image manifest from the classic store, an OCI index (image and attestations) from the
+    # containerd store.
+    digest, media_type = registry_manifest(stack, repo, second_sha)
+    assert second.outputs["digest"] == digest
+    assert media_type == PUSHED_MEDIA_TYPE[stack["DJK_DOCKER_ENGINE"]]
     # And the cache moved on to the new image.
     assert registry_digest(stack, repo, "buildcache") == registry_digest(stack, repo, second_sha)
 
 
+PUSHED_MEDIA_TYPE = {
+    "28": "application/vnd.docker.distribution.manifest.v2+json",
+    "29": "application/vnd.oci.image.index.v1+json",
+}
+
+
 def registry_digest(stack: dict[str, str], repo: str, tag: str) -> str:
+    return registry_manifest(stack, repo, tag)[0]
+
+
+def registry_manifest(stack: dict[str, str], repo: str, tag: str) -> tuple[str, str]:
+    """(digest, media type) the registry serves for a tag."""
     name = repo.split("/", 1)[1]
     answer = requests.head(
         f"http://{stack['DJK_REGISTRY']}/v2/{name}/manifests/{tag}",
         auth=(stack["DJK_REGISTRY_USER"], stack["DJK_REGISTRY_PASSWORD"]),
-        headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        headers={"Accept": MANIFEST_TYPES},
         timeout=30,
     )
     assert answer.status_code == 200, (tag, answer.status_code)
-    return answer.headers["Docker-Content-Digest"]
+    return answer.headers["Docker-Content-Digest"], answer.headers["Content-Type"]
 
 
 # -- secrets -------------------------------------------------------------------------------------

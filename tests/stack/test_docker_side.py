@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -177,5 +178,52 @@ def test_stack_status_lists_every_docker_part_as_ok(stack: dict[str, str]) -> No
     assert lines, result.stdout + result.stderr
     assert all(line.endswith(": ok") for line in lines), lines
     joined = "\n".join(lines)
-    for part in ("docker daemon answers", "(htpasswd auth)", stack["DJK_BASE_IMAGE"]):
+    for part in (
+        "docker engine 28 answers (28.0.4)",
+        "docker engine 29 answers (29-",
+        "(htpasswd auth)",
+        f"engine 28: image {stack['DJK_BASE_IMAGE']}",
+        f"engine 29: image {stack['DJK_BASE_IMAGE']}",
+    ):
         assert part in joined
+
+
+# What each engine must be to stand in for the hosted runner that runs it.
+ENGINE_FACTS = {
+    # ubuntu-24.04: Docker 28.0.4, no daemon.json, so the classic store on overlay2.
+    "28": ("28.0.4", False),
+    # ubuntu-26.04: Docker 29 on a fresh install, so the containerd image store.
+    "29": ("29-", True),
+}
+
+
+def test_each_engine_is_the_runner_engine_it_stands_in_for(engine_stack: dict[str, str]) -> None:
+    info_run = docker(engine_stack, "info", "--format", "{{json .}}")
+    assert info_run.returncode == 0, info_run.stderr
+    info = json.loads(info_run.stdout)
+    version, containerd_store = ENGINE_FACTS[engine_stack["DJK_DOCKER_ENGINE"]]
+    assert info["ServerVersion"].startswith(version)
+    snapshotter = any("io.containerd.snapshotter" in str(v) for v in info["DriverStatus"] or [])
+    assert snapshotter is containerd_store, info["DriverStatus"]
+    # Built from the module proxy with the runtime the runners have: runc with seccomp, so
+    # every container and every build step gets the default seccomp filter.
+    assert info["DefaultRuntime"] == "runc"
+    assert any("name=seccomp" in option for option in info["SecurityOptions"]), info
+    # ... and they are ours, not some other containerd or runc found on this machine.
+    built = built_versions()
+    assert info["RuncCommit"]["ID"] == built["runc"]
+    assert info["ContainerdCommit"]["ID"] == built["containerd"]
+
+
+def built_versions() -> dict[str, str]:
+    """The versions scripts/build-binaries pins, read from the cache paths it prints."""
+    paths = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "build-binaries"), "paths"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    found = dict(re.findall(r"/(runc|containerd)-(v[0-9][^-/]*)-go", paths))
+    assert set(found) == {"runc", "containerd"}, paths
+    return found
