@@ -156,6 +156,7 @@ def action_main(environ: Mapping[str, str]) -> int:
 
     def run() -> int:
         from deployer import pipeline
+        from deployer.plan import Interrupt
 
         reporter.line(
             f"django-k8s-deploy {__version__}"
@@ -164,7 +165,7 @@ def action_main(environ: Mapping[str, str]) -> int:
         config = settings.from_action_env(env, reporter.mask)
         # Docker and kubeconfig exec plugins inherit os.environ: the inputs (token, secrets) are read.
         settings.forget_inputs(os.environ)
-        interrupt = pipeline.Interrupt()
+        interrupt = Interrupt()
         with _signals(interrupt):
             outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
         return exit_code(outcome.error)
@@ -190,6 +191,7 @@ def real_services(env: Mapping[str, str]) -> Services:
 
 def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import pipeline
+    from deployer.plan import Interrupt
 
     settings.load_env_file(Path(args.env_file), env)
     raw: dict[str, str] = {}
@@ -217,7 +219,7 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
         github=reporter.github,
         secrets_source=args.secrets_file or "secrets",
     )
-    interrupt = pipeline.Interrupt()
+    interrupt = Interrupt()
     with _signals(interrupt):
         outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
     return exit_code(outcome.error)
@@ -275,10 +277,12 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
 
 
 def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
-    from deployer import pipeline, report
+    from deployer import report
     from deployer.diagnose import diagnose_all
     from deployer.kube import Cluster
-    from deployer.watch import Target, watch_rollouts
+    from deployer.plan import Interrupt
+    from deployer.rollouts import watch_reported
+    from deployer.watch import Target
     from deployer.workloads import KINDS
 
     since = datetime.now(UTC)
@@ -337,17 +341,10 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
                 )
             generation = int((found.get("metadata") or {}).get("generation") or 0)
             targets.append(Target(name=name, namespace=namespace, generation=generation, kind=kind))
-        interrupt = pipeline.Interrupt()
+        interrupt = Interrupt()
         interrupt.raise_on_signal = False
         with _signals(interrupt):
-            results = watch_rollouts(
-                cluster,
-                targets,
-                timeout_s=timeout_s,
-                progress=reporter.line,
-                on_verdict=lambda r: reporter.line(report.verdict_line(r)),
-                cancel=interrupt.event,
-            )
+            results = watch_reported(cluster, targets, timeout_s, reporter, interrupt)
             if not interrupt.event.is_set():
                 results = diagnose_all(cluster, results, since, cancel=interrupt.event)
     finally:
@@ -396,7 +393,7 @@ def _signals(interrupt: object) -> Iterator[None]:
     """SIGINT/SIGTERM: set the interrupt event; raise Cancelled where a phase can be interrupted.
 
     A container's PID 1 ignores SIGTERM without a handler, and the runner gives 7.5 s after SIGINT."""
-    from deployer.pipeline import Interrupt
+    from deployer.plan import Interrupt
 
     assert isinstance(interrupt, Interrupt)
 

@@ -1,7 +1,8 @@
 """Why a rollout failed, in enough detail to fix it without opening a terminal to the cluster.
 
-For one workload: the failing pod and container, its reason and exit code, the last 50 log
-lines of the current and the previous run of that container, the unhealthy conditions, and the
+For one workload: the failing pod and container of the new revision, its reason and exit code,
+the last 50 log lines of the current and the previous run of that container (once when both are
+the same text, as for a crash-looping container's last run), the unhealthy conditions, and the
 events of the workload, its new ReplicaSet (Deployments) and that pod since the deploy began,
 with routine events (Scheduled, Pulled, Started...) dropped. Fetch failures are noted, never
 raised: a diagnosis must not hide the verdict it explains.
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer import timestamps
 from deployer.errors import DeployError
-from deployer.status import PodProblem, controller_uid, new_replicaset, pod_is_ready, pods_of
+from deployer.status import PodProblem, new_replicaset, pod_ended, pod_is_ready
+from deployer.workloads import KINDS, new_revision_pods
 
 if TYPE_CHECKING:
     from deployer.watch import RolloutResult
@@ -78,10 +80,11 @@ class LogExcerpt:
     previous: bool
     lines: tuple[str, ...]
     note: str = ""  # why there are no lines, when there are none
+    run: str = ""  # which run, when not simply the current or the previous one (`_distinct`)
 
     @property
     def title(self) -> str:
-        run = "previous run" if self.previous else "current run"
+        run = self.run or ("previous run" if self.previous else "current run")
         return f"logs of `{self.container}`, {run}"
 
 
@@ -213,12 +216,13 @@ def diagnose(
     pod = _pick_pod(pods, problem)
     pod_name = str((pod.get("metadata") or {}).get("name")) if pod is not None else None
     container = _failing_container(pod, problem)
-    logs: list[LogExcerpt] = []
+    logs: tuple[LogExcerpt, ...] = ()
     if pod_name is not None and container is not None:
-        logs = [
+        current, previous = (
             _logs(cluster, pod_name, namespace, container.name, container.status, previous=p)
             for p in (False, True)
-        ]
+        )
+        logs = _distinct(current, previous, container.status)
     objects = [(kind, name)]
     if rs is not None:
         objects.append(("ReplicaSet", str((rs.get("metadata") or {}).get("name"))))
@@ -236,7 +240,7 @@ def diagnose(
         else _container_reason(container.status if container else None),
         exit_code=_exit_code(problem, container),
         conditions=_conditions(workload),
-        logs=tuple(logs),
+        logs=logs,
         events=_events(cluster, objects, namespace, since, notes),
         notes=tuple(notes),
         since=since,
@@ -253,23 +257,23 @@ class _Container:
 
 def _new_pods(
     cluster: DiagnoseSource, workload: Mapping[str, Any], namespace: str, notes: list[str]
-) -> tuple[Mapping[str, Any] | None, list[dict[str, Any]]]:
-    """The pods of the new revision: a Deployment's through its new ReplicaSet (returned too,
-    for its events); any other kind's are its own."""
-    selector = (workload.get("spec") or {}).get("selector") or None
-    if str(workload.get("kind") or "Deployment") != "Deployment":
-        uid = (workload.get("metadata") or {}).get("uid")
-        listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
-        return None, [p for p in listed if uid and controller_uid(p) == uid]
-    replicasets = _try(
-        notes, "ReplicaSets", lambda: cluster.list_replicasets(namespace, selector), []
-    )
-    rs = new_replicaset(workload, replicasets)
-    if rs is None:
+) -> tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]:
+    """The pods of the new revision, by the watcher's own rule (`workloads.new_revision_pods`),
+    and a Deployment's new ReplicaSet (for its events). A pod of an older revision is never
+    shown: its state and logs would explain a rollout that is not this one."""
+    kind = KINDS.get(str(workload.get("kind") or ""))
+    if kind is None:
         return None, []
-    rs_selector = (rs.get("spec") or {}).get("selector") or None
-    listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, rs_selector), [])
-    return rs, pods_of(rs, listed)
+    selector = (workload.get("spec") or {}).get("selector") or None
+    replicasets: list[dict[str, Any]] = []
+    if kind.via_replicasets:
+        replicasets = _try(
+            notes, "ReplicaSets", lambda: cluster.list_replicasets(namespace, selector), []
+        )
+        if new_replicaset(workload, replicasets) is None:
+            return None, []  # no ReplicaSet of this revision yet: no pod of it either
+    listed = _try(notes, "pods", lambda: cluster.list_pods(namespace, selector), [])
+    return new_replicaset(workload, replicasets), new_revision_pods(workload, replicasets, listed)
 
 
 def _failing_container(
@@ -317,16 +321,22 @@ def _events(
 # --- choosing what to show ------------------------------------------------------------------
 
 
-def _pick_pod(pods: list[dict[str, Any]], problem: PodProblem | None) -> dict[str, Any] | None:
+def _pick_pod(
+    pods: Sequence[Mapping[str, Any]], problem: PodProblem | None
+) -> Mapping[str, Any] | None:
     if problem is not None:
         for p in pods:
             if (p.get("metadata") or {}).get("name") == problem.pod:
                 return p
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    for p in live:
+    # A pod still running says where the rollout stands; one that ended (a Job's failed attempt
+    # before the retry that is running now) only says where it stood.
+    running = [p for p in live if not pod_ended(p)]
+    candidates = running or live
+    for p in candidates:
         if not pod_is_ready(p):
             return p
-    return live[0] if live else None
+    return candidates[0] if candidates else None
 
 
 def _pick_container(pod: Mapping[str, Any]) -> tuple[str, bool] | None:
@@ -402,6 +412,23 @@ def _logs(
         return LogExcerpt(container, previous, (), f"logs unavailable: {exc.message}")
     lines = tuple(text.splitlines()[-LOG_LINES:])
     return LogExcerpt(container, previous, lines, "" if lines else "no output")
+
+
+def _distinct(
+    current: LogExcerpt, previous: LogExcerpt, cs: Mapping[str, Any]
+) -> tuple[LogExcerpt, ...]:
+    """Both excerpts, or one when both reads returned the same lines.
+
+    A container that exited and waits to restart (CrashLoopBackOff) has no run of its own: a
+    kubelet serves its last run as the current log and again as the previous one, and the same
+    50 lines twice would only bury the events below them. A running container whose runs print
+    the same lines is shown once too, and says so.
+    """
+    if not current.lines or current.lines != previous.lines:
+        return (current, previous)
+    running = (cs.get("state") or {}).get("running") is not None
+    run = "current and previous run (the same lines)" if running else "last run"
+    return (dataclasses.replace(current, run=run),)
 
 
 def _conditions(deployment: Mapping[str, Any]) -> tuple[str, ...]:

@@ -271,19 +271,21 @@ def _rollout_annotations(results: Sequence[RolloutResult]) -> list[Annotation]:
 
 
 def _results_table(results: Sequence[RolloutResult], image_ref: str | None) -> list[str]:
+    """One row per rollout, every kind named the same way: `kind/name` as in every log line and
+    annotation, the namespace in a column of its own (it once read `ns/name` for Deployments and
+    `ns/job/name` for the others)."""
     if not results:
         return []
-    if image_ref is None:
-        lines = ["| Workload | Result | Duration | Reason |", "|---|---|---|---|"]
-    else:
-        lines = ["| Workload | Image | Result | Duration | Reason |", "|---|---|---|---|---|"]
+    image_head = "" if image_ref is None else " Image |"
+    lines = [
+        f"| Workload | Namespace |{image_head} Result | Duration | Reason |",
+        "|---|---|" + ("" if image_ref is None else "---|") + "---|---|---|",
+    ]
     for r in results:
         image = "" if image_ref is None else f" `{image_ref}` |"
-        # Deployments read as before (namespace/name); other kinds name their kind.
-        shown = r.name if r.kind == "Deployment" else f"{r.kind.lower()}/{r.name}"
         lines.append(
-            f"| {r.namespace}/{shown} |{image} {ICONS.get(r.result, '')} {r.result} "
-            f"| {r.duration_s:.1f}s | {md_cell(r.reason)} |"
+            f"| {md_cell(r.subject)} | {md_cell(r.namespace)} |{image} "
+            f"{ICONS.get(r.result, '')} {r.result} | {r.duration_s:.1f}s | {md_cell(r.reason)} |"
         )
     return [*lines, ""]
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from deployer import manifests
 from deployer.errors import InputError
+from deployer.status import true_condition
 
 RUN_FIRST_ANNOTATION = "django-k8s-deploy/run-first"
 BASE_NAME_LABEL = "django-k8s-deploy/run-first"
@@ -108,26 +109,27 @@ def decide(existing: Mapping[str, Any] | None, *, rerun: bool) -> tuple[Decision
     """What to do with a run-first Job given the one of that name in the cluster (or None)."""
     if existing is None:
         return "run", "runs first"
-    conditions = {
-        c.get("type"): c
-        for c in (existing.get("status") or {}).get("conditions") or []
-        if c.get("status") == "True"
-    }
-    if "Complete" in conditions:
+    status = existing.get("status")
+    if true_condition(status, "Complete") is not None:
         if rerun:
             return "rerun", "completed before at this commit; running it again (rerun-first)"
         return "skip", "already completed at this commit: skipped (rerun-first: true runs it again)"
-    if "Failed" in conditions or "FailureTarget" in conditions:
-        reason = (conditions.get("Failed") or conditions.get("FailureTarget") or {}).get("reason")
-        return "rerun", f"failed before at this commit ({reason or 'Failed'}); running it again"
+    failed = true_condition(status, "Failed") or true_condition(status, "FailureTarget")
+    if failed is not None:
+        reason = str(failed.get("reason") or "Failed")[:100]
+        return "rerun", f"failed before at this commit ({reason}); running it again"
     if rerun:
         return "rerun", "still running from an earlier deploy; replaced (rerun-first)"
     return "attach", "still running from an earlier deploy of this commit: waiting for it"
 
 
-def to_clean_up(jobs: Sequence[Mapping[str, Any]], keep: int = KEEP_JOBS) -> list[str]:
-    """Names of run-first Jobs to delete: per base name, all but the `keep` newest. Jobs still
-    running are never deleted."""
+def to_clean_up(
+    jobs: Sequence[Mapping[str, Any]], keep: int = KEEP_JOBS, current: Collection[str] = ()
+) -> list[str]:
+    """Names of run-first Jobs to delete: per base name, all but the `keep` newest. The Jobs of
+    this deploy (`current`) are the newest whatever their timestamps say (those have one-second
+    resolution: older Jobs made in the same second would otherwise sort either way), and Jobs
+    still running are never deleted."""
     by_base: dict[str, list[Mapping[str, Any]]] = {}
     for job in jobs:
         labels = (job.get("metadata") or {}).get("labels") or {}
@@ -138,16 +140,21 @@ def to_clean_up(jobs: Sequence[Mapping[str, Any]], keep: int = KEEP_JOBS) -> lis
     for group in by_base.values():
         group.sort(
             key=lambda j: (
+                _name_of(j) in current,
                 str((j.get("metadata") or {}).get("creationTimestamp") or ""),
-                str((j.get("metadata") or {}).get("name") or ""),
+                _name_of(j),
             ),
             reverse=True,
         )
         for job in group[keep:]:
-            if (job.get("status") or {}).get("active"):
+            if (job.get("status") or {}).get("active") or _name_of(job) in current:
                 continue
-            doomed.append(str((job.get("metadata") or {}).get("name")))
+            doomed.append(_name_of(job))
     return sorted(doomed)
+
+
+def _name_of(job: Mapping[str, Any]) -> str:
+    return str((job.get("metadata") or {}).get("name") or "")
 
 
 def split(

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
-from deployer.kube import Applied, Planned, Rollback
+from deployer.kube import Applied, Planned, Rejected, Rollback
 from deployer.watch import WatchSource
 
 
@@ -90,6 +90,7 @@ class ClusterApi(WatchSource, Protocol):
         *,
         field_manager: str = ...,
         namespace: str = ...,
+        skip: frozenset[int] = ...,
     ) -> int: ...
 
     def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback: ...
@@ -101,6 +102,7 @@ class ClusterApi(WatchSource, Protocol):
         field_manager: str = ...,
         force_conflicts: bool,
         namespace: str = ...,
+        tolerate: Callable[[Rejected], bool] | None = ...,
     ) -> list[Planned]: ...
 
     def get_object(

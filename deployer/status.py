@@ -447,8 +447,12 @@ def controller_uid(obj: Obj) -> str | None:
 
 
 def pod_is_ready(pod: Obj) -> bool:
-    cond = _condition(pod.get("status") or {}, "Ready")
-    return bool(cond and cond.get("status") == "True")
+    return true_condition(pod.get("status"), "Ready") is not None
+
+
+def pod_ended(pod: Obj) -> bool:
+    """Failed or Succeeded: its containers will not run again (a Job's earlier attempt)."""
+    return _get(pod, "status", "phase") in ("Failed", "Succeeded")
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -481,11 +485,20 @@ def _exit_code(terminated: Obj) -> int | None:
     return int(code) if code is not None else None
 
 
-def _condition(status: Obj, kind: str) -> Obj | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == kind:
+def _condition(status: object, kind: str) -> Obj | None:
+    """The condition of type `kind`, if the status has one (whatever shape the API server
+    answered: anything but a mapping with a list of mappings has none)."""
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for cond in conditions if isinstance(conditions, list) else []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
             return dict(cond)
     return None
+
+
+def true_condition(status: object, kind: str) -> Obj | None:
+    """The condition of type `kind` when its status is "True"."""
+    cond = _condition(status, kind)
+    return cond if cond is not None and cond.get("status") == "True" else None
 
 
 def _name(obj: Obj) -> str:

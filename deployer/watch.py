@@ -1,7 +1,8 @@
 """Watch every target's rollout at once and judge it on every change.
 
-How: per namespace, one list+watch each of the targets' kinds, ReplicaSets and Pods (a thread
-each, no label selector; pods are tied to their workload through the owner chain). Every event
+How: per namespace, one list+watch each of the targets' kinds, Pods, and ReplicaSets where a
+Deployment is waited for (a thread each, no label selector; pods are tied to their workload
+through the owner chain). Every event
 wakes the judging loop, which asks `workloads.workload_verdict`: the kind's verdict (kubectl's
 rules for the generation we applied), then each pod that belongs to the new revision against
 the fail-fast table. The watcher knows no kind: `workloads.KINDS` says how each is judged and
@@ -29,7 +30,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -140,11 +141,10 @@ def watch_rollouts(
     deadline = started + timeout_s
     stop = threading.Event()
     wake: queue.Queue[None] = queue.Queue()
-    watched = [*dict.fromkeys(KINDS[t.kind].collection for t in targets), REPLICASETS, PODS]
     reflectors = {
         (collection.kind, ns): _Reflector(cluster, collection, ns, wake, stop)
         for ns in sorted({t.namespace for t in targets})
-        for collection in watched
+        for collection in _watched_in(ns, targets)
     }
     run.reflectors = reflectors
     for reflector in reflectors.values():
@@ -220,6 +220,14 @@ class _State:
         )
 
 
+def _watched_in(namespace: str, targets: Sequence[Target]) -> list[Collection]:
+    """What to list and watch in one namespace: its targets' kinds, Pods, and ReplicaSets only
+    when a kind there rolls out through them (Deployments)."""
+    kinds = [KINDS[t.kind] for t in targets if t.namespace == namespace]
+    through_replicasets = [REPLICASETS] if any(k.via_replicasets for k in kinds) else []
+    return [*dict.fromkeys(k.collection for k in kinds), *through_replicasets, PODS]
+
+
 class _Run:
     def __init__(
         self,
@@ -240,6 +248,11 @@ class _Run:
         self.reflectors: dict[tuple[str, str], _Reflector] = {}
         self.first_failure: tuple[str, float] | None = None
         self.unschedulable_since: dict[str, float] = {}
+
+    def _snapshot(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """What the reflector of a collection holds; [] for one not watched in that namespace."""
+        reflector = self.reflectors.get((kind, namespace))
+        return reflector.snapshot() if reflector is not None else []
 
     def open(self) -> list[_State]:
         return [s for s in self.states if s.outcome is None]
@@ -264,7 +277,7 @@ class _Run:
         state.last_seen = obj
         verdict, problem, state.pods = workload_verdict(
             obj,
-            self.reflectors["ReplicaSet", ns].snapshot(),
+            self._snapshot("ReplicaSet", ns),
             self.reflectors["Pod", ns].snapshot(),
             target.generation,
             restart_tolerance=self.restart_tolerance,

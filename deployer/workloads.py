@@ -1,8 +1,9 @@
 """Pure verdicts for every workload kind the action waits on, behind one table.
 
 `status.py` judges Deployments and single pods; this module adds StatefulSets, DaemonSets and Jobs
-with kubectl's meaning of done, and says which pods of each the fail-fast table applies to. A new
-kind is one verdict function, one pod selector and one row of `KINDS`; the watcher asks the table.
+with kubectl's meaning of done, and says which pods of each belong to the revision being rolled
+out (`new_revision_pods`: the watcher judges those, the diagnosis shows those). A new kind is one
+verdict function, one pod selector and one row of `KINDS`; the watcher asks the table.
 
 kubectl's rules (kubectl/pkg/polymorphichelpers/rollout_status.go; `kubectl wait` for Jobs):
 
@@ -39,14 +40,20 @@ from deployer.status import (
     deployment_verdict,
     generation_observed,
     new_replicaset,
+    pod_ended,
     pod_verdict,
     pods_of,
+    true_condition,
 )
 
 Obj = Mapping[str, Any]
 
 JOB_OWNER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 _DAEMONSET_GENERATION_LABEL = "pod-template-generation"
+# The API server bumps this only when the pod template changes, and labels new pods with it;
+# metadata.generation also moves for spec changes outside the template (minReadySeconds,
+# updateStrategy), which start no new pods.
+_DAEMONSET_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 _REVISION_HASH_LABEL = "controller-revision-hash"
 
 CANNOT_WAIT = "rollout status is only available for RollingUpdate strategy type"
@@ -150,7 +157,7 @@ def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
     spec = job.get("spec") or {}
     status = job.get("status") or {}
     for kind in ("Failed", "FailureTarget"):
-        cond = _true_condition(status, kind)
+        cond = true_condition(status, kind)
         if cond is not None:
             reason = str(cond.get("reason") or kind)
             message = _one_line(str(cond.get("message") or ""))
@@ -161,14 +168,14 @@ def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
                 + (f" ({message})" if message else "")
                 + _counts(spec, status, prefix="; "),
             )
-    if _true_condition(status, "Complete") is not None:
+    if true_condition(status, "Complete") is not None:
         return Verdict(True, True, f"{subject}: complete" + _counts(spec, status, prefix=" ("))
     if spec.get("suspend"):
         return Verdict(False, False, f"{subject}: suspended; it runs only once resumed")
     return Verdict(False, False, f"{subject}: running" + _counts(spec, status, prefix=" ("))
 
 
-# -- which pods the fail-fast table judges ---------------------------------------------------
+# -- which pods belong to the revision being rolled out --------------------------------------
 
 
 def deployment_pods(deployment: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
@@ -193,7 +200,8 @@ def daemonset_pods(ds: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> 
     """Pods of the current template generation (the controller labels each pod with it)."""
     del replicasets
     uid = _get(ds, "metadata", "uid")
-    generation = str(_get(ds, "metadata", "generation") or "")
+    template_generation = _get(ds, "metadata", "annotations", _DAEMONSET_TEMPLATE_GENERATION)
+    generation = str(template_generation or _get(ds, "metadata", "generation") or "")
     return [
         p
         for p in pods
@@ -203,15 +211,21 @@ def daemonset_pods(ds: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> 
 
 
 def job_pods(job: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
-    """Pods still running or waiting. Pods that ended are the Job controller's to count against
-    backoffLimit (a retried Job may still complete); their exit shows in `job_failure_detail`."""
+    """Every pod of the Job: its template cannot change, so it has one revision."""
     del replicasets
     uid = _get(job, "metadata", "uid")
-    return [
-        p
-        for p in pods
-        if controller_uid(p) == uid and _get(p, "status", "phase") not in ("Failed", "Succeeded")
-    ]
+    return [p for p in pods if controller_uid(p) == uid]
+
+
+def job_pod_running(pod: Obj) -> bool:
+    """Pods still running or waiting. Pods that ended are the Job controller's to count against
+    backoffLimit (a retried Job may still complete); their exit shows in `job_failure`."""
+    return not pod_ended(pod)
+
+
+def _every_pod(pod: Obj) -> bool:
+    del pod
+    return True
 
 
 def job_failure(job: Obj, pods: Sequence[Obj]) -> PodProblem | None:
@@ -258,9 +272,11 @@ class Kind:
 
     kind: str
     verdict: VerdictFn
-    pods: PodsFn
+    pods: PodsFn  # the pods of the revision being rolled out (see `new_revision_pods`)
     api_version: str
     plural: str
+    judged: Callable[[Obj], bool] = _every_pod  # which of those the fail-fast table judges
+    via_replicasets: bool = False  # its pods belong to ReplicaSets it owns (`pods` reads them)
 
     @property
     def collection(self) -> Collection:
@@ -270,15 +286,40 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.kind: k
     for k in (
-        Kind("Deployment", deployment_verdict, deployment_pods, "apps/v1", "deployments"),
+        Kind(
+            "Deployment",
+            deployment_verdict,
+            deployment_pods,
+            "apps/v1",
+            "deployments",
+            via_replicasets=True,
+        ),
         Kind("StatefulSet", statefulset_verdict, statefulset_pods, "apps/v1", "statefulsets"),
         Kind("DaemonSet", daemonset_verdict, daemonset_pods, "apps/v1", "daemonsets"),
-        Kind("Job", job_verdict, job_pods, "batch/v1", "jobs"),
+        Kind("Job", job_verdict, job_pods, "batch/v1", "jobs", judged=job_pod_running),
     )
 }
 """Kinds waited on. CronJobs are applied and not waited on: nothing runs until the schedule."""
 
 NOT_WAITED_KINDS = frozenset({"CronJob"})
+
+
+def new_revision_pods(
+    obj: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj], applied_generation: int | None = None
+) -> list[Obj]:
+    """The pods of the revision this rollout brings, by the kind's rule in `KINDS`: the watcher
+    judges these and the diagnosis shows them, so neither ever speaks for an older revision.
+
+    None before the controller observed the generation (`applied_generation`, else the object's
+    own): until then its status and its pods' revision labels still describe the older spec.
+    A Job has one revision, so all its pods are its.
+    """
+    kind = KINDS.get(str(obj.get("kind") or ""))
+    if kind is None:
+        return []
+    if kind.kind != "Job" and not generation_observed(obj, applied_generation):
+        return []
+    return kind.pods(obj, replicasets, pods)
 
 
 def workload_verdict(
@@ -307,9 +348,9 @@ def workload_verdict(
                 last = f"{verdict.message}; last failed pod {failure.pod}: {failure.detail}"
                 return Verdict(True, False, last), failure, []
         return verdict, None, []
-    if kind != "Job" and not generation_observed(obj, applied_generation):
-        return verdict, None, []
-    mine = spec.pods(obj, replicasets, pods)
+    mine = [
+        p for p in new_revision_pods(obj, replicasets, pods, applied_generation) if spec.judged(p)
+    ]
     for pod in mine:
         problem = pod_verdict(
             pod,
@@ -358,13 +399,6 @@ def _counts(spec: Obj, status: Obj, *, prefix: str) -> str:
 
 def _replicas(spec: Obj) -> int:
     return int(spec["replicas"]) if spec.get("replicas") is not None else 1
-
-
-def _true_condition(status: Obj, kind: str) -> Obj | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == kind and cond.get("status") == "True":
-            return dict(cond)
-    return None
 
 
 def _labels(obj: Obj) -> Mapping[str, Any]:

@@ -19,9 +19,11 @@ from deployer.kube.errors import (
     ApiUnavailable,
     Conflict,
     Invalid,
+    KubeError,
     NotFound,
     Rejected,
     apply_conflict,
+    denying_webhook,
 )
 
 FIELD_MANAGER = "django-k8s-deploy"
@@ -64,13 +66,8 @@ def server_side_apply(
                 "a document lacks apiVersion, kind or metadata.name",
                 hint="Every manifest document needs all three.",
             )
-        resource = connection.resource(api_version, kind)
-        ns: str | None = None
-        if resource.namespaced:
-            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
-        path = resource.path(name=name, namespace=ns)
-
-        target = _Target(path, kind, name, ns, plural_of(resource), field_manager)
+        target = _target(connection, doc, namespace, field_manager)
+        ns = target.namespace
         try:
             response = _patch(connection, target, doc, force=False)
         except Conflict as conflict:
@@ -106,6 +103,7 @@ def dry_run(
     *,
     field_manager: str = FIELD_MANAGER,
     namespace: str = "default",
+    skip: frozenset[int] = frozenset(),
 ) -> int:
     """Send every document as a server-side apply with `dryRun=All` before anything is applied:
     the API server validates and defaults it exactly as it would, and changes nothing. A document
@@ -114,61 +112,67 @@ def dry_run(
 
     Forced, so a field conflict is left to the real apply's policy. Skipped (they cannot be
     checked before the real apply): objects in a namespace this deploy creates, and objects of
-    a kind whose CustomResourceDefinition this deploy brings. Returns how many were checked.
+    a kind whose CustomResourceDefinition this deploy brings; and the documents whose index is
+    in `skip` (the caller's: already checked as they are). Returns how many were checked.
     """
-    creating = {_name(d) for d in docs if d.get("kind") == "Namespace"}
-    brought = {_crd_kind(d) for d in docs if d.get("kind") == "CustomResourceDefinition"}
+    creating = _created_namespaces(docs)
+    brought = _brought_kinds(docs)
     checked = 0
     for index, doc in enumerate(docs):
-        api_version = str(doc.get("apiVersion") or "")
+        if index in skip:
+            continue
         kind = str(doc.get("kind") or "")
         name = _name(doc)
-        if (api_version.rpartition("/")[0], kind) in brought:
+        if (str(doc.get("apiVersion") or "").rpartition("/")[0], kind) in brought:
             continue
         try:
-            resource = connection.resource(api_version, kind)
+            target = _target(connection, doc, namespace, field_manager)
         except Invalid as exc:
             raise Rejected(exc.message, index=index, kind=kind, name=name, namespace=None) from exc
-        ns: str | None = None
-        if resource.namespaced:
-            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
-        target = _Target(
-            resource.path(name=name, namespace=ns),
-            kind,
-            name,
-            ns,
-            plural_of(resource),
-            field_manager,
-        )
         try:
-            _dry_patch(connection, target, doc)
+            _dry_patch(connection, target, doc, force=True)
         except NotFound:
-            if ns in creating:
+            if target.namespace in creating:
                 continue
             raise
         except Invalid as exc:
-            raise Rejected(
-                exc.message,
-                index=index,
-                kind=kind,
-                name=name,
-                namespace=ns,
-            ) from exc
+            raise _rejected(exc, index, target) from exc
         checked += 1
     return checked
 
 
-def _dry_patch(connection: Connection, target: _Target, doc: Mapping[str, Any]) -> Any:
+def _dry_patch(
+    connection: Connection, target: _Target, doc: Mapping[str, Any], *, force: bool
+) -> Any:
     """One dry-run apply; a 500 that is not about the content is retried a little here (the
     client that sends it does not retry 500s, see `Connection.check_api`)."""
     for attempt in range(3):
         try:
-            return _patch(connection, target, doc, force=True, dry_run=True)
+            return _patch(connection, target, doc, force=force, dry_run=True)
         except ApiUnavailable as exc:
             if exc.status != 500 or attempt == 2:
                 raise
             time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _rejected(exc: Invalid, index: int, target: _Target) -> Rejected:
+    return Rejected(
+        exc.message,
+        index=index,
+        kind=target.kind,
+        name=target.name,
+        namespace=target.namespace,
+        webhook=denying_webhook(exc.body),
+    )
+
+
+def _created_namespaces(docs: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {_name(d) for d in docs if d.get("kind") == "Namespace"}
+
+
+def _brought_kinds(docs: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    return {_crd_kind(d) for d in docs if d.get("kind") == "CustomResourceDefinition"}
 
 
 def _name(doc: Mapping[str, Any]) -> str:
@@ -198,33 +202,77 @@ def preview(
     field_manager: str = FIELD_MANAGER,
     force_conflicts: bool,
     namespace: str = "default",
+    tolerate: Callable[[Rejected], bool] | None = None,
 ) -> list[Planned]:
     """Server-side apply each document with `dryRun=All` (admission, defaulting and validation
     run; nothing is stored) and read the live object beside it. Conflicts are handled as the
-    real apply would: with `force_conflicts`, the dry run takes the fields over too."""
+    real apply would: with `force_conflicts`, the dry run takes the fields over too.
+
+    That one dry run is also `dry_run`'s check, with its answers: a document refused for its
+    content is `Rejected` (with its index) before any other refusal is raised — a conflict, a
+    namespace or a kind this deploy brings, which only the real apply could get past. One
+    dry-run apply per document; two for one whose fields another manager owns (the forced one
+    checks its content). A content refusal that `tolerate` accepts leaves its document out of
+    the answer instead (the caller has said why).
+    """
+    creating = _created_namespaces(docs)
+    brought = _brought_kinds(docs)
     out: list[Planned] = []
-    for doc in docs:
-        api_version = str(doc.get("apiVersion") or "")
+    stopped: KubeError | None = None  # the first refusal that is not about a document's content
+    for index, doc in enumerate(docs):
         kind = str(doc.get("kind") or "")
-        name = str((doc.get("metadata") or {}).get("name") or "")
-        resource = connection.resource(api_version, kind)
-        ns: str | None = None
-        if resource.namespaced:
-            ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
-        path = resource.path(name=name, namespace=ns)
+        name = _name(doc)
         try:
-            live: dict[str, Any] | None = connection.get_json(path, what=f"get {kind}/{name}")
+            target = _target(connection, doc, namespace, field_manager)
+        except Invalid as exc:
+            if (str(doc.get("apiVersion") or "").rpartition("/")[0], kind) in brought:
+                stopped = stopped or exc
+                continue
+            raise Rejected(exc.message, index=index, kind=kind, name=name, namespace=None) from exc
+        try:
+            live: dict[str, Any] | None = connection.get_json(
+                target.path, what=f"get {kind}/{name}"
+            )
         except NotFound:
             live = None
-        target = _Target(path, kind, name, ns, plural_of(resource), field_manager)
         try:
-            response = _patch(connection, target, doc, force=False, dry_run=True)
-        except Conflict:
-            if not force_conflicts:
+            try:
+                response = _dry_patch(connection, target, doc, force=False)
+            except Conflict as conflict:
+                response = _dry_patch(connection, target, doc, force=True)
+                if not force_conflicts:
+                    stopped = stopped or conflict
+                    continue
+        except NotFound as exc:
+            if target.namespace not in creating:
                 raise
-            response = _patch(connection, target, doc, force=True, dry_run=True)
+            stopped = stopped or exc
+            continue
+        except Invalid as exc:
+            rejected = _rejected(exc, index, target)
+            if tolerate is not None and tolerate(rejected):
+                continue
+            raise rejected from exc
         out.append(Planned(live, json_of(response)))
+    if stopped is not None:
+        raise stopped
     return out
+
+
+def _target(
+    connection: Connection, doc: Mapping[str, Any], namespace: str, field_manager: str
+) -> _Target:
+    """Where `doc` is applied: its kind's path, in its namespace or `namespace` when it names
+    none (cluster-scoped kinds have none). Raises Invalid for a kind the cluster does not serve."""
+    kind = str(doc.get("kind") or "")
+    name = _name(doc)
+    resource = connection.resource(str(doc.get("apiVersion") or ""), kind)
+    ns: str | None = None
+    if resource.namespaced:
+        ns = str((doc.get("metadata") or {}).get("namespace") or namespace)
+    return _Target(
+        resource.path(name=name, namespace=ns), kind, name, ns, plural_of(resource), field_manager
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 from deployer.kube import apply as applying
 from deployer.kube import permissions
 from deployer.kube.connection import Connection, json_of, plural_of
-from deployer.kube.errors import ApiUnavailable, Forbidden, NotFound
+from deployer.kube.errors import ApiUnavailable, Forbidden, NotFound, Rejected
 from deployer.kube.watching import EventStream, open_watch
 from deployer.revisions import plan_rollback
 from deployer.status import PODS, REPLICASETS, Collection
@@ -194,9 +194,13 @@ class Cluster(Connection):
         *,
         field_manager: str = applying.FIELD_MANAGER,
         namespace: str = "default",
+        skip: frozenset[int] = frozenset(),
     ) -> int:
-        """Every document through a server-side dry run before any is applied (see `kube.apply`)."""
-        return applying.dry_run(self, docs, field_manager=field_manager, namespace=namespace)
+        """Every document through a server-side dry run before any is applied, but those whose
+        index is in `skip` (see `kube.apply`)."""
+        return applying.dry_run(
+            self, docs, field_manager=field_manager, namespace=namespace, skip=skip
+        )
 
     def preview(
         self,
@@ -205,14 +209,17 @@ class Cluster(Connection):
         field_manager: str = applying.FIELD_MANAGER,
         force_conflicts: bool,
         namespace: str = "default",
+        tolerate: Callable[[Rejected], bool] | None = None,
     ) -> list[applying.Planned]:
-        """Each document as it is and as a server-side apply would make it; nothing changes."""
+        """Each document as it is and as a server-side apply would make it; nothing changes.
+        A refusal `tolerate` accepts leaves that document out instead of ending the preview."""
         return applying.preview(
             self,
             docs,
             field_manager=field_manager,
             force_conflicts=force_conflicts,
             namespace=namespace,
+            tolerate=tolerate,
         )
 
     def get_object(

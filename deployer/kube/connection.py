@@ -80,18 +80,7 @@ class Connection:
         # The dry run answers at once: its 500 "failed to create typed patch object" is the
         # manifest's fault, not the server's, and must not sit in five rounds of backoff.
         checking = copy.copy(configuration)
-        checking.retries = Retry(
-            total=5,
-            connect=5,
-            read=2,
-            status=5,
-            backoff_factor=0.5,
-            backoff_max=8,
-            status_forcelist=(429, 502, 503, 504),
-            allowed_methods=None,
-            raise_on_status=False,
-            respect_retry_after_header=True,
-        )
+        checking.retries = RETRY.new(status_forcelist=(429, 502, 503, 504))
         self.check_api = k8s_client.ApiClient(checking)
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,13 +56,29 @@ class Invalid(InputError, KubeError):
 
 
 class Rejected(Invalid):
-    """The dry run before apply: the API server refused document `index` for its content."""
+    """The dry run before apply: the API server refused document `index` for its content.
+    `webhook` names the admission webhook that denied it ("" when the API server itself did:
+    schema validation, a built-in admission plugin, a ValidatingAdmissionPolicy)."""
 
     def __init__(
-        self, message: str, *, index: int, kind: str, name: str, namespace: str | None
+        self,
+        message: str,
+        *,
+        index: int,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        webhook: str = "",
     ) -> None:
-        super().__init__(message, hint="Fix the manifest; nothing was applied.")
+        hint = "Fix the manifest; nothing was applied."
+        if webhook:
+            hint = (
+                f'Change the manifest (or the image) so the admission webhook "{webhook}" '
+                "admits it; nothing was applied."
+            )
+        super().__init__(message, hint=hint)
         self.index, self.kind, self.name, self.namespace = index, kind, name, namespace
+        self.webhook = webhook
 
 
 class ApiUnavailable(ServiceError, KubeError):
@@ -93,7 +110,15 @@ def from_status(
     server = short(body.get("message") or body.get("reason") or f"HTTP {status}")
     where = f' in namespace "{namespace}"' if namespace else " (cluster-wide)"
     error: KubeError
-    if status == 401:
+    refused_by_admission = (400 <= status < 500 and bool(denying_webhook(body))) or (
+        status == 403 and admission_refusal(body)
+    )
+    if refused_by_admission:
+        # A webhook denies with the code it likes (Gatekeeper: 403), and admission inside the API
+        # server answers 403 too (a ValidatingAdmissionPolicy, a quota, a LimitRange, Pod
+        # Security): it is the object that is refused, not the credentials or the identity's rights.
+        error = Invalid(f"the API server rejected {what}: {server}")
+    elif status == 401:
         error = Unauthorized(
             f"the cluster rejected the credentials (401 Unauthorized) trying to {what}",
             hint="The kubeconfig's token is invalid or has expired; fetch a fresh one.",
@@ -127,6 +152,38 @@ def from_status(
 
 
 _TYPED_PATCH = "failed to create typed patch object"
+
+# The authorizer's 403 reads `<resource> "<name>" is forbidden: User "<user>" cannot <verb> ...`
+# (k8s.io/apiserver responsewriters.ForbiddenStatusError); admission's reads `... is forbidden:
+# <why>` with anything else after the colon.
+_ADMISSION_FORBIDDEN = re.compile(r' is forbidden: (?!User ")\S')
+
+
+def admission_refusal(body: Mapping[str, Any]) -> bool:
+    """True when a 403's Status says admission refused the object (a policy, a quota, a limit, a
+    terminating namespace), not that the identity lacks a right."""
+    message = body.get("message")
+    return isinstance(message, str) and _ADMISSION_FORBIDDEN.search(message) is not None
+
+
+# How the API server words a webhook's denial (k8s.io/apiserver webhookerrors.ToStatusErr), at the
+# start of its message; what follows is the webhook's own text. A name is a DNS subdomain.
+_WEBHOOK_DENIAL = re.compile(
+    r'admission webhook "([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)" denied the request\b'
+)
+
+
+def denying_webhook(body: Mapping[str, Any]) -> str:
+    """The name of the admission webhook that denied the request, from the API server's Status
+    `body`; "" when anything else refused it (schema validation, a built-in admission plugin, a
+    ValidatingAdmissionPolicy: those run inside the API server and cannot look at a registry).
+    Only the server's own prefix counts: the webhook's text after it, or a policy's message that
+    quotes the phrase, is never read as a denial by a webhook."""
+    message = body.get("message")
+    if not isinstance(message, str):
+        return ""
+    match = _WEBHOOK_DENIAL.match(message)
+    return match.group(1) if match else ""
 
 
 def _without_typed_prefix(message: str) -> str:

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from deployer import pipeline
+from deployer import building
+from deployer.access import Credentials
 from deployer.docker import Docker
 from deployer.errors import InputError
 from deployer.github import Reporter
+from deployer.plan import Outcome, Plan
 from deployer.services import Services
 from deployer.settings import Settings
 
@@ -87,9 +89,7 @@ def checks(
 ) -> FakeCluster:
     cluster = FakeCluster()
 
-    def credentials(
-        _s: Any, reporter: Reporter, _services: Any, _o: Any, _p: Any
-    ) -> pipeline.Credentials:
+    def credentials(_s: Any, reporter: Reporter, _services: Any, _o: Any, _p: Any) -> Credentials:
         with reporter.group("Credentials: cluster access"):
             if secret:
                 reporter.mask(secret)
@@ -99,21 +99,19 @@ def checks(
             reporter.line("connected to the fake cluster")
             if fail:
                 raise InputError(fail, where="cluster")
-        return pipeline.Credentials(cluster, None, "fake")  # type: ignore[arg-type]
+        return Credentials(cluster, None, "fake")  # type: ignore[arg-type]
 
     def dry_run(_s: Any, reporter: Reporter, _c: Any, _p: Any) -> None:
         with reporter.group("Dry run: server-side apply of the rendered manifests"):
             reporter.line("the API server accepts all 0 objects")
 
-    monkeypatch.setattr(pipeline, "credentials", credentials)
-    monkeypatch.setattr(pipeline, "dry_run", dry_run)
+    monkeypatch.setattr(building, "credentials", credentials)
+    monkeypatch.setattr(building, "dry_run", dry_run)
     return cluster
 
 
-def plan() -> pipeline.Plan:
-    return pipeline.Plan(
-        sources={}, documents=[], namespace="default", targets=[], deferred_refs=[]
-    )
+def plan() -> Plan:
+    return Plan(sources={}, documents=[], namespace="default", targets=[], deferred_refs=[])
 
 
 def test_a_failed_check_stops_the_build_at_once_and_is_the_reason_given(
@@ -122,10 +120,10 @@ def test_a_failed_check_stops_the_build_at_once_and_is_the_reason_given(
     fake_docker(tmp_path, monkeypatch, lines=600, pause=0.1)  # a minute of building
     cluster = checks(monkeypatch, after=0.5, fail="the cluster identity may not: patch configmaps")
     stream = io.StringIO()
-    outcome = pipeline.Outcome()
+    outcome = Outcome()
     started = time.monotonic()
     with pytest.raises(InputError, match="may not: patch configmaps"):
-        pipeline.build_while_checking_the_cluster(
+        building.build_while_checking_the_cluster(
             settings(tmp_path), Reporter(github=True, stream=stream), services(), outcome, plan()
         )
     assert time.monotonic() - started < 30  # not the minute the build would take
@@ -147,11 +145,11 @@ def test_the_checks_log_comes_first_and_the_build_log_is_not_interleaved_with_it
     secret = "kubeconfig-token-" + "x" * 20
     cluster = checks(monkeypatch, after=0.3, secret=secret)
     stream = io.StringIO()
-    creds = pipeline.build_while_checking_the_cluster(
+    creds = building.build_while_checking_the_cluster(
         settings(tmp_path),
         Reporter(github=True, stream=stream),
         services(),
-        pipeline.Outcome(),
+        Outcome(),
         plan(),
     )
     assert creds.cluster is cluster and not cluster.closed
@@ -183,8 +181,8 @@ def test_what_a_library_logs_during_the_checks_is_shown_with_them_even_when_they
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
     with reporter.library_logs(), pytest.raises(InputError):
-        pipeline.build_while_checking_the_cluster(
-            settings(tmp_path), reporter, services(), pipeline.Outcome(), plan()
+        building.build_while_checking_the_cluster(
+            settings(tmp_path), reporter, services(), Outcome(), plan()
         )
     lines = stream.getvalue().splitlines()
     shown = [n for n, line in enumerate(lines) if "plugin says: token expired" in line]

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from deployer import pipeline
+from deployer.building import build_and_push
 from deployer.cli import real_services
 from deployer.docker import BuildRequest, Docker
 from deployer.errors import InputError
 from deployer.github import Reporter
+from deployer.plan import Outcome
 from deployer.settings import Settings
 
 SHA = "1" * 40
@@ -110,7 +111,7 @@ def run_build_and_push(tmp_path: Path, config: Settings) -> str:
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    pipeline.build_and_push(config, reporter, real_services(os.environ), pipeline.Outcome())
+    build_and_push(config, reporter, real_services(os.environ), Outcome())
     return stream.getvalue()
 
 
@@ -157,10 +158,10 @@ def test_a_refused_cache_write_is_a_warning_not_a_failed_deploy(
             {f"push {IMAGE}:buildcache": "denied: requested access to the resource is denied"}
         )
     )
-    outcome = pipeline.Outcome()
+    outcome = Outcome()
     stream = io.StringIO()
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    pipeline.build_and_push(
+    build_and_push(
         settings(tmp_path), Reporter(github=True, stream=stream), real_services(os.environ), outcome
     )
     assert outcome.digest == "sha256:" + "ab" * 32

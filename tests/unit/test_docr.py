@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from deployer import docr, manifests, pipeline
+from deployer import access, docr, manifests
 from deployer.cli import real_services
 from deployer.errors import InputError
 from deployer.github import Reporter
+from deployer.plan import Plan
 from deployer.settings import Settings
 from stack.digitalocean import FakeDigitalOcean, cluster_id_for
 from tests import contract
@@ -179,11 +180,11 @@ def run(
         dry_run=dry_run,
     )
     docs = documents(text or deployment())
-    plan = pipeline.Plan({}, docs, "shop", [], [])
-    creds = pipeline.Credentials(cluster, None, "test", cluster_id_for("djk-local"))  # type: ignore[arg-type]
+    plan = Plan({}, docs, "shop", [], [])
+    creds = access.Credentials(cluster, None, "test", cluster_id_for("djk-local"))  # type: ignore[arg-type]
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
-    pipeline._registry_access(config, reporter, real_services({}), creds, plan)
+    access._registry_access(config, reporter, real_services({}), creds, plan)
     log = stream.getvalue()
     return log, [line for line in log.splitlines() if line.startswith("::warning")]
 
@@ -202,7 +203,7 @@ def test_without_link_registry_the_warning_comes_before_the_build_and_nothing_is
 def test_link_registry_integrates_once_and_the_pods_can_pull(
     fake: FakeDigitalOcean, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "LINK_POLL_S", 0.05)
+    monkeypatch.setattr(access, "LINK_POLL_S", 0.05)
 
     log, warnings = run(fake, cluster, link=True)
 
@@ -252,7 +253,7 @@ def test_link_registry_without_the_scope_names_it(
 def test_link_registry_warns_when_the_images_are_in_another_registry(
     fake: FakeDigitalOcean, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "LINK_POLL_S", 0.05)
+    monkeypatch.setattr(access, "LINK_POLL_S", 0.05)
     other = "registry.digitalocean.com/someone-else/app:1"
 
     _, warnings = run(fake, cluster, link=True, text=deployment(image=other))

@@ -174,7 +174,7 @@ def test_the_secret_checksum_rolls_exactly_the_workloads_that_use_the_secret(
     tmp_path: Path,
 ) -> None:
     from deployer.envfile import secret_manifest
-    from deployer.pipeline import SECRET_CHECKSUM_ANNOTATION
+    from deployer.plan import SECRET_CHECKSUM_ANNOTATION
     from deployer.stamps import stamp_checksum
 
     def stamped(values: tuple[tuple[str, str], ...]) -> dict[str, str | None]:

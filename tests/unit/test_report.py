@@ -93,7 +93,7 @@ def test_a_red_deploy_reports_each_failed_rollout_once_and_the_state_left() -> N
     assert [d["result"] for d in json.loads(outputs["deployments"])] == ["succeeded", "failed"]
     assert got.summary.startswith("## django-k8s-deploy: failed\n")
     assert "**Error:**" not in got.summary  # the table says it
-    assert "| shop/worker | `reg/app:1` | ❌ failed | 2.0s |" in got.summary
+    assert "| deployment/worker | shop | `reg/app:1` | ❌ failed | 2.0s |" in got.summary
 
 
 def test_wait_and_deploy_share_the_verdicts_annotations_and_table() -> None:
@@ -101,8 +101,40 @@ def test_wait_and_deploy_share_the_verdicts_annotations_and_table() -> None:
     deployed = report.of_deploy(DeployFacts("img", "", "watch", results=[WEB_GREEN, WORKER_RED]))
     assert waited.annotations == deployed.annotations
     assert dict(waited.outputs)["deployments"] == dict(deployed.outputs)["deployments"]
-    assert "| shop/worker | ❌ failed | 2.0s |" in waited.summary
+    assert "| deployment/worker | shop | ❌ failed | 2.0s |" in waited.summary
     assert "State:" not in waited.summary  # wait applies nothing
+
+
+def test_the_table_names_every_kind_the_same_way_and_the_json_keeps_its_shape() -> None:
+    results = [
+        WEB_GREEN,
+        RolloutResult("db", "data", "timed-out", "timed out after 5m", 300.0, kind="StatefulSet"),
+        RolloutResult("migrate-9b2d771", "shop", "failed", "failed: exit 3", 4.2, kind="Job"),
+    ]
+    got = report.of_deploy(DeployFacts("reg/app:1", "", "watch", results=results))
+    table = got.summary[got.summary.index("| Workload") :].split("\n\n")[0].splitlines()
+    assert table == [
+        "| Workload | Namespace | Image | Result | Duration | Reason |",
+        "|---|---|---|---|---|---|",
+        "| deployment/web | shop | `reg/app:1` | ✅ succeeded | 0.6s | successfully rolled out |",
+        "| statefulset/db | data | `reg/app:1` | ⏱️ timed-out | 300.0s | timed out after 5m |",
+        "| job/migrate-9b2d771 | shop | `reg/app:1` | ❌ failed | 4.2s | failed: exit 3 |",
+    ]
+    waited = report.of_wait(results, [])
+    assert waited.summary.splitlines()[2:4] == [
+        "| Workload | Namespace | Result | Duration | Reason |",
+        "|---|---|---|---|---|",
+    ]
+    assert "| job/migrate-9b2d771 | shop | ❌ failed | 4.2s | failed: exit 3 |" in waited.summary
+    # outputs.deployments is unchanged: the plain name, and the kind in a key of its own.
+    assert json.loads(dict(got.outputs)["deployments"])[2] == {
+        "name": "migrate-9b2d771",
+        "namespace": "shop",
+        "result": "failed",
+        "reason": "failed: exit 3",
+        "duration_seconds": 4.2,
+        "kind": "Job",
+    }
 
 
 def test_publish_is_the_one_emitter_and_fences_diagnosis_sections(tmp_path: Path) -> None:

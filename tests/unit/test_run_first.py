@@ -197,3 +197,33 @@ def test_old_jobs_are_cleaned_up_keeping_the_newest_per_name_and_never_a_running
     ]
     assert run_first.to_clean_up(jobs) == ["migrate-1"]
     assert run_first.to_clean_up(jobs, keep=1) == ["migrate-1", "migrate-3", "migrate-4"]
+
+
+def test_a_job_status_of_any_shape_decides_without_crashing() -> None:
+    # Whatever the API server answers: no conditions to read means "still running".
+    for status in (None, "Complete", [], {"conditions": "Complete"}, {"conditions": [1, None]}):
+        assert run_first.decide({"status": status}, rerun=False)[0] == "attach"
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": 7}]}}
+    assert run_first.decide(failed, rerun=False) == (
+        "rerun",
+        "failed before at this commit (7); running it again",
+    )
+
+
+def test_the_job_this_deploy_ran_is_kept_even_when_older_ones_share_its_second() -> None:
+    # creationTimestamp has one-second resolution: three older Jobs made in the same second as
+    # this deploy's sort after it by name ("migrate-old…" > "migrate-1a2b…"), which once deleted
+    # the Job that had just run.
+    second = "2026-12-04T10:00:00Z"
+    jobs = [
+        listed("migrate-old0", "migrate", second),
+        listed("migrate-old1", "migrate", second),
+        listed("migrate-old2", "migrate", second),
+        listed("migrate-1a2b3c4d-5e6f7", "migrate", second),
+    ]
+    assert run_first.to_clean_up(jobs, current={"migrate-1a2b3c4d-5e6f7"}) == ["migrate-old0"]
+    assert run_first.to_clean_up(jobs, keep=1, current={"migrate-1a2b3c4d-5e6f7"}) == [
+        "migrate-old0",
+        "migrate-old1",
+        "migrate-old2",
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from deployer import run_first
 from deployer.errors import RolloutFailed
-from deployer.kube import Applied, Planned
+from deployer.kube import Applied, Planned, Rejected
 from tests.unit.fake_cluster import NS
 from tests.unit.test_pipeline import MANIFEST, FakeDeployCluster, Journal, World
 
@@ -111,6 +111,7 @@ class JobCluster(FakeDeployCluster):
         field_manager: str = "",
         force_conflicts: bool,
         namespace: str = "default",
+        tolerate: Callable[[Rejected], bool] | None = None,
     ) -> list[Planned]:
         out = []
         for doc in docs:

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 from urllib3.util.retry import Retry
 
@@ -17,6 +20,7 @@ from deployer import kube
 from deployer import watch as watch_module
 from deployer.diagnose import Diagnosis, EventLine, LogExcerpt, diagnose, diagnose_all
 from deployer.errors import DeployError, InputError
+from deployer.github import Reporter
 from deployer.kube import (
     ApiUnavailable,
     Forbidden,
@@ -24,7 +28,9 @@ from deployer.kube import (
     NotFound,
     Unauthorized,
 )
+from deployer.plan import Interrupt
 from deployer.report import diagnosis_markdown, diagnosis_text, verdict_line
+from deployer.rollouts import watch_reported
 from deployer.status import pod_verdict
 from deployer.watch import RolloutResult, Target, watch_rollouts
 from tests.unit.fake_cluster import (
@@ -833,3 +839,85 @@ def test_green_and_cancelled_rollouts_are_not_diagnosed() -> None:
     green = RolloutResult("web", NS, "succeeded", "successfully rolled out", 1.0)
     stopped = RolloutResult("beat", NS, "cancelled", "cancelled while waiting: x", 1.0)
     assert diagnose_all(FakeCluster(), [green, stopped], SINCE) == [green, stopped]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "deployments.apps \"web\" is forbidden: ValidatingAdmissionPolicy 'no-latest' with binding "
+        "'no-latest' denied request: images must be pinned",
+        'deployments.apps "web" is forbidden: exceeded quota: compute, requested: '
+        "requests.cpu=2, used: requests.cpu=3, limited: requests.cpu=4",
+        'pods "web-1" is forbidden: violates PodSecurity "restricted:latest": '
+        "allowPrivilegeEscalation != false",
+    ],
+)
+def test_a_403_from_admission_is_the_object_refused_not_a_missing_right(message: str) -> None:
+    exc = kube.from_status(
+        403, {"message": message}, "apply deployment/web", verb="patch", resource="deployments"
+    )
+    assert type(exc) is Invalid
+    assert "may not" not in str(exc) and "Grant the identity" not in str(exc)
+    assert message in str(exc)
+
+
+def test_a_403_from_the_authorizer_still_names_the_missing_right() -> None:
+    message = (
+        'deployments.apps "web" is forbidden: User "system:serviceaccount:ci:deployer" cannot '
+        'patch resource "deployments" in API group "apps" in the namespace "shop"'
+    )
+    exc = kube.from_status(
+        403, {"message": message}, "apply", verb="patch", resource="deployments", namespace="shop"
+    )
+    assert type(exc) is Forbidden
+    assert 'Grant the identity "patch" on deployments in namespace "shop"' in str(exc)
+
+
+def test_replicasets_are_watched_only_where_a_deployment_is_waited_for() -> None:
+    cluster = FakeCluster()
+    job = yaml.safe_load(
+        (Path(__file__).parent / "snapshots" / "workloads" / "job-complete.yaml").read_text()
+    )
+    job["metadata"]["namespace"] = "jobs"
+    cluster.put(job)
+    cluster.put(deployment("web", updated=2, total=2, available=2))
+    cluster.put(replicaset("web", 2))
+    results = watch_rollouts(
+        cluster,
+        [Target(job["metadata"]["name"], "jobs", kind="Job"), Target("web", NS, 2)],
+        timeout_s=30,
+        progress=print,
+    )
+    assert [r.result for r in results] == ["succeeded", "succeeded"]
+    watched = {(kind, ns) for kind, ns, _ in cluster.streams}
+    assert ("ReplicaSet", NS) in watched
+    assert ("ReplicaSet", "jobs") not in watched
+    assert {("Job", "jobs"), ("Pod", "jobs")} <= watched
+
+
+class SignalSeeingCluster(FakeCluster):
+    """Notes, at each list, whether a signal would raise right then."""
+
+    def __init__(self, interrupt: Interrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+        self.raised_on_signal: list[bool] = []
+
+    def list_objects(self, collection: Any, namespace: str) -> Any:
+        self.raised_on_signal.append(self.interrupt.raise_on_signal)
+        return super().list_objects(collection, namespace)
+
+
+@pytest.mark.parametrize("raised_before", [True, False], ids=["deploy", "wait"])
+def test_watch_reported_holds_signals_back_only_while_it_watches(raised_before: bool) -> None:
+    # The deploy raises on a signal outside the watch; `wait` never does: each gets back its own.
+    interrupt = Interrupt()
+    interrupt.raise_on_signal = raised_before
+    cluster = SignalSeeingCluster(interrupt)
+    cluster.put(deployment("web", updated=2, total=2, available=2))
+    cluster.put(replicaset("web", 2))
+    reporter = Reporter(github=False, stream=io.StringIO())
+    [result] = watch_reported(cluster, [Target("web", NS, 2)], 30, reporter, interrupt)
+    assert result.result == "succeeded"
+    assert cluster.raised_on_signal and not any(cluster.raised_on_signal)
+    assert interrupt.raise_on_signal is raised_before

@@ -11,6 +11,7 @@ from deployer.status import PodProblem, Verdict
 from deployer.workloads import (
     KINDS,
     NOT_WAITED_KINDS,
+    daemonset_pods,
     daemonset_verdict,
     job_failure,
     job_pods,
@@ -228,10 +229,13 @@ def test_a_failed_job_names_its_last_failed_pod_and_exit_code() -> None:
 
 def test_ended_job_pods_are_left_to_the_backoff_limit_and_a_doomed_retry_is_red_at_once() -> None:
     job, pods = snap("job-running"), snaps("job-pods")
+    # Both of its pods are the Job's (one template, one revision); only the running one is judged.
     assert [p["metadata"]["name"] for p in job_pods(job, [], pods)] == [
-        "antisocial-migrate-9b2d771-fghij"
+        "antisocial-migrate-9b2d771-abcde",
+        "antisocial-migrate-9b2d771-fghij",
     ]
-    verdict, problem, _ = workload_verdict(job, [], pods)
+    verdict, problem, judged = workload_verdict(job, [], pods)
+    assert [p["metadata"]["name"] for p in judged] == ["antisocial-migrate-9b2d771-fghij"]
     assert problem is not None and problem.state == "ImagePullFailed"
     assert verdict.message.startswith(
         f"{MIGRATE}: container `migrate` cannot pull {IMAGE}: not found (ErrImagePull)"
@@ -250,3 +254,32 @@ def test_every_waited_kind_has_a_row_and_cronjobs_are_applied_not_waited() -> No
     assert sorted(KINDS) == ["DaemonSet", "Deployment", "Job", "StatefulSet"]
     assert all(k.kind == name for name, k in KINDS.items())
     assert {"CronJob"} == NOT_WAITED_KINDS
+
+
+def _daemonset_pod(name: str, template_generation: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"pod-template-generation": template_generation},
+            "ownerReferences": [{"controller": True, "uid": "ds-uid", "kind": "DaemonSet"}],
+        }
+    }
+
+
+def test_daemonset_pods_follow_the_template_generation_not_metadata_generation() -> None:
+    # minReadySeconds changed: generation 3, but the template (and so the pods) is still at 2.
+    ds = {
+        "metadata": {
+            "uid": "ds-uid",
+            "generation": 3,
+            "annotations": {"deprecated.daemonset.template.generation": "2"},
+        }
+    }
+    pods = [_daemonset_pod("logs-old", "1"), _daemonset_pod("logs-new", "2")]
+    assert [p["metadata"]["name"] for p in daemonset_pods(ds, [], pods)] == ["logs-new"]
+
+
+def test_daemonset_pods_fall_back_to_metadata_generation_without_the_annotation() -> None:
+    ds = {"metadata": {"uid": "ds-uid", "generation": 2}}
+    pods = [_daemonset_pod("logs-old", "1"), _daemonset_pod("logs-new", "2")]
+    assert [p["metadata"]["name"] for p in daemonset_pods(ds, [], pods)] == ["logs-new"]
