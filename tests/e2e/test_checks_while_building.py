@@ -12,59 +12,30 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.support import stack_env, stack_inputs, web_deployment, workspace_with
 from tests.harness.runner import run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 
 # Valid YAML, a Deployment our preflight accepts, but the API server refuses: a negative
 # replica count fails validation (422), which only the server knows to check.
-REFUSED = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: -3
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: <IMAGE>
-"""
+REFUSED = web_deployment(replicas=-3)
 
 
 def test_a_manifest_the_api_server_refuses_stops_the_build_before_it_ends(
     stack: dict[str, str], namespace: str, tmp_path: Path
 ) -> None:
-    workspace = tmp_path / "workspace"
-    (workspace / "deploy").mkdir(parents=True)
-    (workspace / "deploy" / "deployment.yaml").write_text(REFUSED)
     marker = secrets.token_hex(6)
     # A build that would take two minutes: the job must end long before it.
-    (workspace / "Dockerfile").write_text(
-        f"FROM {stack['DJK_BASE_IMAGE']}\nRUN echo {marker} && sleep 120\n"
+    workspace = workspace_with(
+        tmp_path, REFUSED, f"FROM {stack['DJK_BASE_IMAGE']}\nRUN echo {marker} && sleep 120\n"
     )
     sha = secrets.token_hex(20)
     repo = f"{stack['DJK_REGISTRY']}/djk-e2e/refused"
     result = run_action(
-        {
-            "image": repo,
-            "sha": sha,
-            "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
-            "cluster": stack["DJK_CLUSTER_NAME"],
-            "namespace": namespace,
-            "registry-username": stack["DJK_REGISTRY_USER"],
-            "registry-password": stack["DJK_REGISTRY_PASSWORD"],
-            "timeout": "2m",
-            "build-network": "host",
-            "build-cache": "false",
-        },
+        stack_inputs(stack, image=repo, sha=sha, namespace=namespace, **{"build-cache": "false"}),
         workspace,
-        extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
+        extra_env=stack_env(stack, sha),
         timeout=100,  # the harness fails the test if the action is still running by then
     )
     assert result.exit_code == 2, result.visible_log[-3000:]
@@ -108,28 +79,18 @@ def test_a_manifest_the_api_server_refuses_stops_the_build_before_it_ends(
 def test_cancel_during_the_build_stops_the_build_and_the_checks_within_seconds(
     stack: dict[str, str], namespace: str, tmp_path: Path
 ) -> None:
-    workspace = tmp_path / "workspace"
-    (workspace / "deploy").mkdir(parents=True)
-    (workspace / "deploy" / "deployment.yaml").write_text(REFUSED.replace("-3", "1"))
     marker = secrets.token_hex(6)
-    (workspace / "Dockerfile").write_text(
-        f"FROM {stack['DJK_BASE_IMAGE']}\nRUN echo {marker} && sleep 120\n"
+    workspace = workspace_with(
+        tmp_path,
+        web_deployment(),
+        f"FROM {stack['DJK_BASE_IMAGE']}\nRUN echo {marker} && sleep 120\n",
     )
     sha = secrets.token_hex(20)
+    image = f"{stack['DJK_REGISTRY']}/djk-e2e/cancelled"
     result = run_action(
-        {
-            "image": f"{stack['DJK_REGISTRY']}/djk-e2e/cancelled",
-            "sha": sha,
-            "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
-            "cluster": stack["DJK_CLUSTER_NAME"],
-            "namespace": namespace,
-            "registry-username": stack["DJK_REGISTRY_USER"],
-            "registry-password": stack["DJK_REGISTRY_PASSWORD"],
-            "build-network": "host",
-            "build-cache": "false",
-        },
+        stack_inputs(stack, image=image, sha=sha, namespace=namespace, **{"build-cache": "false"}),
         workspace,
-        extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
+        extra_env=stack_env(stack, sha),
         cancel_after=6,
     )
     assert result.cancelled

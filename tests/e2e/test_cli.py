@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,81 @@ def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
     assert "==> Watch:" in result.stdout
     assert "s3cr3t-on-the-laptop" not in result.stdout + result.stderr
     assert stack["DJK_REGISTRY_PASSWORD"] not in result.stdout + result.stderr
+
+
+VALIDATING_POLICY = """\
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [apps]
+        apiVersions: [v1]
+        operations: [CREATE, UPDATE]
+        resources: [deployments]
+  validations:
+    - expression: object.spec.replicas <= 1
+      message: at most one replica in this namespace
+      reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {{kubernetes.io/metadata.name: {namespace}}}
+"""
+
+
+def test_a_validating_admission_policy_refusal_is_the_manifest_at_its_line_not_a_right(
+    stack: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    # With `reason: Forbidden` the API server answers such a refusal with 403, as it does a
+    # missing RBAC right (the default reason, Invalid, is a 422); only the latter is the
+    # identity's to fix.
+    name = f"djk-e2e-{namespace}"[:63]
+    policy = VALIDATING_POLICY.format(name=name, namespace=namespace)
+    applied = kubectl(stack["KUBECONFIG"], "apply", "-f", "-", stdin=policy)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        (tmp_path / "deploy").mkdir()
+        (tmp_path / "deploy" / "deployment.yaml").write_text(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n"
+            "  replicas: 2\n  selector:\n    matchLabels: {app: web}\n  template:\n"
+            "    metadata:\n      labels: {app: web}\n    spec:\n"
+            "      containers: [{name: web, image: <IMAGE>}]\n"
+        )
+        argv = [
+            "deploy",
+            "--image",
+            "registry.example.com/team/web",
+            "--sha",
+            "0123456789abcdef0123456789abcdef01234567",
+            "--build",
+            "never",
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            stack["KUBECONFIG"],
+            "--dry-run",
+            "true",
+        ]
+        deadline = time.monotonic() + 30
+        while True:  # a new binding takes effect within a moment
+            result = deployer(*argv, env={}, cwd=tmp_path)
+            if "ValidatingAdmissionPolicy" in result.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert result.returncode == 2, result.stdout + result.stderr
+        (error,) = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+        assert error.startswith("error: deploy/deployment.yaml:1: the API server rejected")
+        assert "at most one replica in this namespace" in error
+        assert "Fix the manifest" in error
+        assert "Grant the identity" not in result.stdout + result.stderr
+    finally:
+        kubectl(stack["KUBECONFIG"], "delete", "-f", "-", "--ignore-not-found", stdin=policy)

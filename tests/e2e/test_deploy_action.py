@@ -224,7 +224,9 @@ def test_three_deployment_app_with_init_containers_rolls_out_green(
     }
     for phase in ("Preflight", "Credentials", "Build", "Push", "Render", "Apply", "Watch"):
         assert any(line.startswith(f"::group::{phase}") for line in result.log.splitlines()), phase
-    assert f"| {namespace}/web | `{image_repo}:{built_sha}` | ✅ succeeded |" in result.summary
+    assert f"| deployment/web | {namespace} | `{image_repo}:{built_sha}` | ✅ succeeded |" in (
+        result.summary
+    )
     # kubectl, the reference peer, agrees at once.
     for name in ("web", "beat", "worker"):
         peer = kubectl(

@@ -16,27 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.support import stack_env, stack_inputs, web_deployment, workspace_with
 from tests.harness.runner import REPO_ROOT, ActionRun, build_action_image, run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
-
-MANIFEST = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: <IMAGE>
-"""
 
 
 def docker_env(stack: dict[str, str], config: str) -> dict[str, str]:
@@ -105,27 +88,15 @@ def test_the_action_runs_from_the_pulled_release_image_as_from_its_dockerfile(
     )
     assert pinned.returncode == 0, pinned.stderr
 
-    workspace = tmp_path / "workspace"
-    (workspace / "deploy").mkdir(parents=True)
-    (workspace / "deploy" / "deployment.yaml").write_text(MANIFEST)
-    (workspace / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\n")
+    workspace = workspace_with(tmp_path, web_deployment(), f"FROM {stack['DJK_BASE_IMAGE']}\n")
     sha = secrets.token_hex(20)
+    image = f"{stack['DJK_REGISTRY']}/djk-e2e/prebuilt"
 
     def deploy(action_dir: Path) -> ActionRun:
         result = run_action(
-            {
-                "image": f"{stack['DJK_REGISTRY']}/djk-e2e/prebuilt",
-                "sha": sha,
-                "digitalocean-token": stack["DIGITALOCEAN_ACCESS_TOKEN"],
-                "cluster": stack["DJK_CLUSTER_NAME"],
-                "namespace": namespace,
-                "registry-username": stack["DJK_REGISTRY_USER"],
-                "registry-password": stack["DJK_REGISTRY_PASSWORD"],
-                "timeout": "2m",
-                "build-network": "host",
-            },
+            stack_inputs(stack, image=image, sha=sha, namespace=namespace),
             workspace,
-            extra_env={"DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"], "GITHUB_SHA": sha},
+            extra_env=stack_env(stack, sha),
             action_dir=action_dir,
         )
         assert result.exit_code == 0, result.visible_log[-3000:]
