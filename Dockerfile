@@ -11,6 +11,27 @@ ARG DOCKER_CLI_IMAGE=docker.io/library/docker:29-cli
 # the distribution's docker CLI is far too old, so ship the upstream 29.x CLI and buildx.
 FROM ${DOCKER_CLI_IMAGE} AS docker-cli
 
+# The virtualenv is made in its own stage and copied whole: what the runner pulls in "Set up job"
+# is only what runs. pip and setuptools (needed to install, not to run) stay behind, and so does
+# kubernetes.aio, the client's 42 MB asyncio copy that nothing here imports
+# (tests/unit/test_action_image_contents.py checks that).
+FROM ${BASE_IMAGE} AS venv
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# Locked, hashed wheels only: the image gets exactly the reviewed dependencies, nothing built.
+# setuptools is in the lock too, so installing the project itself needs no unpinned download.
+COPY requirements.lock /tmp/requirements.lock
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.lock
+
+COPY pyproject.toml README.md /tmp/src/
+COPY deployer /tmp/src/deployer
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
+    && /opt/venv/bin/pip uninstall --yes setuptools pip \
+    && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio
+
 FROM ${BASE_IMAGE}
 
 ARG VERSION=dev
@@ -22,27 +43,11 @@ LABEL org.opencontainers.image.title="django-k8s-deploy" \
       org.opencontainers.image.revision="${REVISION}"
 
 ENV PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore
+    PYTHONDONTWRITEBYTECODE=1
 
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
 COPY --from=docker-cli /usr/local/libexec/docker/cli-plugins/docker-buildx /usr/local/libexec/docker/cli-plugins/docker-buildx
-
-# Locked, hashed wheels only: the image gets exactly the reviewed dependencies, nothing built.
-# setuptools is in the lock too, so installing the project itself needs no unpinned download.
-COPY requirements.lock /tmp/requirements.lock
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.lock \
-    && rm /tmp/requirements.lock
-
-COPY pyproject.toml README.md /tmp/src/
-COPY deployer /tmp/src/deployer
-RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
-    && rm -rf /tmp/src
-
-COPY deployer /app/deployer
+COPY --from=venv /opt/venv /opt/venv
 COPY entrypoint.py /app/entrypoint.py
 
 # Exec form with absolute paths: the runner sets the workdir to /github/workspace and passes

@@ -6,8 +6,8 @@ job) against pulling the released image (`runs.image: docker://…@sha256:…`),
 
 Both through the harness, as the runner does it: `docker build` of the repository's Dockerfile,
 and `docker pull` of the image pushed to the stack's registry (action.yml pinned by
-scripts/pin-action-image). Before each, the action image is removed from the daemon; its two
-base images (python and the docker CLI; here the stack's local stand-ins) stay, which flatters
+scripts/pin-action-image). Before each, the action image, untagged images (the venv stage's)
+and the build cache are removed from the daemon; its two base images (python and the docker CLI; here the stack's local stand-ins) stay, which flatters
 the build: a hosted runner pulls those too. Medians and the ratio pulled/built.
 """
 
@@ -78,6 +78,10 @@ def main() -> int:
 
         def forget() -> None:
             docker("image", "rm", "--force", built_tag, pushed_tag, reference, check=False)
+            # The Dockerfile's venv stage leaves untagged images (and BuildKit its cache) that a
+            # fresh runner would not have: without this, "built" would reuse them.
+            docker("image", "prune", "--force", check=False)
+            docker("builder", "prune", "--all", "--force", check=False)
             runner._built.clear()
 
         built: list[float] = []

@@ -62,6 +62,7 @@ APP_ENV = (
     "CELERY_BROKER_URL=redis://redis.bench.svc:6379/0\n"
 )
 LOGS: Path | None = None  # --logs: where each of our runs' log goes
+TRACE = False  # --trace: print each line of our runs with the seconds since the run began
 SHARED_STATE = Path.home() / ".cache" / "django-k8s-deploy" / "stack"
 
 
@@ -197,6 +198,8 @@ def ours(
     marks: list[tuple[float, str]] = []
 
     def echo(line: str) -> None:
+        if TRACE:
+            print(f"  {time.monotonic() - started:7.2f} {line[:160]}", file=sys.stderr)
         if line.startswith("::group::"):
             marks.append((time.monotonic(), line.removeprefix("::group::").split(":", 1)[0]))
 
@@ -232,7 +235,7 @@ def ours(
     if LOGS is not None:
         (LOGS / f"ours-{event}-{sha[:8]}.log").write_text(run.visible_log)
     phases = {"set-up (pull)": run.setup_seconds}
-    # Steps BuildKit took from the cache (shown per round: see the README on Docker 20.10).
+    # Steps BuildKit took from the cache (per round: a miss shows as fewer cached steps).
     phases["cached steps"] = float(len(re.findall(r"^#\d+ CACHED$", run.log, re.MULTILINE)))
     container_start = started + run.setup_seconds
     if marks:
@@ -357,9 +360,12 @@ def main() -> int:
     parser.add_argument("--allow-shared-daemon", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument("--logs", type=Path, help="keep the log of each of our runs here")
+    parser.add_argument(
+        "--trace", action="store_true", help="print our runs' lines with their times (stderr)"
+    )
     args = parser.parse_args()
-    global LOGS  # noqa: PLW0603 - a bench script's one option
-    LOGS = args.logs
+    global LOGS, TRACE
+    LOGS, TRACE = args.logs, args.trace
     if LOGS is not None:
         LOGS.mkdir(parents=True, exist_ok=True)
     state = Path(os.environ.get("DJK_STACK_DIR") or SHARED_STATE)

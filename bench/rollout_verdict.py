@@ -146,6 +146,21 @@ spec:
 """
 
 
+def ours_wait(namespace: str, *target: str) -> list[str]:
+    """`python -m deployer wait` for one rollout (`--deployment NAME` or `--workload KIND/NAME`)."""
+    return [
+        sys.executable,
+        "-m",
+        "deployer",
+        "wait",
+        "--namespace",
+        namespace,
+        "--timeout",
+        "5m",
+        *target,
+    ]
+
+
 def fresh_object_round(
     namespace: str, scenario: str, tool: str, kubectl_timeout: int
 ) -> tuple[float, int]:
@@ -161,18 +176,7 @@ def fresh_object_round(
     )
     timeout = f"--timeout={kubectl_timeout}s"
     if tool == "ours":
-        cmd = [
-            sys.executable,
-            "-m",
-            "deployer",
-            "wait",
-            "--namespace",
-            namespace,
-            "--timeout",
-            "5m",
-            "--workload",
-            f"{kind}/{name}",
-        ]
+        cmd = ours_wait(namespace, "--workload", f"{kind}/{name}")
     elif tool == "kubectl-failed":
         cmd = ["kubectl", "wait", "-n", namespace, "--for=condition=failed", f"job/{name}", timeout]
     elif kind == "job":
@@ -207,17 +211,6 @@ def main() -> int:
         return 2
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     sh("kubectl", "create", "namespace", namespace)
-    ours_cmd = [
-        sys.executable,
-        "-m",
-        "deployer",
-        "wait",
-        "--namespace",
-        namespace,
-        "--timeout",
-        "5m",
-        "--deployment",
-    ]
     results = {}
     try:
         for scenario in args.scenarios.split(","):
@@ -273,7 +266,7 @@ def main() -> int:
                             "--timeout=5m",
                         ]
                         if tool == "kubectl"
-                        else [*ours_cmd, name]
+                        else ours_wait(namespace, "--deployment", name)
                     )
                     seconds, code = timed(cmd)
                     times[tool].append(seconds)
