@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.cli import default_state_dir
 from stack.docker_side import docker_socket
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
@@ -227,3 +229,17 @@ def built_versions() -> dict[str, str]:
     found = dict(re.findall(r"/(runc|containerd)-(v[0-9][^-/]*)-go", paths))
     assert set(found) == {"runc", "containerd"}, paths
     return found
+
+
+def test_each_engine_decompresses_pulled_layers_with_unpigz_as_a_runner_does(
+    engine_stack: dict[str, str],
+) -> None:
+    """GitHub's Ubuntu runners ship pigz, and dockerd (classic pulls, BuildKit's cache import)
+    and containerd decompress with unpigz when their PATH has it: without it every pull here is
+    slower than on a runner, and the bench's figures with it."""
+    state = json.loads((default_state_dir() / "docker" / "state.json").read_text())
+    name = f"dockerd-{engine_stack['DJK_DOCKER_ENGINE']}"
+    pid = next(proc["pid"] for proc in state["procs"] if proc["name"] == name)
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    path = next(v for v in environ if v.startswith(b"PATH=")).decode().removeprefix("PATH=")
+    assert shutil.which("unpigz", path=path), f"no unpigz on {name}'s PATH {path}"
