@@ -8,7 +8,7 @@ import io
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Generic, TextIO, TypeVar, cast
 
 from deployer import docr
 from deployer.access import BUILD_ALLOWANCE_S, Credentials, credentials
@@ -19,6 +19,8 @@ from deployer.github import Reporter
 from deployer.plan import Outcome, Plan
 from deployer.services import Builder, Services
 from deployer.settings import Settings
+
+T = TypeVar("T")
 
 # A build that fails on its own waits this long for the cluster checks' log before it reports.
 CHECKS_GRACE_S = 10.0
@@ -174,8 +176,22 @@ def build_and_push(
     docker = docker or services.docker()
     try:
         with reporter.group(f"Build: {ref}"):
-            reporter.line(f"Docker daemon {docker.check_daemon()}")
-            _registry_login(settings, reporter, services, docker)
+            # Independent questions go out together (each is a round trip to the daemon or the
+            # registry); their answers are reported, and their errors raised, in this order.
+            daemon = _Answer(docker.check_daemon)
+            buildkit = _Answer(docker.buildkit)
+            try:
+                logged_in = _registry_login(settings, reporter, services, docker)
+            except DeployError:
+                daemon.result()  # an unreachable daemon is said first: it explains the rest
+                raise
+            reporter.line(f"Docker daemon {daemon.result()}")
+            reporter.line(logged_in)
+            cache_state = (
+                _Answer(lambda: docker.cache_state(settings.build_cache))
+                if settings.build_cache and settings.build != "never" and buildkit.result()
+                else None
+            )
             exists = settings.build != "always" and docker.exists(ref)
             if settings.build == "never" and not exists:
                 raise InputError(
@@ -198,7 +214,7 @@ def build_and_push(
                 ]
                 if settings.source_url:
                     labels.append(("org.opencontainers.image.source", settings.source_url))
-                cache_from = _cache_source(settings, reporter, docker)
+                cache_from = _cache_source(settings, reporter, cache_state)
                 request = BuildRequest(
                     ref=ref,
                     context=settings.context,
@@ -234,12 +250,13 @@ def build_and_push(
 
 def _registry_login(
     settings: Settings, reporter: Reporter, services: Services, docker: Builder
-) -> None:
+) -> str:
+    """Log the docker CLI in; the line that says how."""
     registry = settings.registry
     if settings.registry_username:
         docker.login(registry, settings.registry_username, settings.registry_password)
-        reporter.line(f"logged in to {registry} as {settings.registry_username}")
-    elif registry == docr.HOST and settings.digitalocean_token:
+        return f"logged in to {registry} as {settings.registry_username}"
+    if registry == docr.HOST and settings.digitalocean_token:
         api = services.digitalocean(settings.digitalocean_token, settings.api_url)
         try:
             user, password = api.registry_credentials(
@@ -249,24 +266,22 @@ def _registry_login(
             api.close()
         reporter.mask(password)
         docker.login(registry, user, password)
-        reporter.line(
-            f"logged in to {registry} with short-lived credentials from the DigitalOcean API"
-        )
-    else:
-        reporter.line(f"no registry credentials given: using {registry} anonymously")
+        return f"logged in to {registry} with short-lived credentials from the DigitalOcean API"
+    return f"no registry credentials given: using {registry} anonymously"
 
 
-def _cache_source(settings: Settings, reporter: Reporter, docker: Builder) -> str:
-    """The cache reference when it can be read; a missing or unreadable cache is a warning only."""
+def _cache_source(settings: Settings, reporter: Reporter, state: _Answer[str] | None) -> str:
+    """The cache reference when it can be read; a missing or unreadable cache is a warning only.
+    `state` is the registry's answer about the cache, asked only when BuildKit builds here."""
     if not settings.build_cache:
         reporter.line("build cache: off (build-cache: false)")
         return ""
-    if not docker.buildkit():
+    if state is None:
         reporter.line(
             "build cache: off (this docker CLI builds without BuildKit: no buildx plugin)"
         )
         return ""
-    problem = docker.cache_state(settings.build_cache)
+    problem = state.result()
     if problem:
         reporter.warning(
             f"build cache {settings.build_cache}: {problem}; building without it "
@@ -276,6 +291,30 @@ def _cache_source(settings: Settings, reporter: Reporter, docker: Builder) -> st
         return ""
     reporter.line(f"build cache: reusing layers from {settings.build_cache}")
     return settings.build_cache
+
+
+class _Answer(Generic[T]):
+    """A question asked now in a thread of its own, its answer (or error) taken when needed.
+    A daemon thread: a cancel does not wait for a docker command that is only asking."""
+
+    def __init__(self, ask: Callable[[], T]) -> None:
+        self._ask = ask
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="docker-question", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._ask()
+        except BaseException as error:  # handed to whoever takes the answer
+            self._error = error
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
 
 
 def _cache_wanted(settings: Settings, docker: Builder) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,9 +313,13 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
         "cluster apply ConfigMap/app-config",
         "cluster apply Deployment/web",
     ]
-    assert [c for c in world.journal if c.startswith("docker")] == [
+    docker_calls = [c for c in world.journal if c.startswith("docker")]
+    # The daemon is asked about alongside the login; both before anything needs them.
+    assert sorted(docker_calls[:2]) == [
         "docker check_daemon",
         "docker login registry.digitalocean.com",
+    ]
+    assert docker_calls[2:] == [
         f"docker exists {ref}",
         f"docker build {ref}",
         f"docker push {ref}",
@@ -466,6 +471,28 @@ def test_docr_without_registry_credentials_logs_in_with_short_lived_ones_from_th
     assert "::add-mask::docr-short-lived-password\n" in log
     assert log.index("::add-mask::docr-short") < log.index("logged in to registry.digitalocean.com")
     assert log.count("docr-short-lived-password") == 1
+
+
+def test_an_unreachable_daemon_is_the_error_even_when_the_login_asked_alongside_fails(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    started = threading.Event()
+
+    def unreachable() -> str:
+        started.wait(5)  # answers only after the login has failed
+        raise ServiceError("docker", "cannot reach the Docker daemon: no socket")
+
+    def refused(registry: str, username: str, password: str) -> None:
+        started.set()
+        raise InputError("the registry refused the credentials", where="registry-password")
+
+    world.docker.check_daemon = unreachable  # type: ignore[method-assign]
+    world.docker.login = refused  # type: ignore[method-assign]
+    error = world.deploy().error
+    assert isinstance(error, ServiceError)
+    assert "cannot reach the Docker daemon" in str(error)
+    assert not any(c.startswith("docker build") for c in world.journal)
 
 
 def test_given_registry_credentials_win_over_the_api(tmp_path: Path) -> None:
