@@ -187,9 +187,12 @@ def build_and_push(
                 raise
             reporter.line(f"Docker daemon {daemon.result()}")
             reporter.line(logged_in)
+            # Taken here in every case: later calls to docker.buildkit() reuse this answer
+            # instead of asking buildx again.
+            has_buildkit = buildkit.result()
             cache_state = (
                 _Answer(lambda: docker.cache_state(settings.build_cache))
-                if settings.build_cache and settings.build != "never" and buildkit.result()
+                if settings.build_cache and settings.build != "never" and has_buildkit
                 else None
             )
             exists = settings.build != "always" and docker.exists(ref)
