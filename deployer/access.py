@@ -14,9 +14,9 @@ from deployer import docr, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.envfile import secret_manifest
 from deployer.errors import InputError
-from deployer.github import Reporter
-from deployer.plan import Outcome, Plan
-from deployer.services import ClusterApi, Services
+from deployer.plan import Plan
+from deployer.run import Run
+from deployer.services import ClusterApi
 from deployer.settings import Settings
 
 # The kubeconfig is fetched before the build so a bad token or cluster fails fast; its token must
@@ -36,23 +36,19 @@ class Credentials:
     cluster_id: str = ""  # the DOKS cluster's id, when the credentials came from DigitalOcean
 
 
-def credentials(
-    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome, plan: Plan
-) -> Credentials:
-    outcome.phase = "credentials"
-    with reporter.group("Credentials: cluster access"):
-        creds = _fetch_credentials(settings, reporter, services)
+def credentials(run: Run, plan: Plan) -> Credentials:
+    with run.phase("credentials", "Credentials: cluster access"):
+        creds = _fetch_credentials(run)
         try:
-            _check_access(settings, reporter, services, creds, plan)
+            _check_access(run, creds, plan)
         except BaseException:
             creds.cluster.close()  # its key material goes with it
             raise
         return creds
 
 
-def _check_access(
-    settings: Settings, reporter: Reporter, services: Services, creds: Credentials, plan: Plan
-) -> None:
+def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
+    settings, reporter = run.settings, run.reporter
     version = creds.cluster.server_version()
     reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
     missing = [
@@ -85,30 +81,25 @@ def _check_access(
         reporter.line(
             f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
         )
-    _registry_access(settings, reporter, services, creds, plan)
+    _registry_access(run, creds, plan)
 
 
-def refresh_if_short(
-    settings: Settings,
-    reporter: Reporter,
-    services: Services,
-    outcome: Outcome,
-    creds: Credentials,
-) -> Credentials:
+def refresh_if_short(run: Run, creds: Credentials) -> Credentials:
     if creds.expires_at is None:
         return creds
     left = (creds.expires_at - datetime.now(UTC)).total_seconds()
-    if left >= settings.timeout_s + EXPIRY_MARGIN_S:
+    if left >= run.settings.timeout_s + EXPIRY_MARGIN_S:
         return creds
-    outcome.phase = "credentials"
-    reporter.line(
-        f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one"
-    )
-    creds.cluster.close()
-    return _fetch_credentials(settings, reporter, services)
+    with run.phase("credentials"):
+        run.reporter.line(
+            f"the cluster token expires in {left:.0f}s, less than the wait needs: fetching a new one"
+        )
+        creds.cluster.close()
+        return _fetch_credentials(run)
 
 
-def _fetch_credentials(settings: Settings, reporter: Reporter, services: Services) -> Credentials:
+def _fetch_credentials(run: Run) -> Credentials:
+    settings, reporter, services = run.settings, run.reporter, run.services
     if settings.kubeconfig:
         config = kubeconfig_input.load(settings.kubeconfig, "kubeconfig")
         for secret in kubeconfig_input.credentials(config):
@@ -159,11 +150,10 @@ def _secret_stub(settings: Settings, plan: Plan) -> list[dict[str, Any]]:
     return [secret_manifest(settings.secret_name, plan.namespace, ())]
 
 
-def _registry_access(
-    settings: Settings, reporter: Reporter, services: Services, creds: Credentials, plan: Plan
-) -> None:
+def _registry_access(run: Run, creds: Credentials, plan: Plan) -> None:
     """Pods pulling from DOCR need a pull secret, in their spec or their ServiceAccount: warn
     before the build when they have none (with link-registry, integrate the registry first)."""
+    settings, reporter = run.settings, run.reporter
     images = [i for _, _, i in manifests.images(plan.documents) if docr.registry_name(i)]
     if not images:
         return
@@ -171,7 +161,7 @@ def _registry_access(
         # A preview changes nothing, DigitalOcean included: the warning below says what is missing.
         reporter.line("dry run: link-registry would integrate the registry with the cluster")
     elif settings.link_registry:
-        _link_registry(settings, reporter, services, creds, plan, images)
+        _link_registry(run, creds, plan, images)
     missing, unknown = docr.without_pull_secret(plan.documents, creds.cluster.pull_secrets)
     for found in missing:
         reporter.warning(docr.warning(found, settings.cluster), title="No pull access to DOCR")
@@ -184,16 +174,10 @@ def _registry_access(
         reporter.line(f"pull access to {docr.HOST}: every workload using it has a pull secret")
 
 
-def _link_registry(
-    settings: Settings,
-    reporter: Reporter,
-    services: Services,
-    creds: Credentials,
-    plan: Plan,
-    images: list[str],
-) -> None:
+def _link_registry(run: Run, creds: Credentials, plan: Plan, images: list[str]) -> None:
     """link-registry: integrate the account's registry with the cluster (idempotent), then give
     DigitalOcean's operator a bounded time to put the pull secret where the pods will look."""
+    settings, reporter, services = run.settings, run.reporter, run.services
     api = services.digitalocean(settings.digitalocean_token, settings.api_url)
     try:
         name = api.registry_name()

@@ -12,29 +12,30 @@ from deployer import preview as previewing
 from deployer.errors import InputError
 from deployer.github import Reporter
 from deployer.kube import FIELD_MANAGER, Applied, Rejected
-from deployer.plan import Outcome, Plan, Rendered
+from deployer.plan import Plan, Rendered
+from deployer.run import Run
 from deployer.services import ClusterApi
 from deployer.settings import Settings
 
 
-def render(settings: Settings, reporter: Reporter, outcome: Outcome, plan: Plan) -> Rendered:
+def render(run: Run, plan: Plan) -> Rendered:
     """The documents to apply: those the dry run alongside the build rendered (and the API server
     accepted), unless the reference changed since (pin-digest), then rendered anew."""
-    outcome.phase = "render"
-    with reporter.group("Render: manifests"):
-        rendered = plan.renders.of(settings, plan, outcome.image_ref)
+    with run.phase("render", "Render: manifests"):
+        rendered = plan.rendered(run.settings, run.outcome.image_ref)
         for note in rendered.notes:
-            reporter.line(note)
+            run.reporter.line(note)
         return rendered
 
 
-def dry_run(settings: Settings, reporter: Reporter, cluster: ClusterApi, plan: Plan) -> None:
+def dry_run(run: Run, cluster: ClusterApi, plan: Plan) -> None:
     """The rendered manifests, with the reference about to be pushed, through the API server's
     validation and admission (`dryRun=All`, nothing stored): what apply would be refused is found
     while the image still builds. The render phase takes these very documents, and apply
     dry-runs again only those that changed since (with pin-digest: the image)."""
+    settings, reporter = run.settings, run.reporter
     with reporter.group("Dry run: the rendered manifests, server-side"):
-        documents = plan.renders.of(settings, plan, settings.image_ref).documents
+        documents = plan.rendered(settings, settings.image_ref).documents
         bodies = [d.body for d in documents]
         refused: set[int] = set()
         checked, start = 0, 0
@@ -110,35 +111,13 @@ def _not_previewed(rejected: Rejected, settings: Settings, reporter: Reporter, p
     )
 
 
-def apply(
-    settings: Settings,
-    reporter: Reporter,
-    outcome: Outcome,
-    cluster: ClusterApi,
-    bodies: list[dict[str, Any]],
-    plan: Plan,
-    *,
-    checked: bool = False,
-) -> None:
-    outcome.phase = "apply"
-    with reporter.group(
-        f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
-    ):
-        if not checked:
-            check_by_dry_run(settings, reporter, cluster, bodies, plan)
-        apply_bodies(settings, reporter, outcome, cluster, bodies)
-
-
 def check_by_dry_run(
-    settings: Settings,
-    reporter: Reporter,
-    cluster: ClusterApi,
-    bodies: list[dict[str, Any]],
-    plan: Plan,
+    run: Run, cluster: ClusterApi, bodies: list[dict[str, Any]], plan: Plan
 ) -> None:
     """A dry run of every object first: a document the API server refuses for its content
     (`replicas: "two"`) is the user's error at its file:line, and nothing is applied yet.
     Bodies the dry run alongside the build accepted as they are are not sent again."""
+    settings, reporter = run.settings, run.reporter
     done = plan.renders.already_accepted(bodies)
     if len(done) == len(bodies):
         reporter.line(
@@ -160,43 +139,34 @@ def check_by_dry_run(
     )
 
 
-def apply_bodies(
-    settings: Settings,
-    reporter: Reporter,
-    outcome: Outcome,
-    cluster: ClusterApi,
-    bodies: list[dict[str, Any]],
-) -> None:
+def apply_bodies(run: Run, cluster: ClusterApi, bodies: list[dict[str, Any]]) -> list[Applied]:
+    """Server-side apply `bodies` in order; each object applied is on the outcome and the log
+    as soon as it is (a later refusal still reports what changed)."""
+    reporter = run.reporter
+
     def applied(item: Applied) -> None:
-        outcome.applied.append(item)
+        run.outcome.applied.append(item)
         reporter.line(
             f"applied {item.kind.lower()}/{item.name}"
             + (f" in {item.namespace}" if item.namespace else "")
         )
 
-    cluster.server_side_apply(
+    return cluster.server_side_apply(
         bodies,
         field_manager=FIELD_MANAGER,
-        force_conflicts=settings.force_conflicts,
+        force_conflicts=run.settings.force_conflicts,
         on_applied=applied,
         warn=lambda text: reporter.warning(text, title="Field conflict"),
     )
 
 
-def preview(
-    settings: Settings,
-    reporter: Reporter,
-    outcome: Outcome,
-    cluster: ClusterApi,
-    documents: list[manifests.Document],
-    plan: Plan,
-) -> None:
+def preview(run: Run, cluster: ClusterApi, documents: list[manifests.Document], plan: Plan) -> None:
     """dry-run: ask the API server what a server-side apply of every object would make of it
     (admission and validation run, nothing is stored) and show the difference per object."""
-    outcome.phase = "preview"
+    settings, reporter, outcome = run.settings, run.reporter, run.outcome
     bodies = [d.body for d in documents]
-    with reporter.group(
-        f"Preview: server-side dry run of {len(bodies)} objects (nothing is changed)"
+    with run.phase(
+        "preview", f"Preview: server-side dry run of {len(bodies)} objects (nothing is changed)"
     ):
         # One dry run per object, which is also the check a deploy makes first: a refusal is
         # the user's error at its file:line, as in a real deploy. But a preview pushes nothing:

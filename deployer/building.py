@@ -8,16 +8,17 @@ import io
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Generic, TextIO, TypeVar, cast
+from typing import Generic, TypeVar, cast
 
 from deployer import docr
 from deployer.access import BUILD_ALLOWANCE_S, Credentials, credentials
 from deployer.applying import dry_run
 from deployer.docker import BuildRequest
 from deployer.errors import DeployError, InputError
-from deployer.github import Reporter
-from deployer.plan import Outcome, Plan
-from deployer.services import Builder, Services
+from deployer.github import HeldLog, Reporter
+from deployer.plan import Plan
+from deployer.run import Run
+from deployer.services import Builder
 from deployer.settings import Settings
 
 T = TypeVar("T")
@@ -26,66 +27,95 @@ T = TypeVar("T")
 CHECKS_GRACE_S = 10.0
 
 
-def build_while_checking_the_cluster(
-    settings: Settings, reporter: Reporter, services: Services, outcome: Outcome, plan: Plan
-) -> Credentials:
-    docker = services.docker()
-    checks = ClusterChecks(settings, services, plan, reporter, docker.stop)
-    stream = reporter.stream
-    reporter.stream = checks.held
-    checks.start()
+def build_while_checking_the_cluster(run: Run, plan: Plan) -> tuple[Credentials, CacheTag | None]:
+    """Build and push while the cluster checks run; their credentials, and the build cache tag
+    being moved to the new image (in a thread of its own: `CacheTag.finish` says how it went)."""
+    docker = run.services.docker()
+    checks = ClusterChecks(run, plan, docker.stop)
     try:
-        try:
-            build_and_push(settings, reporter, services, outcome, docker)
-        except DeployError:
-            # A build stopped because the checks failed gives their reason; a build that failed
-            # on its own gives its own, once the checks (seconds) had their say.
-            checks.join(timeout=CHECKS_GRACE_S)
-            if checks.error is not None:
-                outcome.phase = "credentials"
-                raise checks.error from None
-            raise
-        return checks.result(outcome)
+        with run.reporter.holding() as held:
+            checks.begin(held)
+            try:
+                pushed = build_and_push(run, docker)
+            except DeployError:
+                # A build stopped because the checks failed gives their reason; a build that
+                # failed on its own gives its own, once the checks (seconds) had their say.
+                checks.join(timeout=CHECKS_GRACE_S)
+                if checks.error is not None:
+                    run.phase_name = checks.checks.phase_name
+                    raise checks.error from None
+                raise
+            creds = checks.result(run)
     except BaseException:
         if checks.is_alive() or checks.error is None:
             checks.abandon("(the cluster checks were not waited for)\n")
-        raise
-    finally:
-        reporter.stream = stream
         docker.close()
+        raise
+    if pushed and _cache_wanted(run.settings, docker):
+        return creds, CacheTag(run.settings, docker)  # it closes the docker session when done
+    docker.close()
+    return creds, None
+
+
+class CacheTag:
+    """The build cache tag moved to the image just pushed, while the deploy goes on (only a
+    manifest goes up). `finish` waits for it, says how it went, and closes the docker CLI's
+    session (its private login) that it kept open."""
+
+    def __init__(self, settings: Settings, docker: Builder) -> None:
+        self.settings, self.docker = settings, docker
+        self._problem = _Answer(lambda: docker.push_cache(settings.image_ref, settings.build_cache))
+
+    def finish(self, reporter: Reporter) -> None:
+        try:
+            problem = self._problem.result()
+        except DeployError as error:
+            problem = error.message
+        finally:
+            self.docker.close()
+        cache = self.settings.build_cache
+        if problem:
+            reporter.warning(
+                f"could not write the build cache {cache}: {problem}; the deploy goes on, the "
+                "next build on a fresh runner starts without cache",
+                title="Build cache not written",
+            )
+        else:
+            reporter.line(f"build cache: {cache} now points at this image")
 
 
 class ClusterChecks(threading.Thread):
     """The cluster phases that need no image — credentials (DigitalOcean lookup, kubeconfig),
     references, the permission preflight, pull access to DOCR, and a server-side dry run of the
     rendered manifests with the reference about to be pushed — run while the image builds. They
-    log to a buffer; when they are done it is written, then the build's log, held meanwhile. A
-    failure stops the build at once (its held log is dropped: it was stopped, not broken)."""
+    log to a buffer of their own (`run.beside`); when they are done it is written, then the
+    build's log, held meanwhile. A failure stops the build at once (its held log is dropped: it
+    was stopped, not broken)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        services: Services,
-        plan: Plan,
-        reporter: Reporter,
-        stop_build: Callable[[], None],
-    ) -> None:
+    def __init__(self, run: Run, plan: Plan, stop_build: Callable[[], None]) -> None:
         super().__init__(name="cluster-checks", daemon=True)  # a cancel never waits for it
-        self.settings, self.services, self.plan = settings, services, plan
-        self.reporter, self.stop_build = reporter, stop_build
-        self.log = Reporter(github=reporter.github, stream=io.StringIO())
-        self.held = _HeldLog(reporter.stream)
+        self.main, self.plan, self.stop_build = run, plan, stop_build
+        self.checks = run.beside(io.StringIO())
+        self.held: HeldLog | None = None
         self.creds: Credentials | None = None
         self.error: Exception | None = None
         self._lock = threading.Lock()
         self._abandoned = False
 
+    def begin(self, held: HeldLog) -> None:
+        """Start them; `held` is the main log, holding the build's lines meanwhile."""
+        self.held = held
+        self.start()
+
     def run(self) -> None:
         creds: Credentials | None = None
         try:
-            with self.log.library_logs_of_this_thread():
-                creds = credentials(self.settings, self.log, self.services, Outcome(), self.plan)
-                dry_run(self.settings, self.log, creds.cluster, self.plan)
+            with (
+                self.checks.reporter.library_logs_of_this_thread(),
+                self.checks.phase("credentials"),
+            ):
+                creds = credentials(self.checks, self.plan)
+                dry_run(self.checks, creds.cluster, self.plan)
         except Exception as error:  # raised again in the main thread, as is
             self.error = error
             self.stop_build()
@@ -97,17 +127,18 @@ class ClusterChecks(threading.Thread):
                     return
             else:
                 self.creds = creds
-            text = self.reporter.adopt(self.log)
+            text = self.main.reporter.adopt(self.checks.reporter)
+            assert self.held is not None
             if self.error is None:
                 self.held.release(text)
             else:
                 self.held.release(text, drop="the image build started alongside was stopped\n")
 
-    def result(self, outcome: Outcome) -> Credentials:
-        """Wait for the checks; their credentials, or their error."""
+    def result(self, run: Run) -> Credentials:
+        """Wait for the checks; their credentials, or their error (and the phase it is from)."""
         self.join()
         if self.error is not None:
-            outcome.phase = "credentials"
+            run.phase_name = self.checks.phase_name
             raise self.error
         assert self.creds is not None
         return self.creds
@@ -120,141 +151,98 @@ class ClusterChecks(threading.Thread):
             if self.creds is not None:
                 self.creds.cluster.close()
                 self.creds = None
-            self.held.release(note)
+            if self.held is not None:
+                self.held.release(note)
 
 
-class _HeldLog(io.TextIOBase):
-    """The log while the cluster checks run alongside the build: the build's lines are held
-    until the checks are done, then written after theirs, and from then on pass straight through.
-    So the log reads in order (checks, then build), and no line of one is interleaved with the
-    other's, nor lands inside the build's stop-commands block. When the checks failed, the
-    build's lines (held or still to come: it is being stopped) are dropped."""
-
-    def __init__(self, real: TextIO) -> None:
-        super().__init__()
-        self.real = real
-        self.held: list[str] = []
-        self.mode = "hold"  # then "live", or "drop"
-        self.lock = threading.Lock()
-
-    def write(self, text: str) -> int:
-        with self.lock:
-            if self.mode == "live":
-                self.real.write(text)
-            elif self.mode == "hold":
-                self.held.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        with self.lock:
-            if self.mode == "live":
-                self.real.flush()
-
-    def release(self, first: str, *, drop: str = "") -> None:
-        """Write `first` (the checks' log), then what was held and go live; or, given `drop`
-        (why), write that instead and drop the build's lines from now on."""
-        with self.lock:
-            if self.mode != "hold":
-                return
-            self.real.write(first)
-            self.real.write(drop or "".join(self.held))
-            self.held.clear()
-            self.mode = "drop" if drop else "live"
-            self.real.flush()
-
-
-def build_and_push(
-    settings: Settings,
-    reporter: Reporter,
-    services: Services,
-    outcome: Outcome,
-    docker: Builder | None = None,
-) -> None:
-    outcome.phase = "build"
+def build_and_push(run: Run, docker: Builder) -> bool:
+    """Build the image unless the registry has it already (build: auto), then push it; the
+    outcome gets its digest and the reference to deploy. True when an image was pushed."""
+    settings, reporter, outcome = run.settings, run.reporter, run.outcome
     ref = settings.image_ref
-    owned = docker is None
-    docker = docker or services.docker()
+    with run.phase("build", f"Build: {ref}"):
+        exists, cache_state = _ask_docker(run, docker)
+        if not exists:
+            _build(run, docker, cache_state)
+    if exists:
+        outcome.digest = docker.remote_digest(ref)
+    else:
+        with run.phase("push", f"Push: {ref}"), reporter.untrusted():
+            outcome.digest = docker.push(ref, reporter.line)
+    outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
+    reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
+    return not exists
+
+
+def _ask_docker(run: Run, docker: Builder) -> tuple[bool, _Answer[str] | None]:
+    """Is the daemon there, can it build with BuildKit, are we logged in, is the image already
+    in the registry, can the cache be read? Independent questions go out together (each is a
+    round trip to the daemon or the registry); their answers are reported, and their errors
+    raised, in this order. Whether the image exists, and the cache question (still open)."""
+    settings, reporter = run.settings, run.reporter
+    daemon = _Answer(docker.check_daemon)
+    buildkit = _Answer(docker.buildkit)
     try:
-        with reporter.group(f"Build: {ref}"):
-            # Independent questions go out together (each is a round trip to the daemon or the
-            # registry); their answers are reported, and their errors raised, in this order.
-            daemon = _Answer(docker.check_daemon)
-            buildkit = _Answer(docker.buildkit)
-            try:
-                logged_in = _registry_login(settings, reporter, services, docker)
-            except DeployError:
-                daemon.result()  # an unreachable daemon is said first: it explains the rest
-                raise
-            reporter.line(f"Docker daemon {daemon.result()}")
-            reporter.line(logged_in)
-            # Taken here in every case: later calls to docker.buildkit() reuse this answer
-            # instead of asking buildx again.
-            has_buildkit = buildkit.result()
-            cache_state = (
-                _Answer(lambda: docker.cache_state(settings.build_cache))
-                if settings.build_cache and settings.build != "never" and has_buildkit
-                else None
-            )
-            exists = settings.build != "always" and docker.exists(ref)
-            if settings.build == "never" and not exists:
-                raise InputError(
-                    f"{ref} is not in the registry and build is never",
-                    where="build",
-                    hint="Use build: auto to build it, or pick a sha that was built.",
-                )
-            if exists:
-                reporter.notice(
-                    f"{ref} is already in the registry: not rebuilt (build: {settings.build})",
-                    title="Image reused",
-                )
-            else:
-                labels = [
-                    ("org.opencontainers.image.revision", settings.sha),
-                    (
-                        "org.opencontainers.image.created",
-                        datetime.now(UTC).isoformat(timespec="seconds"),
-                    ),
-                ]
-                if settings.source_url:
-                    labels.append(("org.opencontainers.image.source", settings.source_url))
-                cache_from = _cache_source(settings, reporter, cache_state)
-                request = BuildRequest(
-                    ref=ref,
-                    context=settings.context,
-                    dockerfile=settings.dockerfile,
-                    build_args=settings.build_args,
-                    target=settings.target,
-                    network=settings.build_network,
-                    labels=tuple(labels),
-                    cache_from=cache_from,
-                    inline_cache=_cache_wanted(settings, docker),
-                    secrets=settings.build_secrets,
-                )
-                if settings.build_secrets:
-                    ids = ", ".join(secret_id for secret_id, _ in settings.build_secrets)
-                    reporter.line(f"build secrets (RUN --mount=type=secret,id=…): {ids}")
-                with reporter.untrusted():
-                    docker.build(request, reporter.line)
-        if exists:
-            outcome.digest = docker.remote_digest(ref)
-        else:
-            outcome.phase = "push"
-            with reporter.group(f"Push: {ref}"):
-                with reporter.untrusted():
-                    outcome.digest = docker.push(ref, reporter.line)
-                if _cache_wanted(settings, docker):
-                    _push_cache(settings, reporter, docker)
-        outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
-        reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
-    finally:
-        if owned:
-            docker.close()
+        logged_in = _registry_login(run, docker)
+    except DeployError:
+        daemon.result()  # an unreachable daemon is said first: it explains the rest
+        raise
+    reporter.line(f"Docker daemon {daemon.result()}")
+    reporter.line(logged_in)
+    # Taken here in every case: later calls to docker.buildkit() reuse this answer instead of
+    # asking buildx again.
+    has_buildkit = buildkit.result()
+    cache_state = (
+        _Answer(lambda: docker.cache_state(settings.build_cache))
+        if settings.build_cache and settings.build != "never" and has_buildkit
+        else None
+    )
+    ref = settings.image_ref
+    exists = settings.build != "always" and docker.exists(ref)
+    if settings.build == "never" and not exists:
+        raise InputError(
+            f"{ref} is not in the registry and build is never",
+            where="build",
+            hint="Use build: auto to build it, or pick a sha that was built.",
+        )
+    if exists:
+        reporter.notice(
+            f"{ref} is already in the registry: not rebuilt (build: {settings.build})",
+            title="Image reused",
+        )
+    return exists, cache_state
 
 
-def _registry_login(
-    settings: Settings, reporter: Reporter, services: Services, docker: Builder
-) -> str:
+def _build(run: Run, docker: Builder, cache_state: _Answer[str] | None) -> None:
+    settings, reporter = run.settings, run.reporter
+    labels = [
+        ("org.opencontainers.image.revision", settings.sha),
+        ("org.opencontainers.image.created", datetime.now(UTC).isoformat(timespec="seconds")),
+    ]
+    if settings.source_url:
+        labels.append(("org.opencontainers.image.source", settings.source_url))
+    request = BuildRequest(
+        ref=settings.image_ref,
+        context=settings.context,
+        dockerfile=settings.dockerfile,
+        build_args=settings.build_args,
+        target=settings.target,
+        network=settings.build_network,
+        labels=tuple(labels),
+        cache_from=_cache_source(settings, reporter, cache_state),
+        inline_cache=_cache_wanted(settings, docker),
+        secrets=settings.build_secrets,
+    )
+    if settings.build_secrets:
+        ids = ", ".join(secret_id for secret_id, _ in settings.build_secrets)
+        reporter.line(f"build secrets (RUN --mount=type=secret,id=…): {ids}")
+    with reporter.untrusted():
+        docker.build(request, reporter.line)
+
+
+def _registry_login(run: Run, docker: Builder) -> str:
     """Log the docker CLI in; the line that says how."""
+    settings, reporter, services = run.settings, run.reporter, run.services
     registry = settings.registry
     if settings.registry_username:
         docker.login(registry, settings.registry_username, settings.registry_password)
@@ -322,15 +310,3 @@ class _Answer(Generic[T]):
 
 def _cache_wanted(settings: Settings, docker: Builder) -> bool:
     return bool(settings.build_cache) and docker.buildkit()
-
-
-def _push_cache(settings: Settings, reporter: Reporter, docker: Builder) -> None:
-    problem = docker.push_cache(settings.image_ref, settings.build_cache)
-    if problem:
-        reporter.warning(
-            f"could not write the build cache {settings.build_cache}: {problem}; the deploy "
-            "goes on, the next build on a fresh runner starts without cache",
-            title="Build cache not written",
-        )
-    else:
-        reporter.line(f"build cache: {settings.build_cache} now points at this image")

@@ -8,6 +8,7 @@ or configuration; 3 an outside service still failing after retries.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -26,7 +26,7 @@ from deployer import __version__, manifests, settings
 from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
-from deployer.services import Services
+from deployer.services import Builder, CloudApi, ClusterApi, Services
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,7 +156,7 @@ def action_main(environ: Mapping[str, str]) -> int:
 
     def run() -> int:
         from deployer import pipeline
-        from deployer.plan import Interrupt
+        from deployer.run import Interrupt, Run
 
         reporter.line(
             f"django-k8s-deploy {__version__}"
@@ -167,23 +167,33 @@ def action_main(environ: Mapping[str, str]) -> int:
         settings.forget_inputs(os.environ)
         interrupt = Interrupt()
         with _signals(interrupt):
-            outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
+            outcome = pipeline.deploy(Run(config, reporter, real_services(env), interrupt))
         return exit_code(outcome.error)
 
     return _guarded(reporter, env, run)
 
 
 def real_services(env: Mapping[str, str]) -> Services:
-    """The docker CLI (with the environment we were given), DigitalOcean's API, the cluster."""
-    from deployer.digitalocean import DigitalOcean
-    from deployer.docker import Docker
-    from deployer.kube import Cluster
+    """The docker CLI (with the environment we were given), DigitalOcean's API, the cluster.
+    Each module is imported when its service is first opened: the kubernetes client (the
+    slowest import) once the cluster checks start, alongside the build."""
 
-    return Services(
-        docker=lambda: Docker(env=dict(env)),
-        digitalocean=lambda token, api_url: DigitalOcean(token=token, api_url=api_url),
-        cluster=Cluster.from_kubeconfig_dict,
-    )
+    def docker() -> Builder:
+        from deployer.docker import Docker
+
+        return Docker(env=dict(env))
+
+    def digitalocean(token: str, api_url: str) -> CloudApi:
+        from deployer.digitalocean import DigitalOcean
+
+        return DigitalOcean(token=token, api_url=api_url)
+
+    def cluster(config: Mapping[str, object]) -> ClusterApi:
+        from deployer.kube import Cluster
+
+        return Cluster.from_kubeconfig_dict(config)
+
+    return Services(docker=docker, digitalocean=digitalocean, cluster=cluster)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -191,7 +201,7 @@ def real_services(env: Mapping[str, str]) -> Services:
 
 def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import pipeline
-    from deployer.plan import Interrupt
+    from deployer.run import Interrupt, Run
 
     settings.load_env_file(Path(args.env_file), env)
     raw: dict[str, str] = {}
@@ -221,7 +231,7 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
     )
     interrupt = Interrupt()
     with _signals(interrupt):
-        outcome = pipeline.deploy(config, reporter, real_services(env), interrupt)
+        outcome = pipeline.deploy(Run(config, reporter, real_services(env), interrupt))
     return exit_code(outcome.error)
 
 
@@ -278,14 +288,11 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
 
 def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import report
-    from deployer.diagnose import diagnose_all
     from deployer.kube import Cluster
-    from deployer.plan import Interrupt
-    from deployer.rollouts import watch_reported
-    from deployer.watch import Target
+    from deployer.results import Target, result_of
+    from deployer.rollouts import roll_out
+    from deployer.run import Interrupt, Run
     from deployer.workloads import KINDS
-
-    since = datetime.now(UTC)
 
     try:
         timeout_s = settings.parse_duration(args.timeout)
@@ -343,15 +350,23 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
             targets.append(Target(name=name, namespace=namespace, generation=generation, kind=kind))
         interrupt = Interrupt()
         interrupt.raise_on_signal = False
-        with _signals(interrupt):
-            results = watch_reported(cluster, targets, timeout_s, reporter, interrupt)
-            if not interrupt.event.is_set():
-                results = diagnose_all(cluster, results, since, cancel=interrupt.event)
+        # What a wait is given: nothing to build or apply, only where and how long to wait.
+        given = settings.Settings(
+            image="",
+            sha="",
+            workspace=Path.cwd(),
+            manifests=(),
+            namespace=namespace,
+            timeout_s=timeout_s,
+        )
+        run = Run(given, reporter, real_services(env), interrupt)
+        with _signals(interrupt), contextlib.suppress(Cancelled):
+            roll_out(run, cluster, targets, timeout_s=timeout_s)
     finally:
         cluster.close()
-    diagnoses = [r.diagnosis for r in results if r.diagnosis is not None]
-    reporter.publish(report.of_wait(results, diagnoses))
-    return 0 if report.result_of(results) == "succeeded" else 1
+    results = run.outcome.results
+    reporter.publish(report.of_wait(results))
+    return 0 if result_of(results) == "succeeded" else 1
 
 
 # -- plumbing -----------------------------------------------------------------------------------
@@ -393,7 +408,7 @@ def _signals(interrupt: object) -> Iterator[None]:
     """SIGINT/SIGTERM: set the interrupt event; raise Cancelled where a phase can be interrupted.
 
     A container's PID 1 ignores SIGTERM without a handler, and the runner gives 7.5 s after SIGINT."""
-    from deployer.plan import Interrupt
+    from deployer.run import Interrupt
 
     assert isinstance(interrupt, Interrupt)
 

@@ -18,17 +18,15 @@ import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from deployer import timestamps
 from deployer.errors import DeployError
-from deployer.status import PodProblem, new_replicaset, pod_ended, pod_is_ready
+from deployer.objects import Container, container, containers, name, subject
+from deployer.results import Diagnosis, EventLine, LogExcerpt, PodProblem, RolloutResult
+from deployer.status import new_replicaset, pod_ended, pod_is_ready
 from deployer.workloads import KINDS, new_revision_pods
-
-if TYPE_CHECKING:
-    from deployer.watch import RolloutResult
 
 LOG_LINES = 50
 MAX_EVENTS = 30
@@ -72,71 +70,6 @@ class DiagnoseSource(Protocol):
     ) -> str: ...
 
     def events_for(self, kind: str, name: str, namespace: str) -> list[dict[str, Any]]: ...
-
-
-@dataclass(frozen=True)
-class LogExcerpt:
-    container: str
-    previous: bool
-    lines: tuple[str, ...]
-    note: str = ""  # why there are no lines, when there are none
-    run: str = ""  # which run, when not simply the current or the previous one (`_distinct`)
-
-    @property
-    def title(self) -> str:
-        run = self.run or ("previous run" if self.previous else "current run")
-        return f"logs of `{self.container}`, {run}"
-
-
-@dataclass(frozen=True)
-class EventLine:
-    when: datetime | None
-    type: str
-    reason: str
-    object: str
-    message: str
-    count: int = 1
-
-    def text(self) -> str:
-        stamp = self.when.strftime("%H:%M:%S") if self.when else "--:--:--"
-        times = f" (x{self.count})" if self.count > 1 else ""
-        return f"{stamp} {self.type} {self.reason} {self.object}: {self.message}{times}"
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    name: str
-    namespace: str
-    summary: str
-    pod: str | None = None
-    container: str | None = None
-    init_container: bool = False
-    reason: str | None = None
-    exit_code: int | None = None
-    conditions: tuple[str, ...] = ()
-    logs: tuple[LogExcerpt, ...] = ()
-    events: tuple[EventLine, ...] = ()
-    notes: tuple[str, ...] = field(default=())
-    since: datetime | None = None
-    kind: str = "Deployment"
-
-    @property
-    def subject(self) -> str:
-        return f"{self.kind.lower()}/{self.name}"
-
-    def where(self) -> str | None:
-        """Pod, container, reason and exit code in one phrase (None without a pod)."""
-        if not self.pod:
-            return None
-        parts = [f"pod {self.pod}"]
-        if self.container:
-            kind = "init container" if self.init_container else "container"
-            parts.append(f"{kind} `{self.container}`")
-        facts = [x for x in (self.reason, _exit(self.exit_code)) if x]
-        return ", ".join(parts) + (f": {', '.join(facts)}" if facts else "")
-
-    def since_text(self) -> str:
-        return f" since {self.since.strftime('%H:%M:%S %Z')}" if self.since else ""
 
 
 def diagnose_all(
@@ -207,38 +140,35 @@ def diagnose(
     `problem` names the doomed pod when the watcher found one; without it (a progress deadline,
     a timeout) the most telling pod of the new revision is chosen.
     """
-    meta = workload.get("metadata") or {}
     kind = str(workload.get("kind") or "Deployment")
-    name = str(meta.get("name") or "?")
-    namespace = str(meta.get("namespace") or "default")
+    workload_name = name(workload)
+    namespace = str((workload.get("metadata") or {}).get("namespace") or "default")
     notes: list[str] = []
     rs, pods = _new_pods(cluster, workload, namespace, notes)
     pod = _pick_pod(pods, problem)
-    pod_name = str((pod.get("metadata") or {}).get("name")) if pod is not None else None
-    container = _failing_container(pod, problem)
+    pod_name = name(pod) if pod is not None else None
+    failing = _failing_container(pod, problem)
     logs: tuple[LogExcerpt, ...] = ()
-    if pod_name is not None and container is not None:
+    if pod_name is not None and failing is not None:
         current, previous = (
-            _logs(cluster, pod_name, namespace, container.name, container.status, previous=p)
+            _logs(cluster, pod_name, namespace, failing.name, failing.status, previous=p)
             for p in (False, True)
         )
-        logs = _distinct(current, previous, container.status)
-    objects = [(kind, name)]
+        logs = _distinct(current, previous, failing.status)
+    objects = [(kind, workload_name)]
     if rs is not None:
-        objects.append(("ReplicaSet", str((rs.get("metadata") or {}).get("name"))))
+        objects.append(("ReplicaSet", name(rs)))
     if pod_name is not None:
         objects.append(("Pod", pod_name))
     return Diagnosis(
-        name=name,
+        name=workload_name,
         namespace=namespace,
         summary=summary or (problem.detail if problem else "rollout did not complete"),
         pod=pod_name,
-        container=container.name if container else None,
-        init_container=container.init if container else False,
-        reason=problem.reason
-        if problem
-        else _container_reason(container.status if container else None),
-        exit_code=_exit_code(problem, container),
+        container=failing.name if failing else None,
+        init_container=failing.init if failing else False,
+        reason=problem.reason if problem else (failing.reason() if failing else None),
+        exit_code=_exit_code(problem, failing),
         conditions=_conditions(workload),
         logs=logs,
         events=_events(cluster, objects, namespace, since, notes),
@@ -246,13 +176,6 @@ def diagnose(
         since=since,
         kind=kind,
     )
-
-
-@dataclass(frozen=True)
-class _Container:
-    name: str
-    init: bool
-    status: Mapping[str, Any]  # its containerStatuses entry ({} when the kubelet has none yet)
 
 
 def _new_pods(
@@ -278,23 +201,32 @@ def _new_pods(
 
 def _failing_container(
     pod: Mapping[str, Any] | None, problem: PodProblem | None
-) -> _Container | None:
+) -> Container | None:
     """The container the problem names, else the first one that is not plainly fine."""
-    name, init = (problem.container, problem.init_container) if problem else (None, False)
+    if problem is not None and problem.container is not None:
+        if pod is None:
+            return Container(problem.pod, problem.container, problem.init_container, {})
+        return container(pod, problem.container, problem.init_container)
     if pod is None:
-        return _Container(name, init, {}) if name is not None else None
-    if name is None:
-        picked = _pick_container(pod)
-        if picked is None:
-            return None
-        name, init = picked
-    return _Container(name, init, _container_status(pod, name, init) or {})
+        return None
+    return next((c for c in containers(pod) if not _plainly_fine(c)), None)
 
 
-def _exit_code(problem: PodProblem | None, container: _Container | None) -> int | None:
+def _plainly_fine(c: Container) -> bool:
+    """Nothing to show about it: an init container that finished, a container still waiting
+    for its init containers, or one running, ready and never restarted."""
+    terminated = c.terminated() or {}
+    if c.init and terminated.get("exitCode") == 0:
+        return True
+    if (c.waiting() or {}).get("reason") == "PodInitializing":
+        return True
+    return not (c.waiting() or c.terminated() or not c.ready or c.restarts)
+
+
+def _exit_code(problem: PodProblem | None, failing: Container | None) -> int | None:
     if problem is not None and problem.exit_code is not None:
         return problem.exit_code
-    return _last_exit(container.status) if container is not None and container.status else None
+    return failing.last_exit() if failing is not None and failing.status else None
 
 
 def _events(
@@ -337,51 +269,6 @@ def _pick_pod(
         if not pod_is_ready(p):
             return p
     return candidates[0] if candidates else None
-
-
-def _pick_container(pod: Mapping[str, Any]) -> tuple[str, bool] | None:
-    """The first container (init containers first) that is not plainly fine."""
-    status = pod.get("status") or {}
-    for init, key in ((True, "initContainerStatuses"), (False, "containerStatuses")):
-        for cs in status.get(key) or []:
-            state = cs.get("state") or {}
-            waiting = state.get("waiting") or {}
-            terminated = state.get("terminated") or {}
-            if init and terminated.get("exitCode") == 0:
-                continue
-            if waiting.get("reason") == "PodInitializing":
-                continue
-            if waiting or terminated or not cs.get("ready") or cs.get("restartCount"):
-                return str(cs.get("name")), init
-    return None
-
-
-def _container_status(pod: Mapping[str, Any], name: str, init: bool) -> Mapping[str, Any] | None:
-    key = "initContainerStatuses" if init else "containerStatuses"
-    for cs in (pod.get("status") or {}).get(key) or []:
-        if cs.get("name") == name:
-            return dict(cs)
-    return None
-
-
-def _container_reason(cs: Mapping[str, Any] | None) -> str | None:
-    if not cs:
-        return None
-    state = cs.get("state") or {}
-    for key in ("waiting", "terminated"):
-        if (state.get(key) or {}).get("reason"):
-            return str(state[key]["reason"])
-    if state.get("running") and not cs.get("ready"):
-        return "NotReady"
-    return None
-
-
-def _last_exit(cs: Mapping[str, Any]) -> int | None:
-    for path in (("state", "terminated"), ("lastState", "terminated")):
-        term = (cs.get(path[0]) or {}).get(path[1]) or {}
-        if term.get("exitCode") is not None:
-            return int(term["exitCode"])
-    return None
 
 
 def _logs(
@@ -458,7 +345,7 @@ def _event_lines(raw: list[dict[str, Any]], since: datetime) -> list[EventLine]:
         if when is not None and when < since - _CLOCK_SLACK:
             continue
         involved = ev.get("involvedObject") or {}
-        obj = f"{str(involved.get('kind') or '').lower()}/{involved.get('name') or '?'}"
+        obj = subject(str(involved.get("kind") or ""), str(involved.get("name") or "?"))
         lines.append(
             EventLine(
                 when=when,
@@ -494,7 +381,3 @@ def _try(notes: list[str], what: str, fetch: Any, default: Any) -> Any:
     except DeployError as exc:
         notes.append(f"could not read {what}: {exc.message}")
         return default
-
-
-def _exit(code: int | None) -> str | None:
-    return f"exit code {code}" if code is not None else None

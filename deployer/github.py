@@ -73,7 +73,7 @@ class Reporter:
         self.output_file = output_file
         self.summary_file = summary_file
         self.stream = stream or sys.stdout
-        self._secrets: list[str] = []
+        self._masks = _Masks()
         self._in_group = False
         self.outputs: dict[str, str] = {}
         self.unwritable: list[str] = []  # GITHUB_OUTPUT / GITHUB_STEP_SUMMARY we failed to write
@@ -83,17 +83,16 @@ class Reporter:
         """Register a secret: masked by the runner from now on, and redacted from our own output."""
         for raw in {value, *value.splitlines()}:
             part = raw.strip()
-            if len(part) < 4 or part in self._secrets:
+            if len(part) < 4 or part in self._masks.values:
                 continue  # the runner ignores very short masks too; they would redact everything
-            self._secrets.append(part)
+            self._masks.add(part)
             if self.github:
                 # The value exactly as it will appear (escaped, not neutralised: a changed value
                 # would mask nothing). splitlines() above already split it where the runner would.
                 self._write(f"::add-mask::{_escape_data(part)}")
-        self._secrets.sort(key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self._masks.values:
             text = text.replace(secret, "***")
         return text
 
@@ -141,12 +140,33 @@ class Reporter:
             else:
                 self.line(f"    ({time.monotonic() - started:.1f}s)")
 
+    def beside(self, stream: TextIO) -> Reporter:
+        """A reporter for work that runs alongside this one (in another thread): its own log
+        on `stream`, the same secrets (a value either masks is redacted by both at once), no
+        outputs or summary of its own. `adopt` takes its log text when that work is done."""
+        other = Reporter(github=self.github, stream=stream)
+        other._masks = self._masks
+        return other
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[HeldLog]:
+        """While work alongside has the log: our lines wait in a `HeldLog` until its `release`
+        (the other log first, then ours), so the two never interleave."""
+        real = self.stream
+        held = HeldLog(real)
+        self.stream = held
+        try:
+            yield held
+        finally:
+            self.stream = real
+
     def adopt(self, buffered: Reporter) -> str:
         """For a phase that logged to `buffered` (a Reporter on a StringIO) while another phase
         had the log: its secrets are redacted from our own output from now on, and its log text
         is returned, to be written as one block (its `::add-mask::` lines first, as written).
         Safe while another thread writes: the list of secrets is replaced, not changed."""
-        self._secrets = sorted({*self._secrets, *buffered._secrets}, key=len, reverse=True)
+        for secret in buffered._masks.values:
+            self._masks.add(secret)
         self.unwritable += buffered.unwritable
         stream = buffered.stream
         return stream.getvalue() if isinstance(stream, io.StringIO) else ""
@@ -273,6 +293,58 @@ class Reporter:
 
 
 _THREAD = threading.local()  # .reporter: a phase's own reporter, in the thread that runs it
+
+
+class _Masks:
+    """The secrets a reporter (and the reporters `beside` it) redacts, longest first. Replaced,
+    never changed in place, so a thread redacting meanwhile reads a whole list."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, secret: str) -> None:
+        with self._lock:
+            if secret not in self.values:
+                self.values = sorted([*self.values, secret], key=len, reverse=True)
+
+
+class HeldLog(io.TextIOBase):
+    """The log while work alongside has it: lines are held until `release`, then written after
+    the other work's log, and from then on pass straight through. When that work failed, the
+    held lines (and those still to come: the work is being stopped) are dropped."""
+
+    def __init__(self, real: TextIO) -> None:
+        super().__init__()
+        self.real = real
+        self.held: list[str] = []
+        self.mode = "hold"  # then "live", or "drop"
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            if self.mode == "live":
+                self.real.write(text)
+            elif self.mode == "hold":
+                self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.mode == "live":
+                self.real.flush()
+
+    def release(self, first: str, *, drop: str = "") -> None:
+        """Write `first` (the other log), then what was held and go live; or, given `drop`
+        (why), write that instead and drop our lines from now on."""
+        with self.lock:
+            if self.mode != "hold":
+                return
+            self.real.write(first)
+            self.real.write(drop or "".join(self.held))
+            self.held.clear()
+            self.mode = "drop" if drop else "live"
+            self.real.flush()
 
 
 class _LibraryLogs(logging.Handler):

@@ -18,82 +18,69 @@ import time
 
 from deployer import manifests, report, run_first, workloads
 from deployer.access import Credentials, check_references, credentials, refresh_if_short
-from deployer.applying import apply, check_by_dry_run, preview, render
-from deployer.building import build_while_checking_the_cluster
+from deployer.applying import check_by_dry_run, preview, render
+from deployer.building import CacheTag, build_while_checking_the_cluster
 from deployer.errors import DeployError, RolloutFailed
-from deployer.github import Reporter
-from deployer.plan import Interrupt, Outcome, Plan
-from deployer.rollouts import diagnose, rollback, watch
+from deployer.plan import Plan
+from deployer.results import Target, result_of
+from deployer.rollouts import remaining, roll_out
+from deployer.run import Outcome, Run
 from deployer.running_first import run_first_jobs
-from deployer.services import Services
-from deployer.settings import Settings
 
 
-def deploy(
-    settings: Settings,
-    reporter: Reporter,
-    services: Services,
-    interrupt: Interrupt | None = None,
-) -> Outcome:
+def deploy(run: Run) -> Outcome:
     """Run every phase, then report. The outcome's `error` says what stopped it, if anything;
     the report has already been written, so the caller only maps it to an exit code."""
-    interrupt = interrupt or Interrupt()
-    outcome = Outcome(requested_image=settings.image_ref)
+    settings, outcome = run.settings, run.outcome
     creds: Credentials | None = None
+    cache: CacheTag | None = None
     try:
-        plan = preflight(settings, reporter, outcome)
+        plan = preflight(run)
         if settings.dry_run:
             # Nothing is built or pushed: the image reference need not exist to be previewed.
-            creds = credentials(settings, reporter, services, outcome, plan)
+            creds = credentials(run, plan)
             outcome.image_ref = settings.image_ref
-            rendered = render(settings, reporter, outcome, plan)
-            preview(settings, reporter, outcome, creds.cluster, rendered.documents, plan)
-            return _finish(reporter, outcome, creds)
-        creds = build_while_checking_the_cluster(settings, reporter, services, outcome, plan)
-        creds = refresh_if_short(settings, reporter, services, outcome, creds)
-        rendered = render(settings, reporter, outcome, plan)
+            preview(run, creds.cluster, render(run, plan).documents, plan)
+            return _finish(run, creds, cache)
+        creds, cache = build_while_checking_the_cluster(run, plan)
+        creds = refresh_if_short(run, creds)
+        rendered = render(run, plan)
         deadline = time.monotonic() + settings.timeout_s
         rest = rendered.documents
         if rendered.jobs:
             first, rest = run_first.split(rendered.documents, rendered.jobs)
             # Every object is checked before the migration runs, not only the first ones.
-            check_by_dry_run(
-                settings, reporter, creds.cluster, [d.body for d in rendered.documents], plan
-            )
-            run_first_jobs(
-                settings, reporter, outcome, creds.cluster, first, rendered.jobs, interrupt
-            )
-        apply(
-            settings,
-            reporter,
-            outcome,
+            check_by_dry_run(run, creds.cluster, [d.body for d in rendered.documents], plan)
+            run_first_jobs(run, creds.cluster, first, rendered.jobs)
+        results = roll_out(
+            run,
             creds.cluster,
-            [d.body for d in rest],
-            plan,
-            checked=bool(rendered.jobs),
+            [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
+            bodies=[d.body for d in rest],
+            plan=None if rendered.jobs else plan,  # with run-first Jobs, all was checked above
+            timeout_s=remaining(deadline),  # one timeout for the whole deploy
+            rollback=settings.rollback_on_failure,
         )
-        watch(settings, reporter, outcome, creds.cluster, plan, interrupt, deadline)
-        diagnose(reporter, outcome, creds.cluster, interrupt)
-        if settings.rollback_on_failure and outcome.result != "succeeded":
-            rollback(reporter, outcome, creds.cluster)
-        if outcome.result != "succeeded":
+        if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
     except DeployError as error:
         outcome.error = error
-    return _finish(reporter, outcome, creds)
+    return _finish(run, creds, cache)
 
 
-def _finish(reporter: Reporter, outcome: Outcome, creds: Credentials | None) -> Outcome:
+def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outcome:
+    if cache is not None:
+        cache.finish(run.reporter)
     if creds is not None:
         creds.cluster.close()
-    reporter.publish(report.of_deploy(outcome.facts()))
-    return outcome
+    run.reporter.publish(report.of_deploy(run.facts()))
+    return run.outcome
 
 
-def preflight(settings: Settings, reporter: Reporter, outcome: Outcome) -> Plan:
-    outcome.phase = "preflight"
+def preflight(run: Run) -> Plan:
+    settings, reporter = run.settings, run.reporter
     root = settings.workspace
-    with reporter.group("Preflight: inputs and manifests"):
+    with run.phase("preflight", "Preflight: inputs and manifests"):
         sources = manifests.read_sources(settings.manifests, root)
         count = manifests.check_placeholder(sources, settings.placeholder, root)
         # Parse the text as it will be applied, so a placeholder in an odd spot is judged rendered.

@@ -1,24 +1,20 @@
-"""What a deploy's phases share: the `Plan` preflight makes of the manifests, with its `Renders`
-(each object rendered once per image reference, and what the API server's dry run accepted), the
-`Outcome` the phases fill in for the report, and the `Interrupt` a signal sets."""
+"""What a deploy's phases share about the manifests: the `Plan` preflight makes of them, with its
+`Renders` (each object rendered once per image reference, and what the API server's dry run
+accepted). What the run has done is `run.Outcome`."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deployer import manifests, report, run_first, stamps
-from deployer.diagnose import Diagnosis
+from deployer import manifests, run_first, stamps
 from deployer.envfile import secret_manifest
-from deployer.errors import DeployError
-from deployer.kube import Applied
 from deployer.settings import Settings
-from deployer.watch import RolloutResult
 
 SECRET_CHECKSUM_ANNOTATION = "django-k8s-deploy/secrets-checksum"  # noqa: S105 - a name, not a secret
 
@@ -38,10 +34,11 @@ class Renders:
         # the registry): apply dry-runs them, the image pushed by then.
         self.after_push: list[str] = []
 
-    def of(self, settings: Settings, plan: Plan, image_ref: str) -> Rendered:
+    def of(self, image_ref: str, render: Callable[[str], Rendered]) -> Rendered:
+        """The documents rendered for `image_ref`, by `render` the first time it is asked."""
         with self._lock:
             if image_ref not in self._by_ref:
-                self._by_ref[image_ref] = render_documents(settings, plan, image_ref)
+                self._by_ref[image_ref] = render(image_ref)
             return self._by_ref[image_ref]
 
     def accepted(self, bodies: list[dict[str, Any]]) -> None:
@@ -76,6 +73,10 @@ class Plan:
     deferred_refs: list[manifests.ConfigReference]
     run_first: list[str] = field(default_factory=list)  # base names of the run-first Jobs
     renders: Renders = field(default_factory=Renders, compare=False, repr=False)
+
+    def rendered(self, settings: Settings, image_ref: str) -> Rendered:
+        """The manifests rendered for `image_ref`, once per reference (see `Renders`)."""
+        return self.renders.of(image_ref, lambda ref: render_documents(settings, self, ref))
 
 
 @dataclass
@@ -140,48 +141,3 @@ def _copy_document(d: manifests.Document) -> manifests.Document:
     body = copy.deepcopy(d.body, memo)
     lines = {id(memo[part]): line for part, line in d.lines.items() if part in memo}
     return dataclasses.replace(d, body=body, lines=lines)
-
-
-@dataclass
-class Outcome:
-    """Everything the report needs, filled in as the phases run; `error` is what stopped the
-    deploy (RolloutFailed when a rollout did not succeed), None when it succeeded."""
-
-    requested_image: str = ""
-    image_ref: str = ""
-    digest: str = ""
-    applied: list[Applied] = field(default_factory=list)
-    results: list[RolloutResult] = field(default_factory=list)
-    diagnoses: list[Diagnosis] = field(default_factory=list)
-    rolled_back: list[str] = field(default_factory=list)
-    phase: str = "preflight"
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    error: DeployError | None = None
-    preview: list[str] = field(default_factory=list)
-
-    @property
-    def result(self) -> str:
-        return report.result_of(self.results)
-
-    def facts(self) -> report.DeployFacts:
-        return report.DeployFacts(
-            image_ref=self.image_ref,
-            digest=self.digest,
-            phase=self.phase,
-            applied=tuple(self.applied),
-            results=tuple(self.results),
-            diagnoses=tuple(self.diagnoses),
-            rolled_back=tuple(self.rolled_back),
-            error=self.error,
-            requested_image=self.requested_image,
-            preview=tuple(self.preview),
-        )
-
-
-class Interrupt:
-    """Set by SIGINT/SIGTERM. Phases that block in child processes are interrupted by an exception;
-    the watch phase instead sees the event and ends within a second or two with what it knows."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.raise_on_signal = True

@@ -15,10 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from deployer.diagnose import Diagnosis
 from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed, ServiceError
 from deployer.kube import Applied
-from deployer.watch import RolloutResult
+from deployer.results import Diagnosis, RolloutResult, diagnoses, result_of
 
 ICONS = {"succeeded": "✅", "failed": "❌", "timed-out": "⏱️", "cancelled": "⏹️"}
 
@@ -79,18 +78,6 @@ class DeployFacts:
 # --- outcomes -> reports ----------------------------------------------------------------------
 
 
-def result_of(results: Sequence[RolloutResult]) -> str:
-    """succeeded if every rollout did (nothing to wait on is a success: what was applied is
-    final); timed-out if some timed out and none failed; else failed."""
-    if all(r.result == "succeeded" for r in results):
-        return "succeeded"
-    if any(r.result == "timed-out" for r in results) and not any(
-        r.result == "failed" for r in results
-    ):
-        return "timed-out"
-    return "failed"
-
-
 def of_deploy(facts: DeployFacts) -> Report:
     error = facts.error
     result = result_of(facts.results) if error is None or facts.results else "failed"
@@ -126,14 +113,14 @@ def of_diagnoses(diagnoses: Sequence[Diagnosis]) -> Report:
     return Report(sections=tuple(_diagnosis_section(d) for d in diagnoses))
 
 
-def of_wait(results: Sequence[RolloutResult], diagnoses: Sequence[Diagnosis]) -> Report:
-    """`python -m deployer wait`: the same verdicts and diagnoses, nothing applied by us."""
+def of_wait(results: Sequence[RolloutResult]) -> Report:
+    """`python -m deployer wait`: the same verdicts and diagnoses (their log groups were written
+    by the roll-out, as in a deploy), nothing applied by us."""
     result = result_of(results)
     summary = [f"## django-k8s-deploy wait: {result}", ""]
     summary += _results_table(results, None)
-    summary += _diagnoses_markdown(diagnoses)
+    summary += _diagnoses_markdown(diagnoses(results))
     return Report(
-        sections=tuple(_diagnosis_section(d) for d in diagnoses),
         annotations=tuple(_rollout_annotations(results)),
         outputs=(("result", result), ("deployments", deployments_json(results))),
         summary="\n".join(summary),

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deployer.status import REVISION_ANNOTATION, Obj, controller_uid, revision
+from deployer.objects import controller_uid
+from deployer.status import REVISION_ANNOTATION, Obj, revision
 
 # kubectl's annotationsToSkip (kubectl/pkg/polymorphichelpers/rollback.go): kept from the
 # Deployment, never copied from the ReplicaSet we roll back to.

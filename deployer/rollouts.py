@@ -1,30 +1,132 @@
-"""After apply: watch the rollouts, diagnose the red or timed-out ones, and (opt-in) roll the
-failed Deployments back to their previous revision."""
+"""The one roll-out: apply → watch → diagnose (→ rollback). The deploy's workloads, the
+run-first Jobs and `deployer wait` (nothing to apply) all go through `roll_out`, so they are
+judged, diagnosed and reported the same way."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from deployer import report
+from deployer.applying import apply_bodies, check_by_dry_run
 from deployer.diagnose import diagnose_all
 from deployer.errors import Cancelled
-from deployer.github import Reporter
-from deployer.plan import Interrupt, Outcome, Plan
+from deployer.kube import FIELD_MANAGER
+from deployer.plan import Plan
+from deployer.results import RolloutResult, Target, result_of
+from deployer.run import Run
 from deployer.services import ClusterApi
-from deployer.settings import Settings
-from deployer.watch import RolloutResult, Target, watch_rollouts
+from deployer.watch import watch_rollouts
+
+Decide = Callable[[], tuple[list[dict[str, Any]], list[Target]]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one roll-out is, for its log: `what` is waited for ("the rollouts"); `group`, when
+    given, is one log group around its apply and watch (else each has its own); `decide`, when
+    given, runs first in that group and says what else to apply and wait for (the run-first
+    Jobs: which run, which were already done at this commit)."""
+
+    what: str = "the rollouts"
+    group: str = ""
+    decide: Decide | None = None
+
+
+def roll_out(
+    run: Run,
+    cluster: ClusterApi,
+    targets: Sequence[Target],
+    *,
+    timeout_s: float,
+    bodies: Sequence[dict[str, Any]] = (),
+    plan: Plan | None = None,
+    stage: Stage = Stage(),
+    rollback: bool = False,
+) -> list[RolloutResult]:
+    """Apply `bodies` (dry-run first those `plan` has not seen accepted, when a plan is given),
+    wait for `targets` at the generations just applied, diagnose the red or timed-out ones and,
+    with `rollback`, roll the failed Deployments back. The results are added to the outcome and
+    returned; a signal meanwhile raises Cancelled once the outcome says where things stood."""
+    with _group(run, stage.group):
+        if stage.decide is not None:
+            more_bodies, more_targets = stage.decide()
+            bodies, targets = [*bodies, *more_bodies], [*targets, *more_targets]
+        applied = _apply(run, cluster, bodies, plan, grouped=bool(stage.group)) if bodies else []
+        generations = {(a.kind, a.namespace, a.name): a.generation for a in applied}
+        targets = [
+            dataclasses.replace(t, generation=generations.get((t.kind, t.namespace, t.name)))
+            if (t.kind, t.namespace, t.name) in generations
+            else t
+            for t in targets
+        ]
+        results = _watch(run, cluster, targets, timeout_s, grouped=bool(stage.group))
+    if run.interrupt.event.is_set():
+        raise Cancelled(f"cancelled while waiting for {stage.what}")
+    results = _diagnose(run, cluster, results)
+    if run.interrupt.event.is_set():
+        raise Cancelled(f"cancelled while diagnosing {stage.what}")
+    if rollback and result_of(results) != "succeeded":
+        _rollback(run, cluster, results)
+    return results
+
+
+@contextlib.contextmanager
+def _group(run: Run, title: str) -> Iterator[None]:
+    if not title:
+        yield
+        return
+    with run.reporter.group(title):
+        yield
+
+
+def _apply(
+    run: Run,
+    cluster: ClusterApi,
+    bodies: Sequence[dict[str, Any]],
+    plan: Plan | None,
+    *,
+    grouped: bool,
+) -> list[Any]:
+    title = (
+        ""
+        if grouped
+        else f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
+    )
+    with contextlib.ExitStack() as stack:
+        if not grouped:
+            stack.enter_context(run.phase("apply", title))
+        if plan is not None:
+            check_by_dry_run(run, cluster, list(bodies), plan)
+        return apply_bodies(run, cluster, list(bodies))
+
+
+def _watch(
+    run: Run, cluster: ClusterApi, targets: list[Target], timeout_s: float, *, grouped: bool
+) -> list[RolloutResult]:
+    if not targets:
+        return []
+    with contextlib.ExitStack() as stack:
+        if not grouped:
+            stack.enter_context(
+                run.phase("watch", f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s")
+            )
+        results = watch_reported(run, cluster, targets, timeout_s)
+        run.outcome.results = [*run.outcome.results, *results]
+        return results
 
 
 def watch_reported(
-    cluster: ClusterApi,
-    targets: list[Target],
-    timeout_s: float,
-    reporter: Reporter,
-    interrupt: Interrupt,
+    run: Run, cluster: ClusterApi, targets: list[Target], timeout_s: float
 ) -> list[RolloutResult]:
     """`watch_rollouts` with its progress and each verdict on the log. A signal only sets the
     interrupt's event while it runs (the watcher ends within a moment and says where each rollout
     stood); the interrupt's earlier behaviour is restored afterwards."""
+    interrupt, reporter = run.interrupt, run.reporter
     raised_on_signal = interrupt.raise_on_signal
     interrupt.raise_on_signal = False
     try:
@@ -40,66 +142,39 @@ def watch_reported(
         interrupt.raise_on_signal = raised_on_signal
 
 
-def watch(
-    settings: Settings,
-    reporter: Reporter,
-    outcome: Outcome,
-    cluster: ClusterApi,
-    plan: Plan,
-    interrupt: Interrupt,
-    deadline: float | None = None,
-) -> None:
-    outcome.phase = "watch"
-    generations = {(a.kind, a.namespace, a.name): a.generation for a in outcome.applied}
-    targets = [
-        Target(
-            name=d.name,
-            namespace=d.namespace,
-            generation=generations.get((d.kind, d.namespace, d.name), 0),
-            kind=d.kind,
+def _diagnose(run: Run, cluster: ClusterApi, results: list[RolloutResult]) -> list[RolloutResult]:
+    """Every red or timed-out rollout diagnosed at once, within a small budget of its own; the
+    diagnoses are shown (a group each) and kept on their results, in the outcome too."""
+    if not any(r.result in ("failed", "timed-out") for r in results):
+        return results
+    with run.phase("diagnose"):
+        diagnosed = diagnose_all(cluster, results, run.outcome.started, cancel=run.interrupt.event)
+        done = {id(r): d for r, d in zip(results, diagnosed, strict=True)}
+        run.outcome.results = [done.get(id(r), r) for r in run.outcome.results]
+        run.reporter.publish(
+            report.of_diagnoses([r.diagnosis for r in diagnosed if r.diagnosis is not None])
         )
-        for d in plan.targets
-    ]
-    if not targets:
-        return
-    # One timeout for the whole deploy: what the run-first Jobs used is gone.
-    timeout_s = settings.timeout_s if deadline is None else max(deadline - time.monotonic(), 1.0)
-    with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s"):
-        watched = watch_reported(cluster, targets, timeout_s, reporter, interrupt)
-        outcome.results = outcome.results + watched
-    if interrupt.event.is_set():
-        raise Cancelled("cancelled while waiting for the rollouts")
+        return diagnosed
 
 
-def diagnose(
-    reporter: Reporter, outcome: Outcome, cluster: ClusterApi, interrupt: Interrupt
-) -> None:
-    """Every red or timed-out rollout diagnosed at once, within a small budget of its own."""
-    if not any(r.result in ("failed", "timed-out") for r in outcome.results):
-        return
-    outcome.phase = "diagnose"
-    outcome.results = diagnose_all(
-        cluster, outcome.results, outcome.started, cancel=interrupt.event
-    )
-    outcome.diagnoses = [r.diagnosis for r in outcome.results if r.diagnosis is not None]
-    reporter.publish(report.of_diagnoses(outcome.diagnoses))
-    if interrupt.event.is_set():
-        raise Cancelled("cancelled while diagnosing the rollouts")
-
-
-def rollback(reporter: Reporter, outcome: Outcome, cluster: ClusterApi) -> None:
-    outcome.phase = "rollback"
-    with reporter.group("Rollback: failed Deployments to their previous revision"):
-        for r in outcome.results:
+def _rollback(run: Run, cluster: ClusterApi, results: list[RolloutResult]) -> None:
+    reporter = run.reporter
+    with run.phase("rollback", "Rollback: failed Deployments to their previous revision"):
+        for r in results:
             if r.result == "succeeded" or r.kind != "Deployment":
                 continue
             undo = cluster.undo_rollout(r.name, r.namespace)
             if not undo.done:
                 reporter.warning(f"deployment/{r.name}: {undo.message}", title="Rollback skipped")
                 continue
-            outcome.rolled_back.append(r.name)
+            run.outcome.rolled_back.append(r.name)
             reporter.line(f"deployment/{r.name}: {undo.message}")
             reporter.notice(
                 f"deployment/{r.name} was rolled back to revision {undo.to_revision}",
                 title="Rolled back",
             )
+
+
+def remaining(deadline: float) -> float:
+    """What is left of a deploy's one timeout (at least a second: a verdict, not a crash)."""
+    return max(deadline - time.monotonic(), 1.0)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from deployer import manifests
 from deployer.errors import InputError
-from deployer.status import true_condition
+from deployer.workloads import job_verdict
 
 RUN_FIRST_ANNOTATION = "django-k8s-deploy/run-first"
 BASE_NAME_LABEL = "django-k8s-deploy/run-first"
@@ -109,14 +109,13 @@ def decide(existing: Mapping[str, Any] | None, *, rerun: bool) -> tuple[Decision
     """What to do with a run-first Job given the one of that name in the cluster (or None)."""
     if existing is None:
         return "run", "runs first"
-    status = existing.get("status")
-    if true_condition(status, "Complete") is not None:
+    verdict = job_verdict(existing)  # the same judge as when we wait for it
+    if verdict.done and verdict.ok:
         if rerun:
             return "rerun", "completed before at this commit; running it again (rerun-first)"
         return "skip", "already completed at this commit: skipped (rerun-first: true runs it again)"
-    failed = true_condition(status, "Failed") or true_condition(status, "FailureTarget")
-    if failed is not None:
-        reason = str(failed.get("reason") or "Failed")[:100]
+    if verdict.done:
+        reason = (verdict.reason or "Failed")[:100]
         return "rerun", f"failed before at this commit ({reason}); running it again"
     if rerun:
         return "rerun", "still running from an earlier deploy; replaced (rerun-first)"

@@ -4,71 +4,75 @@ Jobs are cleaned up after. What to run and what to delete is decided by the pure
 
 from __future__ import annotations
 
+from typing import Any
+
 from deployer import manifests, report, run_first
-from deployer.applying import apply_bodies
-from deployer.errors import Cancelled, DeployError, RolloutFailed
+from deployer.errors import DeployError, RolloutFailed
 from deployer.github import Reporter
-from deployer.plan import Interrupt, Outcome
-from deployer.rollouts import diagnose, watch_reported
+from deployer.results import Target, result_of
+from deployer.rollouts import Stage, roll_out
+from deployer.run import Run
 from deployer.services import ClusterApi
-from deployer.settings import Settings
-from deployer.watch import RolloutResult, Target
 
 
 def run_first_jobs(
-    settings: Settings,
-    reporter: Reporter,
-    outcome: Outcome,
+    run: Run,
     cluster: ClusterApi,
     first: list[manifests.Document],
     jobs: list[run_first.RunFirstJob],
-    interrupt: Interrupt,
 ) -> None:
     """Apply what changes no running pod (config, Services), then each run-first Job, and wait
     for them with the same fail-fast rules and diagnosis as any rollout. A failure ends the deploy
     here: nothing else is applied."""
-    outcome.phase = "run-first"
     job_ids = {id(j.document) for j in jobs}
-    with reporter.group(
-        f"Run first: {', '.join(f'job/{j.name}' for j in jobs)} (before anything else changes)"
-    ):
-        apply_bodies(
-            settings, reporter, outcome, cluster, [d.body for d in first if id(d) not in job_ids]
+    names = ", ".join(f"job/{j.name}" for j in jobs)
+    with run.phase("run-first"):
+        results = roll_out(
+            run,
+            cluster,
+            [],
+            bodies=[d.body for d in first if id(d) not in job_ids],
+            timeout_s=run.settings.timeout_s,
+            stage=Stage(
+                "the run-first Jobs",
+                f"Run first: {names} (before anything else changes)",
+                decide=lambda: _decide(run, cluster, jobs),
+            ),
         )
-        targets: list[Target] = []
-        for job in jobs:
-            existing = cluster.get_object("batch/v1", "Job", job.name, job.namespace)
-            decision, why = run_first.decide(existing, rerun=settings.rerun_first)
-            reporter.line(f"job/{job.name}: {why}")
-            if decision == "skip":
-                outcome.results = [
-                    *outcome.results,
-                    RolloutResult(job.name, job.namespace, "succeeded", why, 0.0, kind="Job"),
-                ]
-                continue
-            if decision == "rerun":
-                # Foreground: the Job goes only once its pods are gone, so no old pod outlives it.
-                cluster.delete_object(
-                    "batch/v1", "Job", job.name, job.namespace, propagation="Foreground", wait_s=60
-                )
-            if decision in ("run", "rerun"):
-                apply_bodies(settings, reporter, outcome, cluster, [job.document.body])
-            targets.append(Target(job.name, job.namespace, None, kind="Job"))
-        if targets:
-            results = watch_reported(cluster, targets, settings.timeout_s, reporter, interrupt)
-            outcome.results = [*outcome.results, *results]
-    if interrupt.event.is_set():
-        raise Cancelled("cancelled while waiting for the run-first Jobs")
-    diagnose(reporter, outcome, cluster, interrupt)
-    if outcome.result != "succeeded":
+    if result_of(results) != "succeeded":
         line = (
-            f"{report.failure_line(outcome.results)}; nothing else was applied: the run-first "
+            f"{report.failure_line(results)}; nothing else was applied: the run-first "
             "Jobs must complete before any other workload changes, so every running workload "
             "is unchanged"
         )
-        reporter.line(line)
+        run.reporter.line(line)
         raise RolloutFailed(line)
-    _clean_up_run_first(reporter, cluster, jobs)
+    _clean_up_run_first(run.reporter, cluster, jobs)
+
+
+def _decide(
+    run: Run, cluster: ClusterApi, jobs: list[run_first.RunFirstJob]
+) -> tuple[list[dict[str, Any]], list[Target]]:
+    """For each Job, as `run_first.decide` says: run it, run it again (the old one deleted
+    first), wait for the one already running, or skip it (it completed at this commit: it is
+    not rolled out again, so it has no result). What to apply, and what to wait for."""
+    bodies: list[dict[str, Any]] = []
+    targets: list[Target] = []
+    for job in jobs:
+        existing = cluster.get_object("batch/v1", "Job", job.name, job.namespace)
+        decision, why = run_first.decide(existing, rerun=run.settings.rerun_first)
+        run.reporter.line(f"job/{job.name}: {why}")
+        if decision == "skip":
+            continue
+        if decision == "rerun":
+            # Foreground: the Job goes only once its pods are gone, so no old pod outlives it.
+            cluster.delete_object(
+                "batch/v1", "Job", job.name, job.namespace, propagation="Foreground", wait_s=60
+            )
+        if decision in ("run", "rerun"):
+            bodies.append(job.document.body)
+        targets.append(Target(job.name, job.namespace, None, kind="Job"))
+    return bodies, targets
 
 
 def _clean_up_run_first(

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from deployer.diagnose import DiagnoseSource
 from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
 from deployer.kube import Applied, Planned, Rejected, Rollback
@@ -59,7 +60,7 @@ class CloudApi(Protocol):
     def close(self) -> None: ...
 
 
-class ClusterApi(WatchSource, Protocol):
+class ClusterApi(WatchSource, DiagnoseSource, Protocol):
     """One cluster: what preflight, apply, watch, diagnosis and rollback need
     (deployer.kube.Cluster has it)."""
 

@@ -16,11 +16,24 @@ Two questions are answered:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from deployer import docr
+from deployer.objects import (
+    Container,
+    annotations_of,
+    condition,
+    containers,
+    controller_uid,
+    exit_code,
+    get,
+    name,
+    one_line,
+    true_condition,
+)
+from deployer.results import PodProblem
 
 Obj = Mapping[str, Any]
 _O = TypeVar("_O", bound=Obj)
@@ -49,8 +62,6 @@ _AUTH_PULL_ERROR = re.compile(
 # after it starts watching a new ConfigMap/Secret; it resolves itself.
 _TRANSIENT_CONFIG_ERROR = re.compile(r"failed to sync .*cache", re.IGNORECASE)
 
-_MAX_DETAIL = 300
-
 
 @dataclass(frozen=True)
 class Collection:
@@ -76,52 +87,9 @@ class Verdict:
     ok: bool
     message: str
     waited: bool = True
-
-
-@dataclass(frozen=True)
-class PodProblem:
-    """Why one pod of the new ReplicaSet will not become ready without a new release.
-
-    `state` names the row of `FATAL_STATES` that matched; `detail` is one line without a subject,
-    so it reads after "deployment/web: " as well as after "pod web-5d9f-x2x: ".
-    """
-
-    pod: str
-    container: str | None
-    init_container: bool
-    state: str
-    reason: str
-    exit_code: int | None
-    detail: str
-
-    def message(self, subject: str) -> str:
-        return f"{subject}: {self.detail} [pod {self.pod}]"
-
-
-@dataclass(frozen=True)
-class _ContainerView:
-    pod: str
-    name: str
-    init: bool
-    status: Obj
-
-    @property
-    def label(self) -> str:
-        kind = "init container" if self.init else "container"
-        return f"{kind} `{self.name}`"
-
-    @property
-    def restarts(self) -> int:
-        return int(self.status.get("restartCount") or 0)
-
-    def waiting(self) -> Obj | None:
-        return _mapping(self.status, "state", "waiting")
-
-    def terminated(self) -> Obj | None:
-        return _mapping(self.status, "state", "terminated")
-
-    def last_terminated(self) -> Obj | None:
-        return _mapping(self.status, "lastState", "terminated")
+    # The controller's reason for a red verdict, when it gave one (for callers that branch on
+    # it); the message already says it, so two verdicts that read the same are equal.
+    reason: str = field(default="", compare=False)
 
 
 def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -> Verdict:
@@ -129,10 +97,10 @@ def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -
 
     Order as kubectl: generation observed, then the progress deadline, then the replica counts.
     """
-    subject = f"deployment/{_name(deployment)}"
+    subject = f"deployment/{name(deployment)}"
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
-    generation = int(_get(deployment, "metadata", "generation") or 0)
+    generation = int(get(deployment, "metadata", "generation") or 0)
     observed = int(status.get("observedGeneration") or 0)
     wanted = max(generation, applied_generation or 0)
     if observed < wanted:
@@ -143,12 +111,12 @@ def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -
             f"(observed {observed})",
         )
 
-    progressing = _condition(status, "Progressing")
+    progressing = condition(status, "Progressing")
     # kubectl trusts the reason alone and ignores the condition's status; so do we.
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         seconds = spec.get("progressDeadlineSeconds")
         deadline = f" of {seconds}s" if seconds is not None else ""
-        why = _one_line(progressing.get("message") or "")
+        why = one_line(progressing.get("message") or "")
         return Verdict(
             True,
             False,
@@ -176,8 +144,8 @@ def deployment_verdict(deployment: Obj, applied_generation: int | None = None) -
 
 def generation_observed(deployment: Obj, applied_generation: int | None = None) -> bool:
     """Has the controller seen the spec we applied? Until then counts describe an older one."""
-    generation = int(_get(deployment, "metadata", "generation") or 0)
-    observed = int(_get(deployment, "status", "observedGeneration") or 0)
+    generation = int(get(deployment, "metadata", "generation") or 0)
+    observed = int(get(deployment, "status", "observedGeneration") or 0)
     return observed >= max(generation, applied_generation or 0)
 
 
@@ -193,15 +161,15 @@ def problem_verdict(deployment_name: str, problem: PodProblem) -> Verdict:
 class _Rule:
     state: str
     why: str
-    check: Callable[[_ContainerView, int], PodProblem | None]
+    check: Callable[[Container, int], PodProblem | None]
 
 
-def _crash_loop(c: _ContainerView, tolerance: int) -> PodProblem | None:
+def _crash_loop(c: Container, tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") != "CrashLoopBackOff" or c.restarts < tolerance:
         return None
     last = c.last_terminated() or {}
-    code = _exit_code(last)
+    code = exit_code(last)
     how = f"exited {code} ({last.get('reason') or 'no reason'})" if code is not None else "failed"
     return _problem(
         c,
@@ -212,7 +180,7 @@ def _crash_loop(c: _ContainerView, tolerance: int) -> PodProblem | None:
     )
 
 
-def _init_failed(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+def _init_failed(c: Container, _tolerance: int) -> PodProblem | None:
     if not c.init:
         return None
     terminated = c.terminated()
@@ -220,11 +188,11 @@ def _init_failed(c: _ContainerView, _tolerance: int) -> PodProblem | None:
         waiting = c.waiting()
         if waiting and waiting.get("reason") == "CrashLoopBackOff":
             terminated = c.last_terminated()
-    code = _exit_code(terminated or {})
+    code = exit_code(terminated or {})
     if terminated is None or not code:
         return None
     reason = terminated.get("reason") or "no reason"
-    extra = _one_line(terminated.get("message") or "")
+    extra = one_line(terminated.get("message") or "")
     return _problem(
         c,
         "InitContainerFailed",
@@ -234,7 +202,7 @@ def _init_failed(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
         return None
@@ -255,17 +223,15 @@ def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
         "ImagePullFailed",
         str(waiting["reason"]),
         None,
-        _one_line(
-            f"{c.label} cannot pull {image}: {verdict} ({waiting['reason']}){fix}: {message}"
-        ),
+        one_line(f"{c.label} cannot pull {image}: {verdict} ({waiting['reason']}){fix}: {message}"),
     )
 
 
-def _invalid_image(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+def _invalid_image(c: Container, _tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") != "InvalidImageName":
         return None
-    message = _one_line(waiting.get("message") or "")
+    message = one_line(waiting.get("message") or "")
     return _problem(
         c,
         "InvalidImageName",
@@ -275,7 +241,7 @@ def _invalid_image(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _config_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
+def _config_error(c: Container, _tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") != "CreateContainerConfigError":
         return None
@@ -287,7 +253,7 @@ def _config_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
         "CreateContainerConfigError",
         "CreateContainerConfigError",
         None,
-        f"{c.label} cannot be created: {_one_line(message) or 'CreateContainerConfigError'}",
+        f"{c.label} cannot be created: {one_line(message) or 'CreateContainerConfigError'}",
     )
 
 
@@ -346,14 +312,14 @@ def pod_verdict(
     `unschedulable_for_s` is how long the caller has seen the pod Unschedulable (the watcher
     tracks it, so this stays pure and immune to clock skew between us and the cluster).
     """
-    if _get(pod, "metadata", "deletionTimestamp"):
+    if get(pod, "metadata", "deletionTimestamp"):
         return None  # on its way out; its replacement is what matters
-    name = _name(pod)
+    pod_name = name(pod)
     status = pod.get("status") or {}
     if status.get("phase") == "Failed" and status.get("reason") not in _REPLACED_POD_FAILURES:
-        why = _one_line(" ".join(filter(None, [status.get("reason"), status.get("message")])))
+        why = one_line(" ".join(filter(None, [status.get("reason"), status.get("message")])))
         return PodProblem(
-            name,
+            pod_name,
             None,
             False,
             "PodFailed",
@@ -362,18 +328,18 @@ def pod_verdict(
             "pod failed" + (f": {why}" if why else ""),
         )
     if is_unschedulable(pod) and unschedulable_for_s >= unschedulable_grace_s:
-        cond = _condition(status, "PodScheduled") or {}
+        cond = condition(status, "PodScheduled") or {}
         return PodProblem(
-            name,
+            pod_name,
             None,
             False,
             "Unschedulable",
             "Unschedulable",
             None,
             f"cannot be scheduled for {unschedulable_grace_s:g}s: "
-            f"{_one_line(cond.get('message') or 'no node fits the pod')}",
+            f"{one_line(cond.get('message') or 'no node fits the pod')}",
         )
-    for container in _containers(pod):
+    for container in containers(pod):
         for rule in FATAL_STATES:
             problem = rule.check(container, restart_tolerance)
             if problem is not None:
@@ -382,7 +348,7 @@ def pod_verdict(
 
 
 def is_unschedulable(pod: Obj) -> bool:
-    cond = _condition(pod.get("status") or {}, "PodScheduled")
+    cond = condition(pod.get("status") or {}, "PodScheduled")
     return bool(cond and cond.get("status") == "False" and cond.get("reason") == "Unschedulable")
 
 
@@ -390,12 +356,12 @@ def pod_waiting_summary(pod: Obj) -> str | None:
     """What keeps a (not doomed) pod from being ready, for progress and timeout messages."""
     status = pod.get("status") or {}
     if is_unschedulable(pod):
-        cond = _condition(status, "PodScheduled") or {}
-        return f"unschedulable: {_one_line(cond.get('message') or '')}".rstrip(": ")
-    for container in _containers(pod):
+        cond = condition(status, "PodScheduled") or {}
+        return f"unschedulable: {one_line(cond.get('message') or '')}".rstrip(": ")
+    for container in containers(pod):
         waiting = container.waiting()
         if waiting and waiting.get("reason") not in (None, "PodInitializing", "ContainerCreating"):
-            message = _one_line(waiting.get("message") or "")
+            message = one_line(waiting.get("message") or "")
             return f"{container.label} waiting: {waiting['reason']}" + (
                 f" ({message})" if message else ""
             )
@@ -403,7 +369,7 @@ def pod_waiting_summary(pod: Obj) -> str | None:
             if container.terminated() is None and container.status.get("state", {}).get("running"):
                 return f"{container.label} is still running"
             continue
-        if _get(container.status, "state", "running") and not container.status.get("ready"):
+        if get(container.status, "state", "running") and not container.status.get("ready"):
             return f"{container.label} is running but not ready (readiness probe)"
     if status.get("phase") == "Pending":
         return "pending"
@@ -412,14 +378,14 @@ def pod_waiting_summary(pod: Obj) -> str | None:
 
 def new_replicaset(deployment: Obj, replicasets: Sequence[Obj]) -> Obj | None:
     """The ReplicaSet of the Deployment's current revision (owned by it, same revision number)."""
-    uid = _get(deployment, "metadata", "uid")
-    revision = (_get(deployment, "metadata", "annotations") or {}).get(REVISION_ANNOTATION)
+    uid = get(deployment, "metadata", "uid")
+    revision = annotations_of(deployment).get(REVISION_ANNOTATION)
     if revision is None:
         return None
     for rs in replicasets:
         if controller_uid(rs) != uid:
             continue
-        if (_get(rs, "metadata", "annotations") or {}).get(REVISION_ANNOTATION) == revision:
+        if annotations_of(rs).get(REVISION_ANNOTATION) == revision:
             return rs
     return None
 
@@ -428,22 +394,14 @@ def pods_of(replicaset: Obj | None, pods: Sequence[_O]) -> list[_O]:
     """The pods `replicaset` controls (pods name only their ReplicaSet, through the owner)."""
     if replicaset is None:
         return []
-    uid = _get(replicaset, "metadata", "uid")
+    uid = get(replicaset, "metadata", "uid")
     return [p for p in pods if controller_uid(p) == uid]
 
 
 def revision(obj: Obj) -> str | None:
     """The Deployment or ReplicaSet revision number, as the deployment controller wrote it."""
-    value = (_get(obj, "metadata", "annotations") or {}).get(REVISION_ANNOTATION)
+    value = annotations_of(obj).get(REVISION_ANNOTATION)
     return str(value) if value is not None and str(value).isdigit() else None
-
-
-def controller_uid(obj: Obj) -> str | None:
-    for ref in _get(obj, "metadata", "ownerReferences") or []:
-        if ref.get("controller"):
-            uid = ref.get("uid")
-            return str(uid) if uid is not None else None
-    return None
 
 
 def pod_is_ready(pod: Obj) -> bool:
@@ -452,73 +410,11 @@ def pod_is_ready(pod: Obj) -> bool:
 
 def pod_ended(pod: Obj) -> bool:
     """Failed or Succeeded: its containers will not run again (a Job's earlier attempt)."""
-    return _get(pod, "status", "phase") in ("Failed", "Succeeded")
+    return get(pod, "status", "phase") in ("Failed", "Succeeded")
 
 
-# --- helpers --------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 
-def _containers(pod: Obj) -> Iterator[_ContainerView]:
-    """Init containers first (in spec order), then app containers: the order things happen."""
-    name = _name(pod)
-    status = pod.get("status") or {}
-    spec = pod.get("spec") or {}
-    for init, spec_key, status_key in (
-        (True, "initContainers", "initContainerStatuses"),
-        (False, "containers", "containerStatuses"),
-    ):
-        by_name = {s.get("name"): s for s in status.get(status_key) or []}
-        order = [c.get("name") for c in spec.get(spec_key) or []] or list(by_name)
-        for cname in order:
-            if cname in by_name:
-                yield _ContainerView(name, str(cname), init, by_name[cname])
-
-
-def _problem(
-    c: _ContainerView, state: str, reason: str, code: int | None, detail: str
-) -> PodProblem:
+def _problem(c: Container, state: str, reason: str, code: int | None, detail: str) -> PodProblem:
     return PodProblem(c.pod, c.name, c.init, state, reason, code, detail)
-
-
-def _exit_code(terminated: Obj) -> int | None:
-    code = terminated.get("exitCode")
-    return int(code) if code is not None else None
-
-
-def _condition(status: object, kind: str) -> Obj | None:
-    """The condition of type `kind`, if the status has one (whatever shape the API server
-    answered: anything but a mapping with a list of mappings has none)."""
-    conditions = status.get("conditions") if isinstance(status, Mapping) else None
-    for cond in conditions if isinstance(conditions, list) else []:
-        if isinstance(cond, Mapping) and cond.get("type") == kind:
-            return dict(cond)
-    return None
-
-
-def true_condition(status: object, kind: str) -> Obj | None:
-    """The condition of type `kind` when its status is "True"."""
-    cond = _condition(status, kind)
-    return cond if cond is not None and cond.get("status") == "True" else None
-
-
-def _name(obj: Obj) -> str:
-    return str(_get(obj, "metadata", "name") or "?")
-
-
-def _get(obj: Obj, *path: str) -> Any:
-    cur: Any = obj
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
-def _mapping(obj: Obj, *path: str) -> Obj | None:
-    value = _get(obj, *path)
-    return value if isinstance(value, Mapping) else None
-
-
-def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"

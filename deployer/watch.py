@@ -32,16 +32,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from deployer.diagnose import DiagnoseSource, Diagnosis
 from deployer.errors import DeployError
 from deployer.kube import ApiUnavailable, Expired, WatchEvent
+from deployer.objects import name
+from deployer.results import PodProblem, ResultKind, RolloutResult, Target
 from deployer.status import (
     PODS,
     REPLICASETS,
     Collection,
-    PodProblem,
     is_unschedulable,
     pod_waiting_summary,
 )
@@ -53,42 +53,6 @@ _TICK_S = 0.25  # how often time-based rules (timeout, cancel, unschedulable gra
 _WATCH_WINDOW_S = 240  # server-side watch timeout; the stream is then resumed
 _GIVE_UP_AFTER_S = 60.0  # an API unreachable this long ends the wait (exit 3)
 
-ResultKind = Literal["succeeded", "failed", "timed-out", "cancelled"]
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    namespace: str
-    generation: int | None = None  # from the apply; None: whatever the object has now
-    kind: str = "Deployment"  # a kind of workloads.KINDS
-
-    @property
-    def subject(self) -> str:
-        return f"{self.kind.lower()}/{self.name}"
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    """`reason` reads after "<kind>/<name>: " (it does not repeat the name).
-
-    For the diagnosis phase, a red or timed-out result keeps the last object seen (`last_seen`)
-    and the doomed pod, if one was found (`problem`); `diagnosis` is filled in by that phase."""
-
-    name: str
-    namespace: str
-    result: ResultKind
-    reason: str
-    duration_s: float
-    diagnosis: Diagnosis | None = None
-    kind: str = "Deployment"
-    problem: PodProblem | None = None
-    last_seen: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def subject(self) -> str:
-        return f"{self.kind.lower()}/{self.name}"
-
 
 class Stream(Protocol):
     def __iter__(self) -> Iterator[WatchEvent]: ...
@@ -96,7 +60,7 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-class WatchSource(DiagnoseSource, Protocol):
+class WatchSource(Protocol):
     """What watching needs from a cluster (kube.Cluster has it; tests fake it)."""
 
     def list_objects(
@@ -349,7 +313,7 @@ class _Run:
         for pod in state.pods:
             summary = pod_waiting_summary(pod)
             if summary:
-                return f"pod {(pod.get('metadata') or {}).get('name')}: {summary}"
+                return f"pod {name(pod)}: {summary}"
         return ""
 
 
@@ -413,7 +377,7 @@ class _Reflector:
                     with self._lock:
                         # A list's items carry no kind (watch events do): the judge needs it.
                         kind = self._collection.kind
-                        self._items = {_name(obj): {"kind": kind, **obj} for obj in items}
+                        self._items = {name(obj, ""): {"kind": kind, **obj} for obj in items}
                         self.synced = True
                     self._wake.put(None)
                 resource_version = self._follow(resource_version)
@@ -458,9 +422,9 @@ class _Reflector:
                     continue
                 with self._lock:
                     if event.type == "DELETED":
-                        self._items.pop(_name(event.object), None)
+                        self._items.pop(name(event.object, ""), None)
                     else:
-                        self._items[_name(event.object)] = event.object
+                        self._items[name(event.object, "")] = event.object
                 self._wake.put(None)
         finally:
             with self._lock:
@@ -483,10 +447,6 @@ def _sleep_until_event(wake: queue.Queue[None], timeout: float) -> None:
             wake.get_nowait()
         except queue.Empty:
             return
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def _duration(seconds: float) -> str:

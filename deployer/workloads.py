@@ -28,22 +28,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deployer.objects import (
+    containers,
+    controller_uid,
+    get,
+    labels,
+    mapping,
+    name,
+    one_line,
+    subject,
+    true_condition,
+)
+from deployer.results import PodProblem
 from deployer.status import (
     Collection,
-    PodProblem,
     Verdict,
-    _get,
-    _mapping,
-    _name,
-    _one_line,
-    controller_uid,
     deployment_verdict,
     generation_observed,
     new_replicaset,
     pod_ended,
     pod_verdict,
     pods_of,
-    true_condition,
 )
 
 Obj = Mapping[str, Any]
@@ -60,13 +65,13 @@ CANNOT_WAIT = "rollout status is only available for RollingUpdate strategy type"
 
 
 def statefulset_verdict(sts: Obj, applied_generation: int | None = None) -> Verdict:
-    subject = f"statefulset/{_name(sts)}"
+    subject = f"statefulset/{name(sts)}"
     spec = sts.get("spec") or {}
     status = sts.get("status") or {}
     strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
     if strategy != "RollingUpdate":
         return _not_waited(subject, strategy)
-    generation = int(_get(sts, "metadata", "generation") or 0)
+    generation = int(get(sts, "metadata", "generation") or 0)
     observed = int(status.get("observedGeneration") or 0)
     wanted = max(generation, applied_generation or 0)
     if observed == 0 or observed < wanted:
@@ -120,14 +125,14 @@ def statefulset_verdict(sts: Obj, applied_generation: int | None = None) -> Verd
 
 
 def daemonset_verdict(ds: Obj, applied_generation: int | None = None) -> Verdict:
-    subject = f"daemonset/{_name(ds)}"
+    subject = f"daemonset/{name(ds)}"
     spec = ds.get("spec") or {}
     status = ds.get("status") or {}
     strategy = (spec.get("updateStrategy") or {}).get("type") or "RollingUpdate"
     if strategy != "RollingUpdate":
         return _not_waited(subject, strategy)
     if not generation_observed(ds, applied_generation):
-        generation = max(int(_get(ds, "metadata", "generation") or 0), applied_generation or 0)
+        generation = max(int(get(ds, "metadata", "generation") or 0), applied_generation or 0)
         observed = int(status.get("observedGeneration") or 0)
         return Verdict(
             False,
@@ -153,20 +158,21 @@ def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
     """`applied_generation` is ignored: a Job's template cannot change, so there is nothing older
     to confuse it with (a changed Job is a new Job, see the README's migrations design)."""
     del applied_generation
-    subject = f"job/{_name(job)}"
-    spec = job.get("spec") or {}
-    status = job.get("status") or {}
+    subject = f"job/{name(job)}"
+    spec = mapping(job, "spec") or {}
+    status = mapping(job, "status") or {}
     for kind in ("Failed", "FailureTarget"):
         cond = true_condition(status, kind)
         if cond is not None:
             reason = str(cond.get("reason") or kind)
-            message = _one_line(str(cond.get("message") or ""))
+            message = one_line(str(cond.get("message") or ""))
             return Verdict(
                 True,
                 False,
                 f"{subject}: failed: {reason}"
                 + (f" ({message})" if message else "")
                 + _counts(spec, status, prefix="; "),
+                reason=reason,
             )
     if true_condition(status, "Complete") is not None:
         return Verdict(True, True, f"{subject}: complete" + _counts(spec, status, prefix=" ("))
@@ -186,34 +192,34 @@ def deployment_pods(deployment: Obj, replicasets: Sequence[Obj], pods: Sequence[
 def statefulset_pods(sts: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
     """Pods at the update revision (a partition keeps older ones on purpose)."""
     del replicasets
-    uid = _get(sts, "metadata", "uid")
-    revision = _get(sts, "status", "updateRevision")
+    uid = get(sts, "metadata", "uid")
+    revision = get(sts, "status", "updateRevision")
     return [
         p
         for p in pods
         if controller_uid(p) == uid
-        and (revision is None or _labels(p).get(_REVISION_HASH_LABEL) == revision)
+        and (revision is None or labels(p).get(_REVISION_HASH_LABEL) == revision)
     ]
 
 
 def daemonset_pods(ds: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
     """Pods of the current template generation (the controller labels each pod with it)."""
     del replicasets
-    uid = _get(ds, "metadata", "uid")
-    template_generation = _get(ds, "metadata", "annotations", _DAEMONSET_TEMPLATE_GENERATION)
-    generation = str(template_generation or _get(ds, "metadata", "generation") or "")
+    uid = get(ds, "metadata", "uid")
+    template_generation = get(ds, "metadata", "annotations", _DAEMONSET_TEMPLATE_GENERATION)
+    generation = str(template_generation or get(ds, "metadata", "generation") or "")
     return [
         p
         for p in pods
         if controller_uid(p) == uid
-        and _labels(p).get(_DAEMONSET_GENERATION_LABEL, generation) == generation
+        and labels(p).get(_DAEMONSET_GENERATION_LABEL, generation) == generation
     ]
 
 
 def job_pods(job: Obj, replicasets: Sequence[Obj], pods: Sequence[Obj]) -> list[Obj]:
     """Every pod of the Job: its template cannot change, so it has one revision."""
     del replicasets
-    uid = _get(job, "metadata", "uid")
+    uid = get(job, "metadata", "uid")
     return [p for p in pods if controller_uid(p) == uid]
 
 
@@ -230,33 +236,27 @@ def _every_pod(pod: Obj) -> bool:
 
 def job_failure(job: Obj, pods: Sequence[Obj]) -> PodProblem | None:
     """The most recent failed pod of `job` and how it ended, for the red message and diagnosis."""
-    uid = _get(job, "metadata", "uid")
-    failed = [
-        p for p in pods if controller_uid(p) == uid and _get(p, "status", "phase") == "Failed"
-    ]
+    uid = get(job, "metadata", "uid")
+    failed = [p for p in pods if controller_uid(p) == uid and get(p, "status", "phase") == "Failed"]
     if not failed:
         return None
-    pod = max(failed, key=lambda p: str(_get(p, "metadata", "creationTimestamp") or ""))
-    for key, init in (("initContainerStatuses", True), ("containerStatuses", False)):
-        for status in _get(pod, "status", key) or []:
-            ended = _get(status, "state", "terminated") or {}
-            code = ended.get("exitCode")
-            if code:
-                reason = str(ended.get("reason") or "no reason")
-                label = "init container" if init else "container"
-                return PodProblem(
-                    _name(pod),
-                    str(status.get("name")),
-                    init,
-                    "JobPodFailed",
-                    reason,
-                    int(code),
-                    f"{label} `{status.get('name')}` exited {code} ({reason})",
-                )
-    reason = str(_get(pod, "status", "reason") or "Failed")
-    return PodProblem(
-        _name(pod), None, False, "JobPodFailed", reason, None, f"pod failed: {reason}"
-    )
+    pod = max(failed, key=lambda p: str(get(p, "metadata", "creationTimestamp") or ""))
+    for c in containers(pod):
+        ended = c.terminated() or {}
+        code = ended.get("exitCode")
+        if code:
+            reason = str(ended.get("reason") or "no reason")
+            return PodProblem(
+                c.pod,
+                c.name,
+                c.init,
+                "JobPodFailed",
+                reason,
+                int(code),
+                f"{c.label} exited {code} ({reason})",
+            )
+    reason = str(get(pod, "status", "reason") or "Failed")
+    return PodProblem(name(pod), None, False, "JobPodFailed", reason, None, f"pod failed: {reason}")
 
 
 # -- the table -------------------------------------------------------------------------------
@@ -277,6 +277,12 @@ class Kind:
     plural: str
     judged: Callable[[Obj], bool] = _every_pod  # which of those the fail-fast table judges
     via_replicasets: bool = False  # its pods belong to ReplicaSets it owns (`pods` reads them)
+    # Its pods' revision labels describe the spec the controller last observed: they are only
+    # this rollout's once it observed the applied generation. A Job's template cannot change.
+    pods_follow_generation: bool = True
+    # A red verdict's cause among the pods (a Job's last failed pod), for the message and the
+    # diagnosis; None: the kind's own message says it all.
+    failure: Callable[[Obj, Sequence[Obj]], PodProblem | None] | None = None
 
     @property
     def collection(self) -> Collection:
@@ -296,7 +302,16 @@ KINDS: dict[str, Kind] = {
         ),
         Kind("StatefulSet", statefulset_verdict, statefulset_pods, "apps/v1", "statefulsets"),
         Kind("DaemonSet", daemonset_verdict, daemonset_pods, "apps/v1", "daemonsets"),
-        Kind("Job", job_verdict, job_pods, "batch/v1", "jobs", judged=job_pod_running),
+        Kind(
+            "Job",
+            job_verdict,
+            job_pods,
+            "batch/v1",
+            "jobs",
+            judged=job_pod_running,
+            pods_follow_generation=False,
+            failure=job_failure,
+        ),
     )
 }
 """Kinds waited on. CronJobs are applied and not waited on: nothing runs until the schedule."""
@@ -317,7 +332,7 @@ def new_revision_pods(
     kind = KINDS.get(str(obj.get("kind") or ""))
     if kind is None:
         return []
-    if kind.kind != "Job" and not generation_observed(obj, applied_generation):
+    if kind.pods_follow_generation and not generation_observed(obj, applied_generation):
         return []
     return kind.pods(obj, replicasets, pods)
 
@@ -340,10 +355,10 @@ def workload_verdict(
     kind = str(obj.get("kind") or "")
     spec = KINDS[kind]
     verdict = spec.verdict(obj, applied_generation)
-    subject = f"{kind.lower()}/{_name(obj)}"
+    about = subject(kind, name(obj))
     if verdict.done:
-        if not verdict.ok and kind == "Job":
-            failure = job_failure(obj, pods)
+        if not verdict.ok and spec.failure is not None:
+            failure = spec.failure(obj, pods)
             if failure is not None:
                 last = f"{verdict.message}; last failed pod {failure.pod}: {failure.detail}"
                 return Verdict(True, False, last), failure, []
@@ -359,7 +374,7 @@ def workload_verdict(
             unschedulable_grace_s=unschedulable_grace_s,
         )
         if problem is not None:
-            return Verdict(True, False, problem.message(subject)), problem, mine
+            return Verdict(True, False, problem.message(about)), problem, mine
     return verdict, None, mine
 
 
@@ -399,10 +414,6 @@ def _counts(spec: Obj, status: Obj, *, prefix: str) -> str:
 
 def _replicas(spec: Obj) -> int:
     return int(spec["replicas"]) if spec.get("replicas") is not None else 1
-
-
-def _labels(obj: Obj) -> Mapping[str, Any]:
-    return _mapping(obj, "metadata", "labels") or {}
 
 
 def wait_targets(documents: Sequence[Any], wanted: Sequence[str]) -> list[Any]:

@@ -15,9 +15,8 @@ One module per job: `connection` (kubeconfig, private credential files, the raw 
 one object callers hold. The rollback's planning is pure and lives in `deployer.revisions`.
 """
 
-from deployer.kube.apply import FIELD_MANAGER, Applied, Planned
-from deployer.kube.cluster import ROLLBACK_FIELD_MANAGER, Cluster, Rollback
-from deployer.kube.connection import label_selector
+from typing import TYPE_CHECKING, Any
+
 from deployer.kube.errors import (
     ApiUnavailable,
     Conflict,
@@ -30,7 +29,37 @@ from deployer.kube.errors import (
     Unauthorized,
     from_status,
 )
-from deployer.kube.watching import EventStream, WatchEvent
+from deployer.kube.values import (
+    FIELD_MANAGER,
+    ROLLBACK_FIELD_MANAGER,
+    Applied,
+    Planned,
+    Rollback,
+    WatchEvent,
+)
+
+if TYPE_CHECKING:
+    from deployer.kube.cluster import Cluster
+    from deployer.kube.connection import label_selector
+    from deployer.kube.watching import EventStream
+
+# These import the `kubernetes` client (about 0.2 s): loaded when first asked for, so a run
+# pays for it when it reaches the cluster, not at start-up.
+_CLIENT_SIDE = {
+    "Cluster": "deployer.kube.cluster",
+    "label_selector": "deployer.kube.connection",
+    "EventStream": "deployer.kube.watching",
+}
+
+
+def __getattr__(attribute: str) -> Any:
+    module = _CLIENT_SIDE.get(attribute)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), attribute)
+
 
 __all__ = [
     "FIELD_MANAGER",

@@ -25,17 +25,7 @@ from deployer.kube.errors import (
     apply_conflict,
     denying_webhook,
 )
-
-FIELD_MANAGER = "django-k8s-deploy"
-
-
-@dataclass(frozen=True)
-class Applied:
-    kind: str
-    name: str
-    namespace: str | None
-    generation: int | None
-    uid: str
+from deployer.kube.values import FIELD_MANAGER, Applied, Planned
 
 
 def server_side_apply(
@@ -185,14 +175,6 @@ def _crd_kind(doc: Mapping[str, Any]) -> tuple[str, str]:
     return str(spec.get("group") or "") if isinstance(spec, dict) else "", str(
         names.get("kind") or "" if isinstance(names, dict) else ""
     )
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A dry-run apply's answer: the object as it is (None: absent) and as it would be."""
-
-    live: dict[str, Any] | None
-    planned: dict[str, Any]
 
 
 def preview(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -17,24 +16,12 @@ from deployer.kube import apply as applying
 from deployer.kube import permissions
 from deployer.kube.connection import Connection, json_of, plural_of
 from deployer.kube.errors import ApiUnavailable, Forbidden, NotFound, Rejected
+from deployer.kube.values import FIELD_MANAGER, ROLLBACK_FIELD_MANAGER, Applied, Planned, Rollback
 from deployer.kube.watching import EventStream, open_watch
 from deployer.revisions import plan_rollback
 from deployer.status import PODS, REPLICASETS, Collection
 
-ROLLBACK_FIELD_MANAGER = "django-k8s-deploy-rollback"
 _LOG_LIMIT_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Rollback:
-    """What `undo_rollout` did: `done` False means nothing was changed, `message` says why."""
-
-    deployment: str
-    namespace: str
-    done: bool
-    from_revision: str | None
-    to_revision: str | None
-    message: str
 
 
 class Cluster(Connection):
@@ -171,12 +158,12 @@ class Cluster(Connection):
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
-        field_manager: str = applying.FIELD_MANAGER,
+        field_manager: str = FIELD_MANAGER,
         force_conflicts: bool,
         namespace: str = "default",
-        on_applied: Callable[[applying.Applied], None] | None = None,
+        on_applied: Callable[[Applied], None] | None = None,
         warn: Callable[[str], None] | None = None,
-    ) -> list[applying.Applied]:
+    ) -> list[Applied]:
         """Server-side apply each document, in order (see `kube.apply`)."""
         return applying.server_side_apply(
             self,
@@ -192,7 +179,7 @@ class Cluster(Connection):
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
-        field_manager: str = applying.FIELD_MANAGER,
+        field_manager: str = FIELD_MANAGER,
         namespace: str = "default",
         skip: frozenset[int] = frozenset(),
     ) -> int:
@@ -206,11 +193,11 @@ class Cluster(Connection):
         self,
         docs: Sequence[Mapping[str, Any]],
         *,
-        field_manager: str = applying.FIELD_MANAGER,
+        field_manager: str = FIELD_MANAGER,
         force_conflicts: bool,
         namespace: str = "default",
         tolerate: Callable[[Rejected], bool] | None = None,
-    ) -> list[applying.Planned]:
+    ) -> list[Planned]:
         """Each document as it is and as a server-side apply would make it; nothing changes.
         A refusal `tolerate` accepts leaves that document out instead of ending the preview."""
         return applying.preview(

@@ -12,11 +12,12 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
-
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any
 
 from deployer.errors import InputError, ServiceError
+
+if TYPE_CHECKING:  # the client is imported only where a request is made (kube.connection)
+    from kubernetes.client.exceptions import ApiException
 
 SERVICE = "Kubernetes API"
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -14,18 +13,8 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from deployer.kube.connection import Connection, collection_path
 from deployer.kube.errors import ApiUnavailable, Expired, from_status, short
+from deployer.kube.values import WatchEvent
 from deployer.status import Collection
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    object: dict[str, Any]
-
-    @property
-    def resource_version(self) -> str | None:
-        rv = (self.object.get("metadata") or {}).get("resourceVersion")
-        return str(rv) if rv is not None else None
 
 
 class EventStream:

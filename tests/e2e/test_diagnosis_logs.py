@@ -36,7 +36,7 @@ from kubernetes import client
 
 from deployer.diagnose import diagnose, diagnose_all
 from deployer.kube import Cluster
-from deployer.watch import RolloutResult
+from deployer.results import RolloutResult
 from stack import podlogs
 from tests.harness.runner import ActionRun, run_action
 

@@ -27,7 +27,8 @@ from deployer.diagnose import diagnose_all
 from deployer.errors import InputError
 from deployer.kube import Applied, Cluster, Conflict, Forbidden
 from deployer.report import diagnosis_text, verdict_line
-from deployer.watch import RolloutResult, Target, watch_rollouts
+from deployer.results import RolloutResult, Target
+from deployer.watch import watch_rollouts
 
 pytestmark = pytest.mark.stack
 

@@ -21,9 +21,10 @@ from deployer.access import Credentials
 from deployer.docker import Docker
 from deployer.errors import InputError
 from deployer.github import Reporter
-from deployer.plan import Outcome, Plan
+from deployer.plan import Plan
 from deployer.services import Services
 from deployer.settings import Settings
+from tests.unit.runs import make_run
 
 SHA = "2" * 40
 IMAGE = "registry.example.com/team/app"
@@ -89,7 +90,8 @@ def checks(
 ) -> FakeCluster:
     cluster = FakeCluster()
 
-    def credentials(_s: Any, reporter: Reporter, _services: Any, _o: Any, _p: Any) -> Credentials:
+    def credentials(run: Any, _p: Any) -> Credentials:
+        reporter = run.reporter
         with reporter.group("Credentials: cluster access"):
             if secret:
                 reporter.mask(secret)
@@ -101,7 +103,8 @@ def checks(
                 raise InputError(fail, where="cluster")
         return Credentials(cluster, None, "fake")  # type: ignore[arg-type]
 
-    def dry_run(_s: Any, reporter: Reporter, _c: Any, _p: Any) -> None:
+    def dry_run(run: Any, _c: Any, _p: Any) -> None:
+        reporter = run.reporter
         with reporter.group("Dry run: server-side apply of the rendered manifests"):
             reporter.line("the API server accepts all 0 objects")
 
@@ -120,12 +123,10 @@ def test_a_failed_check_stops_the_build_at_once_and_is_the_reason_given(
     fake_docker(tmp_path, monkeypatch, lines=600, pause=0.1)  # a minute of building
     cluster = checks(monkeypatch, after=0.5, fail="the cluster identity may not: patch configmaps")
     stream = io.StringIO()
-    outcome = Outcome()
+    run = make_run(settings(tmp_path), Reporter(github=True, stream=stream), services())
     started = time.monotonic()
     with pytest.raises(InputError, match="may not: patch configmaps"):
-        building.build_while_checking_the_cluster(
-            settings(tmp_path), Reporter(github=True, stream=stream), services(), outcome, plan()
-        )
+        building.build_while_checking_the_cluster(run, plan())
     assert time.monotonic() - started < 30  # not the minute the build would take
     pid = int((tmp_path / "bin" / "build.pid").read_text())
     with pytest.raises(ProcessLookupError):
@@ -134,7 +135,7 @@ def test_a_failed_check_stops_the_build_at_once_and_is_the_reason_given(
     assert "::group::Credentials: cluster access" in log
     assert "the image build started alongside was stopped" in log
     assert "::group::Build" not in log  # a stopped build's lines are not shown
-    assert outcome.phase == "credentials"
+    assert run.phase_name == "credentials"
     assert not cluster.closed  # never handed out: credentials() closes what it made on failure
 
 
@@ -145,12 +146,8 @@ def test_the_checks_log_comes_first_and_the_build_log_is_not_interleaved_with_it
     secret = "kubeconfig-token-" + "x" * 20
     cluster = checks(monkeypatch, after=0.3, secret=secret)
     stream = io.StringIO()
-    creds = building.build_while_checking_the_cluster(
-        settings(tmp_path),
-        Reporter(github=True, stream=stream),
-        services(),
-        Outcome(),
-        plan(),
+    creds, _cache = building.build_while_checking_the_cluster(
+        make_run(settings(tmp_path), Reporter(github=True, stream=stream), services()), plan()
     )
     assert creds.cluster is cluster and not cluster.closed
     lines = stream.getvalue().splitlines()
@@ -182,7 +179,7 @@ def test_what_a_library_logs_during_the_checks_is_shown_with_them_even_when_they
     reporter = Reporter(github=True, stream=stream)
     with reporter.library_logs(), pytest.raises(InputError):
         building.build_while_checking_the_cluster(
-            settings(tmp_path), reporter, services(), Outcome(), plan()
+            make_run(settings(tmp_path), reporter, services()), plan()
         )
     lines = stream.getvalue().splitlines()
     shown = [n for n, line in enumerate(lines) if "plugin says: token expired" in line]

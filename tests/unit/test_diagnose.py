@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from deployer.diagnose import Diagnosis, LogExcerpt, _distinct, diagnose
+from deployer.diagnose import _distinct, diagnose
 from deployer.report import diagnosis_markdown, diagnosis_text
+from deployer.results import Diagnosis, LogExcerpt
 from deployer.status import pod_verdict
 from deployer.workloads import workload_verdict
 from tests.unit.fake_cluster import FakeCluster, deployment, pod, replicaset

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from deployer.building import build_and_push
+from deployer.building import CacheTag, build_and_push
 from deployer.cli import real_services
 from deployer.docker import BuildRequest, Docker
 from deployer.errors import InputError
 from deployer.github import Reporter
-from deployer.plan import Outcome
+from deployer.run import Run
 from deployer.settings import Settings
+from tests.unit.runs import make_run
 
 SHA = "1" * 40
 IMAGE = "registry.example.com/team/app"
@@ -111,8 +112,17 @@ def run_build_and_push(tmp_path: Path, config: Settings) -> str:
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    build_and_push(config, reporter, real_services(os.environ), Outcome())
+    build_push_and_move_the_cache(make_run(config, reporter, real_services(os.environ)))
     return stream.getvalue()
+
+
+def build_push_and_move_the_cache(run: Run) -> None:
+    """What the deploy does with the docker CLI: build and push, then move the cache tag."""
+    docker = run.services.docker()
+    if build_and_push(run, docker) and run.settings.build_cache and docker.buildkit():
+        CacheTag(run.settings, docker).finish(run.reporter)
+    else:
+        docker.close()
 
 
 @pytest.fixture
@@ -158,12 +168,13 @@ def test_a_refused_cache_write_is_a_warning_not_a_failed_deploy(
             {f"push {IMAGE}:buildcache": "denied: requested access to the resource is denied"}
         )
     )
-    outcome = Outcome()
     stream = io.StringIO()
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    build_and_push(
-        settings(tmp_path), Reporter(github=True, stream=stream), real_services(os.environ), outcome
+    run = make_run(
+        settings(tmp_path), Reporter(github=True, stream=stream), real_services(os.environ)
     )
+    build_push_and_move_the_cache(run)
+    outcome = run.outcome
     assert outcome.digest == "sha256:" + "ab" * 32
     log = stream.getvalue()
     assert "::warning title=Build cache not written::" in log

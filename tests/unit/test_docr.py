@@ -24,6 +24,7 @@ from deployer.plan import Plan
 from deployer.settings import Settings
 from stack.digitalocean import FakeDigitalOcean, cluster_id_for
 from tests import contract
+from tests.unit.runs import make_run
 
 TOKEN = "dop_v1_" + "d" * 64
 IMAGE = "registry.digitalocean.com/djk-local/app:0123abc"
@@ -184,7 +185,7 @@ def run(
     creds = access.Credentials(cluster, None, "test", cluster_id_for("djk-local"))  # type: ignore[arg-type]
     stream = io.StringIO()
     reporter = Reporter(github=True, stream=stream)
-    access._registry_access(config, reporter, real_services({}), creds, plan)
+    access._registry_access(make_run(config, reporter, real_services({})), creds, plan)
     log = stream.getvalue()
     return log, [line for line in log.splitlines() if line.startswith("::warning")]
 

@@ -24,10 +24,10 @@ from deployer.docker import BuildRequest
 from deployer.errors import InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
 from deployer.kube import Applied, Rejected, Rollback
-from deployer.plan import Outcome
+from deployer.results import RolloutResult
+from deployer.run import Outcome, Run
 from deployer.services import Services
 from deployer.settings import Settings
-from deployer.watch import RolloutResult
 from tests.unit.fake_cluster import NS, FakeCluster, deployment, pod, replicaset
 
 TOKEN = "dop_v1_" + "a" * 64
@@ -252,7 +252,7 @@ class World:
         )
 
     def deploy(self) -> Outcome:
-        return pipeline.deploy(self.settings, self.reporter, self.services)
+        return pipeline.deploy(Run(self.settings, self.reporter, self.services))
 
     @property
     def groups(self) -> list[str]:
@@ -510,7 +510,7 @@ def test_a_kubeconfig_that_would_expire_during_the_wait_is_fetched_again(
     old = Credentials(
         FakeDeployCluster(Journal(), {}), datetime.now(UTC) + timedelta(seconds=left_s), "old"
     )
-    got = refresh_if_short(settings(tmp_path), world.reporter, world.services, Outcome(), old)
+    got = refresh_if_short(Run(settings(tmp_path), world.reporter, world.services), old)
     assert (got is not old) == refetched
     assert old.cluster.closed == refetched  # type: ignore[attr-defined]
     assert world.journal.count("digitalocean kubeconfig") == (1 if refetched else 0)

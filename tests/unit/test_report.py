@@ -11,7 +11,7 @@ from deployer.errors import Cancelled, InputError, RolloutFailed
 from deployer.github import Reporter
 from deployer.kube import ApiUnavailable, Applied, Forbidden
 from deployer.report import Annotation, DeployFacts
-from deployer.watch import RolloutResult
+from deployer.results import RolloutResult
 
 WEB_GREEN = RolloutResult("web", "shop", "succeeded", "successfully rolled out", 0.61)
 WORKER_RED = RolloutResult(
@@ -97,7 +97,7 @@ def test_a_red_deploy_reports_each_failed_rollout_once_and_the_state_left() -> N
 
 
 def test_wait_and_deploy_share_the_verdicts_annotations_and_table() -> None:
-    waited = report.of_wait([WEB_GREEN, WORKER_RED], [])
+    waited = report.of_wait([WEB_GREEN, WORKER_RED])
     deployed = report.of_deploy(DeployFacts("img", "", "watch", results=[WEB_GREEN, WORKER_RED]))
     assert waited.annotations == deployed.annotations
     assert dict(waited.outputs)["deployments"] == dict(deployed.outputs)["deployments"]
@@ -120,7 +120,7 @@ def test_the_table_names_every_kind_the_same_way_and_the_json_keeps_its_shape() 
         "| statefulset/db | data | `reg/app:1` | ⏱️ timed-out | 300.0s | timed out after 5m |",
         "| job/migrate-9b2d771 | shop | `reg/app:1` | ❌ failed | 4.2s | failed: exit 3 |",
     ]
-    waited = report.of_wait(results, [])
+    waited = report.of_wait(results)
     assert waited.summary.splitlines()[2:4] == [
         "| Workload | Namespace | Result | Duration | Reason |",
         "|---|---|---|---|---|",

@@ -18,7 +18,7 @@ from urllib3.util.retry import Retry
 
 from deployer import kube
 from deployer import watch as watch_module
-from deployer.diagnose import Diagnosis, EventLine, LogExcerpt, diagnose, diagnose_all
+from deployer.diagnose import diagnose, diagnose_all
 from deployer.errors import DeployError, InputError
 from deployer.github import Reporter
 from deployer.kube import (
@@ -28,11 +28,12 @@ from deployer.kube import (
     NotFound,
     Unauthorized,
 )
-from deployer.plan import Interrupt
 from deployer.report import diagnosis_markdown, diagnosis_text, verdict_line
+from deployer.results import Diagnosis, EventLine, LogExcerpt, RolloutResult, Target
 from deployer.rollouts import watch_reported
+from deployer.run import Interrupt
 from deployer.status import pod_verdict
-from deployer.watch import RolloutResult, Target, watch_rollouts
+from deployer.watch import watch_rollouts
 from tests.unit.fake_cluster import (
     NS,
     FakeCluster,
@@ -42,6 +43,7 @@ from tests.unit.fake_cluster import (
     pod,
     replicaset,
 )
+from tests.unit.runs import make_run
 
 SINCE = datetime(2026, 11, 26, 10, 10, 0, tzinfo=UTC)
 
@@ -917,7 +919,8 @@ def test_watch_reported_holds_signals_back_only_while_it_watches(raised_before: 
     cluster.put(deployment("web", updated=2, total=2, available=2))
     cluster.put(replicaset("web", 2))
     reporter = Reporter(github=False, stream=io.StringIO())
-    [result] = watch_reported(cluster, [Target("web", NS, 2)], 30, reporter, interrupt)
+    run = make_run(reporter=reporter, interrupt=interrupt)
+    [result] = watch_reported(run, cluster, [Target("web", NS, 2)], 30)
     assert result.result == "succeeded"
     assert cluster.raised_on_signal and not any(cluster.raised_on_signal)
     assert interrupt.raise_on_signal is raised_before

@@ -24,7 +24,7 @@ from deployer.errors import InputError
 from deployer.github import Reporter
 from deployer.kube import Forbidden, Invalid, Rejected, from_status
 from deployer.kube.errors import denying_webhook
-from deployer.plan import Outcome
+from deployer.run import Run
 from tests.unit.test_api_calls import CountingCluster, CountingConnection
 from tests.unit.test_pipeline import MANIFEST, FakeDocker, Journal, World, settings
 
@@ -268,7 +268,7 @@ def test_the_webhooks_text_in_the_warning_cannot_become_a_workflow_command(
     log = io.StringIO()
     reporter = Reporter(github=True, stream=log)
     world = World(tmp_path)
-    plan = pipeline.preflight(world.settings, reporter, Outcome())
+    plan = pipeline.preflight(Run(world.settings, reporter, world.services))
     hostile = f'admission webhook "{WEBHOOK}" denied the request: x\n::error::forged %0A'
     rejected = Rejected(
         hostile, index=1, kind="Deployment", name="web", namespace="shop", webhook=WEBHOOK

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from deployer.status import PodProblem, Verdict
+from deployer.results import PodProblem
+from deployer.status import Verdict
 from deployer.workloads import (
     KINDS,
     NOT_WAITED_KINDS,
