@@ -1,0 +1,165 @@
+"""Documents: one parsed manifest object with the file and lines it came from, and what the rest
+of the deployer reads off a workload (pod template, pod spec, containers, images, the ConfigMaps
+and Secrets its pods need). The objects they read have passed `shapes.check_object`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import InputError
+from deployer.manifests.files import display_path
+from deployer.manifests.names import DNS_SUBDOMAIN, shown
+
+WORKLOAD_KINDS = frozenset(
+    {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
+)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document of a manifest file."""
+
+    path: Path
+    line: int  # 1-based line where the document starts
+    body: dict[str, Any]
+    # id() of each mapping and list in `body` -> its 1-based line, for messages about a part of it.
+    lines: Mapping[int, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, part: object) -> int:
+        return self.lines.get(id(part), self.line)
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", ""))
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body.get("apiVersion", ""))
+
+    @property
+    def name(self) -> str:
+        return str((self.body.get("metadata") or {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str((self.body.get("metadata") or {}).get("namespace") or "")
+
+    def where(self, root: Path | None = None) -> str:
+        return f"{display_path(self.path, root)}:{self.line}"
+
+
+@dataclass(frozen=True)
+class ConfigReference:
+    """A pod spec's reference to a ConfigMap or Secret."""
+
+    kind: str  # ConfigMap or Secret
+    name: str
+    namespace: str
+    optional: bool
+    used_by: str  # e.g. deployment/web container `app` envFrom
+    where: str  # file:line of the workload document
+
+
+def deployments(documents: list[Document]) -> list[Document]:
+    return [d for d in documents if d.kind == "Deployment"]
+
+
+def pod_template(document: Document) -> dict[str, Any] | None:
+    """The pod template (metadata + spec) of a workload; None for other kinds and bare Pods."""
+    spec = document.body.get("spec") or {}
+    if document.kind == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    elif document.kind not in WORKLOAD_KINDS or document.kind == "Pod":
+        return None
+    template = spec.get("template") if isinstance(spec, dict) else None
+    return template if isinstance(template, dict) else None
+
+
+def pod_spec(document: Document) -> dict[str, Any] | None:
+    if document.kind == "Pod":
+        spec = document.body.get("spec")
+    else:
+        template = pod_template(document)
+        spec = template.get("spec") if template else None
+    return spec if isinstance(spec, dict) else None
+
+
+def config_references(documents: list[Document], root: Path | None = None) -> list[ConfigReference]:
+    """Every ConfigMap/Secret a workload's pods need: envFrom, env valueFrom, volumes, pull secrets."""
+    refs: list[ConfigReference] = []
+    for d in documents:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        # (kind, the reference object, the key holding the name, what uses it)
+        found: list[tuple[str, dict[str, Any], str, str]] = []
+        for container, label in containers(spec):
+            for source in container.get("envFrom") or []:
+                found.append(
+                    ("ConfigMap", source.get("configMapRef") or {}, "name", f"{label} envFrom")
+                )
+                found.append(("Secret", source.get("secretRef") or {}, "name", f"{label} envFrom"))
+            for var in container.get("env") or []:
+                value_from = var.get("valueFrom") or {}
+                used_by = f"{label} env {var.get('name')}"
+                found.append(
+                    ("ConfigMap", value_from.get("configMapKeyRef") or {}, "name", used_by)
+                )
+                found.append(("Secret", value_from.get("secretKeyRef") or {}, "name", used_by))
+        for volume in spec.get("volumes") or []:
+            used_by = f"volume {volume.get('name')}"
+            found.append(("ConfigMap", volume.get("configMap") or {}, "name", used_by))
+            found.append(("Secret", volume.get("secret") or {}, "secretName", used_by))
+            projected = volume.get("projected")
+            sources = projected.get("sources") if isinstance(projected, dict) else None
+            for source in sources if isinstance(sources, list) else []:
+                if isinstance(source, dict):
+                    found.append(("ConfigMap", source.get("configMap") or {}, "name", used_by))
+                    found.append(("Secret", source.get("secret") or {}, "name", used_by))
+        for pull in spec.get("imagePullSecrets") or []:
+            # Never optional: the kubelet cannot pull without it.
+            found.append(("Secret", {"name": pull.get("name")}, "name", "imagePullSecrets"))
+        owner = f"{d.kind.lower()}/{d.name}"
+        for kind, ref, key, used_by in found:
+            name = ref.get(key)
+            if not name:
+                continue
+            if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name):
+                raise InputError(
+                    f"{owner} {used_by}: {shown(name)} is not a valid {kind} name",
+                    file=display_path(d.path, root),
+                    line=d.line_of(ref),
+                    hint="Use lower-case letters, digits, '-' and '.'.",
+                )
+            refs.append(
+                ConfigReference(
+                    kind,
+                    name,
+                    d.namespace,
+                    bool(ref.get("optional")),
+                    f"{owner} {used_by}",
+                    d.where(root),
+                )
+            )
+    return refs
+
+
+def images(documents: list[Document]) -> Iterator[tuple[Document, str, str]]:
+    """(document, container label, image) for every container and init container."""
+    for d in documents:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        for container, label in containers(spec):
+            yield d, label, str(container.get("image", ""))
+
+
+def containers(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    for c in spec.get("initContainers") or []:
+        yield c, f"init container `{c.get('name')}`"
+    for c in spec.get("containers") or []:
+        yield c, f"container `{c.get('name')}`"
