@@ -81,7 +81,7 @@ def _left_to_after_the_push(
     look at the registry (verify a signature, resolve the tag to a digest, require the image),
     so this is no verdict yet. The apply phase dry-runs the object again after the push, before
     anything is applied, and a refusal then fails the deploy as any refusal does."""
-    what = f"{rejected.kind.lower()}/{rejected.name}"
+    what = f"{rejected.subject}"
     plan.renders.after_push.append(what)
     located = _located(rejected, settings, plan)
     reporter.warning(
@@ -98,7 +98,7 @@ def _not_previewed(rejected: Rejected, settings: Settings, reporter: Reporter, p
     """A webhook refused, in a preview, an object that runs the image: a preview pushes nothing,
     so that may be the unpushed tag (a deploy dry-runs it again after the push) or the manifest.
     Said as a warning, with the webhook's reason; the other objects are previewed."""
-    what = f"{rejected.kind.lower()}/{rejected.name}"
+    what = f"{rejected.subject}"
     located = _located(rejected, settings, plan)
     reporter.warning(
         f'{what}: admission webhook "{rejected.webhook}" refused the preview\'s dry run. A '
@@ -147,7 +147,7 @@ def apply_bodies(run: Run, cluster: ClusterApi, bodies: list[dict[str, Any]]) ->
     def applied(item: Applied) -> None:
         run.outcome.applied.append(item)
         reporter.line(
-            f"applied {item.kind.lower()}/{item.name}"
+            f"applied {item.subject}"
             + (f" in {item.namespace}" if item.namespace else "")
         )
 

@@ -243,12 +243,14 @@ def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
             raise InputError(f"{entry!r} is not a file", where="--manifest", hint="Check the path.")
         paths.append(path)
     sources = manifests.read_sources(tuple(paths))
-    rendered = manifests.render(sources, args.placeholder, args.image)
-    documents = manifests.parse(rendered)
-    manifests.verify_images(
-        documents, args.image, manifests.repository_of(args.image), args.placeholder
+    prepared = manifests.prepare(
+        sources,
+        placeholder=args.placeholder,
+        image_ref=args.image,
+        repository=manifests.repository_of(args.image),
+        namespace=None,  # printed as written: the text, not the objects
     )
-    sys.stdout.write(manifests.to_yaml(rendered))
+    sys.stdout.write(manifests.to_yaml(prepared.rendered))
     return 0
 
 

@@ -95,7 +95,7 @@ def without_pull_secret(
             secrets: list[str] | None = declared[(d.namespace, account)]
         else:
             secrets = pull_secrets_of(account, d.namespace)
-        found = Unpullable(f"{d.kind.lower()}/{d.name}", d.namespace, account, docr)
+        found = Unpullable(f"{d.subject}", d.namespace, account, docr)
         if secrets is None:
             unknown.append(found)
         elif not secrets:

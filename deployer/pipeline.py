@@ -82,15 +82,15 @@ def preflight(run: Run) -> Plan:
     root = settings.workspace
     with run.phase("preflight", "Preflight: inputs and manifests"):
         sources = manifests.read_sources(settings.manifests, root)
-        count = manifests.check_placeholder(sources, settings.placeholder, root)
-        # Parse the text as it will be applied, so a placeholder in an odd spot is judged rendered.
-        documents = manifests.parse(
-            manifests.render(sources, settings.placeholder, settings.image_ref), root
+        prepared = manifests.prepare(
+            sources,
+            placeholder=settings.placeholder,
+            image_ref=settings.image_ref,
+            repository=settings.image,
+            namespace=settings.namespace,
+            root=root,
         )
-        namespace = manifests.assign_namespace(documents, settings.namespace, root)
-        uses = manifests.verify_images(
-            documents, settings.image_ref, settings.image, settings.placeholder, root
-        )
+        documents, namespace, uses = prepared.documents, prepared.namespace, prepared.uses
         chosen = run_first.select(documents, settings.run_first, root)
         run_first_names = [d.name for d in chosen]
         targets = [
@@ -113,13 +113,13 @@ def preflight(run: Run) -> Plan:
         ours = [u.subject for u in uses if u.ours]
         reporter.line(
             f"{len(documents)} objects in {len(sources)} file(s); placeholder "
-            f"{settings.placeholder} found {count} time(s), in the image of {len(ours)} "
+            f"{settings.placeholder} found {prepared.placeholders} time(s), in the image of {len(ours)} "
             f"container(s); namespace {namespace}"
         )
         for use in uses:
             if not use.ours:
                 reporter.line(f"{use.subject} keeps the image written in the manifest: {use.image}")
         reporter.line(
-            f"will watch: {', '.join(f'{d.kind.lower()}/{d.name}' for d in targets) or 'nothing'}"
+            f"will watch: {', '.join(f'{d.subject}' for d in targets) or 'nothing'}"
         )
         return Plan(sources, documents, namespace, targets, deferred, run_first_names)

@@ -96,12 +96,14 @@ def render_documents(settings: Settings, plan: Plan, image_ref: str) -> Rendered
     if image_ref == settings.image_ref:
         documents = [_copy_document(d) for d in plan.documents]
     else:
-        rendered = manifests.render(plan.sources, settings.placeholder, image_ref)
-        documents = manifests.parse(rendered, settings.workspace)
-        manifests.assign_namespace(documents, settings.namespace, settings.workspace)
-        manifests.verify_images(
-            documents, image_ref, settings.image, settings.placeholder, settings.workspace
-        )
+        documents = manifests.prepare(
+            plan.sources,
+            placeholder=settings.placeholder,
+            image_ref=image_ref,
+            repository=settings.image,
+            namespace=settings.namespace,
+            root=settings.workspace,
+        ).documents
     notes: list[str] = []
     config_users = stamps.stamp_config_checksums(documents)
     if config_users:
@@ -131,7 +133,7 @@ def render_documents(settings: Settings, plan: Plan, image_ref: str) -> Rendered
         notes.append(f"job/{job.base} runs first as job/{job.name} (one Job per commit)")
     for d, label, image in manifests.images(documents):
         if image == image_ref:
-            notes.append(f"{d.kind.lower()}/{d.name} {label}: {image}")
+            notes.append(f"{d.subject} {label}: {image}")
     return Rendered(manifests.apply_order(documents), jobs, notes)
 
 

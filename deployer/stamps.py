@@ -65,7 +65,7 @@ def stamp_checksum(
         if not used:
             continue
         _annotations(template)[annotation] = config_digest(configs[key] for key in sorted(used))
-        stamped.append(f"{d.kind.lower()}/{d.name}")
+        stamped.append(f"{d.subject}")
     return stamped
 
 
@@ -93,7 +93,7 @@ def stamp_change_cause(documents: list[manifests.Document], cause: str) -> list[
         if d.kind not in ROLLED_KINDS:
             continue
         _annotations(d.body)[CHANGE_CAUSE_ANNOTATION] = cause
-        stamped.append(f"{d.kind.lower()}/{d.name}")
+        stamped.append(f"{d.subject}")
     return stamped
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import InputError, ServiceError
+from deployer.objects import subject
 
 if TYPE_CHECKING:  # the client is imported only where a request is made (kube.connection)
     from kubernetes.client.exceptions import ApiException
@@ -80,6 +81,10 @@ class Rejected(Invalid):
         super().__init__(message, hint=hint)
         self.index, self.kind, self.name, self.namespace = index, kind, name, namespace
         self.webhook = webhook
+
+    @property
+    def subject(self) -> str:
+        return subject(self.kind, self.name)
 
 
 class ApiUnavailable(ServiceError, KubeError):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deployer.objects import subject
+
 FIELD_MANAGER = "django-k8s-deploy"
 ROLLBACK_FIELD_MANAGER = "django-k8s-deploy-rollback"
 
@@ -18,6 +20,10 @@ class Applied:
     namespace: str | None
     generation: int | None
     uid: str
+
+    @property
+    def subject(self) -> str:
+        return subject(self.kind, self.name)
 
 
 @dataclass(frozen=True)

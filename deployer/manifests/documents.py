@@ -13,6 +13,7 @@ from typing import Any
 from deployer.errors import InputError
 from deployer.manifests.files import display_path
 from deployer.manifests.names import DNS_SUBDOMAIN, shown
+from deployer.objects import spec_containers, subject
 
 WORKLOAD_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
@@ -43,6 +44,11 @@ class Document:
     @property
     def name(self) -> str:
         return str((self.body.get("metadata") or {}).get("name", ""))
+
+    @property
+    def subject(self) -> str:
+        """`deployment/web`, as our messages name it."""
+        return subject(self.kind, self.name)
 
     @property
     def namespace(self) -> str:
@@ -97,7 +103,7 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
             continue
         # (kind, the reference object, the key holding the name, what uses it)
         found: list[tuple[str, dict[str, Any], str, str]] = []
-        for container, label in containers(spec):
+        for container, label in spec_containers(spec):
             for source in container.get("envFrom") or []:
                 found.append(
                     ("ConfigMap", source.get("configMapRef") or {}, "name", f"{label} envFrom")
@@ -123,7 +129,7 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
         for pull in spec.get("imagePullSecrets") or []:
             # Never optional: the kubelet cannot pull without it.
             found.append(("Secret", {"name": pull.get("name")}, "name", "imagePullSecrets"))
-        owner = f"{d.kind.lower()}/{d.name}"
+        owner = f"{d.subject}"
         for kind, ref, key, used_by in found:
             name = ref.get(key)
             if not name:
@@ -154,12 +160,5 @@ def images(documents: list[Document]) -> Iterator[tuple[Document, str, str]]:
         spec = pod_spec(d)
         if spec is None:
             continue
-        for container, label in containers(spec):
+        for container, label in spec_containers(spec):
             yield d, label, str(container.get("image", ""))
-
-
-def containers(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
-    for c in spec.get("initContainers") or []:
-        yield c, f"init container `{c.get('name')}`"
-    for c in spec.get("containers") or []:
-        yield c, f"container `{c.get('name')}`"

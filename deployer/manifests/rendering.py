@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deployer.errors import InputError
-from deployer.manifests.documents import Document, containers, pod_spec
+from deployer.manifests.documents import Document, pod_spec
 from deployer.manifests.files import display_path
 from deployer.manifests.loading import parse
 from deployer.manifests.names import IMAGE, shown
 from deployer.manifests.shapes import check_unique
+from deployer.objects import spec_containers
 
 # Kinds that live outside namespaces (the ones a Django app's manifests plausibly hold).
 CLUSTER_SCOPED_KINDS = frozenset(
@@ -91,7 +92,7 @@ class ImageUse:
 
     @property
     def subject(self) -> str:
-        return f"{self.document.kind.lower()}/{self.document.name} {self.label}"
+        return f"{self.document.subject} {self.label}"
 
 
 def repository_of(image: str) -> str:
@@ -119,10 +120,10 @@ def verify_images(
         if spec is None:
             continue
         workloads.append(d)
-        for container, label in containers(spec):
+        for container, label in spec_containers(spec):
             image = container.get("image")
             where = {"file": display_path(d.path, root), "line": d.line_of(container)}
-            subject = f"{d.kind.lower()}/{d.name} {label}"
+            subject = f"{d.subject} {label}"
             if not image:
                 raise InputError(
                     f"{subject} has no image",
@@ -174,7 +175,7 @@ def assign_namespace(documents: list[Document], namespace: str, root: Path | Non
         for d in documents:
             if d.namespace and d.namespace != namespace and d.kind not in CLUSTER_SCOPED_KINDS:
                 raise InputError(
-                    f"{d.kind.lower()}/{d.name} names namespace {d.namespace!r} but the namespace input is "
+                    f"{d.subject} names namespace {d.namespace!r} but the namespace input is "
                     f"{namespace!r}",
                     file=display_path(d.path, root),
                     line=d.line,

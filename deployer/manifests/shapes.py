@@ -224,7 +224,7 @@ def check_unique(documents: list[Document], root: Path | None = None) -> None:
         first = seen.setdefault(key, d)
         if first is not d:
             raise InputError(
-                f"{d.kind.lower()}/{d.name}"
+                f"{d.subject}"
                 + (f" in namespace {d.namespace}" if d.namespace else "")
                 + f" is defined twice (first at {first.where(root)}); only one would be applied",
                 file=display_path(d.path, root),

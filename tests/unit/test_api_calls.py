@@ -184,11 +184,11 @@ def test_a_deploy_renders_the_manifests_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import deployer.plan
-    from deployer import manifests
+    from deployer.manifests import rendering
 
     parsed: list[int] = []
     rendered: list[str] = []
-    real_parse, real_render = manifests.parse, deployer.plan.render_documents
+    real_parse, real_render = rendering.parse, deployer.plan.render_documents
 
     def parse(*args: Any, **kwargs: Any) -> Any:
         parsed.append(1)
@@ -198,7 +198,7 @@ def test_a_deploy_renders_the_manifests_once(
         rendered.append(image_ref)
         return real_render(settings, plan, image_ref)
 
-    monkeypatch.setattr(manifests, "parse", parse)
+    monkeypatch.setattr(rendering, "parse", parse)
     monkeypatch.setattr(deployer.plan, "render_documents", render_documents)
     world, _ = counting_world(tmp_path)
     assert world.deploy().error is None, world.log.getvalue()
