@@ -147,8 +147,7 @@ def apply_bodies(run: Run, cluster: ClusterApi, bodies: list[dict[str, Any]]) ->
     def applied(item: Applied) -> None:
         run.outcome.applied.append(item)
         reporter.line(
-            f"applied {item.subject}"
-            + (f" in {item.namespace}" if item.namespace else "")
+            f"applied {item.subject}" + (f" in {item.namespace}" if item.namespace else "")
         )
 
     return cluster.server_side_apply(

@@ -296,51 +296,18 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     from deployer.run import Interrupt, Run
     from deployer.workloads import KINDS
 
-    try:
-        timeout_s = settings.parse_duration(args.timeout)
-    except ValueError as exc:
-        raise InputError(
-            str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
-        ) from exc
-    # Checked before anything shows them (they are echoed in every progress line).
-    for name in args.deployment:
-        if not manifests.is_name(name):
-            raise InputError(
-                f"{manifests.shown(name)} is not a Deployment name",
-                where="--deployment",
-                hint="Use lower-case letters, digits, '-' and '.'.",
-            )
-    wanted: list[tuple[str, str, str]] = [
-        ("Deployment", n, "--deployment") for n in args.deployment
-    ]
-    for item in args.workload:
-        kind, name = settings.split_workload(str(item))
-        if "/" not in str(item) or kind is None or not manifests.is_name(name):
-            raise InputError(
-                f"{manifests.shown(item)} is not kind/name",
-                where="--workload",
-                hint="Write e.g. statefulset/db or job/migrate "
-                "(kinds: deployment, statefulset, daemonset, job).",
-            )
-        wanted.append((kind, name, "--workload"))
-    if not wanted:
-        raise InputError(
-            "nothing to wait for",
-            where="--deployment",
-            hint="Name at least one --deployment NAME or --workload KIND/NAME.",
-        )
-    if args.namespace and not manifests.is_namespace(args.namespace):
-        raise InputError(
-            f"{manifests.shown(args.namespace)} is not a namespace name",
-            where="--namespace",
-            hint="Use at most 63 lower-case letters, digits and '-'.",
-        )
+    asked = settings.parse_wait(
+        timeout=args.timeout,
+        deployments=args.deployment,
+        workloads=args.workload,
+        namespace=args.namespace,
+    )
     kubeconfig_input.check_files(args.kubeconfig_file, env)
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
     try:
-        namespace = args.namespace or cluster.default_namespace
+        namespace = asked.namespace or cluster.default_namespace
         targets = []
-        for kind, name, flag in wanted:
+        for kind, name, flag in asked.workloads:
             found = cluster.get_object(KINDS[kind].api_version, kind, name, namespace)
             if found is None:
                 raise InputError(
@@ -359,11 +326,11 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
             workspace=Path.cwd(),
             manifests=(),
             namespace=namespace,
-            timeout_s=timeout_s,
+            timeout_s=asked.timeout_s,
         )
         run = Run(given, reporter, real_services(env), interrupt)
         with _signals(interrupt), contextlib.suppress(Cancelled):
-            roll_out(run, cluster, targets, timeout_s=timeout_s)
+            roll_out(run, cluster, targets, timeout_s=asked.timeout_s)
     finally:
         cluster.close()
     results = run.outcome.results

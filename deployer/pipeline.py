@@ -119,7 +119,5 @@ def preflight(run: Run) -> Plan:
         for use in uses:
             if not use.ours:
                 reporter.line(f"{use.subject} keeps the image written in the manifest: {use.image}")
-        reporter.line(
-            f"will watch: {', '.join(f'{d.subject}' for d in targets) or 'nothing'}"
-        )
+        reporter.line(f"will watch: {', '.join(f'{d.subject}' for d in targets) or 'nothing'}")
         return Plan(sources, documents, namespace, targets, deferred, run_first_names)

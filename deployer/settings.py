@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -725,3 +725,55 @@ def _env_file(
     mask: Callable[[str], None],
 ) -> tuple[tuple[str, str], ...]:
     return envfile.parse_env_file(text, source, problem, mask)
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    """`deployer wait`'s flags, checked before anything shows them (they are echoed in every
+    progress line): how long, which workloads (Kind, name, the flag that named it), where."""
+
+    timeout_s: float
+    workloads: tuple[tuple[str, str, str], ...]
+    namespace: str
+
+
+def parse_wait(
+    *, timeout: str, deployments: Sequence[str], workloads: Sequence[str], namespace: str
+) -> WaitSettings:
+    try:
+        timeout_s = parse_duration(timeout)
+    except ValueError as exc:
+        raise InputError(
+            str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
+        ) from exc
+    for name in deployments:
+        if not manifests.is_name(name):
+            raise InputError(
+                f"{shown(name)} is not a Deployment name",
+                where="--deployment",
+                hint="Use lower-case letters, digits, '-' and '.'.",
+            )
+    wanted = [("Deployment", n, "--deployment") for n in deployments]
+    for item in workloads:
+        kind, name = split_workload(str(item))
+        if "/" not in str(item) or kind is None or not manifests.is_name(name):
+            raise InputError(
+                f"{shown(item)} is not kind/name",
+                where="--workload",
+                hint="Write e.g. statefulset/db or job/migrate "
+                "(kinds: deployment, statefulset, daemonset, job).",
+            )
+        wanted.append((kind, name, "--workload"))
+    if not wanted:
+        raise InputError(
+            "nothing to wait for",
+            where="--deployment",
+            hint="Name at least one --deployment NAME or --workload KIND/NAME.",
+        )
+    if namespace and not manifests.is_namespace(namespace):
+        raise InputError(
+            f"{shown(namespace)} is not a namespace name",
+            where="--namespace",
+            hint="Use at most 63 lower-case letters, digits and '-'.",
+        )
+    return WaitSettings(timeout_s, tuple(wanted), namespace)
