@@ -1,0 +1,81 @@
+"""Start-up: `python -m deployer wait` on a Deployment that is already rolled out, against
+`kubectl rollout status` on the same Deployment, alternating, in the same session against the
+local stack (`eval "$(scripts/stack env)"` first). The whole command is timed, process start to
+exit: for a finished rollout that is almost all start-up (imports, kubeconfig, one list). Reported
+as medians and the ratio ours/kubectl, never as a pass/fail threshold.
+
+    .venv/bin/python bench/wait_startup.py [--rounds 15]
+
+A second figure, `import`, is `python -c "import deployer.cli"` alone: what every command pays
+before it does anything (the `kubernetes` client is not part of it: it is imported when the
+cluster is first reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, timeout=120, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    if not os.environ.get("KUBECONFIG"):
+        sys.exit('KUBECONFIG is not set: eval "$(scripts/stack env)" first')
+    namespace = f"bench-wait-{uuid.uuid4().hex[:6]}"
+    kubectl = ["kubectl", "-n", namespace]
+    subprocess.run(["kubectl", "create", "namespace", namespace], check=True, capture_output=True)
+    try:
+        subprocess.run(
+            [*kubectl, "create", "deployment", "web", "--image=example.invalid/app:1"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*kubectl, "rollout", "status", "deployment/web", "--timeout=120s"],
+            check=True,
+            capture_output=True,
+        )
+        ours_argv = [sys.executable, "-m", "deployer", "wait", "--deployment", "web"]
+        ours_argv += ["--namespace", namespace, "--timeout", "60s"]
+        theirs_argv = [*kubectl, "rollout", "status", "deployment/web", "--timeout=60s"]
+        import_argv = [sys.executable, "-c", "import deployer.cli"]
+        ours: list[float] = []
+        theirs: list[float] = []
+        imports: list[float] = []
+        timed(ours_argv)  # warm the file cache once for both
+        timed(theirs_argv)
+        for _ in range(args.rounds):
+            ours.append(timed(ours_argv))
+            theirs.append(timed(theirs_argv))
+            imports.append(timed(import_argv))
+    finally:
+        subprocess.run(
+            ["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True
+        )
+    o, t, i = (statistics.median(x) for x in (ours, theirs, imports))
+    print(f"rounds: {args.rounds}")
+    print(f"deployer wait (finished Deployment): median {o:.3f}s")
+    print(f"kubectl rollout status:              median {t:.3f}s")
+    print(f"ratio ours/kubectl:                  {o / t:.1f}")
+    print(f"python -c 'import deployer.cli':     median {i:.3f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
