@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.diagnose import DiagnoseSource
-from deployer.digitalocean import DoksCluster, Kubeconfig
-from deployer.docker import BuildRequest
-from deployer.kube import Applied, Planned, Rejected, Rollback
 from deployer.watch import WatchSource
+
+if TYPE_CHECKING:  # annotations only: naming a service's values loads none of its clients
+    from deployer.digitalocean import DoksCluster, Kubeconfig
+    from deployer.docker import BuildRequest
+    from deployer.kube import Applied, Planned, Rejected, Rollback
 
 
 class Builder(Protocol):
