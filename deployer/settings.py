@@ -10,43 +10,39 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dotenv import dotenv_values
-
-from deployer import envfile, manifests
+from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
 from deployer.errors import InputError
+from deployer.input_values import (
+    CLUSTER_RE,
+    DNS_LABEL_RE,
+    FALSE,
+    PLACEHOLDER_RE,
+    REPOSITORY_RE,
+    SHA_RE,
+    TRUE,
+    build_args,
+    build_cache,
+    has_tag,
+    relative,
+    split_workload,
+)
 from deployer.manifests import inside_workspace, shown
 
 BuildMode = Literal["auto", "always", "never"]
 
-
-# Docker's reference grammar (distribution/reference), repository part only: no tag, no digest.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
-_REPOSITORY_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
-_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-_CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
-_ENV_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-# Longer than any GitHub-hosted job may run (6 h) and any DigitalOcean kubeconfig token lives.
-MAX_TIMEOUT_S = 24 * 3600.0
-# A placeholder is replaced wherever it occurs: it must be a token no manifest holds by chance.
-_PLACEHOLDER_RE = re.compile(
-    r"^[^\s:#'\"\\{}\[\],&*!|%@`]{3,128}$|^\$\{[A-Za-z_][A-Za-z0-9_]{0,62}\}$"
-    r"|^\{\{ ?[A-Za-z_][A-Za-z0-9_.]{0,62} ?\}\}$"
-)
-
-_TRUE = {"true", "True", "TRUE"}
-_FALSE = {"false", "False", "FALSE"}
+# Moved to input_values, and still reached as `settings.X` by the CLI and the tests.
+WaitSettings = input_values.WaitSettings
+is_cluster = input_values.is_cluster
+load_env_file = input_values.load_env_file
+parse_duration = input_values.parse_duration
+parse_wait = input_values.parse_wait
 
 
 class Invalid(Exception):
@@ -93,22 +89,6 @@ class _Inputs:
 Parser = Callable[[str, _Inputs], object]
 
 
-# wait-for's kinds, as users write them (kubectl's names and short names).
-WAIT_KINDS = {
-    "deployment": "Deployment",
-    "deployments": "Deployment",
-    "deploy": "Deployment",
-    "statefulset": "StatefulSet",
-    "statefulsets": "StatefulSet",
-    "sts": "StatefulSet",
-    "daemonset": "DaemonSet",
-    "daemonsets": "DaemonSet",
-    "ds": "DaemonSet",
-    "job": "Job",
-    "jobs": "Job",
-}
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """One action input; the CLI flag of the same name mirrors it.
@@ -140,12 +120,12 @@ def _image(text: str, inputs: _Inputs) -> str:
             "is required",
             "Set it to the image repository, e.g. registry.digitalocean.com/team/app.",
         )
-    if "@" in text or _has_tag(text):
+    if "@" in text or has_tag(text):
         raise Invalid(
             f"must be a repository without tag or digest, got {text!r}",
             "Drop the ':tag' part: the tag is the sha input.",
         )
-    if not _REPOSITORY_RE.match(text):
+    if not REPOSITORY_RE.match(text):
         raise Invalid(
             f"is not a valid image repository: {text!r}",
             "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.",
@@ -159,7 +139,7 @@ def _sha(text: str, inputs: _Inputs) -> str:
         raise Invalid(
             "is required", "Set it to the full commit SHA (the action defaults to github.sha)."
         )
-    if not _SHA_RE.match(sha):
+    if not SHA_RE.match(sha):
         raise Invalid(
             f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
             "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).",
@@ -186,7 +166,7 @@ def _kubeconfig(text: str, inputs: _Inputs) -> str:
             )
         if not cluster:
             inputs.problem("cluster", "is required", "Set it to the cluster's name or id.")
-        elif not _CLUSTER_RE.match(cluster):
+        elif not CLUSTER_RE.match(cluster):
             inputs.problem(
                 "cluster",
                 f"{shown(cluster)} is not a cluster name or id",
@@ -200,7 +180,7 @@ def _manifests(text: str, inputs: _Inputs) -> tuple[Path, ...]:
 
 
 def _placeholder(text: str, inputs: _Inputs) -> str:
-    if not _PLACEHOLDER_RE.match(text) or text.isalnum():
+    if not PLACEHOLDER_RE.match(text) or text.isalnum():
         raise Invalid(
             f"{shown(text)} cannot be a placeholder",
             "Use 3-128 characters without blanks or YAML punctuation that no manifest holds by "
@@ -210,7 +190,7 @@ def _placeholder(text: str, inputs: _Inputs) -> str:
 
 
 def _namespace(text: str, inputs: _Inputs) -> str:
-    if text and not _DNS_LABEL_RE.match(text):
+    if text and not DNS_LABEL_RE.match(text):
         raise Invalid(
             f"is not a valid namespace name: {text!r}",
             "Use at most 63 lower-case letters, digits and '-'.",
@@ -240,7 +220,7 @@ def _dockerfile(text: str, inputs: _Inputs) -> Path:
 
 
 def _build_args_input(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return _build_args(text, inputs.problem)
+    return build_args(text, inputs.problem)
 
 
 def _build(text: str, inputs: _Inputs) -> str:
@@ -275,22 +255,22 @@ def _build(text: str, inputs: _Inputs) -> str:
         elif not dockerfile.is_file():
             inputs.problem(
                 "dockerfile",
-                f"{_rel(dockerfile, inputs.workspace)} does not exist",
+                f"{relative(dockerfile, inputs.workspace)} does not exist",
                 "Set dockerfile relative to the context, or build: never to deploy an existing image.",
             )
     return text
 
 
 def _build_cache_input(text: str, inputs: _Inputs) -> str:
-    return _build_cache(text, str(inputs.parsed["image"] or ""), inputs.problem)
+    return build_cache(text, str(inputs.parsed["image"] or ""), inputs.problem)
 
 
 def _build_secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return _env_file(text, "build-secrets", inputs.problem, inputs.mask)
+    return envfile.parse_env_file(text, "build-secrets", inputs.problem, inputs.mask)
 
 
 def _secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return _env_file(text, inputs.secrets_source, inputs.problem, inputs.mask)
+    return envfile.parse_env_file(text, inputs.secrets_source, inputs.problem, inputs.mask)
 
 
 def _secret_name(text: str, inputs: _Inputs) -> str:
@@ -305,13 +285,6 @@ def _secret_name(text: str, inputs: _Inputs) -> str:
             f"is not a valid Secret name: {text!r}", "Use lower-case letters, digits, '-' and '.'."
         )
     return text
-
-
-def split_workload(item: str) -> tuple[str | None, str]:
-    """`kind/name` → (Kind, name), the kind None when it is not one we wait for; a plain name
-    is a Deployment, as in every v1 release. The name is for the caller to check."""
-    kind_text, _, name = item.rpartition("/")
-    return (WAIT_KINDS.get(kind_text.lower()) if kind_text else "Deployment"), name
 
 
 def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
@@ -358,9 +331,9 @@ def _timeout(text: str, inputs: _Inputs) -> float:
 
 
 def _flag(text: str, inputs: _Inputs) -> bool:
-    if text in _TRUE:
+    if text in TRUE:
         return True
-    if text in _FALSE:
+    if text in FALSE:
         return False
     raise Invalid(f"must be true or false, got {text!r}", "Write true or false.")
 
@@ -525,21 +498,6 @@ def api_url_from(env: Mapping[str, str]) -> str:
     return (env.get("DIGITALOCEAN_API_URL") or DEFAULT_API_URL).rstrip("/")
 
 
-def load_env_file(path: Path, env: dict[str, str]) -> None:
-    """CLI only: fill `env` from a .env file (values already in the environment win)."""
-    if not path.is_file():
-        return
-    try:
-        values = dotenv_values(path, interpolate=False, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", where="--env-file") from exc
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text", where="--env-file") from None
-    for key, val in values.items():
-        if val is not None and key not in env:
-            env[key] = val
-
-
 def raw_inputs_from_action_env(env: Mapping[str, str]) -> dict[str, str]:
     """The runner passes every declared input as INPUT_<NAME> (hyphens kept, empty when not given)."""
     raw: dict[str, str] = {}
@@ -550,10 +508,6 @@ def raw_inputs_from_action_env(env: Mapping[str, str]) -> dict[str, str]:
             value = env.get(f"INPUT_{upper.replace('-', '_')}")
         raw[spec.name] = value if value is not None else ""
     return raw
-
-
-def is_cluster(value: str) -> bool:
-    return bool(_CLUSTER_RE.match(value))
 
 
 def forget_inputs(environ: MutableMapping[str, str]) -> None:
@@ -639,141 +593,3 @@ class InputErrors(InputError):
 
     def __str__(self) -> str:
         return "; ".join(str(p) for p in self.problems)
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h30m', '2.5m' → seconds (> 0). A bare number is refused: `timeout: 30`
-    means minutes in Azure/k8s-deploy and seconds in kubectl, so whichever we picked, someone
-    coming from the other would get a deploy that gives up after 30 s or waits half an hour."""
-    text = text.strip()
-    if len(text) > 32:
-        raise ValueError(f"is not a duration: {text[:32]!r}…")
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        raise ValueError(
-            f"`{text}` has no unit (seconds to kubectl, minutes to Azure/k8s-deploy): "
-            f"write {text}s or {text}m"
-        )
-    parts = _DURATION_PART_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"is not a duration: {text!r}")
-    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if not seconds > 0:
-        raise ValueError(f"must be more than zero, got {text!r}")
-    if seconds > MAX_TIMEOUT_S:  # also float('inf') from 400 nines, and 1e400 never parses
-        raise ValueError(f"must be at most {MAX_TIMEOUT_S // 3600:.0f}h, got {text!r}")
-    return seconds
-
-
-def _has_tag(image: str) -> bool:
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last
-
-
-def _rel(path: Path, workspace: Path) -> str:
-    try:
-        return str(path.relative_to(workspace))
-    except ValueError:
-        return str(path)
-
-
-DEFAULT_CACHE_TAG = "buildcache"
-
-
-def _build_cache(text: str, image: str, problem: Callable[[str, str, str], None]) -> str:
-    """Empty input: `<image>:buildcache`, next to the image (same registry, same login)."""
-    if text in _FALSE:
-        return ""
-    if not text:
-        return f"{image}:{DEFAULT_CACHE_TAG}" if image else ""
-    repository, _, tag = text.rpartition(":")
-    if "@" in text or not _has_tag(text) or not _REPOSITORY_RE.match(repository):
-        problem(
-            "build-cache",
-            f"must be an image reference with a tag, or false, got {text!r}",
-            f"Leave it empty for {image or '<image>'}:{DEFAULT_CACHE_TAG}, or write e.g. "
-            "ghcr.io/org/app:buildcache.",
-        )
-        return ""
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag):
-        problem("build-cache", f"{tag!r} is not a valid tag", "Use letters, digits, '_', '.', '-'.")
-        return ""
-    return text
-
-
-def _build_args(text: str, problem: Callable[[str, str, str], None]) -> tuple[tuple[str, str], ...]:
-    args: list[tuple[str, str]] = []
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, val = line.partition("=")
-        if not sep or not _BUILD_ARG_RE.match(key.strip()):
-            problem(
-                f"build-args line {number}",
-                f"expected KEY=value, got {line!r}",
-                "Write one KEY=value per line.",
-            )
-            continue
-        args.append((key.strip(), val))
-    return tuple(args)
-
-
-def _env_file(
-    text: str,
-    source: str,
-    problem: Callable[[str, str, str], None],
-    mask: Callable[[str], None],
-) -> tuple[tuple[str, str], ...]:
-    return envfile.parse_env_file(text, source, problem, mask)
-
-
-@dataclass(frozen=True)
-class WaitSettings:
-    """`deployer wait`'s flags, checked before anything shows them (they are echoed in every
-    progress line): how long, which workloads (Kind, name, the flag that named it), where."""
-
-    timeout_s: float
-    workloads: tuple[tuple[str, str, str], ...]
-    namespace: str
-
-
-def parse_wait(
-    *, timeout: str, deployments: Sequence[str], workloads: Sequence[str], namespace: str
-) -> WaitSettings:
-    try:
-        timeout_s = parse_duration(timeout)
-    except ValueError as exc:
-        raise InputError(
-            str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
-        ) from exc
-    for name in deployments:
-        if not manifests.is_name(name):
-            raise InputError(
-                f"{shown(name)} is not a Deployment name",
-                where="--deployment",
-                hint="Use lower-case letters, digits, '-' and '.'.",
-            )
-    wanted = [("Deployment", n, "--deployment") for n in deployments]
-    for item in workloads:
-        kind, name = split_workload(str(item))
-        if "/" not in str(item) or kind is None or not manifests.is_name(name):
-            raise InputError(
-                f"{shown(item)} is not kind/name",
-                where="--workload",
-                hint="Write e.g. statefulset/db or job/migrate "
-                "(kinds: deployment, statefulset, daemonset, job).",
-            )
-        wanted.append((kind, name, "--workload"))
-    if not wanted:
-        raise InputError(
-            "nothing to wait for",
-            where="--deployment",
-            hint="Name at least one --deployment NAME or --workload KIND/NAME.",
-        )
-    if namespace and not manifests.is_namespace(namespace):
-        raise InputError(
-            f"{shown(namespace)} is not a namespace name",
-            where="--namespace",
-            hint="Use at most 63 lower-case letters, digits and '-'.",
-        )
-    return WaitSettings(timeout_s, tuple(wanted), namespace)
