@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"django-k8s-deploy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_deploy(sub)
+    _add_render(sub)
+    _add_kubeconfig(sub)
+    _add_wait(sub)
+    return parser
 
+
+def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
     deploy = sub.add_parser(
         "deploy",
         help="build, push, render, apply and watch (the whole action)",
@@ -92,11 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="load environment variables from this file if it exists (default .env)",
     )
 
+
+def _add_render(sub: argparse._SubParsersAction[_Parser]) -> None:
     render = sub.add_parser("render", help="print the manifests with the image filled in")
     render.add_argument("--manifest", action="append", required=True, metavar="PATH")
     render.add_argument("--image", required=True, metavar="REF", help="full image reference")
     render.add_argument("--placeholder", default="<IMAGE>")
 
+
+def _add_kubeconfig(sub: argparse._SubParsersAction[_Parser]) -> None:
     kubeconfig = sub.add_parser(
         "kubeconfig",
         help="print a short-lived kubeconfig for a DigitalOcean cluster",
@@ -106,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     kubeconfig.add_argument("--expiry-seconds", type=int, default=3600, metavar="N")
     kubeconfig.add_argument("--env-file", default=".env", metavar="PATH")
 
+
+def _add_wait(sub: argparse._SubParsersAction[_Parser]) -> None:
     wait = sub.add_parser("wait", help="watch rollouts with the current KUBECONFIG")
     wait.add_argument("--deployment", action="append", default=[], metavar="NAME")
     wait.add_argument(
@@ -119,7 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", default="10m")
     wait.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="PATH")
     wait.add_argument("--context", dest="kube_context", metavar="NAME")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
