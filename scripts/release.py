@@ -2,7 +2,7 @@
 """The release's decisions and its writes to the repository, one place for both (release.yml runs
 it; scripts/release-rehearsal runs it against a throwaway bare repository, no GitHub).
 
-    release.py plan    --version vX.Y.Z --source SHA --image REPO      what to do (key=value lines)
+    release.py plan    --version vX.Y.Z --source SHA --image REPO [--changelog CHANGELOG.md]
     release.py commit  --version vX.Y.Z --source SHA --reference REPO@sha256:…   [--date D]
     release.py notes   --version vX.Y.Z [--changelog CHANGELOG.md]    the release notes
     release.py major   --version vX.Y.Z --source SHA --image REPO     move vX if this is its newest
@@ -131,7 +131,11 @@ def released_versions(tags: Mapping[str, str]) -> dict[Version, str]:
     return {Version.parse(t): sha for t in tags if VERSION.fullmatch(t) for sha in [tags[t]]}
 
 
-def plan(version_text: str, source: str, image: str, remote: Remote) -> Plan:
+def plan(
+    version_text: str, source: str, image: str, remote: Remote, changelog: str | None = None
+) -> Plan:
+    """What this run does. With `changelog` (main's CHANGELOG.md), a new release is also refused
+    now, not after CI and the image, if its "Unreleased" cannot become the release notes."""
     version = Version.parse(version_text)
     check_sha(source)
     tags = remote.tags()
@@ -152,6 +156,9 @@ def plan(version_text: str, source: str, image: str, remote: Remote) -> Plan:
                 f"{version.name} ({tagged}) pins {reference}, not an image of {image}; "
                 "refusing to resume it"
             )
+    elif changelog is not None:
+        cut_changelog(changelog, version, datetime.date.today())
+        check_not_released_before(changelog, version, remote)
     others = [v for v in versions if v != version]
     return Plan(
         version=version,
@@ -476,7 +483,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     commands.choices["commit"].add_argument("--worktree", default=".")
     commands.choices["commit"].add_argument("--date", type=datetime.date.fromisoformat)
     commands.choices["notes"].add_argument("--changelog", default="CHANGELOG.md")
+    commands.choices["plan"].add_argument("--changelog", help="main's, to refuse a bad one early")
     return parser.parse_args(argv)
+
+
+def read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReleaseError(f"cannot read {path}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> None:
@@ -484,15 +499,12 @@ def run(args: argparse.Namespace) -> None:
     if args.command != "notes":
         check_sha(args.source)
     if args.command == "notes":
-        try:
-            text = Path(args.changelog).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ReleaseError(f"cannot read {args.changelog}: {exc}") from exc
-        sys.stdout.write(notes(text, Version.parse(args.version)))
+        sys.stdout.write(notes(read(args.changelog), Version.parse(args.version)))
         return
     remote = remote_from(args)
     if args.command == "plan":
-        emit(plan(args.version, args.source, args.image, remote).outputs())
+        changelog = read(args.changelog) if args.changelog else None
+        emit(plan(args.version, args.source, args.image, remote, changelog).outputs())
     elif args.command == "commit":
         date = args.date or datetime.datetime.now(datetime.UTC).date()
         commit, made = make_release_commit(

@@ -441,3 +441,20 @@ def test_a_git_failure_is_one_line_too(tmp_path: Path) -> None:
 
 
 _: Callable[..., Any] = release.main  # the entry point the workflow runs exists
+
+
+def test_with_mains_changelog_the_plan_refuses_early_what_the_commit_would_refuse(
+    repo: Repo,
+) -> None:
+    empty = "# Changelog\n\n## [Unreleased]\n"
+    with pytest.raises(release.ReleaseError, match="nothing under Unreleased"):
+        release.plan("v1.0.0", repo.source, IMAGE, repo.remote, empty)
+    assert release.plan("v1.0.0", repo.source, IMAGE, repo.remote, CHANGELOG).release_commit is None
+    first, _ = repo.make("v1.0.0")
+    later = commit_files(repo.git_dir, {"README": "later"}, parent=repo.source)
+    with pytest.raises(
+        release.ReleaseError, match=r"still lists 2 change\(s\) released in v1\.0\.0"
+    ):
+        release.plan("v1.0.1", later, IMAGE, repo.remote, CHANGELOG)
+    # Resuming, main's CHANGELOG is not the release's any more: it is not looked at.
+    assert release.plan("v1.0.0", repo.source, IMAGE, repo.remote, empty).release_commit == first
