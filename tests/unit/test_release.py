@@ -458,3 +458,48 @@ def test_with_mains_changelog_the_plan_refuses_early_what_the_commit_would_refus
         release.plan("v1.0.1", later, IMAGE, repo.remote, CHANGELOG)
     # Resuming, main's CHANGELOG is not the release's any more: it is not looked at.
     assert release.plan("v1.0.0", repo.source, IMAGE, repo.remote, empty).release_commit == first
+
+
+def fake_gh(tmp_path: Path, answer: str, exit_code: int = 0) -> dict[str, str]:
+    """A `gh` on PATH that records its argv and stdin and prints `answer`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "gh.log"
+    script = bin_dir / "gh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> {log}\n'
+        f"cat >> {log}\n"
+        f"printf '%s' '{answer}'\n"
+        f"exit {exit_code}\n"
+    )
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log)}
+
+
+def test_gh_api_sends_bodies_on_stdin_and_pages_the_tag_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = fake_gh(tmp_path, '{"sha": "' + "c" * 40 + '"}')
+    monkeypatch.setenv("PATH", env["PATH"])
+    answer = release.gh_api("POST", "repos/o/r/git/refs", {"ref": "refs/tags/v1.0.0", "sha": "c"})
+    assert answer == {"sha": "c" * 40}
+    release.gh_api("GET", "repos/o/r/git/matching-refs/tags/v")
+    release.gh_api("GET", "repos/o/r/contents/action.yml?ref=" + "c" * 40)
+    log = Path(env["LOG"]).read_text().splitlines()
+    assert log == [
+        "api --method POST repos/o/r/git/refs --input -",
+        '{"ref": "refs/tags/v1.0.0", "sha": "c"}api --method GET repos/o/r/git/matching-refs/tags/v --paginate --slurp',
+        "api --method GET repos/o/r/contents/action.yml?ref="
+        + "c" * 40
+        + " -H Accept: application/vnd.github.raw+json",
+    ]
+
+
+def test_a_gh_failure_is_one_release_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = fake_gh(tmp_path, "HTTP 422: Reference already exists", exit_code=1)
+    monkeypatch.setenv("PATH", env["PATH"])
+    with pytest.raises(release.ReleaseError, match="gh api POST repos/o/r/git/refs: HTTP 422"):
+        release.gh_api("POST", "repos/o/r/git/refs", {"ref": "refs/tags/v1.0.0", "sha": "c"})
