@@ -65,7 +65,7 @@ def main() -> int:
             theirs.append(timed(theirs_argv))
             imports.append(timed(import_argv))
     finally:
-        subprocess.run(
+        subprocess.run(  # noqa: PLW1510 - cleanup, best effort
             ["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True
         )
     o, t, i = (statistics.median(x) for x in (ours, theirs, imports))
