@@ -25,7 +25,7 @@ from deployer.plan import Plan
 from deployer.results import Target, result_of
 from deployer.rollouts import remaining, roll_out
 from deployer.run import Outcome, Run
-from deployer.running_first import run_first_jobs
+from deployer.running_first import run_after_jobs, run_first_jobs
 
 
 def deploy(run: Run) -> Outcome:
@@ -45,24 +45,32 @@ def deploy(run: Run) -> Outcome:
         creds, cache = build_while_checking_the_cluster(run, plan)
         creds = refresh_if_short(run, creds)
         rendered = render(run, plan)
-        deadline = time.monotonic() + settings.timeout_s
-        rest = rendered.documents
-        if rendered.jobs:
-            first, rest = run_first.split(rendered.documents, rendered.jobs)
-            # Every object is checked before the migration runs, not only the first ones.
+        checked = bool(rendered.jobs or rendered.after)
+        if checked:
+            # Every object is checked before any Job runs, not only the ones applied with it.
             check_by_dry_run(run, creds.cluster, [d.body for d in rendered.documents], plan)
-            run_first_jobs(run, creds.cluster, first, rendered.jobs)
+        if rendered.jobs:
+            first, _ = run_first.split(rendered.documents, rendered.jobs)
+            allowed = run_first.time_allowed(
+                rendered.jobs, settings.run_first_timeout_s, settings.timeout_s
+            )
+            run_first_jobs(run, creds.cluster, first, rendered.jobs, allowed)
+        # The rollouts' own timeout starts now, after the migration had its own time.
+        deadline = time.monotonic() + settings.timeout_s
         results = roll_out(
             run,
             creds.cluster,
             [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
-            bodies=[d.body for d in rest],
-            plan=None if rendered.jobs else plan,  # with run-first Jobs, all was checked above
-            timeout_s=remaining(deadline),  # one timeout for the whole deploy
+            bodies=[d.body for d in rendered.rolled_out()],
+            plan=None if checked else plan,  # with run-first/after Jobs, all was checked above
+            timeout_s=remaining(deadline),
             rollback=settings.rollback_on_failure,
         )
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
+        elif rendered.after:
+            allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
+            run_after_jobs(run, creds.cluster, rendered.after, allowed)
     except DeployError as error:
         outcome.error = error
     return _finish(run, creds, cache)
@@ -92,16 +100,22 @@ def preflight(run: Run) -> Plan:
         )
         documents, namespace, uses = prepared.documents, prepared.namespace, prepared.uses
         chosen = run_first.select(documents, settings.run_first, root)
+        after = run_first.select_after(documents, chosen, root)
         run_first_names = [d.name for d in chosen]
+        ordered = [*chosen, *after]
         targets = [
             d
             for d in workloads.wait_targets(documents, settings.wait_for)
-            if not (d.kind == "Job" and d.name in run_first_names)
+            if not any(d is o for o in ordered)
         ]
         if chosen:
             reporter.line(
                 "runs first, to completion, before any other workload changes: "
                 + ", ".join(f"job/{name}" for name in run_first_names)
+            )
+        if after:
+            reporter.line(
+                "runs after every rollout is green: " + ", ".join(d.subject for d in after)
             )
         if not targets:
             reporter.notice(

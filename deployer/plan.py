@@ -87,6 +87,17 @@ class Rendered:
     documents: list[manifests.Document]
     jobs: list[run_first.RunFirstJob]
     notes: list[str] = field(default_factory=list)
+    after: list[run_first.RunFirstJob] = field(default_factory=list)  # the run-after Jobs
+
+    def rolled_out(self) -> list[manifests.Document]:
+        """What the rollouts apply: all but the run-first and run-after Jobs (and, with run-first
+        Jobs, what was applied before them)."""
+        ordered = [j.document for j in (*self.jobs, *self.after)]
+        if self.jobs:
+            _, rest = run_first.split(self.documents, self.jobs)
+        else:
+            rest = self.documents
+        return [d for d in rest if not any(d is o for o in ordered)]
 
 
 def render_documents(settings: Settings, plan: Plan, image_ref: str) -> Rendered:
@@ -128,13 +139,19 @@ def render_documents(settings: Settings, plan: Plan, image_ref: str) -> Rendered
     cause = stamps.change_cause(settings.sha, settings.run_url)
     if stamps.stamp_change_cause(documents, cause):
         notes.append(f"change cause (kubectl rollout history): {cause}")
-    jobs = run_first.plan(run_first.select(documents, plan.run_first), settings.sha)
+    first = run_first.select(documents, plan.run_first)
+    jobs = run_first.plan(first, settings.sha)
     for job in jobs:
         notes.append(f"job/{job.base} runs first as job/{job.name} (one Job per commit)")
+    after = run_first.plan(run_first.select_after(documents, first), settings.sha)
+    for job in after:
+        notes.append(
+            f"job/{job.base} runs after the rollouts as job/{job.name} (one Job per commit)"
+        )
     for d, label, image in manifests.images(documents):
         if image == image_ref:
             notes.append(f"{d.subject} {label}: {image}")
-    return Rendered(manifests.apply_order(documents), jobs, notes)
+    return Rendered(manifests.apply_order(documents), jobs, notes, after)
 
 
 def _copy_document(d: manifests.Document) -> manifests.Document:

@@ -17,7 +17,13 @@ spec. Why:
   again (Argo CD's pitfall).
 
 Marked either by the `run-first` input (Job names) or the annotation
-`django-k8s-deploy/run-first: "true"` on the Job.
+`django-k8s-deploy/run-first: "true"` on the Job. Jobs annotated `django-k8s-deploy/run-after:
+"true"` (contract migrations, cache warm-up, one-off `manage.py` commands) are planned the same
+way and run once every rollout is green.
+
+Their time: `run-first-timeout`, else each Job's own `activeDeadlineSeconds` (and a little
+longer, so the Job controller's own verdict arrives first), else the deploy's `timeout`; the
+rollouts' timeout starts after them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ from deployer.errors import InputError
 from deployer.workloads import job_verdict
 
 RUN_FIRST_ANNOTATION = "django-k8s-deploy/run-first"
+RUN_AFTER_ANNOTATION = "django-k8s-deploy/run-after"
+# Past a Job's activeDeadlineSeconds, the Job controller marks it Failed (DeadlineExceeded) within
+# moments; waiting this much longer lets that verdict, with its reason, be the one reported.
+DEADLINE_SLACK_S = 30.0
 BASE_NAME_LABEL = "django-k8s-deploy/run-first"
 SHA_LABEL = "django-k8s-deploy/sha"
 KEEP_JOBS = 3
@@ -64,24 +74,69 @@ def select(
             where="run-first",
             hint="Name Jobs defined in the manifests (kind: Job), e.g. migrate.",
         )
-    chosen = []
-    for d in documents:
-        annotations = (d.body.get("metadata") or {}).get("annotations") or {}
-        marked = str(annotations.get(RUN_FIRST_ANNOTATION, "")).lower() == "true"
-        if d.kind == "Job" and (d.name in wanted or marked):
-            chosen.append(d)
+    chosen = [
+        d
+        for d in documents
+        if d.kind == "Job" and (d.name in wanted or _marked(d, RUN_FIRST_ANNOTATION))
+    ]
+    _refuse_ttl(chosen, "runs first", root)
+    return chosen
+
+
+def select_after(
+    documents: list[manifests.Document], first: Sequence[manifests.Document], root: Any = None
+) -> list[manifests.Document]:
+    """The run-after Jobs: annotated `django-k8s-deploy/run-after: "true"`. One also chosen to run
+    first (`first`) is an input error at its file:line: it cannot run both before and after."""
+    chosen = [d for d in documents if d.kind == "Job" and _marked(d, RUN_AFTER_ANNOTATION)]
+    for d in chosen:
+        if any(d is f for f in first):
+            raise InputError(
+                f"job/{d.name} is marked to run both first and after (run-first and "
+                f"{RUN_AFTER_ANNOTATION})",
+                file=manifests.display_path(d.path, root),
+                line=d.line,
+                hint="Run-first Jobs complete before any workload changes (migrations); run-after "
+                "Jobs run once every rollout is green (contract migrations, cache warm-up). "
+                "Keep one of the two.",
+            )
+    _refuse_ttl(chosen, "runs after the rollouts", root)
+    return chosen
+
+
+def _marked(d: manifests.Document, annotation: str) -> bool:
+    annotations = (d.body.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(annotation, "")).lower() == "true"
+
+
+def _refuse_ttl(chosen: list[manifests.Document], what: str, root: Any) -> None:
     for d in chosen:
         ttl = (d.body.get("spec") or {}).get("ttlSecondsAfterFinished")
         if ttl is not None:
             raise InputError(
-                f"job/{d.name} runs first but sets ttlSecondsAfterFinished: once deleted, the next "
+                f"job/{d.name} {what} but sets ttlSecondsAfterFinished: once deleted, the next "
                 "deploy of the same commit would run it again",
                 file=manifests.display_path(d.path, root),
                 line=d.line,
                 hint="Remove ttlSecondsAfterFinished; the action keeps the newest "
                 f"{KEEP_JOBS} such Jobs and deletes older ones.",
             )
-    return chosen
+
+
+def time_allowed(jobs: Sequence[RunFirstJob], given_s: float | None, timeout_s: float) -> float:
+    """How long to wait for `jobs`: `given_s` (the input) when set; else the longest any of them
+    needs, its own activeDeadlineSeconds (and DEADLINE_SLACK_S) where it sets one, else
+    `timeout_s`."""
+    if given_s is not None:
+        return given_s
+    allowed: list[float] = []
+    for job in jobs:
+        deadline = (job.document.body.get("spec") or {}).get("activeDeadlineSeconds")
+        if isinstance(deadline, int) and not isinstance(deadline, bool) and deadline > 0:
+            allowed.append(deadline + DEADLINE_SLACK_S)
+        else:
+            allowed.append(timeout_s)
+    return max(allowed, default=timeout_s)
 
 
 def plan(documents: list[manifests.Document], sha: str) -> list[RunFirstJob]:

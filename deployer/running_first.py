@@ -4,6 +4,7 @@ Jobs are cleaned up after. What to run and what to delete is decided by the pure
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from deployer import manifests, report, run_first
@@ -20,6 +21,7 @@ def run_first_jobs(
     cluster: ClusterApi,
     first: list[manifests.Document],
     jobs: list[run_first.RunFirstJob],
+    timeout_s: float,
 ) -> None:
     """Apply what changes no running pod (config, Services), then each run-first Job, and wait
     for them with the same fail-fast rules and diagnosis as any rollout. A failure ends the deploy
@@ -27,24 +29,55 @@ def run_first_jobs(
     job_ids = {id(j.document) for j in jobs}
     names = ", ".join(f"job/{j.name}" for j in jobs)
     with run.phase("run-first"):
-        results = roll_out(
+        _run_jobs(
             run,
             cluster,
+            jobs,
+            [d.body for d in first if id(d) not in job_ids],
+            Stage("the run-first Jobs", f"Run first: {names} (before anything else changes)"),
+            timeout_s,
+            "nothing else was applied: the run-first Jobs must complete before any other "
+            "workload changes, so every running workload is unchanged",
+        )
+
+
+def run_after_jobs(
+    run: Run, cluster: ClusterApi, jobs: list[run_first.RunFirstJob], timeout_s: float
+) -> None:
+    """The run-after Jobs, once every rollout is green: applied, watched and diagnosed the same
+    way. A failure fails the deploy, and says that the release itself is live."""
+    names = ", ".join(f"job/{j.name}" for j in jobs)
+    with run.phase("run-after"):
+        _run_jobs(
+            run,
+            cluster,
+            jobs,
             [],
-            bodies=[d.body for d in first if id(d) not in job_ids],
-            timeout_s=run.settings.timeout_s,
-            stage=Stage(
-                "the run-first Jobs",
-                f"Run first: {names} (before anything else changes)",
-                decide=lambda: _decide(run, cluster, jobs),
-            ),
+            Stage("the run-after Jobs", f"Run after: {names} (every rollout is green)"),
+            timeout_s,
+            "the release itself is live: every rollout succeeded before the run-after Jobs ran",
         )
+
+
+def _run_jobs(
+    run: Run,
+    cluster: ClusterApi,
+    jobs: list[run_first.RunFirstJob],
+    bodies: list[dict[str, Any]],
+    stage: Stage,
+    timeout_s: float,
+    if_failed: str,
+) -> None:
+    results = roll_out(
+        run,
+        cluster,
+        [],
+        bodies=bodies,
+        timeout_s=timeout_s,
+        stage=dataclasses.replace(stage, decide=lambda: _decide(run, cluster, jobs)),
+    )
     if result_of(results) != "succeeded":
-        line = (
-            f"{report.failure_line(results)}; nothing else was applied: the run-first "
-            "Jobs must complete before any other workload changes, so every running workload "
-            "is unchanged"
-        )
+        line = f"{report.failure_line(results)}; {if_failed}"
         run.reporter.line(line)
         raise RolloutFailed(line)
     _clean_up_run_first(run.reporter, cluster, jobs)

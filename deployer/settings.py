@@ -330,6 +330,10 @@ def _timeout(text: str, inputs: _Inputs) -> float:
         raise Invalid(str(exc), "Write it like 90s, 10m or 1h30m.") from exc
 
 
+def _optional_timeout(text: str, inputs: _Inputs) -> float | None:
+    return _timeout(text, inputs) if text else None
+
+
 def _flag(text: str, inputs: _Inputs) -> bool:
     if text in TRUE:
         return True
@@ -407,6 +411,12 @@ INPUTS: tuple[InputSpec, ...] = (
         "run run-first Jobs again at a commit where they completed",
         parse=_flag,
     ),
+    InputSpec(
+        "run-first-timeout",
+        help="time for the run-first Jobs (default: their activeDeadlineSeconds, else timeout)",
+        parse=_optional_timeout,
+        field="run_first_timeout_s",
+    ),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
 )
 # What a field holds when its input was invalid, so the later checks still run.
@@ -414,6 +424,7 @@ _FALLBACK: dict[str, object] = {
     "context": Path(),
     "dockerfile": Path("Dockerfile"),
     "timeout_s": 0.0,
+    "run_first_timeout_s": None,
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
@@ -451,6 +462,7 @@ class Settings:
     link_registry: bool = False
     run_first: tuple[str, ...] = ()
     rerun_first: bool = False
+    run_first_timeout_s: float | None = None  # None: the Jobs' own deadlines, else timeout_s
     dry_run: bool = False
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions

@@ -233,6 +233,26 @@ def test_a_failed_migration_rolls_nothing_else_and_says_so(
     assert get(stack, namespace, "deployment/web", "{.metadata.generation}") == generation
 
 
+def test_run_after_jobs_run_once_the_rollouts_are_green_and_their_failure_says_the_release_is_live(
+    deploy: Deploy,
+) -> None:
+    after = '  annotations: {django-k8s-deploy/run-after: "true"}\n'
+    warm = job("warm", "complete").replace("  name: warm\n", "  name: warm\n" + after)
+    green = deploy(manifests(deployment("web"), warm))
+    assert green.exit_code == 0, green.log[-4000:]
+    log = green.log
+    assert log.index("deployment/web: succeeded") < log.index("::group::Run after")
+    [ran] = [d for k, d in results(green).items() if k.startswith("Job/warm-")]
+    assert ran["result"] == "succeeded"
+
+    broken = job("warm", "fail-exit-2").replace("  name: warm\n", "  name: warm\n" + after)
+    red = deploy(manifests(deployment("web", {"release": "two"}), broken))
+    assert red.exit_code == 1, red.log[-4000:]
+    assert results(red)["Deployment/web"]["result"] == "succeeded"
+    assert "the release itself is live" in red.log
+    assert "container `warm` exited 2 (Error)" in red.log
+
+
 def test_a_migration_runs_once_per_commit_unless_asked_and_old_jobs_are_cleaned_up(
     deploy: Deploy, stack: dict[str, str], namespace: str
 ) -> None:

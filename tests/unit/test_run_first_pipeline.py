@@ -201,3 +201,74 @@ def test_a_dry_run_builds_nothing_applies_nothing_and_shows_the_diff(tmp_path: P
     assert "State: dry run: nothing was applied to the cluster" in log
     assert "### Preview (dry run: nothing was changed)" in preview.summary
     assert '~ data.MODE: "prod" → "staging"' in preview.summary
+
+
+WARM_CACHE = """\
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: warm-cache
+  annotations: {django-k8s-deploy/run-after: "true"}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: warm, image: <IMAGE>, args: [warm_cache]}]
+"""
+
+
+def after_world(tmp_path: Path, jobs: Mapping[str, str], **settings: Any) -> World:
+    w = world(tmp_path, jobs, **settings)
+    (tmp_path / "deploy" / "deployment.yaml").write_text(MANIFEST + JOB + WARM_CACHE)
+    return w
+
+
+def test_a_run_after_job_runs_once_every_rollout_is_green_in_its_own_group(tmp_path: Path) -> None:
+    w = after_world(tmp_path, {})
+    outcome = w.deploy()
+    assert outcome.error is None, w.log.getvalue()
+    assert w.groups[-4:] == ["Run first", "Apply", "Watch", "Run after"]
+    applies = [c for c in w.journal if c.startswith("cluster apply")]
+    assert applies[-1].startswith("cluster apply Job/warm-cache-")  # last: after the rollouts
+    assert [r.kind for r in outcome.results] == ["Job", "Deployment", "Job"]
+    assert "runs after every rollout is green: job/warm-cache" in w.log.getvalue()
+
+
+def test_a_failed_run_after_job_fails_the_deploy_and_says_the_release_is_live(
+    tmp_path: Path,
+) -> None:
+    w = after_world(tmp_path, {"warm-cache": "fail"})
+    error = w.deploy().error
+    assert isinstance(error, RolloutFailed)
+    assert "the release itself is live" in str(error)
+    assert w.groups[-2:] == ["Run after", "Diagnosis"]
+
+
+def test_a_job_marked_to_run_first_and_after_is_refused_at_its_line(tmp_path: Path) -> None:
+    w = after_world(tmp_path, {})
+    w.settings = dataclasses.replace(w.settings, run_first=("migrate", "warm-cache"))
+    error = w.deploy().error
+    assert error is not None and "run both first and after" in str(error)
+    assert error.file == "deploy/deployment.yaml" and error.line is not None  # type: ignore[attr-defined]
+    assert not [c for c in w.journal if c.startswith("docker build")]  # before anything slow
+
+
+def planned_job(deadline: object) -> run_first.RunFirstJob:
+    spec: dict[str, Any] = {"template": {}}
+    if deadline is not None:
+        spec["activeDeadlineSeconds"] = deadline
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "m"}, "spec": spec}
+    from deployer.manifests import Document
+
+    return run_first.RunFirstJob("m", "m-1", NS, Document(path=Path("x"), line=1, body=body))
+
+
+def test_the_run_first_budget_is_the_input_else_the_jobs_deadlines_else_the_timeout() -> None:
+    assert run_first.time_allowed([planned_job(3600)], 120.0, 600.0) == 120.0
+    assert run_first.time_allowed([planned_job(3600)], None, 600.0) == 3630.0
+    assert run_first.time_allowed([planned_job(60)], None, 600.0) == 90.0
+    assert run_first.time_allowed([planned_job(None)], None, 600.0) == 600.0
+    assert run_first.time_allowed([planned_job(60), planned_job(None)], None, 600.0) == 600.0
+    assert run_first.time_allowed([planned_job("1h")], None, 600.0) == 600.0  # not a number
