@@ -47,6 +47,20 @@ def credentials(run: Run, plan: Plan) -> Credentials:
         return creds
 
 
+def credentials_to_watch(run: Run) -> Credentials:
+    """Watch only (apply: false): cluster access, nothing to check ahead of a build that does not
+    happen (a watch it may not do fails at once, with the API server's reason)."""
+    with run.phase("credentials", "Credentials: cluster access"):
+        creds = _fetch_credentials(run)
+        try:
+            version = creds.cluster.server_version()
+        except BaseException:
+            creds.cluster.close()
+            raise
+        run.reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
+        return creds
+
+
 def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
     settings, reporter = run.settings, run.reporter
     version = creds.cluster.server_version()

@@ -303,10 +303,9 @@ def _kubeconfig(args: argparse.Namespace, env: dict[str, str], reporter: Reporte
 def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
     from deployer import report
     from deployer.kube import Cluster
-    from deployer.results import Target, result_of
-    from deployer.rollouts import roll_out
+    from deployer.results import result_of
+    from deployer.rollouts import existing_targets, roll_out
     from deployer.run import Interrupt, Run
-    from deployer.workloads import KINDS
 
     asked = settings.parse_wait(
         timeout=args.timeout,
@@ -318,17 +317,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
     try:
         namespace = asked.namespace or cluster.default_namespace
-        targets = []
-        for kind, name, flag in asked.workloads:
-            found = cluster.get_object(KINDS[kind].api_version, kind, name, namespace)
-            if found is None:
-                raise InputError(
-                    f"{kind.lower()}/{name} does not exist in namespace {namespace}",
-                    where=flag,
-                    hint="Check the name and --namespace.",
-                )
-            generation = int((found.get("metadata") or {}).get("generation") or 0)
-            targets.append(Target(name=name, namespace=namespace, generation=generation, kind=kind))
+        targets = existing_targets(cluster, asked.workloads, namespace)
         interrupt = Interrupt()
         interrupt.raise_on_signal = False
         # What a wait is given: nothing to build or apply, only where and how long to wait.

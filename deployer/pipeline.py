@@ -17,13 +17,19 @@ from __future__ import annotations
 import time
 
 from deployer import manifests, report, run_first, workloads
-from deployer.access import Credentials, check_references, credentials, refresh_if_short
+from deployer.access import (
+    Credentials,
+    check_references,
+    credentials,
+    credentials_to_watch,
+    refresh_if_short,
+)
 from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
-from deployer.errors import DeployError, RolloutFailed
+from deployer.errors import DeployError, InputError, RolloutFailed
 from deployer.plan import Plan
 from deployer.results import Target, result_of
-from deployer.rollouts import remaining, roll_out
+from deployer.rollouts import existing_targets, remaining, roll_out
 from deployer.run import Outcome, Run
 from deployer.running_first import run_after_jobs, run_first_jobs
 
@@ -32,6 +38,8 @@ def deploy(run: Run) -> Outcome:
     """Run every phase, then report. The outcome's `error` says what stopped it, if anything;
     the report has already been written, so the caller only maps it to an exit code."""
     settings, outcome = run.settings, run.outcome
+    if not settings.apply:
+        return watch_only(run)
     creds: Credentials | None = None
     cache: CacheTag | None = None
     try:
@@ -74,6 +82,38 @@ def deploy(run: Run) -> Outcome:
     except DeployError as error:
         outcome.error = error
     return _finish(run, creds, cache)
+
+
+def watch_only(run: Run) -> Outcome:
+    """apply: false. Judge and diagnose workloads another tool applied (a `helm upgrade` step
+    before this one): credentials, the workloads named by wait-for or the selector, the same
+    roll-out with nothing to apply, the same report."""
+    settings, reporter, outcome = run.settings, run.reporter, run.outcome
+    creds: Credentials | None = None
+    try:
+        creds = credentials_to_watch(run)
+        namespace = settings.namespace or "default"
+        with run.phase("preflight", "Watch only: workloads another tool applied"):
+            wanted = [
+                (kind, name, "wait-for")
+                for kind, _, name in (item.partition("/") for item in settings.wait_for)
+            ]
+            targets = existing_targets(creds.cluster, wanted, namespace, settings.selector)
+            if not targets:
+                raise InputError(
+                    f"no Deployment, StatefulSet, DaemonSet or Job in namespace {namespace} "
+                    f"matches selector {settings.selector}",
+                    where="selector",
+                    hint="Check the selector's labels and the namespace input "
+                    "(kubectl get deploy,sts,ds,job -l ... shows what it picks).",
+                )
+            reporter.line(f"will watch: {', '.join(t.subject for t in targets)} in {namespace}")
+        results = roll_out(run, creds.cluster, targets, timeout_s=settings.timeout_s)
+        if result_of(results) != "succeeded":
+            outcome.error = RolloutFailed(report.failure_line(outcome.results))
+    except DeployError as error:
+        outcome.error = error
+    return _finish(run, creds, None)
 
 
 def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outcome:

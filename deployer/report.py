@@ -73,6 +73,7 @@ class DeployFacts:
     error: DeployError | None = None
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
     preview: Sequence[str] = ()  # dry-run: the per-object diff lines
+    watch_only: bool = False  # apply: false: another tool applied what was watched
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -198,6 +199,12 @@ def state_line(facts: DeployFacts) -> str:
     """What the deploy left behind in the cluster, in one line, whatever happened."""
     if facts.phase == "preview":
         return "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
+    if facts.watch_only:
+        text = "State: watch only (apply: false): this action built, pushed and applied nothing."
+        if facts.results:
+            text += " Rollouts: " + "; ".join(f"{r.subject} {r.result}" for r in facts.results)
+            text += "."
+        return text
     if not facts.applied:
         where = _STOPPED.get(facts.phase, "before apply")
         return f"State: nothing was applied to the cluster (stopped {where})."

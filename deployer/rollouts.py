@@ -7,20 +7,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from deployer import report
 from deployer.applying import apply_bodies, check_by_dry_run
 from deployer.diagnose import diagnose_all
-from deployer.errors import Cancelled
+from deployer.errors import Cancelled, InputError
 from deployer.kube import FIELD_MANAGER
+from deployer.objects import name as name_of
+from deployer.objects import subject
 from deployer.plan import Plan
 from deployer.results import RolloutResult, Target, result_of
 from deployer.run import Run
 from deployer.services import ClusterApi
 from deployer.watch import watch_rollouts
+from deployer.workloads import KINDS
 
 Decide = Callable[[], tuple[list[dict[str, Any]], list[Target]]]
 
@@ -173,6 +176,39 @@ def _rollback(run: Run, cluster: ClusterApi, results: list[RolloutResult]) -> No
                 f"deployment/{r.name} was rolled back to revision {undo.to_revision}",
                 title="Rolled back",
             )
+
+
+def existing_targets(
+    cluster: ClusterApi,
+    wanted: Sequence[tuple[str, str, str]],
+    namespace: str,
+    selector: str = "",
+) -> list[Target]:
+    """What to wait for among workloads already in the cluster (another tool applied them):
+    each (Kind, name, where it was named) must exist; with `selector`, every workload of a
+    waited kind it matches joins them. Each at the generation it has now."""
+    targets: dict[tuple[str, str], Target] = {}
+    for kind, name, where in wanted:
+        found = cluster.get_object(KINDS[kind].api_version, kind, name, namespace)
+        if found is None:
+            raise InputError(
+                f"{subject(kind, name)} does not exist in namespace {namespace}",
+                where=where,
+                hint="Check the name and "
+                + ("--namespace." if where.startswith("--") else "the namespace input."),
+            )
+        targets[kind, name] = Target(name, namespace, _generation(found), kind)
+    if selector:
+        for row in KINDS.values():
+            items, _ = cluster.list_collection(row.collection, namespace, selector)
+            for found in items:
+                key = (row.kind, name_of(found))
+                targets.setdefault(key, Target(key[1], namespace, _generation(found), row.kind))
+    return list(targets.values())
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
 
 
 def remaining(deadline: float) -> float:

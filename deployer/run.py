@@ -111,4 +111,5 @@ class Run:
             error=o.error,
             requested_image=o.requested_image,
             preview=tuple(o.preview),
+            watch_only=not self.settings.apply,
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.diagnose import DiagnoseSource
+from deployer.status import Collection
 from deployer.watch import WatchSource
 
 if TYPE_CHECKING:  # annotations only: naming a service's values loads none of its clients
@@ -111,6 +112,10 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
     def get_object(
         self, api_version: str, kind: str, name: str, namespace: str
     ) -> dict[str, Any] | None: ...
+
+    def list_collection(
+        self, collection: Collection, namespace: str, selector: Mapping[str, Any] | str | None
+    ) -> tuple[list[dict[str, Any]], str]: ...
 
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str

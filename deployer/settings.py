@@ -330,6 +330,35 @@ def _timeout(text: str, inputs: _Inputs) -> float:
         raise Invalid(str(exc), "Write it like 90s, 10m or 1h30m.") from exc
 
 
+def _apply(text: str, inputs: _Inputs) -> bool:
+    applying = _flag(text, inputs)
+    if not applying and not (inputs.parsed.get("wait_for") or inputs.text("selector")):
+        inputs.problem(
+            "wait-for",
+            "apply is false, so there is nothing to wait for unless it is named",
+            "Name the workloads another tool applied, as kind/name in wait-for, or give selector.",
+        )
+    return applying
+
+
+_SELECTOR_RE = re.compile(r"^[A-Za-z0-9._/=!,() -]{1,1000}$")
+
+
+def _selector(text: str, inputs: _Inputs) -> str:
+    if not text:
+        return ""
+    if inputs.parsed.get("apply", True):
+        raise Invalid(
+            "is only read with apply: false", "Remove it, or set apply: false to watch only."
+        )
+    if not _SELECTOR_RE.match(text):
+        raise Invalid(
+            f"{shown(text)} is not a label selector",
+            "Write it as kubectl does, e.g. app.kubernetes.io/instance=shop,tier!=cache.",
+        )
+    return text
+
+
 def _optional_timeout(text: str, inputs: _Inputs) -> float | None:
     return _timeout(text, inputs) if text else None
 
@@ -417,7 +446,28 @@ INPUTS: tuple[InputSpec, ...] = (
         parse=_optional_timeout,
         field="run_first_timeout_s",
     ),
+    InputSpec(
+        "apply",
+        "true",
+        "false: only watch workloads another tool applied (wait-for or selector)",
+        parse=_apply,
+    ),
+    InputSpec("selector", help="with apply false: a label selector of workloads", parse=_selector),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
+)
+# What watching workloads another tool applied (apply: false) reads; every other input is about
+# building or applying and is refused when set, so nothing the user wrote is silently ignored.
+WATCH_INPUTS = frozenset(
+    {
+        "digitalocean-token",
+        "cluster",
+        "kubeconfig",
+        "namespace",
+        "wait-for",
+        "timeout",
+        "apply",
+        "selector",
+    }
 )
 # What a field holds when its input was invalid, so the later checks still run.
 _FALLBACK: dict[str, object] = {
@@ -464,6 +514,8 @@ class Settings:
     rerun_first: bool = False
     run_first_timeout_s: float | None = None  # None: the Jobs' own deadlines, else timeout_s
     dry_run: bool = False
+    apply: bool = True  # False: watch only, what another tool applied
+    selector: str = ""  # with apply False: a label selector of workloads to wait for
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False
@@ -556,8 +608,15 @@ def parse(
         elif spec.secret and secret:
             mask(secret.strip())
     inputs = _Inputs(raw, env, mask=mask, github=github, secrets_source=secrets_source)
+    watching = inputs.text("apply").lower() == "false"
+    if watching:
+        _refuse_deploy_inputs(raw, inputs)
     for spec in INPUTS:
         assert spec.parse is not None
+        if watching and spec.name not in WATCH_INPUTS:
+            if spec.setting in _UNSET_WHEN_WATCHING:  # the rest keep Settings' defaults
+                inputs.parsed[spec.setting] = _UNSET_WHEN_WATCHING[spec.setting]
+            continue
         text = raw.get(spec.name, "") if spec.raw else inputs.text(spec.name)
         try:
             inputs.parsed[spec.setting] = spec.parse(text, inputs)
@@ -576,6 +635,33 @@ def parse(
         github=github,
         **inputs.parsed,  # type: ignore[arg-type]  # each parser returns its field's type
     )
+
+
+# Settings fields without a default, for a run that only watches.
+_UNSET_WHEN_WATCHING: dict[str, object] = {"image": "", "sha": "", "manifests": ()}
+
+
+def _refuse_deploy_inputs(raw: Mapping[str, str], inputs: _Inputs) -> None:
+    """With apply: false nothing is built or applied: an input about that which is set (not
+    left at its default) is one problem, naming them all, rather than silently ignored. The
+    sha is exempt: the runner fills it in for every run."""
+    defaults = {s.name: s.default for s in INPUTS}
+    given = [
+        name
+        for name, text in raw.items()
+        if name in defaults
+        and name not in WATCH_INPUTS
+        and name != "sha"
+        and text.strip()
+        and text.strip() != defaults[name]
+    ]
+    if given:
+        inputs.problem(
+            given[0],
+            f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect with apply: false "
+            "(nothing is built, pushed or applied)",
+            "Remove them, or set apply: true to deploy.",
+        )
 
 
 def _empty(parser: Parser) -> object:
