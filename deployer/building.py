@@ -10,13 +10,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar, cast
 
-from deployer import docr
 from deployer.access import BUILD_ALLOWANCE_S, Credentials, credentials
 from deployer.applying import dry_run
 from deployer.docker import BuildRequest
 from deployer.errors import DeployError, InputError
 from deployer.github import HeldLog, Reporter
 from deployer.plan import Plan
+from deployer.pruning import wait_for_garbage_collection
 from deployer.run import Run
 from deployer.services import Builder
 from deployer.settings import Settings
@@ -167,8 +167,10 @@ def build_and_push(run: Run, docker: Builder) -> bool:
     if exists:
         outcome.digest = docker.remote_digest(ref)
     else:
-        with run.phase("push", f"Push: {ref}"), reporter.untrusted():
-            outcome.digest = docker.push(ref, reporter.line)
+        with run.phase("push", f"Push: {ref}"):
+            wait_for_garbage_collection(run)
+            with reporter.untrusted():
+                outcome.digest = docker.push(ref, reporter.line)
     outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
     reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
     return not exists
@@ -247,7 +249,7 @@ def _registry_login(run: Run, docker: Builder) -> str:
     if settings.registry_username:
         docker.login(registry, settings.registry_username, settings.registry_password)
         return f"logged in to {registry} as {settings.registry_username}"
-    if registry == docr.HOST and settings.digitalocean_token:
+    if registry == settings.docr_host and settings.digitalocean_token:
         api = services.digitalocean(settings.digitalocean_token, settings.api_url)
         try:
             user, password = api.registry_credentials(

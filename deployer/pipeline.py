@@ -22,6 +22,7 @@ from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
 from deployer.errors import DeployError, RolloutFailed
 from deployer.plan import Plan
+from deployer.pruning import prune_registry
 from deployer.results import Target, result_of
 from deployer.rollouts import remaining, roll_out
 from deployer.run import Outcome, Run
@@ -41,6 +42,7 @@ def deploy(run: Run) -> Outcome:
             creds = credentials(run, plan)
             outcome.image_ref = settings.image_ref
             preview(run, creds.cluster, render(run, plan).documents, plan)
+            prune_registry(run, creds.cluster, plan.namespace)
             return _finish(run, creds, cache)
         creds, cache = build_while_checking_the_cluster(run, plan)
         creds = refresh_if_short(run, creds)
@@ -63,6 +65,8 @@ def deploy(run: Run) -> Outcome:
         )
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
+        else:
+            prune_registry(run, creds.cluster, plan.namespace)
     except DeployError as error:
         outcome.error = error
     return _finish(run, creds, cache)

@@ -73,6 +73,7 @@ class DeployFacts:
     error: DeployError | None = None
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
     preview: Sequence[str] = ()  # dry-run: the per-object diff lines
+    retention: Sequence[str] = ()  # registry retention: what it kept and deleted (or would)
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -94,6 +95,9 @@ def of_deploy(facts: DeployFacts) -> Report:
     summary += _results_table(facts.results, facts.image_ref)
     summary += [state, ""]
     summary += _preview_markdown(facts.preview)
+    if facts.retention:
+        summary += ["### Registry retention", ""]
+        summary += [f"- {md_cell(line)}" for line in facts.retention] + [""]
     summary += _diagnoses_markdown(facts.diagnoses)
     return Report(
         lines=(state,),

@@ -48,6 +48,7 @@ class Outcome:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: DeployError | None = None
     preview: list[str] = field(default_factory=list)
+    retention: list[str] = field(default_factory=list)  # what registry retention did or would do
 
     @property
     def result(self) -> str:
@@ -111,4 +112,5 @@ class Run:
             error=o.error,
             requested_image=o.requested_image,
             preview=tuple(o.preview),
+            retention=tuple(o.retention),
         )

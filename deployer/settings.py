@@ -18,6 +18,7 @@ from typing import Literal
 from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
+from deployer.docr import HOST as DOCR_HOST
 from deployer.errors import InputError
 from deployer.input_values import (
     CLUSTER_RE,
@@ -348,6 +349,40 @@ def _link_registry(text: str, inputs: _Inputs) -> bool:
     return link
 
 
+def _registry_retention(text: str, inputs: _Inputs) -> int:
+    if not text:
+        return 0
+    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
+        raise Invalid(
+            f"must be a whole number of commit tags to keep, 1 or more, got {text!r}",
+            "Write e.g. 10, or leave it empty for no retention.",
+        )
+    image = str(inputs.parsed.get("image") or "")
+    host = docr_host_from(inputs.env)
+    if image and image.split("/", 1)[0] != host:
+        raise Invalid(
+            f"works only on DigitalOcean Container Registry ({host}), and the image is "
+            f"{image.split('/', 1)[0]}",
+            "Remove registry-retention, or clean that registry with its own tools.",
+        )
+    if not inputs.parsed.get("digitalocean_token"):
+        raise Invalid(
+            "needs digitalocean-token (tags are deleted through the DigitalOcean API)",
+            "Set digitalocean-token, with the registry:read and registry:delete scopes.",
+        )
+    return int(text)
+
+
+def _registry_gc(text: str, inputs: _Inputs) -> bool:
+    gc = _flag(text, inputs)
+    if gc and not inputs.raw.get("registry-retention", "").strip():
+        raise Invalid(
+            "needs registry-retention (a garbage collection frees what retention deleted)",
+            "Set registry-retention, or remove registry-gc.",
+        )
+    return gc
+
+
 # The action's inputs, in action.yml's order (the order they are parsed and their problems
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
@@ -397,6 +432,17 @@ INPUTS: tuple[InputSpec, ...] = (
         "false",
         "integrate DOCR with the cluster (pull access)",
         parse=_link_registry,
+    ),
+    InputSpec(
+        "registry-retention",
+        help="DOCR: keep the N newest commit tags (and what runs); delete the rest",
+        parse=_registry_retention,
+    ),
+    InputSpec(
+        "registry-gc",
+        "false",
+        "DOCR: start a garbage collection after retention deleted tags",
+        parse=_registry_gc,
     ),
     InputSpec(
         "run-first", help="Jobs to run to completion before anything else changes", parse=_run_first
@@ -449,6 +495,9 @@ class Settings:
     pin_digest: bool = False
     force_conflicts: bool = True
     link_registry: bool = False
+    registry_retention: int = 0  # 0: off
+    registry_gc: bool = False
+    docr_host: str = DOCR_HOST  # DIGITALOCEAN_REGISTRY_HOST: the stack's registry plays DOCR
     run_first: tuple[str, ...] = ()
     rerun_first: bool = False
     dry_run: bool = False
@@ -492,6 +541,11 @@ def github_context(env: Mapping[str, str]) -> GitHubContext:
         output_file=Path(output) if output else None,
         summary_file=Path(summary) if summary else None,
     )
+
+
+def docr_host_from(env: Mapping[str, str]) -> str:
+    """DOCR's host; DIGITALOCEAN_REGISTRY_HOST replaces it (a stand-in, as DIGITALOCEAN_API_URL)."""
+    return (env.get("DIGITALOCEAN_REGISTRY_HOST") or DOCR_HOST).strip()
 
 
 def api_url_from(env: Mapping[str, str]) -> str:
@@ -559,6 +613,7 @@ def parse(
     return Settings(
         workspace=inputs.workspace,
         api_url=api_url_from(env),
+        docr_host=docr_host_from(env),
         source_url=f"{server}/{repo}" if server and repo else "",
         run_url=_run_url(env),
         github=github,
@@ -568,7 +623,9 @@ def parse(
 
 def _empty(parser: Parser) -> object:
     """An invalid flag is False, any other invalid input empty (the deploy stops anyway)."""
-    return False if parser in (_flag, _link_registry) else ""
+    if parser is _registry_retention:
+        return 0
+    return False if parser in (_flag, _link_registry, _registry_gc) else ""
 
 
 def _run_url(env: Mapping[str, str]) -> str:
