@@ -15,8 +15,9 @@ the deploy left behind.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from deployer import manifests, report, run_first, workloads
+from deployer import app_url, manifests, report, run_first, workloads
 from deployer.access import Credentials, check_references, credentials, refresh_if_short
 from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
@@ -27,6 +28,7 @@ from deployer.results import Target, result_of
 from deployer.rollouts import remaining, roll_out
 from deployer.run import Outcome, Run
 from deployer.running_first import run_first_jobs
+from deployer.services import ClusterApi
 
 
 def deploy(run: Run) -> Outcome:
@@ -66,6 +68,7 @@ def deploy(run: Run) -> Outcome:
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
         else:
+            outcome.url = app_address(run, creds.cluster, rendered.documents, plan.namespace)
             prune_registry(run, creds.cluster, plan.namespace)
     except DeployError as error:
         outcome.error = error
@@ -79,6 +82,43 @@ def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outc
         creds.cluster.close()
     run.reporter.publish(report.of_deploy(run.facts()))
     return run.outcome
+
+
+URL_WAIT_S = 10.0  # how long a LoadBalancer's external address is waited for
+
+
+def app_address(
+    run: Run, cluster: ClusterApi, documents: Sequence[manifests.Document], namespace: str
+) -> str:
+    """The `url` output: the `url` input; else an Ingress's host among the applied objects; else
+    a LoadBalancer Service's external address (waited for briefly: a notice if not there yet)."""
+    if run.settings.url:
+        return run.settings.url
+    bodies = [d.body for d in documents]
+    found = app_url.from_ingresses(bodies)
+    services = app_url.load_balancers(bodies)
+    if found or not services:
+        if found:
+            run.reporter.line(f"url: {found} (from the Ingress)")
+        return found
+    deadline = time.monotonic() + URL_WAIT_S
+    while True:
+        for name, ns in services:
+            service = cluster.get_object("v1", "Service", name, ns or namespace)
+            found = app_url.service_url(service or {})
+            if found:
+                run.reporter.line(f"url: {found} (service/{name}'s load balancer)")
+                return found
+        if time.monotonic() >= deadline or run.interrupt.event.is_set():
+            break
+        time.sleep(1.0)
+    names = ", ".join(f"service/{name}" for name, _ in services)
+    run.reporter.notice(
+        f"{names} has no external address yet (no load balancer within {URL_WAIT_S:.0f}s): the "
+        "url output is empty; set the url input to state it",
+        title="No URL yet",
+    )
+    return ""
 
 
 def preflight(run: Run) -> Plan:

@@ -74,6 +74,7 @@ class DeployFacts:
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
     preview: Sequence[str] = ()  # dry-run: the per-object diff lines
     retention: Sequence[str] = ()  # registry retention: what it kept and deleted (or would)
+    url: str = ""  # the deployed app's address
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -94,6 +95,8 @@ def of_deploy(facts: DeployFacts) -> Report:
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
     summary += _results_table(facts.results, facts.image_ref)
     summary += [state, ""]
+    if facts.url:
+        summary += [f"URL: {md_cell(facts.url)}", ""]
     summary += _preview_markdown(facts.preview)
     if facts.retention:
         summary += ["### Registry retention", ""]
@@ -107,6 +110,7 @@ def of_deploy(facts: DeployFacts) -> Report:
             ("digest", facts.digest),
             ("result", result),
             ("deployments", deployments_json(facts.results)),
+            ("url", facts.url),
         ),
         summary="\n".join(summary),
     )

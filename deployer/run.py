@@ -49,6 +49,7 @@ class Outcome:
     error: DeployError | None = None
     preview: list[str] = field(default_factory=list)
     retention: list[str] = field(default_factory=list)  # what registry retention did or would do
+    url: str = ""  # the deployed app's address (the url output)
 
     @property
     def result(self) -> str:
@@ -113,4 +114,5 @@ class Run:
             requested_image=o.requested_image,
             preview=tuple(o.preview),
             retention=tuple(o.retention),
+            url=o.url,
         )

@@ -383,6 +383,15 @@ def _registry_gc(text: str, inputs: _Inputs) -> bool:
     return gc
 
 
+def _url(text: str, inputs: _Inputs) -> str:
+    if text and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f<>\"'`]{1,2000}", text):
+        raise Invalid(
+            f"must be an http:// or https:// address on one line, got {shown(text)}",
+            "Write e.g. https://app.example.com, or leave it empty to find it from the manifests.",
+        )
+    return text
+
+
 # The action's inputs, in action.yml's order (the order they are parsed and their problems
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
@@ -454,6 +463,7 @@ INPUTS: tuple[InputSpec, ...] = (
         parse=_flag,
     ),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
+    InputSpec("url", help="the app's address for the url output (default: found)", parse=_url),
 )
 # What a field holds when its input was invalid, so the later checks still run.
 _FALLBACK: dict[str, object] = {
@@ -501,6 +511,7 @@ class Settings:
     run_first: tuple[str, ...] = ()
     rerun_first: bool = False
     dry_run: bool = False
+    url: str = ""  # the app's address, stated; empty: found from an Ingress or LoadBalancer
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False

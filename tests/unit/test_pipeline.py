@@ -181,6 +181,13 @@ class FakeDeployCluster(FakeCluster):
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         return None  # "not there yet": the pull-access check says it could not tell
 
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.objects.get((kind, namespace, name))
+            return copy.deepcopy(found) if found is not None else None
+
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
