@@ -223,6 +223,7 @@ def _build(run: Run, docker: Builder, cache_state: _Answer[str] | None) -> None:
     ]
     if settings.source_url:
         labels.append(("org.opencontainers.image.source", settings.source_url))
+    provenance, sbom = _attestations(settings, reporter, docker)
     request = BuildRequest(
         ref=settings.image_ref,
         context=settings.context,
@@ -234,12 +235,46 @@ def _build(run: Run, docker: Builder, cache_state: _Answer[str] | None) -> None:
         cache_from=_cache_source(settings, reporter, cache_state),
         inline_cache=_cache_wanted(settings, docker),
         secrets=settings.build_secrets,
+        provenance=provenance,
+        sbom=sbom,
     )
     if settings.build_secrets:
         ids = ", ".join(secret_id for secret_id, _ in settings.build_secrets)
         reporter.line(f"build secrets (RUN --mount=type=secret,id=…): {ids}")
     with reporter.untrusted():
         docker.build(request, reporter.line)
+
+
+def _attestations(settings: Settings, reporter: Reporter, docker: Builder) -> tuple[str, str]:
+    """The `--provenance` and `--sbom` values for the build ('' for the legacy builder, which
+    knows neither), and one line or warning saying what the image gets."""
+    wanted = settings.provenance != "false" or settings.sbom
+    asked = " and ".join(
+        (["provenance (" + settings.provenance + ")"] if settings.provenance != "false" else [])
+        + (["SBOM"] if settings.sbom else [])
+    )
+    if not docker.buildkit():
+        if wanted:
+            reporter.warning(
+                f"{asked} attestations are unavailable: this docker CLI builds without BuildKit "
+                "(no buildx plugin); the image is built without them",
+                title="No attestations",
+            )
+        return "", ""
+    if wanted and not docker.stores_attestations():
+        reporter.warning(
+            f"{asked} attestations are unavailable: this Docker engine's classic image store "
+            "cannot hold them (the containerd image store can: Docker 29's default); the image "
+            "is built without them",
+            title="No attestations",
+        )
+        return "false", "false"
+    if wanted:
+        reporter.line(f"attestations: {asked}, pushed with the image")
+    provenance = (
+        settings.provenance if settings.provenance == "false" else f"mode={settings.provenance}"
+    )
+    return provenance, "true" if settings.sbom else "false"
 
 
 def _registry_login(run: Run, docker: Builder) -> str:

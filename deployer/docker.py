@@ -99,6 +99,10 @@ class BuildRequest:
     inline_cache: bool = False
     # BuildKit secrets (id, value): handed over as files in a private directory, never in argv.
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Attestations (BuildKit only; empty: the flag is not passed): `--provenance` false,
+    # mode=min or mode=max; `--sbom` false or true.
+    provenance: str = ""
+    sbom: str = ""
 
 
 class Docker:
@@ -123,6 +127,12 @@ class Docker:
                 _has_buildx(self)
             )
         return self._buildkit
+
+    def stores_attestations(self) -> bool:
+        """Can this engine's image store hold attestations? The containerd image store can;
+        with the classic store, BuildKit's docker driver refuses `--provenance`/`--sbom`."""
+        result = self._run(["info", "--format", "{{json .DriverStatus}}"], timeout=30)
+        return result.returncode == 0 and "io.containerd.snapshotter" in result.stdout
 
     def close(self) -> None:
         shutil.rmtree(self.config_dir, ignore_errors=True)
@@ -260,6 +270,10 @@ class Docker:
             args += ["--cache-from", request.cache_from]
         if request.inline_cache:
             args += ["--cache-to", "type=inline"]
+        if request.provenance:
+            args.append(f"--provenance={request.provenance}")
+        if request.sbom:
+            args.append(f"--sbom={request.sbom}")
         if request.secrets and not self.buildkit():
             raise InputError(
                 "build secrets need BuildKit, and this docker CLI has no buildx plugin",

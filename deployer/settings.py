@@ -383,6 +383,18 @@ def _registry_gc(text: str, inputs: _Inputs) -> bool:
     return gc
 
 
+def _provenance(text: str, inputs: _Inputs) -> str:
+    value = text.lower().removeprefix("mode=")
+    if value in TRUE:
+        return "min"
+    if value in FALSE or value in ("min", "max"):
+        return "false" if value in FALSE else value
+    raise Invalid(
+        f"must be false, true (mode=min) or max, got {shown(text)}",
+        "Write false (the default), true or max.",
+    )
+
+
 def _url(text: str, inputs: _Inputs) -> str:
     if text and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f<>\"'`]{1,2000}", text):
         raise Invalid(
@@ -413,6 +425,13 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("target", help="build stage", parse=_text),
     InputSpec("build-network", help="docker build --network", parse=_text),
     InputSpec("build", "auto", "auto, always or never", parse=_build),
+    InputSpec(
+        "provenance",
+        "false",
+        "provenance attestation: false, true (mode=min) or max",
+        parse=_provenance,
+    ),
+    InputSpec("sbom", "false", "SBOM attestation (true or false)", parse=_flag),
     InputSpec(
         "build-cache", help="registry build cache reference, or false", parse=_build_cache_input
     ),
@@ -496,6 +515,8 @@ class Settings:
     build_network: str = ""
     build: BuildMode = "auto"
     build_cache: str = ""  # the cache reference; empty: no registry cache
+    provenance: str = "false"  # false, min or max
+    sbom: bool = False
     build_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secret_name: str = ""
@@ -636,6 +657,8 @@ def _empty(parser: Parser) -> object:
     """An invalid flag is False, any other invalid input empty (the deploy stops anyway)."""
     if parser is _registry_retention:
         return 0
+    if parser is _provenance:
+        return "false"
     return False if parser in (_flag, _link_registry, _registry_gc) else ""
 
 

@@ -94,6 +94,10 @@ class FakeDocker:
     def buildkit(self) -> bool:
         return True
 
+    def stores_attestations(self) -> bool:
+        self.journal.append("docker stores_attestations")
+        return True
+
     def cache_state(self, ref: str) -> str:
         self.journal.append(f"docker cache_state {ref}")
         return ""
