@@ -194,6 +194,12 @@ def _ask_docker(run: Run, docker: Builder) -> tuple[bool, _Answer[str] | None]:
     # Taken here in every case: later calls to docker.buildkit() reuse this answer instead of
     # asking buildx again.
     has_buildkit = buildkit.result()
+    if not has_buildkit:
+        reporter.warning(
+            f"building with Docker's legacy builder ({docker.without_buildkit()}): no registry "
+            "build cache, no build secrets, no attestations; install docker-buildx",
+            title="No BuildKit",
+        )
     cache_state = (
         _Answer(lambda: docker.cache_state(settings.build_cache))
         if settings.build_cache and settings.build != "never" and has_buildkit

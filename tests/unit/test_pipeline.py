@@ -98,6 +98,9 @@ class FakeDocker:
         self.journal.append("docker stores_attestations")
         return True
 
+    def without_buildkit(self) -> str:
+        return ""
+
     def cache_state(self, ref: str) -> str:
         self.journal.append(f"docker cache_state {ref}")
         return ""
