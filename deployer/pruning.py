@@ -41,7 +41,15 @@ def wait_for_garbage_collection(run: Run) -> None:
     settings, reporter = run.settings, run.reporter
     api = run.services.digitalocean(settings.digitalocean_token, settings.api_url)
     try:
-        gc = api.active_garbage_collection(registry)
+        try:
+            gc = api.active_garbage_collection(registry)
+        except DeployError as error:
+            # Not knowing is no reason to stop: the push itself will say if the registry refuses.
+            reporter.line(
+                f"could not ask whether registry {registry} is being garbage-collected "
+                f"({error.detail()}); pushing"
+            )
+            return
         if gc is None:
             return
         deadline = time.monotonic() + settings.timeout_s

@@ -272,6 +272,26 @@ def test_a_garbage_collection_outlasting_the_timeout_stops_before_the_push(
     assert not any(c.startswith("docker push") for c in world.journal)
 
 
+def test_a_token_that_may_not_read_the_garbage_collection_does_not_stop_the_push(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+
+    def refused(registry: str) -> None:
+        raise InputError(
+            "the token may not read the registry's garbage collection: it needs the "
+            "`registry:read` scope",
+            where="digitalocean-token",
+        )
+
+    world.cloud.active_garbage_collection = refused  # type: ignore[method-assign,assignment]
+    assert world.deploy().error is None
+    assert "could not ask whether registry team is being garbage-collected" in (
+        world.log.getvalue()
+    )
+    assert any(c.startswith("docker push") for c in world.journal)
+
+
 def test_no_garbage_collection_is_asked_about_outside_docr(tmp_path: Path) -> None:
     world = World(tmp_path, image="ghcr.io/org/app")
     assert world.deploy().error is None
