@@ -10,13 +10,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar, cast
 
-from deployer import docr
 from deployer.access import BUILD_ALLOWANCE_S, Credentials, credentials
 from deployer.applying import dry_run
 from deployer.docker import BuildRequest
 from deployer.errors import DeployError, InputError
 from deployer.github import HeldLog, Reporter
 from deployer.plan import Plan
+from deployer.pruning import wait_for_garbage_collection
 from deployer.run import Run
 from deployer.services import Builder
 from deployer.settings import Settings
@@ -167,8 +167,10 @@ def build_and_push(run: Run, docker: Builder) -> bool:
     if exists:
         outcome.digest = docker.remote_digest(ref)
     else:
-        with run.phase("push", f"Push: {ref}"), reporter.untrusted():
-            outcome.digest = docker.push(ref, reporter.line)
+        with run.phase("push", f"Push: {ref}"):
+            wait_for_garbage_collection(run)
+            with reporter.untrusted():
+                outcome.digest = docker.push(ref, reporter.line)
     outcome.image_ref = f"{settings.image}@{outcome.digest}" if settings.pin_digest else ref
     reporter.line(f"image {outcome.image_ref} (digest {outcome.digest})")
     return not exists
@@ -192,6 +194,12 @@ def _ask_docker(run: Run, docker: Builder) -> tuple[bool, _Answer[str] | None]:
     # Taken here in every case: later calls to docker.buildkit() reuse this answer instead of
     # asking buildx again.
     has_buildkit = buildkit.result()
+    if not has_buildkit:
+        reporter.warning(
+            f"building with Docker's legacy builder ({docker.without_buildkit()}): no registry "
+            "build cache, no build secrets, no attestations; install docker-buildx",
+            title="No BuildKit",
+        )
     cache_state = (
         _Answer(lambda: docker.cache_state(settings.build_cache))
         if settings.build_cache and settings.build != "never" and has_buildkit
@@ -221,6 +229,7 @@ def _build(run: Run, docker: Builder, cache_state: _Answer[str] | None) -> None:
     ]
     if settings.source_url:
         labels.append(("org.opencontainers.image.source", settings.source_url))
+    provenance, sbom = _attestations(settings, reporter, docker)
     request = BuildRequest(
         ref=settings.image_ref,
         context=settings.context,
@@ -232,12 +241,46 @@ def _build(run: Run, docker: Builder, cache_state: _Answer[str] | None) -> None:
         cache_from=_cache_source(settings, reporter, cache_state),
         inline_cache=_cache_wanted(settings, docker),
         secrets=settings.build_secrets,
+        provenance=provenance,
+        sbom=sbom,
     )
     if settings.build_secrets:
         ids = ", ".join(secret_id for secret_id, _ in settings.build_secrets)
         reporter.line(f"build secrets (RUN --mount=type=secret,id=…): {ids}")
     with reporter.untrusted():
         docker.build(request, reporter.line)
+
+
+def _attestations(settings: Settings, reporter: Reporter, docker: Builder) -> tuple[str, str]:
+    """The `--provenance` and `--sbom` values for the build ('' for the legacy builder, which
+    knows neither), and one line or warning saying what the image gets."""
+    wanted = settings.provenance != "false" or settings.sbom
+    asked = " and ".join(
+        (["provenance (" + settings.provenance + ")"] if settings.provenance != "false" else [])
+        + (["SBOM"] if settings.sbom else [])
+    )
+    if not docker.buildkit():
+        if wanted:
+            reporter.warning(
+                f"{asked} attestations are unavailable: this docker CLI builds without BuildKit "
+                "(no buildx plugin); the image is built without them",
+                title="No attestations",
+            )
+        return "", ""
+    if wanted and not docker.stores_attestations():
+        reporter.warning(
+            f"{asked} attestations are unavailable: this Docker engine's classic image store "
+            "cannot hold them (the containerd image store can: Docker 29's default); the image "
+            "is built without them",
+            title="No attestations",
+        )
+        return "false", "false"
+    if wanted:
+        reporter.line(f"attestations: {asked}, pushed with the image")
+    provenance = (
+        settings.provenance if settings.provenance == "false" else f"mode={settings.provenance}"
+    )
+    return provenance, "true" if settings.sbom else "false"
 
 
 def _registry_login(run: Run, docker: Builder) -> str:
@@ -247,7 +290,7 @@ def _registry_login(run: Run, docker: Builder) -> str:
     if settings.registry_username:
         docker.login(registry, settings.registry_username, settings.registry_password)
         return f"logged in to {registry} as {settings.registry_username}"
-    if registry == docr.HOST and settings.digitalocean_token:
+    if registry == settings.docr_host and settings.digitalocean_token:
         api = services.digitalocean(settings.digitalocean_token, settings.api_url)
         try:
             user, password = api.registry_credentials(

@@ -80,6 +80,55 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:76] + "…" + text[-1]
 
 
+# Where the docker CLI looks for plugins after `$DOCKER_CONFIG/cli-plugins` and the config's
+# `cliPluginsExtraDirs` (docker/cli: cli-plugins/manager, defaultSystemPluginDirs on Linux).
+SYSTEM_PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+_PLUGIN_NAME = re.compile(r"^docker-[a-z][a-z0-9]*$")
+
+
+def user_plugin_dirs(env: Mapping[str, str]) -> list[Path]:
+    """The plugin directories the user's own docker searches before the system ones: their
+    config directory's `cli-plugins` ($DOCKER_CONFIG, else ~/.docker) and the `cliPluginsExtraDirs`
+    of its config.json (of which nothing else is read: it may hold credentials)."""
+    home = env.get("HOME", "")
+    config = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path(home, ".docker")
+    dirs = [config / "cli-plugins"]
+    try:
+        settings = json.loads((config / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        settings = None
+    extra = settings.get("cliPluginsExtraDirs") if isinstance(settings, dict) else None
+    for entry in extra if isinstance(extra, list) else []:
+        if isinstance(entry, str) and entry:
+            dirs.append(Path(os.path.expanduser(entry)) if entry.startswith("~") else Path(entry))
+    return dirs
+
+
+def find_user_plugins(env: Mapping[str, str]) -> dict[str, Path]:
+    """docker-<name> executables in the user's plugin directories, the first of each name (the
+    CLI's own precedence). The system directories need no help: every DOCKER_CONFIG sees them."""
+    found: dict[str, Path] = {}
+    for directory in user_plugin_dirs(env):
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if (
+                _PLUGIN_NAME.match(entry.name)
+                and entry.name not in found
+                and entry.is_file()
+                and os.access(entry, os.X_OK)
+            ):
+                found[entry.name] = entry
+    return found
+
+
 _NOT_FOUND_MARKERS = ("no such manifest", "manifest unknown", "not found", "name unknown")
 _AUTH_MARKERS = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 
@@ -99,6 +148,10 @@ class BuildRequest:
     inline_cache: bool = False
     # BuildKit secrets (id, value): handed over as files in a private directory, never in argv.
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Attestations (BuildKit only; empty: the flag is not passed): `--provenance` false,
+    # mode=min or mode=max; `--sbom` false or true.
+    provenance: str = ""
+    sbom: str = ""
 
 
 class Docker:
@@ -111,6 +164,15 @@ class Docker:
         base = child_environment(env)
         base["DOCKER_CONFIG"] = str(self.config_dir)
         self.env = base
+        # The private config hides the user's ~/.docker/cli-plugins (buildx installed there, as
+        # Docker Desktop and `docker buildx install` do): link their plugins in, and nothing else.
+        self.plugin_dirs = [*user_plugin_dirs(env), *map(Path, SYSTEM_PLUGIN_DIRS)]
+        plugins = find_user_plugins(env)
+        if plugins:
+            linked = self.config_dir / "cli-plugins"
+            linked.mkdir(mode=0o700)
+            for name, path in plugins.items():
+                (linked / name).symlink_to(path.resolve())
         self._buildkit: bool | None = None
         self._running: subprocess.Popen[str] | None = None
         self._stopped = False
@@ -123,6 +185,25 @@ class Docker:
                 _has_buildx(self)
             )
         return self._buildkit
+
+    def without_buildkit(self) -> str:
+        """Why builds go to the legacy builder ('' when they do not): for one clear line."""
+        if self.buildkit():
+            return ""
+        if self.env.get("DOCKER_BUILDKIT", "1") in ("0", "false"):
+            return "DOCKER_BUILDKIT=0 turns BuildKit off"
+        home = self.env.get("HOME") or ""
+        shown = ", ".join(
+            "~" + str(d)[len(home) :] if home and str(d).startswith(home + "/") else str(d)
+            for d in self.plugin_dirs
+        )
+        return f"no docker-buildx plugin in {shown}"
+
+    def stores_attestations(self) -> bool:
+        """Can this engine's image store hold attestations? The containerd image store can;
+        with the classic store, BuildKit's docker driver refuses `--provenance`/`--sbom`."""
+        result = self._run(["info", "--format", "{{json .DriverStatus}}"], timeout=30)
+        return result.returncode == 0 and "io.containerd.snapshotter" in result.stdout
 
     def close(self) -> None:
         shutil.rmtree(self.config_dir, ignore_errors=True)
@@ -260,6 +341,10 @@ class Docker:
             args += ["--cache-from", request.cache_from]
         if request.inline_cache:
             args += ["--cache-to", "type=inline"]
+        if request.provenance:
+            args.append(f"--provenance={request.provenance}")
+        if request.sbom:
+            args.append(f"--sbom={request.sbom}")
         if request.secrets and not self.buildkit():
             raise InputError(
                 "build secrets need BuildKit, and this docker CLI has no buildx plugin",

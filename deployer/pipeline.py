@@ -15,8 +15,9 @@ the deploy left behind.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from deployer import manifests, report, run_first, workloads
+from deployer import app_url, manifests, report, run_first, workloads
 from deployer.access import (
     Credentials,
     check_references,
@@ -28,10 +29,12 @@ from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
 from deployer.errors import DeployError, InputError, RolloutFailed
 from deployer.plan import Plan
+from deployer.pruning import prune_registry
 from deployer.results import Target, result_of
 from deployer.rollouts import existing_targets, remaining, roll_out
 from deployer.run import Outcome, Run
 from deployer.running_first import run_after_jobs, run_first_jobs
+from deployer.services import ClusterApi
 
 
 def deploy(run: Run) -> Outcome:
@@ -49,6 +52,7 @@ def deploy(run: Run) -> Outcome:
             creds = credentials(run, plan)
             outcome.image_ref = settings.image_ref
             preview(run, creds.cluster, render(run, plan).documents, plan)
+            prune_registry(run, creds.cluster, plan.namespace)
             return _finish(run, creds, cache)
         creds, cache = build_while_checking_the_cluster(run, plan)
         creds = refresh_if_short(run, creds)
@@ -76,9 +80,13 @@ def deploy(run: Run) -> Outcome:
         )
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
-        elif rendered.after:
-            allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
-            run_after_jobs(run, creds.cluster, rendered.after, allowed)
+        else:
+            # The run-after Jobs first: a failed one fails the deploy, and nothing is deleted.
+            if rendered.after:
+                allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
+                run_after_jobs(run, creds.cluster, rendered.after, allowed)
+            outcome.url = app_address(run, creds.cluster, rendered.documents, plan.namespace)
+            prune_registry(run, creds.cluster, plan.namespace)
     except DeployError as error:
         outcome.error = error
     return _finish(run, creds, cache)
@@ -111,6 +119,8 @@ def watch_only(run: Run) -> Outcome:
         results = roll_out(run, creds.cluster, targets, timeout_s=settings.timeout_s)
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
+        else:
+            outcome.url = settings.url  # what another tool applied is not ours to read
     except DeployError as error:
         outcome.error = error
     return _finish(run, creds, None)
@@ -123,6 +133,43 @@ def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outc
         creds.cluster.close()
     run.reporter.publish(report.of_deploy(run.facts()))
     return run.outcome
+
+
+URL_WAIT_S = 10.0  # how long a LoadBalancer's external address is waited for
+
+
+def app_address(
+    run: Run, cluster: ClusterApi, documents: Sequence[manifests.Document], namespace: str
+) -> str:
+    """The `url` output: the `url` input; else an Ingress's host among the applied objects; else
+    a LoadBalancer Service's external address (waited for briefly: a notice if not there yet)."""
+    if run.settings.url:
+        return run.settings.url
+    bodies = [d.body for d in documents]
+    found = app_url.from_ingresses(bodies)
+    services = app_url.load_balancers(bodies)
+    if found or not services:
+        if found:
+            run.reporter.line(f"url: {found} (from the Ingress)")
+        return found
+    deadline = time.monotonic() + URL_WAIT_S
+    while True:
+        for name, ns in services:
+            service = cluster.get_object("v1", "Service", name, ns or namespace)
+            found = app_url.service_url(service or {})
+            if found:
+                run.reporter.line(f"url: {found} (service/{name}'s load balancer)")
+                return found
+        if time.monotonic() >= deadline or run.interrupt.event.is_set():
+            break
+        time.sleep(1.0)
+    names = ", ".join(f"service/{name}" for name, _ in services)
+    run.reporter.notice(
+        f"{names} has no external address yet (no load balancer within {URL_WAIT_S:.0f}s): the "
+        "url output is empty; set the url input to state it",
+        title="No URL yet",
+    )
+    return ""
 
 
 def preflight(run: Run) -> Plan:

@@ -74,6 +74,8 @@ class DeployFacts:
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
     preview: Sequence[str] = ()  # dry-run: the per-object diff lines
     watch_only: bool = False  # apply: false: another tool applied what was watched
+    retention: Sequence[str] = ()  # registry retention: what it kept and deleted (or would)
+    url: str = ""  # the deployed app's address
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -94,7 +96,12 @@ def of_deploy(facts: DeployFacts) -> Report:
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
     summary += _results_table(facts.results, facts.image_ref)
     summary += [state, ""]
+    if facts.url:
+        summary += [f"URL: {md_cell(facts.url)}", ""]
     summary += _preview_markdown(facts.preview)
+    if facts.retention:
+        summary += ["### Registry retention", ""]
+        summary += [f"- {md_cell(line)}" for line in facts.retention] + [""]
     summary += _diagnoses_markdown(facts.diagnoses)
     return Report(
         lines=(state,),
@@ -104,6 +111,7 @@ def of_deploy(facts: DeployFacts) -> Report:
             ("digest", facts.digest),
             ("result", result),
             ("deployments", deployments_json(facts.results)),
+            ("url", facts.url),
         ),
         summary="\n".join(summary),
     )

@@ -48,6 +48,8 @@ class Outcome:
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: DeployError | None = None
     preview: list[str] = field(default_factory=list)
+    retention: list[str] = field(default_factory=list)  # what registry retention did or would do
+    url: str = ""  # the deployed app's address (the url output)
 
     @property
     def result(self) -> str:
@@ -112,4 +114,6 @@ class Run:
             requested_image=o.requested_image,
             preview=tuple(o.preview),
             watch_only=not self.settings.apply,
+            retention=tuple(o.retention),
+            url=o.url,
         )

@@ -18,6 +18,7 @@ from typing import Literal
 from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
+from deployer.docr import HOST as DOCR_HOST
 from deployer.errors import InputError
 from deployer.input_values import (
     CLUSTER_RE,
@@ -381,6 +382,61 @@ def _link_registry(text: str, inputs: _Inputs) -> bool:
     return link
 
 
+def _registry_retention(text: str, inputs: _Inputs) -> int:
+    if not text:
+        return 0
+    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
+        raise Invalid(
+            f"must be a whole number of commit tags to keep, 1 or more, got {text!r}",
+            "Write e.g. 10, or leave it empty for no retention.",
+        )
+    image = str(inputs.parsed.get("image") or "")
+    host = docr_host_from(inputs.env)
+    if image and image.split("/", 1)[0] != host:
+        raise Invalid(
+            f"works only on DigitalOcean Container Registry ({host}), and the image is "
+            f"{image.split('/', 1)[0]}",
+            "Remove registry-retention, or clean that registry with its own tools.",
+        )
+    if not inputs.parsed.get("digitalocean_token"):
+        raise Invalid(
+            "needs digitalocean-token (tags are deleted through the DigitalOcean API)",
+            "Set digitalocean-token, with the registry:read and registry:delete scopes.",
+        )
+    return int(text)
+
+
+def _registry_gc(text: str, inputs: _Inputs) -> bool:
+    gc = _flag(text, inputs)
+    if gc and not inputs.raw.get("registry-retention", "").strip():
+        raise Invalid(
+            "needs registry-retention (a garbage collection frees what retention deleted)",
+            "Set registry-retention, or remove registry-gc.",
+        )
+    return gc
+
+
+def _provenance(text: str, inputs: _Inputs) -> str:
+    value = text.lower().removeprefix("mode=")
+    if value in TRUE:
+        return "min"
+    if value in FALSE or value in ("min", "max"):
+        return "false" if value in FALSE else value
+    raise Invalid(
+        f"must be false, true (mode=min) or max, got {shown(text)}",
+        "Write false (the default), true or max.",
+    )
+
+
+def _url(text: str, inputs: _Inputs) -> str:
+    if text and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f<>\"'`]{1,2000}", text):
+        raise Invalid(
+            f"must be an http:// or https:// address on one line, got {shown(text)}",
+            "Write e.g. https://app.example.com, or leave it empty to find it from the manifests.",
+        )
+    return text
+
+
 # The action's inputs, in action.yml's order (the order they are parsed and their problems
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
@@ -402,6 +458,13 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("target", help="build stage", parse=_text),
     InputSpec("build-network", help="docker build --network", parse=_text),
     InputSpec("build", "auto", "auto, always or never", parse=_build),
+    InputSpec(
+        "provenance",
+        "false",
+        "provenance attestation: false, true (mode=min) or max",
+        parse=_provenance,
+    ),
+    InputSpec("sbom", "false", "SBOM attestation (true or false)", parse=_flag),
     InputSpec(
         "build-cache", help="registry build cache reference, or false", parse=_build_cache_input
     ),
@@ -432,6 +495,17 @@ INPUTS: tuple[InputSpec, ...] = (
         parse=_link_registry,
     ),
     InputSpec(
+        "registry-retention",
+        help="DOCR: keep the N newest commit tags (and what runs); delete the rest",
+        parse=_registry_retention,
+    ),
+    InputSpec(
+        "registry-gc",
+        "false",
+        "DOCR: start a garbage collection after retention deleted tags",
+        parse=_registry_gc,
+    ),
+    InputSpec(
         "run-first", help="Jobs to run to completion before anything else changes", parse=_run_first
     ),
     InputSpec(
@@ -454,6 +528,7 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec("selector", help="with apply false: a label selector of workloads", parse=_selector),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
+    InputSpec("url", help="the app's address for the url output (default: found)", parse=_url),
 )
 # What watching workloads another tool applied (apply: false) reads; every other input is about
 # building or applying and is refused when set, so nothing the user wrote is silently ignored.
@@ -467,6 +542,7 @@ WATCH_INPUTS = frozenset(
         "timeout",
         "apply",
         "selector",
+        "url",
     }
 )
 # What a field holds when its input was invalid, so the later checks still run.
@@ -501,6 +577,8 @@ class Settings:
     build_network: str = ""
     build: BuildMode = "auto"
     build_cache: str = ""  # the cache reference; empty: no registry cache
+    provenance: str = "false"  # false, min or max
+    sbom: bool = False
     build_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     secret_name: str = ""
@@ -510,12 +588,16 @@ class Settings:
     pin_digest: bool = False
     force_conflicts: bool = True
     link_registry: bool = False
+    registry_retention: int = 0  # 0: off
+    registry_gc: bool = False
+    docr_host: str = DOCR_HOST  # DIGITALOCEAN_REGISTRY_HOST: the stack's registry plays DOCR
     run_first: tuple[str, ...] = ()
     rerun_first: bool = False
     run_first_timeout_s: float | None = None  # None: the Jobs' own deadlines, else timeout_s
     dry_run: bool = False
     apply: bool = True  # False: watch only, what another tool applied
     selector: str = ""  # with apply False: a label selector of workloads to wait for
+    url: str = ""  # the app's address, stated; empty: found from an Ingress or LoadBalancer
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False
@@ -556,6 +638,11 @@ def github_context(env: Mapping[str, str]) -> GitHubContext:
         output_file=Path(output) if output else None,
         summary_file=Path(summary) if summary else None,
     )
+
+
+def docr_host_from(env: Mapping[str, str]) -> str:
+    """DOCR's host; DIGITALOCEAN_REGISTRY_HOST replaces it (a stand-in, as DIGITALOCEAN_API_URL)."""
+    return (env.get("DIGITALOCEAN_REGISTRY_HOST") or DOCR_HOST).strip()
 
 
 def api_url_from(env: Mapping[str, str]) -> str:
@@ -630,6 +717,7 @@ def parse(
     return Settings(
         workspace=inputs.workspace,
         api_url=api_url_from(env),
+        docr_host=docr_host_from(env),
         source_url=f"{server}/{repo}" if server and repo else "",
         run_url=_run_url(env),
         github=github,
@@ -666,7 +754,11 @@ def _refuse_deploy_inputs(raw: Mapping[str, str], inputs: _Inputs) -> None:
 
 def _empty(parser: Parser) -> object:
     """An invalid flag is False, any other invalid input empty (the deploy stops anyway)."""
-    return False if parser in (_flag, _link_registry) else ""
+    if parser is _registry_retention:
+        return 0
+    if parser is _provenance:
+        return "false"
+    return False if parser in (_flag, _link_registry, _registry_gc) else ""
 
 
 def _run_url(env: Mapping[str, str]) -> str:

@@ -186,6 +186,7 @@ def start_fake_do(state_dir: Path, state: dict[str, Any]) -> None:
             login.touch(mode=0o600)
             login.write_text(f"{env['DJK_REGISTRY_USER']}:{env['DJK_REGISTRY_PASSWORD']}\n")
             argv += ["--registry-login-file", str(login)]
+        argv += ["--registry-storage", str(state_dir / "docker" / "registry")]
     proc = spawn("fake-digitalocean", argv, state_dir / "logs" / "fake-digitalocean.log")
     info: dict[str, Any] = {"procs": [proc]}
     state["digitalocean"] = info

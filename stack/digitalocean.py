@@ -34,6 +34,17 @@ Behaviour, deliberately as the real API where we know it:
   new pod that names no pull secret itself. Pods created before that keep pulling without it, as
   on DOKS.
 
+- Registry retention (`--registry-storage DIR`: the stack registry's filesystem storage, as
+  docker-registry lays it out; without it, tags live in memory and are seeded with the
+  `registry_tags` switch): `GET /v2/registry/{name}/repositories/{repo}/tags` lists a
+  repository's tags (`updated_at` is when the tag was last pushed: the mtime of its link file);
+  `DELETE .../tags/{tag}` removes the tag as docker-registry's own untag does (its tag directory),
+  so a pull by that tag fails at once while the manifest stays until a garbage collection, as on
+  DOCR; every deletion is recorded (`deleted_tags` in the switches). `GET
+  /v2/registry/{name}/garbage-collection` answers the active garbage collection or 404 when none
+  runs; `POST` starts one (201; 409 while one runs), which ends after `gc_seconds` (switch,
+  default 1). A garbage collection here deletes nothing: it is recorded (`garbage_collections`).
+
 Control endpoints on the same server (no auth; never logged as API requests):
 - `POST /_fake/faults` JSON, any of:
   - `"reset": true` - forget faults, scopes, extra clusters and the request log (applied first)
@@ -48,6 +59,11 @@ Control endpoints on the same server (no auth; never logged as API requests):
     put into the cluster stays
   - `"filler_clusters": N` - N extra clusters listed before the real one (forces pages)
   - `"add_clusters": [{"name": ..., "region": ...}]` - e.g. a duplicate name
+  - `"garbage_collection": {"running_for": S, "reads": N}` - a garbage collection is active for
+    S seconds (default an hour), or (with `reads`) for the next N reads of it
+  - `"gc_seconds": S` - how long a garbage collection started through the API runs
+  - `"registry_tags": {"repo": [{"tag": ..., "digest": ..., "updated_at": ...}]}` - the tags
+    of the in-memory registry (without --registry-storage)
 - `GET /_fake/faults` - the current switches; `POST /_fake/reset` - same as `"reset": true`
 - `GET /_fake/requests` - the API requests so far (Authorization redacted, no response bodies;
   `fake.requests` in-process also has the response bodies)
@@ -78,7 +94,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 CLUSTER_ID_NAMESPACE = uuid.UUID("6f1c2a63-1b0e-4d5e-9a57-5d0d3c1e7a10")
 DEFAULT_CLUSTER_NAME = "djk-local"
@@ -95,6 +111,7 @@ ERRORS = {
     403: ("forbidden", "You do not have access for the attempted action."),
     404: ("not_found", "The resource you requested could not be found."),
     405: ("method_not_allowed", "Method not allowed."),
+    409: ("conflict", "A garbage collection is already running."),
     # GET /v2/registry when the account has several registries (the spec's own example text).
     412: (
         "precondition_failed",
@@ -112,6 +129,10 @@ REGISTRY_PATH = "/v2/registry"
 DOCKER_CREDENTIALS_PATH = "/v2/registry/docker-credentials"
 LINK_PATH = "/v2/kubernetes/registry"
 _CLUSTER_PATH = re.compile(r"^/v2/kubernetes/clusters/([^/]+)(/kubeconfig)?$")
+TAGS_PATH = REGISTRY_PATH + "/{registry_name}/repositories/{repository_name}/tags"
+GC_PATH = REGISTRY_PATH + "/{registry_name}/garbage-collection"
+_TAGS_PATH = re.compile(r"^/v2/registry/([^/]+)/repositories/([^/]+)/tags(/[^/]+)?$")
+_GC_PATH = re.compile(r"^/v2/registry/([^/]+)/garbage-collection$")
 
 # The spec's operationIds (and what each needs), by method and path.
 OPERATIONS = {
@@ -126,17 +147,35 @@ OPERATIONS = {
     "registry_get": ("GET", REGISTRY_PATH, {"registry:read"}),
     # read_write=true needs registry:update too (the spec lists both scopes).
     "registry_get_dockerCredentials": ("GET", DOCKER_CREDENTIALS_PATH, {"registry:read"}),
+    "registry_list_repositoryTags": ("GET", TAGS_PATH, {"registry:read"}),
+    "registry_delete_repositoryTag": (
+        "DELETE",
+        TAGS_PATH + "/{repository_tag}",
+        {"registry:delete"},
+    ),
+    "registry_get_garbageCollection": ("GET", GC_PATH, {"registry:read"}),
+    "registry_run_garbageCollection": ("POST", GC_PATH, {"registry:update"}),
 }
 
 
 def operation_of(method: str, path: str) -> str | None:
     """The operationId a request goes to, or None when the stand-in has no such endpoint."""
-    match = _CLUSTER_PATH.match(path)
-    template = f"{CLUSTERS_PATH}/{{cluster_id}}{match.group(2) or ''}" if match else path
+    template = _template(path)
     for name, (verb, route, _) in OPERATIONS.items():
         if verb == method and route == template:
             return name
     return None
+
+
+def _template(path: str) -> str:
+    """The spec's path template a concrete path falls under (the path itself when none)."""
+    if match := _CLUSTER_PATH.match(path):
+        return f"{CLUSTERS_PATH}/{{cluster_id}}{match.group(2) or ''}"
+    if match := _TAGS_PATH.match(path):
+        return TAGS_PATH + ("/{repository_tag}" if match.group(3) else "")
+    if _GC_PATH.match(path):
+        return GC_PATH
+    return path
 
 
 def cluster_id_for(name: str, index: int = 0) -> str:
@@ -361,6 +400,75 @@ class PullSecretOperator:
         return code == 200
 
 
+# -- registry tags (retention) ----------------------------------------------------------------
+
+
+class MemoryTags:
+    """A registry's tags held in memory: {repository: {tag: (digest, updated_at)}}."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def seed(self, repos: dict[str, list[dict[str, str]]]) -> None:
+        self.repos = {
+            str(repo): {
+                str(t["tag"]): (str(t.get("digest", "")), str(t.get("updated_at", "")))
+                for t in tags
+            }
+            for repo, tags in repos.items()
+        }
+
+    def tags(self, registry: str, repo: str) -> list[tuple[str, str, str]] | None:
+        del registry
+        held = self.repos.get(repo)
+        return None if held is None else [(t, d, u) for t, (d, u) in held.items()]
+
+    def delete(self, registry: str, repo: str, tag: str) -> bool:
+        del registry
+        return self.repos.get(repo, {}).pop(tag, None) is not None
+
+
+class StorageTags:
+    """The tags of docker-registry's filesystem storage (`rootdirectory`), read and untagged the
+    way the registry itself does: a tag is `_manifests/tags/<tag>/current/link` (the digest),
+    untagging removes `_manifests/tags/<tag>`; the manifest revision stays (a GC's job)."""
+
+    def __init__(self, root: Path) -> None:
+        self.repositories = root / "docker" / "registry" / "v2" / "repositories"
+
+    def _tags_dir(self, registry: str, repo: str) -> Path | None:
+        if ".." in repo.split("/") or repo.startswith("/"):
+            return None
+        path = self.repositories / registry / repo / "_manifests" / "tags"
+        return path if path.is_dir() else None
+
+    def tags(self, registry: str, repo: str) -> list[tuple[str, str, str]] | None:
+        tags_dir = self._tags_dir(registry, repo)
+        if tags_dir is None:
+            return None
+        found = []
+        for entry in sorted(tags_dir.iterdir()):
+            link = entry / "current" / "link"
+            try:
+                digest = link.read_text().strip()
+                mtime = link.stat().st_mtime
+            except OSError:
+                continue  # being written or removed
+            when = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            found.append((entry.name, digest, when))
+        return found
+
+    def delete(self, registry: str, repo: str, tag: str) -> bool:
+        tags_dir = self._tags_dir(registry, repo)
+        if tags_dir is None or "/" in tag or tag in (".", ".."):
+            return False
+        target = tags_dir / tag
+        if not target.is_dir():
+            return False
+        shutil.rmtree(target)
+        return True
+
+
 # -- the server ---------------------------------------------------------------------------------
 
 
@@ -477,6 +585,7 @@ class FakeDigitalOcean:
         registry_name: str = DEFAULT_REGISTRY_NAME,
         registry_login: tuple[str, str] | None = None,
         operator: PullSecretOperator | None = None,
+        registry_storage: Path | None = None,
         port: int = 0,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -492,6 +601,10 @@ class FakeDigitalOcean:
         pull = base64.b64encode(f"pull-{secrets.token_hex(8)}:{secrets.token_hex(16)}".encode())
         self.pull_config = json.dumps({"auths": {DEFAULT_REGISTRY: {"auth": pull.decode()}}})
         self.operator = operator
+        self.memory_tags = MemoryTags()
+        self.tag_store: MemoryTags | StorageTags = (
+            StorageTags(registry_storage) if registry_storage else self.memory_tags
+        )
         self._stopping = threading.Event()
         self._syncer: threading.Thread | None = None
         self.log = log or (lambda line: None)
@@ -548,6 +661,11 @@ class FakeDigitalOcean:
         self.remaining = RATE_LIMIT
         self.window_start = time.time()
         self.cluster.registries = []
+        self.gc: dict[str, Any] | None = None  # the last garbage collection, with its end time
+        self.gc_seconds = 1.0
+        self.garbage_collections: list[str] = []  # uuids started through the API
+        self.deleted_tags: list[str] = []  # repo:tag
+        self.memory_tags.seed({})
         if self.operator is not None:
             self.operator.forget()
 
@@ -559,6 +677,9 @@ class FakeDigitalOcean:
             "filler_clusters",
             "add_clusters",
             "unlink_registry",
+            "garbage_collection",
+            "gc_seconds",
+            "registry_tags",
         }
         if not isinstance(switches, dict) or not set(switches) <= known:
             raise ValueError(f"fault switches must be an object with keys from {sorted(known)}")
@@ -575,6 +696,16 @@ class FakeDigitalOcean:
                 self.cluster.registries = []
                 if self.operator is not None:
                     self.operator.forget()
+            if "garbage_collection" in switches:
+                running = switches["garbage_collection"]
+                self.gc = self._new_gc(float(running.get("running_for", 3600)))
+                self.gc["status"] = "scanning manifests"
+                if "reads" in running:
+                    self.gc["reads"] = int(running["reads"])
+            if "gc_seconds" in switches:
+                self.gc_seconds = float(switches["gc_seconds"])
+            if "registry_tags" in switches:
+                self.memory_tags.seed(switches["registry_tags"])
             for extra in switches.get("add_clusters", []):
                 name = str(extra["name"])
                 index = 1 + sum(c.name == name for c in self.extra_clusters)
@@ -591,6 +722,8 @@ class FakeDigitalOcean:
             "filler_clusters": self.filler_clusters,
             "add_clusters": [{"name": c.name, "region": c.region} for c in self.extra_clusters],
             "registry_linked": [c.id for c in [self.cluster, *self.extra_clusters] if c.registries],
+            "garbage_collections": list(self.garbage_collections),
+            "deleted_tags": list(self.deleted_tags),
         }
 
     def all_clusters(self) -> list[FakeCluster]:
@@ -689,6 +822,14 @@ class FakeDigitalOcean:
                 return self._registry()
             if operation == "kubernetes_add_registry":
                 return self._link(body, request_id)
+            if operation == "registry_list_repositoryTags":
+                return self._tags(path, params, request_id)
+            if operation == "registry_delete_repositoryTag":
+                return self._delete_tag(path, request_id)
+            if operation == "registry_get_garbageCollection":
+                return self._get_gc(path, request_id)
+            if operation == "registry_run_garbageCollection":
+                return self._run_gc(path, body, request_id)
             match = _CLUSTER_PATH.match(path)
             assert match is not None
             with self._lock:
@@ -803,6 +944,108 @@ class FakeDigitalOcean:
         if self.cluster.id in uuids:
             self._start_syncer()
         return _Reply(204, b"", "")
+
+    def _repo(self, path: str) -> tuple[str, str, str] | None:
+        """(registry, repository, tag) of a tags path; None when it is not this registry."""
+        match = _TAGS_PATH.match(path)
+        assert match is not None
+        if match.group(1) != self.registry_name:
+            return None
+        tag = unquote(match.group(3)[1:]) if match.group(3) else ""
+        return match.group(1), unquote(match.group(2)), tag
+
+    def _tags(self, path: str, params: dict[str, str], request_id: str) -> _Reply:
+        per_page = _int(params, "per_page", 20, 1, 200)
+        page = _int(params, "page", 1, 1)
+        where = self._repo(path)
+        found = self.tag_store.tags(where[0], where[1]) if where else None
+        if where is None or found is None:
+            return _error(404, request_id)
+        registry, repo, _ = where
+        items = [
+            {
+                "registry_name": registry,
+                "repository": repo,
+                "tag": tag,
+                "manifest_digest": digest,
+                "updated_at": updated,
+            }
+            for tag, digest, updated in found
+        ]
+        total = len(items)
+        last = max(1, -(-total // per_page))
+        body: dict[str, Any] = {
+            "tags": items[(page - 1) * per_page : page * per_page],
+            "meta": {"total": total},
+        }
+        if page < last:
+            query = urlencode({"page": page + 1, "per_page": per_page})
+            body["links"] = {"pages": {"next": f"{self.link_base or self.url}{path}?{query}"}}
+        return _json(200, body)
+
+    def _delete_tag(self, path: str, request_id: str) -> _Reply:
+        where = self._repo(path)
+        if where is None or not self.tag_store.delete(*where):
+            return _error(404, request_id)
+        with self._lock:
+            self.deleted_tags.append(f"{where[1]}:{where[2]}")
+        self.log(f"registry: deleted tag {where[1]}:{where[2]}")
+        return _Reply(204, b"", "")
+
+    def _new_gc(self, seconds: float) -> dict[str, Any]:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "uuid": str(uuid.uuid4()),
+            "registry_name": self.registry_name,
+            "status": "requested",
+            "created_at": now,
+            "updated_at": now,
+            "blobs_deleted": 0,
+            "freed_bytes": 0,
+            "ends": time.monotonic() + seconds,
+        }
+
+    def _active_gc(self, read: bool = False) -> dict[str, Any] | None:
+        """The running garbage collection; a `read` counts against its `reads` (if it has)."""
+        with self._lock:
+            gc = self.gc
+            if gc is None or time.monotonic() >= gc["ends"] or gc.get("reads", 1) <= 0:
+                return None
+            if read and "reads" in gc:
+                gc["reads"] -= 1
+            return {k: v for k, v in gc.items() if k not in ("ends", "reads")}
+
+    def _get_gc(self, path: str, request_id: str) -> _Reply:
+        match = _GC_PATH.match(path)
+        assert match is not None
+        gc = self._active_gc(read=True) if match.group(1) == self.registry_name else None
+        if gc is None:
+            return _error(404, request_id)
+        return _json(200, {"garbage_collection": gc})
+
+    def _run_gc(self, path: str, body: bytes, request_id: str) -> _Reply:
+        match = _GC_PATH.match(path)
+        assert match is not None
+        if match.group(1) != self.registry_name:
+            return _error(404, request_id)
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise _BadRequest("the body is not JSON") from None
+        kinds = (
+            "untagged manifests only",
+            "unreferenced blobs only",
+            "untagged manifests and unreferenced blobs",
+        )
+        if not isinstance(request, dict) or request.get("type", kinds[0]) not in kinds:
+            raise _BadRequest(f"type must be one of {', '.join(kinds)}")
+        if self._active_gc() is not None:
+            return _error(409, request_id)
+        with self._lock:
+            self.gc = self._new_gc(self.gc_seconds)
+            self.garbage_collections.append(self.gc["uuid"])
+            shown = {k: v for k, v in self.gc.items() if k != "ends"}
+        return _json(201, {"garbage_collection": shown})
 
     def _start_syncer(self) -> None:
         """The DOSecret stand-in: serve every namespace now, then new ones every second."""
@@ -967,6 +1210,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--registry-name", default=DEFAULT_REGISTRY_NAME, help="what GET /v2/registry names"
     )
     parser.add_argument(
+        "--registry-storage",
+        type=Path,
+        help="the stack registry's storage root: its tags are what the retention calls see",
+    )
+    parser.add_argument(
         "--registry-login-file",
         type=Path,
         help="file with `user:password` handed out by docker-credentials (default: random)",
@@ -995,6 +1243,7 @@ def _running(args: argparse.Namespace) -> Iterator[FakeDigitalOcean]:
             registry_name=args.registry_name,
             registry_login=login,
             operator=PullSecretOperator(admin, _stderr),
+            registry_storage=args.registry_storage,
             port=args.port,
             log=_stderr,
         )

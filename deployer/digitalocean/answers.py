@@ -36,6 +36,12 @@ SCOPE_REGISTRY_READ = "registry:read"  # GET /v2/registry
 SCOPES_PUSH = ("registry:read", "registry:update")
 # POST /v2/kubernetes/registry (add the registry to clusters: link-registry).
 SCOPES_LINK = ("kubernetes:create", "kubernetes:update")
+# Registry retention: list a repository's tags and read the active garbage collection
+# (registry:read), delete a tag (registry:delete), start a garbage collection (registry:update).
+SCOPE_REGISTRY_DELETE = "registry:delete"
+SCOPE_REGISTRY_UPDATE = "registry:update"
+# A garbage collection in one of these states has not ended: the registry is read-only meanwhile.
+GC_ENDED = frozenset({"succeeded", "failed", "cancelled"})
 
 HOW_TO_CREATE = "https://docs.digitalocean.com/reference/api/create-personal-access-token/"
 PER_PAGE = 200  # the spec's maximum: most accounts need a single request
@@ -220,3 +226,45 @@ def _named(config: Mapping[str, Any], section: str, name: object) -> dict[str, A
 def _mark(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     return f"line {mark.line + 1}" if mark is not None else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class RegistryTag:
+    """One tag of a DOCR repository (schema `repository_tag`)."""
+
+    tag: str
+    digest: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GarbageCollection:
+    """A registry garbage collection (schema `garbage_collection`)."""
+
+    uuid: str
+    status: str
+
+    @property
+    def running(self) -> bool:
+        return self.status not in GC_ENDED
+
+
+def _registry_tag(item: object) -> RegistryTag:
+    if not isinstance(item, dict) or not isinstance(item.get("tag"), str) or not item["tag"]:
+        raise ServiceError(SERVICE, "a repository tag in the answer has no `tag`")
+    digest = item.get("manifest_digest")
+    updated = item.get("updated_at")
+    when: datetime | None = None
+    if isinstance(updated, str):
+        try:
+            when = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    return RegistryTag(item["tag"], digest if isinstance(digest, str) else "", when)
+
+
+def _garbage_collection(body: Mapping[str, Any]) -> GarbageCollection:
+    gc = body.get("garbage_collection")
+    if not isinstance(gc, dict) or not isinstance(gc.get("status"), str):
+        raise ServiceError(SERVICE, "garbage collection answer has no `garbage_collection.status`")
+    return GarbageCollection(str(gc.get("uuid") or ""), gc["status"])

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import yaml
@@ -47,21 +47,27 @@ from deployer.digitalocean.answers import (
     PER_PAGE,
     SCOPE_ACCESS,
     SCOPE_READ,
+    SCOPE_REGISTRY_DELETE,
     SCOPE_REGISTRY_READ,
+    SCOPE_REGISTRY_UPDATE,
     SCOPES_LINK,
     SCOPES_PUSH,
     SERVICE,
     USER_AGENT,
     DoksCluster,
+    GarbageCollection,
     Kubeconfig,
+    RegistryTag,
     _check_api_url,
     _check_expiry,
     _checked_kubeconfig,
     _cluster,
+    _garbage_collection,
     _list_of,
     _mark,
     _no_such_cluster,
     _origin,
+    _registry_tag,
 )
 from deployer.errors import InputError, ServiceError
 
@@ -325,6 +331,84 @@ class DigitalOcean:
             cluster_id=cluster_id,
         )
         return True
+
+    # -- registry retention ------------------------------------------------------------------
+
+    def list_tags(self, registry: str, repository: str) -> list[RegistryTag]:
+        """Every tag of `repository` in the account's registry `registry`, all pages."""
+        url: str | None = self._repository_url(registry, repository) + "/tags"
+        params: dict[str, Any] | None = {"per_page": PER_PAGE}
+        seen: set[str] = set()
+        tags: list[RegistryTag] = []
+        while url is not None:
+            if url in seen or len(seen) >= MAX_PAGES:
+                raise ServiceError(SERVICE, f"tag list pagination does not end ({url})")
+            seen.add(url)
+            body = self._json(
+                self._get(
+                    url,
+                    params,
+                    SCOPE_REGISTRY_READ,
+                    f"list the tags of {registry}/{repository}",
+                    not_found=(
+                        f"the registry has no repository {registry}/{repository}",
+                        "Check the image input: registry.digitalocean.com/<registry>/<repository>.",
+                    ),
+                )
+            )
+            params = None
+            tags.extend(_registry_tag(item) for item in _list_of(body, "tags"))
+            url = self._next_page(body)
+        return tags
+
+    def delete_tag(self, registry: str, repository: str, tag: str) -> None:
+        """Delete one tag (its manifest stays until a garbage collection, if nothing else tags
+        it). A tag already gone (404) is not an error."""
+        url = f"{self._repository_url(registry, repository)}/tags/{quote(tag, safe='')}"
+        try:
+            response = self._session.delete(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise self._unreachable(f"delete the tag {tag}", exc) from None
+        if response.ok or response.status_code == 404:
+            return
+        raise _http_error(response, (SCOPE_REGISTRY_DELETE,), f"delete the tag {tag}", "")
+
+    def active_garbage_collection(self, registry: str) -> GarbageCollection | None:
+        """The registry's garbage collection that has not ended, or None (the API answers 404
+        when there is none)."""
+        url = f"{self._registry_url(registry)}/garbage-collection"
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise self._unreachable("read the registry's garbage collection", exc) from None
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise _http_error(
+                response, (SCOPE_REGISTRY_READ,), "read the registry's garbage collection", ""
+            )
+        gc = _garbage_collection(self._json(response))
+        return gc if gc.running else None
+
+    def start_garbage_collection(self, registry: str) -> GarbageCollection:
+        """Start a garbage collection of untagged manifests and unreferenced blobs."""
+        response = self._send(
+            "POST",
+            f"{self._registry_url(registry)}/garbage-collection",
+            {"type": "untagged manifests and unreferenced blobs"},
+            (SCOPE_REGISTRY_UPDATE,),
+            "start a garbage collection of the registry",
+        )
+        return _garbage_collection(self._json(response))
+
+    def _registry_url(self, registry: str) -> str:
+        if not _REGISTRY_NAME.match(registry):
+            raise InputError(f"`{registry}` is not a DOCR registry name", where="image")
+        return f"{self.api_url}/v2/registry/{registry}"
+
+    def _repository_url(self, registry: str, repository: str) -> str:
+        # A repository with `/` in its name is URL-encoded (the spec says so).
+        return f"{self._registry_url(registry)}/repositories/{quote(repository, safe='')}"
 
     # -- HTTP -----------------------------------------------------------------------------------
 

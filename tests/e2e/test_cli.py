@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack import binary_paths
 from tests.e2e.test_deploy_action import app_manifests, deployment
 
 pytestmark = pytest.mark.stack
@@ -131,10 +134,11 @@ def test_wait_agrees_with_kubectl_on_green_and_names_the_container_on_red(
 
 
 @pytest.mark.docker
-def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
-    stack: dict[str, str], namespace: str, tmp_path: Path
-) -> None:
-    (tmp_path / "deploy").mkdir()
+def laptop_deploy(
+    stack: dict[str, str], namespace: str, tmp_path: Path, image: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m deployer deploy` as on a laptop: HOME is tmp_path, the token in .env."""
+    (tmp_path / "deploy").mkdir(exist_ok=True)
     (tmp_path / "deploy" / "deployment.yaml").write_text(app_manifests())
     (tmp_path / "Dockerfile").write_text(f"FROM {stack['DJK_BASE_IMAGE']}\nLABEL demo=cli\n")
     (tmp_path / ".env").write_text(
@@ -146,10 +150,10 @@ def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
     if "DOCKER_HOST" in stack:
         env["DOCKER_HOST"] = stack["DOCKER_HOST"]
     sha = "c" * 40
-    result = deployer(
+    return deployer(
         "deploy",
         "--image",
-        f"{stack['DJK_REGISTRY']}/djk-e2e/cli",
+        image,
         "--sha",
         sha,
         "--cluster",
@@ -169,11 +173,44 @@ def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
         env=env,
         cwd=tmp_path,
     )
+
+
+def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
+    stack: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    result = laptop_deploy(stack, namespace, tmp_path, f"{stack['DJK_REGISTRY']}/djk-e2e/cli")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "::" not in result.stdout, "plain terminal output outside GitHub Actions"
     assert "==> Watch:" in result.stdout
     assert "s3cr3t-on-the-laptop" not in result.stdout + result.stderr
     assert stack["DJK_REGISTRY_PASSWORD"] not in result.stdout + result.stderr
+    # This machine's docker CLI has no buildx anywhere: one line says so, and what that costs.
+    assert (
+        "building with Docker's legacy builder (no docker-buildx plugin in ~/.docker/cli-plugins, "
+        "/usr/local/lib/docker/cli-plugins"
+    ) in result.stdout
+    assert "no registry build cache, no build secrets, no attestations" in result.stdout
+
+
+def test_deploy_from_a_laptop_builds_with_the_buildx_in_the_users_cli_plugins(
+    stack: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    # As `docker buildx install`, Docker Desktop or a manual install leave it: the real buildx
+    # (the one the stack builds for the action image) in ~/.docker/cli-plugins only.
+    plugins = tmp_path / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    shutil.copy2(binary_paths()["BUILDX_BIN"], plugins / "docker-buildx")
+    (tmp_path / ".docker" / "config.json").write_text('{"auths": {}}\n')
+    image = f"{stack['DJK_REGISTRY']}/djk-e2e/cli-buildx-{secrets.token_hex(3)}"
+
+    result = laptop_deploy(stack, namespace, tmp_path, image)
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "legacy builder" not in result.stdout
+    assert "build cache: off" not in result.stdout  # BuildKit reads and writes the cache
+    assert f"build cache: {image}:buildcache now points at this image" in result.stdout
+    # The registry login stayed in the deployer's private config, not the user's.
+    assert (tmp_path / ".docker" / "config.json").read_text() == '{"auths": {}}\n'
 
 
 VALIDATING_POLICY = """\

@@ -12,6 +12,7 @@ import json
 import secrets
 import subprocess
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from kubernetes import client
 
 from tests import contract
 from tests.harness.runner import ActionRun, run_action
@@ -767,3 +769,63 @@ def test_without_pull_access_the_deploy_is_warned_before_the_build_and_link_regi
         and p["status"].get("phase") == "Running"
     ]
     assert [s["name"] for s in pulled[0]["spec"]["imagePullSecrets"]] == ["registry-djk-local"]
+
+
+# -- the url output ------------------------------------------------------------------------------
+
+INGRESS = textwrap.dedent("""\
+    apiVersion: networking.k8s.io/v1
+    kind: Ingress
+    metadata:
+      name: web
+    spec:
+      tls: [{hosts: [shop.example.test], secretName: shop-tls}]
+      rules:
+        - host: shop.example.test
+          http:
+            paths:
+              - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+    """)
+
+
+def test_the_url_output_is_the_ingress_host_with_https_for_tls(deploy: Deploy) -> None:
+    result = deploy("---\n".join([BASE_OBJECTS, deployment("web"), INGRESS]))
+
+    assert result.exit_code == 0, result.log[-3000:]
+    assert result.outputs["url"] == "https://shop.example.test"
+    assert "url: https://shop.example.test (from the Ingress)" in result.log
+
+
+def test_the_url_output_is_a_load_balancers_external_address(
+    deploy: Deploy, kube_admin: Any, namespace: str
+) -> None:
+    # No cloud controller runs on the stack: this thread writes the Service's status as one
+    # would (DigitalOcean's creates a load balancer and writes its IP) once the deploy made it.
+    core = client.CoreV1Api(kube_admin)
+    stop = threading.Event()
+
+    def cloud_controller() -> None:
+        status = {"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}}
+        while not stop.is_set():
+            try:
+                core.patch_namespaced_service_status("web", namespace, status)
+            except client.ApiException:  # not made yet
+                stop.wait(0.2)
+            else:
+                return
+
+    controller = threading.Thread(target=cloud_controller, daemon=True)
+    controller.start()
+    service = BASE_OBJECTS.replace(
+        "spec:\n  selector: {app: web}", "spec:\n  type: LoadBalancer\n  selector: {app: web}"
+    )
+    assert "type: LoadBalancer" in service
+    try:
+        result = deploy("---\n".join([service, deployment("web")]))
+    finally:
+        stop.set()
+        controller.join(timeout=5)
+
+    assert result.exit_code == 0, result.log[-3000:]
+    assert result.outputs["url"] == "http://203.0.113.10"
+    assert "url: http://203.0.113.10 (service/web's load balancer)" in result.log

@@ -51,6 +51,8 @@ FAKE_DOCKER = textwrap.dedent(
             sys.exit(1)
     if args[:1] == ["push"]:
         print("latest: digest: sha256:" + "ab" * 32 + " size: 1234")
+    if args[:1] == ["info"] and os.path.exists(os.path.join(here, "containerd-store")):
+        print('[["driver-type","io.containerd.snapshotter.v1"]]')
     """
 )
 
@@ -291,3 +293,92 @@ def test_the_build_cache_is_read_and_written_with_the_deploys_own_registry_login
         f"docker push {image}:{'0' * 40}",
         f"docker push_cache {image}:buildcache",
     ]
+
+
+# -- attestations -------------------------------------------------------------------------------
+
+
+def build_args(fake_docker: Path) -> list[str]:
+    return next(c for c in calls(fake_docker) if c[0] == "build")
+
+
+@pytest.mark.usefixtures("on_path")
+def test_by_default_the_build_asks_for_no_attestations_on_any_engine(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    log = run_build_and_push(tmp_path, settings(tmp_path))
+    build = build_args(fake_docker)
+    assert "--provenance=false" in build and "--sbom=false" in build
+    assert not any(c[0] == "info" for c in calls(fake_docker))  # nothing asked: no question
+    assert "attestations" not in log
+
+
+@pytest.mark.usefixtures("on_path")
+@pytest.mark.parametrize(
+    ("provenance", "sbom", "flags", "line"),
+    [
+        (
+            "min",
+            False,
+            ["--provenance=mode=min", "--sbom=false"],
+            "attestations: provenance (min),",
+        ),
+        ("max", True, ["--provenance=mode=max", "--sbom=true"], "provenance (max) and SBOM"),
+        ("false", True, ["--provenance=false", "--sbom=true"], "attestations: SBOM, pushed"),
+    ],
+)
+def test_with_the_containerd_store_the_chosen_attestations_reach_the_build(
+    tmp_path: Path, fake_docker: Path, provenance: str, sbom: bool, flags: list[str], line: str
+) -> None:
+    (fake_docker.parent / "containerd-store").touch()
+    log = run_build_and_push(tmp_path, settings(tmp_path, provenance=provenance, sbom=sbom))
+    build = build_args(fake_docker)
+    assert [a for a in build if a.startswith(("--provenance", "--sbom"))] == flags
+    assert line in log and "::warning" not in log
+
+
+@pytest.mark.usefixtures("on_path")
+def test_the_classic_image_store_gets_none_and_a_one_line_warning(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    log = run_build_and_push(tmp_path, settings(tmp_path, provenance="max", sbom=True))
+    build = build_args(fake_docker)
+    assert "--provenance=false" in build and "--sbom=false" in build
+    (warning,) = [t for t in log.splitlines() if t.startswith("::warning title=No attestations")]
+    assert "provenance (max) and SBOM attestations are unavailable: this Docker engine's " in (
+        warning
+    )
+
+
+@pytest.mark.usefixtures("on_path")
+def test_the_legacy_builder_gets_no_attestation_flags_and_a_one_line_warning(
+    tmp_path: Path, fake_docker: Path
+) -> None:
+    fail(fake_docker, buildx="docker: 'buildx' is not a docker command.")
+    log = run_build_and_push(tmp_path, settings(tmp_path, provenance="min"))
+    build = build_args(fake_docker)
+    assert not any(a.startswith(("--provenance", "--sbom")) for a in build)
+    assert (
+        "::warning title=No attestations::provenance (min) attestations are unavailable: this "
+        "docker CLI builds without BuildKit (no buildx plugin)"
+    ) in log
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("", "false"), ("false", "false"), ("true", "min"), ("mode=max", "max"), ("MAX", "max")],
+)
+def test_the_provenance_input_reads_false_true_min_and_max(
+    tmp_path: Path, text: str, value: str
+) -> None:
+    from tests.unit.test_retention import parse
+
+    assert parse(tmp_path, provenance=text).provenance == value
+
+
+def test_a_bad_provenance_input_is_one_line(tmp_path: Path) -> None:
+    from tests.unit.test_retention import parse
+
+    with pytest.raises(InputError) as caught:
+        parse(tmp_path, provenance="full")
+    assert str(caught.value).startswith("provenance: must be false, true (mode=min) or max")

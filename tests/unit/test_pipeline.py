@@ -20,6 +20,7 @@ import pytest
 from deployer import pipeline
 from deployer.access import Credentials, refresh_if_short
 from deployer.digitalocean import DoksCluster, Kubeconfig
+from deployer.digitalocean.answers import GarbageCollection, RegistryTag
 from deployer.docker import BuildRequest
 from deployer.errors import InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
@@ -93,6 +94,13 @@ class FakeDocker:
     def buildkit(self) -> bool:
         return True
 
+    def stores_attestations(self) -> bool:
+        self.journal.append("docker stores_attestations")
+        return True
+
+    def without_buildkit(self) -> str:
+        return ""
+
     def cache_state(self, ref: str) -> str:
         self.journal.append(f"docker cache_state {ref}")
         return ""
@@ -112,6 +120,8 @@ class FakeCloud:
     def __init__(self, journal: Journal, *, fail: bool = False) -> None:
         self.journal = journal
         self.fail = fail
+        self.gc_running = 0  # how many more reads find a garbage collection running
+        self.tags: list[RegistryTag] = []
 
     def find_cluster(self, name_or_id: str) -> DoksCluster:
         self.journal.append(f"digitalocean find_cluster {name_or_id}")
@@ -129,6 +139,24 @@ class FakeCloud:
     def registry_credentials(self, registry: str, expiry_seconds: int) -> tuple[str, str]:
         self.journal.append(f"digitalocean registry_credentials {registry}")
         return "docr-user", "docr-short-lived-password"
+
+    def active_garbage_collection(self, registry: str) -> GarbageCollection | None:
+        self.journal.append(f"digitalocean active_garbage_collection {registry}")
+        if self.gc_running:
+            self.gc_running -= 1
+            return GarbageCollection("gc-1", "scanning manifests")
+        return None
+
+    def start_garbage_collection(self, registry: str) -> GarbageCollection:
+        self.journal.append(f"digitalocean start_garbage_collection {registry}")
+        return GarbageCollection("gc-2", "requested")
+
+    def list_tags(self, registry: str, repository: str) -> list[RegistryTag]:
+        self.journal.append(f"digitalocean list_tags {registry}/{repository}")
+        return list(self.tags)
+
+    def delete_tag(self, registry: str, repository: str, tag: str) -> None:
+        self.journal.append(f"digitalocean delete_tag {tag}")
 
     def close(self) -> None:
         pass
@@ -159,6 +187,23 @@ class FakeDeployCluster(FakeCluster):
 
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         return None  # "not there yet": the pull-access check says it could not tell
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.objects.get((kind, namespace, name))
+            return copy.deepcopy(found) if found is not None else None
+
+    def list_labelled(
+        self, api_version: str, kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        with self.lock:
+            return [  # as the API lists them: items without their kind
+                {key: copy.deepcopy(v) for key, v in o.items() if key != "kind"}
+                for (k, ns, _), o in self.objects.items()
+                if (k, ns) == (kind, namespace)
+            ]
 
     def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
         self.journal.append(f"cluster missing_permissions ({len(documents)} objects)")
@@ -303,7 +348,11 @@ def test_a_green_deploy_runs_every_phase_in_order_and_reports_success(tmp_path: 
         "Watch",
     ]
     ref = "registry.digitalocean.com/team/app:" + "0" * 40
-    assert [c for c in world.journal if not c.startswith("docker")] == [
+    # Before the push to DOCR, the registry's garbage collection is asked about (in the build's
+    # thread, so its place among the cluster checks' calls varies).
+    gc_check = "digitalocean active_garbage_collection team"
+    assert world.journal.index(gc_check) < world.journal.index(f"docker push {ref}")
+    assert [c for c in world.journal if not c.startswith("docker") and c != gc_check] == [
         "digitalocean find_cluster prod",
         "digitalocean kubeconfig",
         "cluster server_version",
@@ -426,9 +475,12 @@ def test_an_outside_service_failing_is_exit_3_and_nothing_was_applied(tmp_path: 
     error = world.deploy().error
     assert isinstance(error, ServiceError)
     assert error.exit_code == 3
-    assert [c for c in world.journal if not c.startswith("docker")] == [
-        "digitalocean find_cluster prod"
-    ]
+    # (the build's thread may have reached its garbage-collection read before it was stopped)
+    assert [
+        c
+        for c in world.journal
+        if not c.startswith(("docker", "digitalocean active_garbage_collection"))
+    ] == ["digitalocean find_cluster prod"]
     assert world.docker.stopped  # the build that ran alongside
     assert "State: nothing was applied to the cluster" in world.log.getvalue()
 

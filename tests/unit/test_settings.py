@@ -296,7 +296,7 @@ def test_every_input_carries_its_parser_and_fills_one_settings_field() -> None:
     assert all(spec.parse is not None for spec in INPUTS)
     from_inputs = [spec.setting for spec in INPUTS]
     assert len(set(from_inputs)) == len(from_inputs)
-    not_inputs = {"workspace", "api_url", "source_url", "run_url", "github"}
+    not_inputs = {"workspace", "api_url", "docr_host", "source_url", "run_url", "github"}
     assert set(from_inputs) | not_inputs == {f.name for f in fields(Settings)}
 
 

@@ -26,6 +26,10 @@ OPERATIONS = [
     ("/v2/kubernetes/registry", "post"),
     ("/v2/registry", "get"),
     ("/v2/registry/docker-credentials", "get"),
+    ("/v2/registry/{registry_name}/repositories/{repository_name}/tags", "get"),
+    ("/v2/registry/{registry_name}/repositories/{repository_name}/tags/{repository_tag}", "delete"),
+    ("/v2/registry/{registry_name}/garbage-collection", "get"),
+    ("/v2/registry/{registry_name}/garbage-collection", "post"),
 ]
 TAGS = ("Kubernetes", "Container Registry")
 SECTIONS = ("securitySchemes", "parameters", "responses", "headers", "schemas", "examples")
@@ -148,8 +152,9 @@ def cut(root: Path) -> tuple[dict[str, Any], str]:
         f"Subset of the public DigitalOcean API v2 specification (github.com/digitalocean/openapi, "
         f"commit {commit}) restricted to the operations django-k8s-deploy calls: list clusters, "
         "get cluster and get kubeconfig (a short-lived kubeconfig), get the container registry "
-        "and its docker credentials (push login), and add the registry to clusters "
-        "(link-registry). All $refs were hoisted into components so this file stands alone; "
+        "and its docker credentials (push login), add the registry to clusters "
+        "(link-registry), and registry retention (list and delete a repository's tags, read and "
+        "start a garbage collection). All $refs were hoisted into components so this file stands alone; "
         "language code samples (x-codeSamples) were dropped. Everything else is as upstream."
     )
     tags = [cutter.walk(t, main_file, "schemas") for t in main["tags"] if t["name"] in TAGS]
