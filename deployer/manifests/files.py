@@ -64,7 +64,8 @@ def find_files(
             problem(
                 "manifests",
                 f"{shown(entry)} matches no file in the workspace",
-                "Check the path (relative to the repository root) and that the repository is checked out.",
+                "Check the path (relative to the repository root) and that the repository is "
+                "checked out; a directory must hold a kustomization.yaml.",
             )
         for f in found:
             if f not in paths:
@@ -115,7 +116,13 @@ def _inside(root: Path, path: Path) -> Path:
 
 
 def _plain(root: Path, entry: str) -> list[Path]:
-    path = root / entry
+    """A file, or a directory holding a kustomization (built by `kustomize.build`)."""
+    from deployer.manifests.kustomize import is_kustomization
+
+    path = root / entry.rstrip("/")
+    if path.is_dir():
+        resolved = _inside(root, path)
+        return [path] if is_kustomization(resolved) else []
     if not path.is_file() and not path.is_symlink():
         return []
     resolved = _inside(root, path)
@@ -172,10 +179,24 @@ def _match(pattern: list[str], names: list[str]) -> bool:
 
 
 def read_sources(paths: tuple[Path, ...], root: Path | None = None) -> dict[Path, str]:
+    """The text of each file; for a directory (a kustomization), what kustomize builds from it,
+    keyed by the directory (`loading.parse` then finds each object's own file and line)."""
     sources: dict[Path, str] = {}
     total = 0
     for path in paths:
         where = display_path(path, root)
+        if path.is_dir():
+            from deployer.manifests.kustomize import build
+
+            sources[path] = build(path, root)
+            total += len(sources[path].encode())
+            if total > MAX_TOTAL_BYTES:
+                raise InputError(
+                    f"the manifests together are larger than {MAX_TOTAL_BYTES // (1024 * 1024)} MiB",
+                    where=where,
+                    hint="Deploy fewer objects at once.",
+                )
+            continue
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)
