@@ -170,7 +170,7 @@ class _Tree:
                 hint="Write one Kustomization document.",
             )
         line, body, lines = bodies[0]
-        at = _Lines(where, body, lines, line)
+        at = _Lines(where, body, lines, line, text)
         for key in body:
             if key not in KNOWN_FIELDS:
                 raise InputError(
@@ -194,6 +194,13 @@ class _Tree:
                 continue  # inline YAML, not a path
             target = self._local(directory, entry, where, entry_line)
             if target.is_dir():
+                if key in _TREE_FIELDS and kustomization_file(target) is None:
+                    raise InputError(
+                        f"{key} names {shown(entry)}, a directory without a kustomization.yaml",
+                        file=where,
+                        line=entry_line,
+                        hint="Add one there, or name the files it should hold.",
+                    )
                 if key not in _TREE_FIELDS:
                     raise InputError(
                         f"{key} names {shown(entry)}, a directory",
@@ -247,22 +254,38 @@ class _Tree:
 class _Lines:
     """A kustomization file and the lines our loader recorded for its parts."""
 
-    def __init__(self, where: str, body: dict[str, Any], lines: Mapping[int, int], line: int):
+    def __init__(
+        self, where: str, body: dict[str, Any], lines: Mapping[int, int], line: int, text: str
+    ) -> None:
         self.where, self.body, self.lines, self.line = where, body, lines, line
+        self.text = text.splitlines()
 
     def of(self, part: object) -> int:
         return self.lines.get(id(part), self.line)
 
     def key(self, key: str) -> int:
+        """The line of a top-level key (the loader records values' lines, not keys')."""
+        for number, text in enumerate(self.text, 1):
+            if text.startswith((f"{key}:", f'"{key}":', f"'{key}':")):
+                return number
         value = self.body.get(key)
         return self.of(value) if isinstance(value, (dict, list)) else self.line
+
+    def entry(self, key: str, entry: str) -> int:
+        """The line of a list entry (a path), searched from its list's first line."""
+        value = self.body.get(key)
+        start = self.of(value) if isinstance(value, list) else self.key(key)
+        for number in range(start, len(self.text) + 1):
+            if entry in self.text[number - 1]:
+                return number
+        return start
 
 
 def _paths(body: dict[str, Any], at: _Lines) -> Iterator[tuple[str, str, int]]:
     """(field, path, line) for every local path a kustomization names."""
     for key in (*_TREE_FIELDS, *_FILE_FIELDS):
         for entry in _strings(body.get(key), key, at):
-            yield key, entry, at.key(key)
+            yield key, entry, at.entry(key, entry)
     for key in ("patches", "patchesJson6902", "replacements"):
         for item in _list(body.get(key), key, at):
             if isinstance(item, dict) and isinstance(item.get("path"), str):
