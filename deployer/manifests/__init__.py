@@ -2,6 +2,10 @@
 rendered, and asked questions. One module per concern, in the order a deploy meets them:
 
 - `files`: the `manifests` input as files inside the workspace (globs, limits), read as UTF-8;
+  a directory holding a kustomization is read as what `kustomize` builds from it;
+- `kustomize`: a kustomization tree checked as hostile (fields, local paths inside the
+  workspace), then built by the kustomize binary with limits and origin annotations;
+- `origins`: each object kustomize built named by its source file:line, the annotation removed;
 - `loading`: untrusted YAML (no aliases, depth and count limits, duplicate keys refused) into
   `Document`s that remember file:line;
 - `shapes`: every field our code reads checked for type and form; duplicate objects refused;

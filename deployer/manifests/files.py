@@ -21,6 +21,7 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024
 MAX_FILES = 200
 MAX_GLOB_ENTRIES = 100_000  # directory entries one glob may look at
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
 def display_path(path: Path, root: Path | None) -> str:
@@ -46,6 +47,13 @@ def find_files(
                 "manifests",
                 f"{shown(entry)} is not relative to the workspace",
                 "Give paths relative to the repository root, e.g. deploy/deployment.yaml.",
+            )
+            continue
+        if not glob_magic(entry) and Path(entry).name in KUSTOMIZATION_FILES:
+            problem(
+                "manifests",
+                f"{shown(entry)} is a kustomization, not manifests",
+                f"Name its directory ({shown(str(Path(entry).parent))}) to build it with kustomize.",
             )
             continue
         try:
@@ -153,6 +161,10 @@ def _glob(root: Path, entry: str) -> list[Path]:
         dirnames.sort()
         relative = Path(directory).relative_to(base).parts
         for name in sorted(filenames):
+            # A kustomization is kustomize's input, never an object: a glob over a kustomize
+            # base (deploy/*.yaml) matches the manifests beside it, as before it was one.
+            if name in KUSTOMIZATION_FILES:
+                continue
             if _match(rest, [*relative, name]):
                 path = Path(directory) / name
                 if path.is_symlink():

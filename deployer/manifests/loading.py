@@ -17,8 +17,8 @@ import yaml
 from deployer.errors import InputError
 from deployer.manifests.documents import Document
 from deployer.manifests.files import display_path
-from deployer.manifests.kustomize import relocate
 from deployer.manifests.names import shown
+from deployer.manifests.origins import relocate
 from deployer.manifests.shapes import check_object, check_unique
 
 MAX_DOCUMENTS = 1000
@@ -157,8 +157,8 @@ def parse(sources: dict[Path, str], root: Path | None = None) -> list[Document]:
                 )
             if built:
                 # Named by the file and line it came from; the origin annotation is dropped.
-                source, line, lines = relocate(body, path, root, origins)
-                document = Document(path=source, line=line, body=body, lines=lines)
+                source, at, parts = relocate(body, path, root, origins)
+                document = Document(path=source, line=at, body=body, lines=parts)
                 check_object(document, display_path(source, root))
             else:
                 document = Document(path=path, line=line, body=body, lines=lines)

@@ -298,3 +298,25 @@ def test_the_pinned_version_is_the_same_everywhere() -> None:
     assert f"ARG KUSTOMIZE_IMAGE=registry.k8s.io/kustomize/kustomize:{version}\n" in dockerfile
     assert "COPY --from=kustomize /app/kustomize /usr/local/bin/kustomize" in dockerfile
     assert f"kustomize {version}" in (ROOT / "README.md").read_text()
+
+
+def test_a_glob_over_a_kustomize_base_matches_the_manifests_not_the_kustomization() -> None:
+    problems: list[tuple[str, str, str]] = []
+    found = manifests.find_files("deploy/*.yaml", EXAMPLE, lambda *p: problems.append(p))
+    assert problems == []
+    assert sorted(p.name for p in found) == [
+        "configmap.yaml",
+        "deployment.yaml",
+        "migrate.yaml",
+        "service.yaml",
+    ]
+
+
+def test_naming_the_kustomization_file_itself_says_to_name_its_directory(tmp_path: Path) -> None:
+    ws = tree(tmp_path, OVERLAY)
+    problems: list[tuple[str, str, str]] = []
+    entry = "deploy/overlays/staging/kustomization.yaml"
+    assert manifests.find_files(entry, ws, lambda *p: problems.append(p)) == ()
+    [(name, message, hint)] = problems
+    assert name == "manifests" and "is a kustomization" in message
+    assert "'deploy/overlays/staging'" in hint
