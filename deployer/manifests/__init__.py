@@ -39,6 +39,7 @@ from deployer.manifests.files import (
     inside_workspace,
     read_sources,
 )
+from deployer.manifests.kustomize import KUSTOMIZE_VERSION, is_kustomization
 from deployer.manifests.loading import MAX_DEPTH, MAX_DOCUMENTS, load_yaml, parse
 from deployer.manifests.names import is_name, is_namespace, shown
 from deployer.manifests.rendering import (
@@ -60,6 +61,7 @@ from deployer.manifests.shapes import check_object, check_unique
 __all__ = [
     "APPLIED_BEFORE_WORKLOADS",
     "CLUSTER_SCOPED_KINDS",
+    "KUSTOMIZE_VERSION",
     "MAX_DEPTH",
     "MAX_DOCUMENTS",
     "MAX_FILES",
@@ -83,6 +85,7 @@ __all__ = [
     "glob_magic",
     "images",
     "inside_workspace",
+    "is_kustomization",
     "is_name",
     "is_namespace",
     "load_yaml",

@@ -6,9 +6,12 @@ never applied, and a broken kustomization one line naming its file."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deployer import manifests
 from deployer.errors import InputError
@@ -17,6 +20,7 @@ from deployer.manifests import kustomize as kz
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "antisocial"
 REF, REPOSITORY = "reg.example/team/app:abc", "reg.example/team/app"
+RENDER = [sys.executable, "-m", "deployer", "render", "--manifest", "deploy/overlays/staging"]
 
 BASE = """\
 # the web tier
@@ -320,3 +324,39 @@ def test_naming_the_kustomization_file_itself_says_to_name_its_directory(tmp_pat
     [(name, message, hint)] = problems
     assert name == "manifests" and "is a kustomization" in message
     assert "'deploy/overlays/staging'" in hint
+
+
+def test_the_cli_renders_an_overlay_as_it_would_be_applied(tmp_path: Path, kustomize: Path) -> None:
+    ws = tree(tmp_path, OVERLAY)
+    done = subprocess.run(
+        [*RENDER, "--image", REF],
+        cwd=ws,
+        env={"PATH": f"{kustomize.parent}:/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    documents = {d["kind"]: d for d in yaml.safe_load_all(done.stdout)}
+    assert documents["Deployment"]["spec"]["replicas"] == 3
+    assert documents["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"] == REF
+    assert kz.ORIGIN_ANNOTATION not in done.stdout
+
+
+def test_the_cli_names_a_missing_kustomize_in_one_line(tmp_path: Path) -> None:
+    ws = tree(tmp_path, OVERLAY)
+    done = subprocess.run(
+        [*RENDER, "--image", REF],
+        cwd=ws,
+        # HOME elsewhere too: the stack's cache under the real home must not be found.
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1
+    assert "no kustomize binary was found" in done.stderr
