@@ -376,7 +376,7 @@ def build(directory: Path, root: Path | None) -> str:
     binary = find_binary()
     file = kustomization_file(directory)
     where = display_path(file or directory, workspace)
-    with tempfile.TemporaryDirectory(prefix="djk-kustomize-", dir=tempfile.gettempdir()) as private:
+    with tempfile.TemporaryDirectory(prefix="djk-kustomize-", dir=private_parent()) as private:
         overlay = Path(private) / "overlay"
         home = Path(private) / "home"
         overlay.mkdir(mode=0o700)
@@ -419,6 +419,12 @@ def build(directory: Path, root: Path | None) -> str:
         return out.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError("kustomize printed text that is not UTF-8", file=where) from exc
+
+
+def private_parent() -> Path:
+    """Where the private overlay's directory is made: the temporary directory, every symlink
+    resolved, as kustomize sees it (origins are relative to the overlay's real path)."""
+    return Path(tempfile.gettempdir()).resolve()
 
 
 def _quoted(value: str) -> str:

@@ -10,7 +10,6 @@ the parts of the built object the lines of the same parts there.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,12 @@ from typing import Any
 import yaml
 
 from deployer.errors import InputError
-from deployer.manifests.kustomize import ORIGIN_ANNOTATION, kustomization_file, read_text
+from deployer.manifests.kustomize import (
+    ORIGIN_ANNOTATION,
+    kustomization_file,
+    private_parent,
+    read_text,
+)
 
 
 def relocate(
@@ -57,6 +61,9 @@ def relocate(
     resolved = source.resolve()
     if resolved != workspace and workspace not in resolved.parents:
         return fallback
+    # Named under the workspace as given (kustomize printed the real path), so messages show
+    # it relative to the repository.
+    source = (root or Path.cwd()) / resolved.relative_to(workspace)
     if generated:
         return source, _generator_line(source, body, sources), {}
     loaded = _loaded(source, sources)
@@ -73,7 +80,7 @@ def _resolve_origin(raw: str) -> Path:
     """An origin path as kustomize wrote it: relative to our private overlay,
     <tempdir>/djk-kustomize-<random>/overlay, gone by now. The user's directory is outside that
     temporary directory, so the path climbs out of both levels and the random name never counts."""
-    return Path(os.path.normpath(Path(tempfile.gettempdir()) / "_" / "overlay" / raw))
+    return Path(os.path.normpath(private_parent() / "_" / "overlay" / raw))
 
 
 def _loaded(path: Path, sources: dict[Path, Any]) -> list[tuple[int, Any, Mapping[int, int]]]:
@@ -92,7 +99,8 @@ def _same_object(
     body: dict[str, Any], loaded: list[tuple[int, Any, Mapping[int, int]]]
 ) -> tuple[int, dict[str, Any], Mapping[int, int]] | None:
     """The document of a source file that is this object: same kind and original name (kustomize
-    may have prefixed it); else the only one of that kind."""
+    may have added a prefix or suffix: the longest name of that kind it contains); else the only
+    one of that kind."""
     kind = body.get("kind")
     name = (body.get("metadata") or {}).get("name")
     same_kind = [
@@ -100,10 +108,15 @@ def _same_object(
         for line, value, lines in loaded
         if isinstance(value, dict) and value.get("kind") == kind
     ]
-    for line, value, lines in same_kind:
-        source_name = (value.get("metadata") or {}).get("name")
-        if isinstance(source_name, str) and isinstance(name, str) and source_name in name:
-            return line, value, lines
+
+    def source_name(entry: tuple[int, Any, Mapping[int, int]]) -> str:
+        value = (entry[1].get("metadata") or {}).get("name")
+        return value if isinstance(value, str) else ""
+
+    if isinstance(name, str):
+        named = [e for e in same_kind if source_name(e) and source_name(e) in name]
+        if named:
+            return max(named, key=lambda e: (source_name(e) == name, len(source_name(e))))
     return same_kind[0] if len(same_kind) == 1 else None
 
 

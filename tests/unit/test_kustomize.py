@@ -360,3 +360,32 @@ def test_the_cli_names_a_missing_kustomize_in_one_line(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert len(done.stderr.splitlines()) == 1
     assert "no kustomize binary was found" in done.stderr
+
+
+def test_a_prefixed_object_is_found_by_its_own_name_not_a_shorter_one(
+    tmp_path: Path, kustomize: Path
+) -> None:
+    two = BASE.split("---\n")[0]
+    worker = two.replace("name: web", "name: web-worker").replace("app: web", "app: worker")
+    ws = tree(
+        tmp_path, "resources:\n- ../../base\nnamePrefix: staging-\n", base=two + "---\n" + worker
+    )
+    where = {d.subject: d.where(ws) for d in prepared(ws).documents}
+    assert where == {
+        "deployment/staging-web": "deploy/base/app.yaml:2",
+        "deployment/staging-web-worker": "deploy/base/app.yaml:19",
+    }
+
+
+def test_a_workspace_reached_through_a_symlink_is_still_shown_relative(
+    tmp_path: Path, kustomize: Path
+) -> None:
+    real = tree(tmp_path, OVERLAY)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    result = prepared(link)
+    assert {d.where(link) for d in result.documents} == {
+        "deploy/base/app.yaml:2",
+        "deploy/base/app.yaml:18",
+        "deploy/overlays/staging/kustomization.yaml:7",
+    }
