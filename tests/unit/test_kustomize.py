@@ -365,7 +365,7 @@ def test_the_cli_names_a_missing_kustomize_in_one_line(tmp_path: Path) -> None:
 def test_a_prefixed_object_is_found_by_its_own_name_not_a_shorter_one(
     tmp_path: Path, kustomize: Path
 ) -> None:
-    two = BASE.split("---\n")[0]
+    two = BASE.split("---\n", maxsplit=1)[0]
     worker = two.replace("name: web", "name: web-worker").replace("app: web", "app: worker")
     ws = tree(
         tmp_path, "resources:\n- ../../base\nnamePrefix: staging-\n", base=two + "---\n" + worker
