@@ -142,6 +142,10 @@ KUSTOMIZATIONS: dict[str, tuple[str, str]] = {
         "deploy/env/kustomization.yaml:1",
     ),
     "unknown field": ("resourcess:\n- ../base\n", "deploy/env/kustomization.yaml:1"),
+    "YAML alias in a kustomization": (
+        "base: &b [../base]\nresources: *b\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
     "a base that is outside by a nested dot-dot": (
         "resources:\n- ../nested\n",
         "deploy/nested/kustomization.yaml:2",
@@ -177,3 +181,32 @@ def test_a_kustomization_reaching_outside_the_workspace_is_refused_before_kustom
     check(run, 2, where, "6 paths")
     assert "outside-secret-config" not in run.log
     assert not ran.exists()
+
+
+def test_a_kustomization_directory_through_a_symlink_out_is_refused(ws: Path) -> None:
+    outside = ws.parent / "outside-kustomization"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text("resources:\n- x.yaml\n")
+    (outside / "x.yaml").write_text(OUTSIDE)
+    os.symlink(outside, ws / "deploy" / "env-out")
+    run = run_action(action_env(ws, {"manifests": "deploy/env-out"}))
+    check(run, 2, "manifests", "6 paths")
+    assert "outside-secret-config" not in run.log
+
+
+def test_kustomizes_own_message_is_one_line_and_commands_nothing(ws: Path, kustomize: Path) -> None:
+    env_dir = ws / "deploy" / "env"
+    env_dir.mkdir()
+    (env_dir / "kustomization.yaml").write_text(
+        "resources:\n- app.yaml\npatches:\n- path: p.yaml\n"
+    )
+    (env_dir / "app.yaml").write_text(DEPLOYMENT)
+    # The patch's target name comes back in kustomize's error: it must not become a command.
+    (env_dir / "p.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"
+        '  name: "x\\n::error::injected\\r::add-mask::y"\nspec: {replicas: 2}\n'
+    )
+    run = run_action(action_env(ws, {"manifests": "deploy/env"}))
+    check(run, 2, "deploy/env/kustomization.yaml", "6 paths")
+    assert "kustomize could not build it" in run.errors()[0].data
+    assert "injected" in run.errors()[0].data  # the name did come back, neutralised
