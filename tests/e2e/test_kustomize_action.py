@@ -91,6 +91,8 @@ def test_the_staging_overlay_is_deployed_through_the_action(
         extra_env=stack_env(stack, sha),
     )
     assert run.exit_code == 0, run.visible_log[-4000:]
+    # The four files of deploy/ (the disruption budget deleted; the overlay adds no object).
+    assert "6 objects in 4 file(s) (kustomize built overlays/staging)" in run.visible_log
     rolled = {d["name"]: d["result"] for d in json.loads(run.outputs["deployments"])}
     assert {name: result for name, result in rolled.items() if "migrate" not in name} == {
         "antisocial-web": "succeeded",
