@@ -128,7 +128,7 @@ class _Tree:
         pending = [directory]
         while pending:
             current = pending.pop()
-            resolved = current.resolve()
+            resolved = current.resolve()  # checked by `_local` (or find_files) already
             if resolved in self.seen:
                 continue
             self.seen.add(resolved)
@@ -244,7 +244,15 @@ class _Tree:
     def _inside(
         self, target: Path, where: str, *, entry: str | None = None, line: int | None = None
     ) -> None:
-        resolved = target.resolve()
+        try:
+            resolved = target.resolve()
+        except (RuntimeError, OSError) as exc:  # a symlink loop
+            raise InputError(
+                f"{shown(entry or self.where(target))} cannot be resolved (a symlink loop?)",
+                file=where,
+                line=line,
+                hint="Name a real file or directory.",
+            ) from exc
         if resolved != self.root and self.root not in resolved.parents:
             raise InputError(
                 f"{shown(entry or self.where(target))} resolves to a place outside the workspace",

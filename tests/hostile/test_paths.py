@@ -146,6 +146,7 @@ KUSTOMIZATIONS: dict[str, tuple[str, str]] = {
         "base: &b [../base]\nresources: *b\n",
         "deploy/env/kustomization.yaml:2",
     ),
+    "a symlink loop": ("resources:\n- loop\n", "deploy/env/kustomization.yaml:2"),
     "a base that is outside by a nested dot-dot": (
         "resources:\n- ../nested\n",
         "deploy/nested/kustomization.yaml:2",
@@ -166,6 +167,7 @@ def test_a_kustomization_reaching_outside_the_workspace_is_refused_before_kustom
     env_dir.mkdir()
     (env_dir / "kustomization.yaml").write_text(text)
     os.symlink(ws.parent / "outside.yaml", env_dir / "link-out.yaml")
+    os.symlink(env_dir / "loop", env_dir / "loop")
     (ws / "deploy" / "nested").mkdir()
     (ws / "deploy" / "nested" / "kustomization.yaml").write_text(
         "resources:\n- ../../../outside-base\n"
