@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,11 @@ KNOWN_FIELDS = frozenset(
 _TREE_FIELDS = ("resources", "bases", "components", "generators", "transformers", "validators")
 _FILE_FIELDS = ("crds", "configurations", "patchesStrategicMerge")
 _REFUSED_FIELDS = ("helmCharts", "helmGlobals", "helmChartInflationGenerator")
+_OVERLAY_LAYERS = re.compile(
+    r"^accumulating resources: accumulation err='accumulating resources from '[^']*': "
+    r"'[^']*' must resolve to a file': "
+    r"(?:recursed accumulation of path '[^']*': |couldn't make target for path '[^']*': )?"
+)
 _REMOTE_PREFIXES = ("http://", "https://", "git@", "git::", "ssh://", "github.com/", "gitlab.com/")
 
 
@@ -483,6 +489,10 @@ def _first_error(err: bytes, workspace: Path, overlay: Path) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     message = next((line for line in lines if line.startswith("Error:")), lines[0] if lines else "")
     message = message.removeprefix("Error:").strip() or "it failed without a message"
+    # Our private overlay's own layer of the chain ("accumulating resources from '<the user's
+    # directory>': … must resolve to a file': couldn't make target for path …: ") says nothing
+    # the file name does not: the cause follows it.
+    message = _OVERLAY_LAYERS.sub("", message)
     for path, shown_as in ((str(overlay), "<overlay>"), (str(workspace) + "/", "")):
         message = message.replace(path, shown_as)
     # kustomize nests its causes ("accumulating resources: accumulation err='…': …"): the last

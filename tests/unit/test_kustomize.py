@@ -216,6 +216,9 @@ def test_kustomizes_own_error_shows_no_temporary_or_absolute_path(
     text = str(refusal(ws))
     assert "nope" in text  # kustomize's own reason
     assert str(ws) not in text and "djk-kustomize-" not in text
+    # Our private overlay's layer of kustomize's chain is left out: the cause comes first.
+    assert "kustomize could not build it: no resource matches strategic merge patch" in text
+    assert "must resolve to a file" not in text
 
 
 def test_a_directory_without_a_kustomization_matches_nothing(tmp_path: Path) -> None:
