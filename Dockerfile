@@ -3,13 +3,20 @@
 #
 # Both images are build arguments so the local tests can build it without pulling anything:
 #   DOCKER_BUILDKIT=0 docker build --network=host \
-#     --build-arg BASE_IMAGE=djk/base:bookworm --build-arg DOCKER_CLI_IMAGE=djk/docker-cli:29 .
+#     --build-arg BASE_IMAGE=djk/base:bookworm --build-arg DOCKER_CLI_IMAGE=djk/docker-cli:29 \
+#     --build-arg KUSTOMIZE_IMAGE=djk/kustomize:v5.8.2 .
 ARG BASE_IMAGE=python:3.12-slim
 ARG DOCKER_CLI_IMAGE=docker.io/library/docker:29-cli
+# kustomize builds a `manifests` directory that holds a kustomization. The version is pinned
+# with scripts/build-binaries and deployer/manifests/kustomize.py (a unit test checks they agree).
+ARG KUSTOMIZE_IMAGE=registry.k8s.io/kustomize/kustomize:v5.8.2
 
 # Hosted runners run Docker Engine 29, which refuses clients older than API 1.44 (Docker 25):
 # the distribution's docker CLI is far too old, so ship the upstream 29.x CLI and buildx.
 FROM ${DOCKER_CLI_IMAGE} AS docker-cli
+
+# kustomize's own image keeps its one static binary at /app/kustomize.
+FROM ${KUSTOMIZE_IMAGE} AS kustomize
 
 # The virtualenv is made in its own stage and copied whole: what the runner pulls in "Set up job"
 # is only what runs. pip and setuptools (needed to install, not to run) stay behind, and so does
@@ -47,6 +54,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 COPY --from=docker-cli /usr/local/bin/docker /usr/local/bin/docker
 COPY --from=docker-cli /usr/local/libexec/docker/cli-plugins/docker-buildx /usr/local/libexec/docker/cli-plugins/docker-buildx
+COPY --from=kustomize /app/kustomize /usr/local/bin/kustomize
 COPY --from=venv /opt/venv /opt/venv
 COPY entrypoint.py /app/entrypoint.py
 

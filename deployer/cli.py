@@ -69,7 +69,7 @@ def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
                 dest="manifests",
                 action="append",
                 metavar="PATH",
-                help="manifest file or glob (repeat for several)",
+                help="manifest file or glob, or a kustomization directory (repeat for several)",
             )
         else:
             deploy.add_argument(
@@ -102,7 +102,13 @@ def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _add_render(sub: argparse._SubParsersAction[_Parser]) -> None:
     render = sub.add_parser("render", help="print the manifests with the image filled in")
-    render.add_argument("--manifest", action="append", required=True, metavar="PATH")
+    render.add_argument(
+        "--manifest",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="manifest file, or a directory holding a kustomization.yaml (built with kustomize)",
+    )
     render.add_argument("--image", required=True, metavar="REF", help="full image reference")
     render.add_argument("--placeholder", default="<IMAGE>")
 
@@ -251,8 +257,12 @@ def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
     paths = []
     for entry in args.manifest:
         path = Path(entry)
-        if not path.is_file():
-            raise InputError(f"{entry!r} is not a file", where="--manifest", hint="Check the path.")
+        if not path.is_file() and not manifests.is_kustomization(path):
+            raise InputError(
+                f"{entry!r} is not a file or a directory holding a kustomization.yaml",
+                where="--manifest",
+                hint="Check the path.",
+            )
         paths.append(path)
     sources = manifests.read_sources(tuple(paths))
     prepared = manifests.prepare(
@@ -262,7 +272,15 @@ def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
         repository=manifests.repository_of(args.image),
         namespace=None,  # printed as written: the text, not the objects
     )
-    sys.stdout.write(manifests.to_yaml(prepared.rendered))
+    if any(path.is_dir() for path in paths):
+        # kustomize's output carries origin annotations: print the objects as they are applied.
+        sys.stdout.write(
+            yaml.safe_dump_all(
+                [d.body for d in prepared.documents], sort_keys=False, explicit_start=True
+            )
+        )
+    else:
+        sys.stdout.write(manifests.to_yaml(prepared.rendered))
     return 0
 
 

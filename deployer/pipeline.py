@@ -212,8 +212,12 @@ def preflight(run: Run) -> Plan:
             )
         deferred = check_references(settings, documents, namespace)
         ours = [u.subject for u in uses if u.ours]
+        built = [manifests.display_path(p, root) for p in sources if p.is_dir()]
+        files = {d.path for d in documents} | {p for p in sources if not p.is_dir()}
         reporter.line(
-            f"{len(documents)} objects in {len(sources)} file(s); placeholder "
+            f"{len(documents)} objects in {len(files)} file(s)"
+            + (f" (kustomize built {', '.join(built)})" if built else "")
+            + "; placeholder "
             f"{settings.placeholder} found {prepared.placeholders} time(s), in the image of {len(ours)} "
             f"container(s); namespace {namespace}"
         )

@@ -447,7 +447,12 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "kubeconfig", secret=True, help="kubeconfig text instead of DigitalOcean", parse=_kubeconfig
     ),
-    InputSpec("manifests", "deploy/deployment.yaml", "manifest files or globs", parse=_manifests),
+    InputSpec(
+        "manifests",
+        "deploy/deployment.yaml",
+        "manifest files or globs, or a kustomization directory",
+        parse=_manifests,
+    ),
     InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference", parse=_placeholder),
     InputSpec("namespace", help="namespace for objects that name none", parse=_namespace),
     InputSpec("registry-username", help="registry user", parse=_text),

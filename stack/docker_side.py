@@ -20,8 +20,10 @@ ours); `down` stops exactly what `up` started; `status` says what answers.
 - Images, each labelled with the key of the recipe that made it and rebuilt only when that key
   changes: `djk/base:bookworm` (debootstrap minbase + python3, venv, pip, and this machine's CA
   bundle, so pip works inside builds behind an intercepting proxy; the root filesystem tarball is
-  cached in ~/.cache/django-k8s-deploy/images) and `djk/docker-cli:29` (the docker CLI and buildx
-  from `scripts/build-binaries docker`, at the paths docker:29-cli has them).
+  cached in ~/.cache/django-k8s-deploy/images), `djk/docker-cli:29` (the docker CLI and buildx
+  from `scripts/build-binaries docker`, at the paths docker:29-cli has them) and
+  `djk/kustomize:<version>` (kustomize from `scripts/build-binaries kustomize`, at the path
+  registry.k8s.io/kustomize/kustomize has it): the action's Dockerfile copies from both.
 
 Standard library only: it runs before any virtualenv exists.
 """
@@ -75,6 +77,13 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
 
 DOCKER_CLI_IMAGE = "djk/docker-cli:29"
+# The version deployer/manifests/kustomize.py pins (read from there: one place to bump).
+KUSTOMIZE_IMAGE = "djk/kustomize:" + next(
+    line.split('"')[1]
+    for line in (REPO_ROOT / "deployer" / "manifests" / "kustomize.py").read_text().splitlines()
+    if line.startswith("KUSTOMIZE_VERSION = ")
+)
+KUSTOMIZE_PATH_IN_IMAGE = "app/kustomize"
 # Where docker.io/library/docker:29-cli keeps them; the action's Dockerfile copies these paths.
 CLI_PATH_IN_IMAGE = "usr/local/bin/docker"
 BUILDX_PATH_IN_IMAGE = "usr/local/libexec/docker/cli-plugins/docker-buildx"
@@ -148,6 +157,11 @@ def up(state_dir: Path, log: Log) -> dict[str, str]:
             f"engine {name}: image {DOCKER_CLI_IMAGE}",
             functools.partial(_docker_cli_image, docker_env, log),
         )
+        _step(
+            log,
+            f"engine {name}: image {KUSTOMIZE_IMAGE}",
+            functools.partial(kustomize_image, docker_env, log),
+        )
 
     env = {
         **primary,
@@ -156,6 +170,7 @@ def up(state_dir: Path, log: Log) -> dict[str, str]:
         **{f"DJK_DOCKER_HOST_{name}": e["DOCKER_HOST"] for name, e in engine_envs.items()},
         "DJK_BASE_IMAGE": BASE_IMAGE,
         "DJK_DOCKER_CLI_IMAGE": DOCKER_CLI_IMAGE,
+        "DJK_KUSTOMIZE_IMAGE": KUSTOMIZE_IMAGE,
     }
     state["env"] = env
     _save(root, state)
@@ -825,15 +840,37 @@ def _built_cli_paths(log: Log) -> tuple[Path, Path | None, str]:
 
 def _docker_cli_image(docker_env: Mapping[str, str], log: Log) -> str:
     cli, buildx, key = _built_cli_paths(log)
-    if _image_key(docker_env, DOCKER_CLI_IMAGE) == key:
-        log(f"docker: {DOCKER_CLI_IMAGE} is current (key {key})")
-        return DOCKER_CLI_IMAGE
-    with tempfile.TemporaryDirectory(prefix="djk-docker-cli-") as tmp:
-        tarball = Path(tmp) / "docker-cli.tar"
+    binaries = [(cli, CLI_PATH_IN_IMAGE)]
+    if buildx is not None:
+        binaries.append((buildx, BUILDX_PATH_IN_IMAGE))
+    return _binaries_image(docker_env, DOCKER_CLI_IMAGE, key, binaries, log)
+
+
+def kustomize_image(docker_env: Mapping[str, str], log: Log) -> str:
+    """`djk/kustomize:<version>`: the binary scripts/build-binaries builds, where the action's
+    Dockerfile copies it from (the harness calls this too, for a stack started before it)."""
+    binary = _build_binary("kustomize", "KUSTOMIZE_BIN", log)
+    if binary is None:
+        raise StackError("cannot build kustomize (see the log above)")
+    return _binaries_image(
+        docker_env, KUSTOMIZE_IMAGE, binary.parent.name, [(binary, KUSTOMIZE_PATH_IN_IMAGE)], log
+    )
+
+
+def _binaries_image(
+    docker_env: Mapping[str, str],
+    image: str,
+    key: str,
+    binaries: Sequence[tuple[Path, str]],
+    log: Log,
+) -> str:
+    """An image of nothing but these binaries at these paths, imported unless current."""
+    if _image_key(docker_env, image) == key:
+        log(f"docker: {image} is current (key {key})")
+        return image
+    with tempfile.TemporaryDirectory(prefix="djk-binaries-") as tmp:
+        tarball = Path(tmp) / "binaries.tar"
         with tarfile.open(tarball, "w") as tar:
-            binaries = [(cli, CLI_PATH_IN_IMAGE)]
-            if buildx is not None:
-                binaries.append((buildx, BUILDX_PATH_IN_IMAGE))
             for source, target in binaries:
                 parts = target.split("/")
                 for depth in range(1, len(parts)):
@@ -845,5 +882,5 @@ def _docker_cli_image(docker_env: Mapping[str, str], log: Log) -> str:
                 info.mode, info.uid, info.gid, info.uname, info.gname = 0o755, 0, 0, "root", "root"
                 with source.open("rb") as data:
                     tar.addfile(info, data)
-        _import(docker_env, tarball, DOCKER_CLI_IMAGE, key, [])
-    return DOCKER_CLI_IMAGE
+        _import(docker_env, tarball, image, key, [])
+    return image

@@ -5,6 +5,8 @@
   `DJK_STACK_SKIP=docker` (comma-separated) leaves optional components out of that start.
 - `kube_admin`: a `kubernetes.client.ApiClient` for the stack's admin kubeconfig.
 - `namespace`: a fresh namespace per test, deleted afterwards (without waiting).
+- `kustomize`: the pinned kustomize put first on PATH, built by `scripts/build-binaries
+  kustomize` when it is not in the cache yet (never skipped: the action image ships it).
 """
 
 from __future__ import annotations
@@ -108,3 +110,28 @@ def engine_stack(request: pytest.FixtureRequest, running_stack: dict[str, str]) 
     if not host:
         pytest.fail(f"the stack runs no Docker engine {request.param} (DJK_DOCKER_HOST_*)")
     return {**running_stack, "DOCKER_HOST": host, "DJK_DOCKER_ENGINE": request.param}
+
+
+@pytest.fixture(scope="session")
+def kustomize_binary() -> Path:
+    """The kustomize scripts/build-binaries pins, built (under a minute cold) when missing."""
+    script = REPO_ROOT / "scripts" / "build-binaries"
+    paths = subprocess.run([str(script), "paths"], capture_output=True, text=True, check=True)
+    binary = Path(
+        next(
+            line.split("=", 1)[1]
+            for line in paths.stdout.splitlines()
+            if line.startswith("KUSTOMIZE_BIN=")
+        )
+    )
+    if not binary.exists():
+        subprocess.run([str(script), "kustomize"], check=True, timeout=1800)
+    assert os.access(binary, os.X_OK), f"{binary} was not built"
+    return binary
+
+
+@pytest.fixture
+def kustomize(kustomize_binary: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """kustomize first on PATH, where the deployer looks for it (as in the action image)."""
+    monkeypatch.setenv("PATH", f"{kustomize_binary.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return kustomize_binary

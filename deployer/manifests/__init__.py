@@ -2,6 +2,10 @@
 rendered, and asked questions. One module per concern, in the order a deploy meets them:
 
 - `files`: the `manifests` input as files inside the workspace (globs, limits), read as UTF-8;
+  a directory holding a kustomization is read as what `kustomize` builds from it;
+- `kustomize`: a kustomization tree checked as hostile (fields, local paths inside the
+  workspace), then built by the kustomize binary with limits and origin annotations;
+- `origins`: each object kustomize built named by its source file:line, the annotation removed;
 - `loading`: untrusted YAML (no aliases, depth and count limits, duplicate keys refused) into
   `Document`s that remember file:line;
 - `shapes`: every field our code reads checked for type and form; duplicate objects refused;
@@ -35,6 +39,7 @@ from deployer.manifests.files import (
     inside_workspace,
     read_sources,
 )
+from deployer.manifests.kustomize import KUSTOMIZE_VERSION, is_kustomization
 from deployer.manifests.loading import MAX_DEPTH, MAX_DOCUMENTS, load_yaml, parse
 from deployer.manifests.names import is_name, is_namespace, shown
 from deployer.manifests.rendering import (
@@ -56,6 +61,7 @@ from deployer.manifests.shapes import check_object, check_unique
 __all__ = [
     "APPLIED_BEFORE_WORKLOADS",
     "CLUSTER_SCOPED_KINDS",
+    "KUSTOMIZE_VERSION",
     "MAX_DEPTH",
     "MAX_DOCUMENTS",
     "MAX_FILES",
@@ -79,6 +85,7 @@ __all__ = [
     "glob_magic",
     "images",
     "inside_workspace",
+    "is_kustomization",
     "is_name",
     "is_namespace",
     "load_yaml",

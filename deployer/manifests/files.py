@@ -21,6 +21,7 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024
 MAX_FILES = 200
 MAX_GLOB_ENTRIES = 100_000  # directory entries one glob may look at
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
 
 def display_path(path: Path, root: Path | None) -> str:
@@ -48,6 +49,13 @@ def find_files(
                 "Give paths relative to the repository root, e.g. deploy/deployment.yaml.",
             )
             continue
+        if not glob_magic(entry) and Path(entry).name in KUSTOMIZATION_FILES:
+            problem(
+                "manifests",
+                f"{shown(entry)} is a kustomization, not manifests",
+                f"Name its directory ({shown(str(Path(entry).parent))}) to build it with kustomize.",
+            )
+            continue
         try:
             found = _glob(root, entry) if glob_magic(entry) else _plain(root, entry)
         except _Outside as exc:
@@ -64,7 +72,8 @@ def find_files(
             problem(
                 "manifests",
                 f"{shown(entry)} matches no file in the workspace",
-                "Check the path (relative to the repository root) and that the repository is checked out.",
+                "Check the path (relative to the repository root) and that the repository is "
+                "checked out; a directory must hold a kustomization.yaml.",
             )
         for f in found:
             if f not in paths:
@@ -115,7 +124,13 @@ def _inside(root: Path, path: Path) -> Path:
 
 
 def _plain(root: Path, entry: str) -> list[Path]:
-    path = root / entry
+    """A file, or a directory holding a kustomization (built by `kustomize.build`)."""
+    from deployer.manifests.kustomize import is_kustomization
+
+    path = root / entry.rstrip("/")
+    if path.is_dir():
+        resolved = _inside(root, path)
+        return [path] if is_kustomization(resolved) else []
     if not path.is_file() and not path.is_symlink():
         return []
     resolved = _inside(root, path)
@@ -146,6 +161,10 @@ def _glob(root: Path, entry: str) -> list[Path]:
         dirnames.sort()
         relative = Path(directory).relative_to(base).parts
         for name in sorted(filenames):
+            # A kustomization is kustomize's input, never an object: a glob over a kustomize
+            # base (deploy/*.yaml) matches the manifests beside it, as before it was one.
+            if name in KUSTOMIZATION_FILES:
+                continue
             if _match(rest, [*relative, name]):
                 path = Path(directory) / name
                 if path.is_symlink():
@@ -172,10 +191,24 @@ def _match(pattern: list[str], names: list[str]) -> bool:
 
 
 def read_sources(paths: tuple[Path, ...], root: Path | None = None) -> dict[Path, str]:
+    """The text of each file; for a directory (a kustomization), what kustomize builds from it,
+    keyed by the directory (`loading.parse` then finds each object's own file and line)."""
     sources: dict[Path, str] = {}
     total = 0
     for path in paths:
         where = display_path(path, root)
+        if path.is_dir():
+            from deployer.manifests.kustomize import build
+
+            sources[path] = build(path, root)
+            total += len(sources[path].encode())
+            if total > MAX_TOTAL_BYTES:
+                raise InputError(
+                    f"the manifests together are larger than {MAX_TOTAL_BYTES // (1024 * 1024)} MiB",
+                    where=where,
+                    hint="Deploy fewer objects at once.",
+                )
+            continue
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_FILE_BYTES + 1)

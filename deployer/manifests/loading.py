@@ -18,6 +18,7 @@ from deployer.errors import InputError
 from deployer.manifests.documents import Document
 from deployer.manifests.files import display_path
 from deployer.manifests.names import shown
+from deployer.manifests.origins import relocate
 from deployer.manifests.shapes import check_object, check_unique
 
 MAX_DOCUMENTS = 1000
@@ -119,8 +120,10 @@ def load_yaml(text: str) -> list[tuple[int, Any, Mapping[int, int]]]:
 def parse(sources: dict[Path, str], root: Path | None = None) -> list[Document]:
     """Parse every document; errors name file:line. Empty documents are skipped."""
     documents: list[Document] = []
+    origins: dict[Path, Any] = {}  # source files of kustomize builds, loaded once
     for path, text in sources.items():
         where = display_path(path, root)
+        built = path.is_dir()  # a kustomization: `text` is what kustomize printed
         try:
             loaded = load_yaml(text)
         except yaml.YAMLError as exc:
@@ -152,8 +155,14 @@ def parse(sources: dict[Path, str], root: Path | None = None) -> list[Document]:
                     line=line,
                     hint="Check for a stray list or scalar.",
                 )
-            document = Document(path=path, line=line, body=body, lines=lines)
-            check_object(document, where)
+            if built:
+                # Named by the file and line it came from; the origin annotation is dropped.
+                source, at, parts = relocate(body, path, root, origins)
+                document = Document(path=source, line=at, body=body, lines=parts)
+                check_object(document, display_path(source, root))
+            else:
+                document = Document(path=path, line=line, body=body, lines=lines)
+                check_object(document, where)
             documents.append(document)
             if len(documents) > MAX_DOCUMENTS:
                 raise InputError(

@@ -55,6 +55,7 @@ import yaml
 
 from stack import StackError
 from stack.docker_side import docker_socket as stack_docker_socket
+from stack.docker_side import kustomize_image as stack_kustomize_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = REPO_ROOT / "scripts" / "stack"
@@ -67,7 +68,11 @@ CONTAINER_RUNNER_TEMP = "/github/runner_temp"
 CONTAINER_DOCKER_SOCKET = "/var/run/docker.sock"
 
 # The stack's base images, passed as build args to Dockerfiles that declare these ARGs.
-BUILD_ARG_SOURCES = {"BASE_IMAGE": "DJK_BASE_IMAGE", "DOCKER_CLI_IMAGE": "DJK_DOCKER_CLI_IMAGE"}
+BUILD_ARG_SOURCES = {
+    "BASE_IMAGE": "DJK_BASE_IMAGE",
+    "DOCKER_CLI_IMAGE": "DJK_DOCKER_CLI_IMAGE",
+    "KUSTOMIZE_IMAGE": "DJK_KUSTOMIZE_IMAGE",
+}
 BUILD_TIMEOUT = 1800.0
 # The runner's cancellation: SIGINT, then SIGTERM after 7.5 s, then a kill 2.5 s later.
 CANCEL_GRACE_SIGINT = 7.5
@@ -541,6 +546,13 @@ def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | 
     if not dockerfile.is_file():
         raise HarnessError(f"{action_dir}: runs.image {image!r} is not a file")
     declared = _declared_args(dockerfile)
+    if "KUSTOMIZE_IMAGE" in declared:
+        # A stack started before it made the kustomize image has no DJK_KUSTOMIZE_IMAGE: make it
+        # in the engine at hand the way `scripts/stack up` does (a no-op when it is current).
+        kustomize = stack_kustomize_image(
+            _docker_cli_env(stack), lambda line: print(f"[harness] {line}", file=sys.stderr)
+        )
+        stack = {**stack, "DJK_KUSTOMIZE_IMAGE": kustomize}
     build_args: dict[str, str] = {}
     for arg, source in BUILD_ARG_SOURCES.items():
         if arg in declared and stack.get(source):

@@ -98,3 +98,117 @@ def test_the_build_context_and_dockerfile_stay_inside_the_workspace(ws: Path, ca
     inputs = {"build": "auto", **BUILD_PATHS[case]}
     run = run_action(action_env(ws, inputs))
     check(run, 2, next(iter(BUILD_PATHS[case])), "6 paths")
+
+
+# A `manifests` directory holding a kustomization: every path the kustomization tree names must
+# stay inside the workspace and be local; kustomize never runs on one that does not (nothing is
+# read outside, nothing is fetched), and the refusal names the kustomization file and line.
+KUSTOMIZATIONS: dict[str, tuple[str, str]] = {
+    "remote base over https": (
+        "resources:\n- https://github.com/org/repo//deploy?ref=v1\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "remote base over git ssh": (
+        "resources:\n- git@github.com:org/repo.git//deploy\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "remote base without a scheme": (
+        "resources:\n- github.com/org/repo/deploy?ref=main\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "remote component": (
+        "components:\n- http://example.com/component\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "base above the workspace through dot-dot": (
+        "resources:\n- ../../../outside-base\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "base through a symlinked directory out": (
+        "resources:\n- ../dir-out\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "generator file through a symlink out": (
+        "configMapGenerator:\n- name: leak\n  files:\n  - link-out.yaml\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "patch above the workspace": (
+        "patches:\n- path: ../../../outside.yaml\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "absolute resource": ("resources:\n- /etc/hostname\n", "deploy/env/kustomization.yaml:2"),
+    "helm chart": (
+        "helmCharts:\n- name: x\n  repo: https://charts.example.com\n",
+        "deploy/env/kustomization.yaml:1",
+    ),
+    "unknown field": ("resourcess:\n- ../base\n", "deploy/env/kustomization.yaml:1"),
+    "YAML alias in a kustomization": (
+        "base: &b [../base]\nresources: *b\n",
+        "deploy/env/kustomization.yaml:2",
+    ),
+    "a symlink loop": ("resources:\n- loop\n", "deploy/env/kustomization.yaml:2"),
+    "a base that is outside by a nested dot-dot": (
+        "resources:\n- ../nested\n",
+        "deploy/nested/kustomization.yaml:2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(KUSTOMIZATIONS))
+def test_a_kustomization_reaching_outside_the_workspace_is_refused_before_kustomize_runs(
+    ws: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text, where = KUSTOMIZATIONS[case]
+    outside = ws.parent / "outside-base"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text("resources:\n- x.yaml\n")
+    (outside / "x.yaml").write_text(OUTSIDE)
+    env_dir = ws / "deploy" / "env"
+    env_dir.mkdir()
+    (env_dir / "kustomization.yaml").write_text(text)
+    os.symlink(ws.parent / "outside.yaml", env_dir / "link-out.yaml")
+    os.symlink(env_dir / "loop", env_dir / "loop")
+    (ws / "deploy" / "nested").mkdir()
+    (ws / "deploy" / "nested" / "kustomization.yaml").write_text(
+        "resources:\n- ../../../outside-base\n"
+    )
+    # A kustomize that would show it ran: none may.
+    ran = ws.parent / "kustomize-ran"
+    fake = ws.parent / "bin" / "kustomize"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    run = run_action(action_env(ws, {"manifests": "deploy/env"}))
+    check(run, 2, where, "6 paths")
+    assert "outside-secret-config" not in run.log
+    assert not ran.exists()
+
+
+def test_a_kustomization_directory_through_a_symlink_out_is_refused(ws: Path) -> None:
+    outside = ws.parent / "outside-kustomization"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text("resources:\n- x.yaml\n")
+    (outside / "x.yaml").write_text(OUTSIDE)
+    os.symlink(outside, ws / "deploy" / "env-out")
+    run = run_action(action_env(ws, {"manifests": "deploy/env-out"}))
+    check(run, 2, "manifests", "6 paths")
+    assert "outside-secret-config" not in run.log
+
+
+def test_kustomizes_own_message_is_one_line_and_commands_nothing(ws: Path, kustomize: Path) -> None:
+    env_dir = ws / "deploy" / "env"
+    env_dir.mkdir()
+    (env_dir / "kustomization.yaml").write_text(
+        "resources:\n- app.yaml\npatches:\n- path: p.yaml\n"
+    )
+    (env_dir / "app.yaml").write_text(DEPLOYMENT)
+    # The patch's target name comes back in kustomize's error: it must not become a command.
+    (env_dir / "p.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"
+        '  name: "x\\n::error::injected\\r::add-mask::y"\nspec: {replicas: 2}\n'
+    )
+    run = run_action(action_env(ws, {"manifests": "deploy/env"}))
+    check(run, 2, "deploy/env/kustomization.yaml", "6 paths")
+    assert "kustomize could not build it" in run.errors()[0].data
+    assert "injected" in run.errors()[0].data  # the name did come back, neutralised

@@ -190,6 +190,32 @@ def test_stack_status_lists_every_docker_part_as_ok(stack: dict[str, str]) -> No
         assert part in joined
 
 
+@pytest.mark.parametrize("engine", ["28", "29"])
+def test_the_kustomize_image_holds_the_pinned_kustomize_where_the_dockerfile_copies_it(
+    stack: dict[str, str], engine: str
+) -> None:
+    from deployer.manifests.kustomize import KUSTOMIZE_VERSION
+    from stack.docker_side import KUSTOMIZE_IMAGE, kustomize_image
+
+    engine_stack = {**stack, "DOCKER_HOST": stack[f"DJK_DOCKER_HOST_{engine}"]}
+    env = {**os.environ, "DOCKER_HOST": engine_stack["DOCKER_HOST"]}
+    # `up` makes it in both engines; a stack started before it did gets it here the same way.
+    assert kustomize_image(env, lambda line: None) == KUSTOMIZE_IMAGE
+    assert f"djk/kustomize:{KUSTOMIZE_VERSION}" == KUSTOMIZE_IMAGE
+    version = docker(
+        engine_stack,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        KUSTOMIZE_IMAGE,
+        "/app/kustomize",
+        "version",
+    )
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == KUSTOMIZE_VERSION
+
+
 # What each engine must be to stand in for the hosted runner that runs it.
 ENGINE_FACTS = {
     # ubuntu-24.04: Docker 28.0.4, no daemon.json, so the classic store on overlay2.
