@@ -100,7 +100,10 @@ def cut(description: dict[str, Any], source: str) -> dict[str, Any]:
         "version": "1.1.4",
         "license": {"name": "MIT", "url": "https://spdx.org/licenses/MIT"},
         "termsOfService": "https://docs.github.com/articles/github-terms-of-service",
-        "contact": {"name": "Support", "url": "https://support.github.com/contact?tags=dotcom-rest-api"},
+        "contact": {
+            "name": "Support",
+            "url": "https://support.github.com/contact?tags=dotcom-rest-api",
+        },
     }
     tags = [cutter.walk(t) for t in description["tags"] if t["name"] in TAGS]
     return {
