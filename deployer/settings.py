@@ -413,6 +413,11 @@ def _pr_comment(text: str, inputs: _Inputs) -> PrComment | None:
             "posts the dry-run preview on the pull request, and dry-run is not true",
             "Set dry-run: true on this step, or remove github-token.",
         )
+    if not re.fullmatch(r"[\x21-\x7e]+", text):
+        raise Invalid(
+            "contains spaces, line breaks or non-ASCII characters",
+            "Pass ${{ github.token }} (or one token) alone.",
+        )
     env = inputs.env
     event = env.get("GITHUB_EVENT_NAME", "")
     if event != PR_COMMENT_EVENT:
