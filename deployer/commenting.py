@@ -11,7 +11,7 @@ token: GitHub refuses the write, and that is one notice, not a failure.
 from __future__ import annotations
 
 from deployer import report
-from deployer.errors import DeployError, ReadOnlyToken
+from deployer.errors import Cancelled, DeployError, ReadOnlyToken
 from deployer.run import Run
 from deployer.settings import Settings
 
@@ -30,6 +30,10 @@ def comment_preview(run: Run) -> None:
     settings, reporter, outcome = run.settings, run.reporter, run.outcome
     pr = settings.pr_comment
     if pr is None:
+        return
+    if isinstance(outcome.error, Cancelled) or run.interrupt.event.is_set():
+        # The runner allows seconds after a cancel; a cancelled run has no preview to show.
+        reporter.line("cancelled: the preview comment on the pull request was left as it was")
         return
     target = target_of(settings)
     body = report.preview_comment(
