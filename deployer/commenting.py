@@ -56,15 +56,15 @@ def comment_preview(run: Run) -> None:
                     ),
                     None,
                 )
-                if mine is None:
+                updated = api.update_comment(pr.repository, mine.id, body) if mine else None
+                if updated is not None:
+                    reporter.line(
+                        f"updated the preview on pull request #{pr.number}: {updated.html_url}"
+                    )
+                else:  # none yet, or deleted since it was listed
                     posted = api.create_comment(pr.repository, pr.number, body)
                     reporter.line(
                         f"posted the preview on pull request #{pr.number}: {posted.html_url}"
-                    )
-                else:
-                    posted = api.update_comment(pr.repository, mine.id, body)
-                    reporter.line(
-                        f"updated the preview on pull request #{pr.number}: {posted.html_url}"
                     )
             finally:
                 api.close()

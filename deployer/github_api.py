@@ -156,10 +156,13 @@ class GitHubApi:
         response = self._call("POST", url, "comment on the pull request", json={"body": body})
         return _comment(_json(response))
 
-    def update_comment(self, repository: str, comment_id: int, body: str) -> Comment:
+    def update_comment(self, repository: str, comment_id: int, body: str) -> Comment | None:
+        """The comment with its new body; None when it is gone (deleted since it was listed)."""
         url = f"{self._repo_url(repository)}/issues/comments/{int(comment_id)}"
-        response = self._call("PATCH", url, "update the preview comment", json={"body": body})
-        return _comment(_json(response))
+        response = self._call(
+            "PATCH", url, "update the preview comment", json={"body": body}, gone=True
+        )
+        return None if response.status_code == 404 else _comment(_json(response))
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -181,7 +184,9 @@ class GitHubApi:
         *,
         params: Mapping[str, Any] | None = None,
         json: Mapping[str, Any] | None = None,
+        gone: bool = False,
     ) -> requests.Response:
+        """The answer of a call that succeeded (or, with `gone`, found nothing: 404)."""
         try:
             response = self._session.request(
                 method, url, params=params, json=json, timeout=self.timeout
@@ -192,7 +197,7 @@ class GitHubApi:
                 f"could not {action}: {_reason(exc)} (after retries)",
                 hint=f"Check that {self.api_url} is reachable from this runner.",
             ) from None
-        if response.ok:
+        if response.ok or (gone and response.status_code == 404):
             return response
         raise _http_error(response, action)
 

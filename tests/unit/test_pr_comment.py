@@ -36,7 +36,10 @@ def github() -> Iterator[FakeGitHub]:
         for entry in fake.requests:  # the contract, for every exchange of every test
             if entry["fault"]:
                 contract.check_github_request(entry)
-            elif entry["status"] == 401 or (entry["method"], entry["status"]) == ("PATCH", 403):
+            elif entry["status"] == 401 or (entry["method"], entry["status"]) in (
+                ("PATCH", 403),
+                ("PATCH", 404),
+            ):
                 contract.check_github_request(entry)  # undeclared upstream (spec README)
             else:
                 contract.check_github_exchange(entry)
@@ -237,6 +240,34 @@ def test_the_marker_is_found_past_the_first_page_and_someone_elses_comment_is_le
     assert "would be created" in comments[-1]["body"]
     lists = [e for e in github.requests if e["method"] == "GET"]
     assert [e["query"] for e in lists] == ["per_page=100", "per_page=100&page=2"]
+
+
+def test_a_comment_deleted_between_list_and_update_is_posted_again(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    marker = report.comment_marker("prod/shop")
+    github.add_comment(REPO, PR, f"{marker}\nold preview")
+    original = github.handle
+    deleted: list[int] = []
+
+    def deleting_after_the_list(method: str, target: str, headers: Any, body: bytes) -> Any:
+        reply = original(method, target, headers, body)
+        if method == "GET" and not deleted:  # someone deletes it right after our list
+            with github._lock:
+                deleted.append(github.comments.pop()["id"])
+        return reply
+
+    github.handle = deleting_after_the_list  # type: ignore[method-assign]
+    world, _ = counting_world(tmp_path, dry_run=True)
+    with_github(world, github)
+    assert world.deploy().error is None, world.log.getvalue()
+    [comment] = github.comments_on(REPO, PR)
+    assert comment["id"] != deleted[0] and "would be created" in comment["body"]
+    assert [(e["method"], e["status"]) for e in github.requests] == [
+        ("GET", 200),
+        ("PATCH", 404),
+        ("POST", 201),
+    ]
 
 
 def test_another_target_gets_its_own_comment(tmp_path: Path, github: FakeGitHub) -> None:
