@@ -271,11 +271,18 @@ def _http_error(response: requests.Response, action: str) -> InputError | Servic
             f"rate limited while trying to {action}: {detail}{attempts}",
             hint="Other jobs may share the token's rate limit; retry later.",
         )
-    if status == 403:
+    if status == 403 and READ_ONLY_MESSAGE.lower() in message.lower():
         return ReadOnlyToken(
             f"the token may not {action} ({detail})",
             where="github-token",
             hint=f"Give the job `permissions: {PERMISSION}`.",
+        )
+    if status == 403:  # e.g. a locked conversation, or a token without access to the repository
+        return InputError(
+            f"GitHub refused to {action} ({detail})",
+            where="github-token",
+            hint="Check that the pull request's conversation is not locked and that the token "
+            f"can write to this repository's pull requests ({PERMISSION}).",
         )
     if status == 404:
         return InputError(

@@ -19,12 +19,13 @@ Behaviour, as the real API where we know it:
   `PATCH .../issues/comments/{id}` `{"body"}` -> 200; an unknown comment -> 404. A body over
   65536 characters -> 422 "body is too long (maximum is 65536 characters)".
 - Read-only token (a fork's pull request): POST and PATCH -> 403
-  `{"message": "Resource not accessible by integration"}`; listing still works.
+  `{"message": "Resource not accessible by integration"}`; listing still works. A locked
+  conversation: POST -> 403 "Unable to create comment because issue is locked."
 - `x-ratelimit-*` and `x-github-request-id` on every response.
 
 Control endpoints on the same server (no auth; never logged as API requests):
 - `POST /_fake/faults` JSON, any of: `"reset": true` (forget comments, faults, read-only and the
-  request log; applied first), `"read_only": bool`, `"faults": [{"status", "count", "method",
+  request log; applied first), `"read_only": bool`, `"locked": bool`, `"faults": [{"status", "count", "method",
   "path", "retry_after"}]` (the next `count` requests matching `method`/`path` substring get
   `status`), `"comments": [{"repository", "number", "body", "login"}]` (seed comments, e.g.
   someone else's, or many to force pages).
@@ -114,6 +115,7 @@ class FakeGitHub:
         self.faults: list[FaultRule] = []
         self.requests: list[dict[str, Any]] = []
         self.read_only = False
+        self.locked = False
         self.next_id = 1000
         self.link_base = None
 
@@ -196,6 +198,8 @@ class FakeGitHub:
                         self._reset()
                 if "read_only" in asked:
                     self.read_only = bool(asked["read_only"])
+                if "locked" in asked:
+                    self.locked = bool(asked["locked"])
                 for rule in asked.get("faults", []):
                     with self._lock:
                         self.faults.append(FaultRule(**rule))
@@ -277,6 +281,8 @@ class FakeGitHub:
                 return _message(
                     403, "Resource not accessible by integration", f"{DOCS}#create-an-issue-comment"
                 )
+            if self.locked:
+                return _message(403, "Unable to create comment because issue is locked.")
             comment = self.add_comment(
                 f"{listing.group(1)}/{listing.group(2)}", int(listing.group(3)), text
             )

@@ -347,6 +347,19 @@ def test_a_read_only_token_on_the_repositorys_own_pull_request_fails_naming_the_
     assert "pull-requests: write" in world.summary
 
 
+def test_a_locked_conversation_is_not_blamed_on_the_permission(
+    tmp_path: Path, github: FakeGitHub
+) -> None:
+    github.locked = True
+    world, _ = counting_world(tmp_path, dry_run=True)
+    with_github(world, github, read_only=True)  # even on a fork: not the read-only refusal
+    outcome = world.deploy()
+    assert isinstance(outcome.error, InputError) and not isinstance(outcome.error, ReadOnlyToken)
+    line = str(outcome.error)
+    assert line.startswith("github-token: GitHub refused to comment on the pull request (HTTP 403")
+    assert "locked" in line and "\n" not in line
+
+
 def test_a_failed_preview_says_so_on_the_pull_request(tmp_path: Path, github: FakeGitHub) -> None:
     world, _ = counting_world(tmp_path, dry_run=True)
     (tmp_path / "deploy" / "deployment.yaml").write_text("kind: [unclosed\n")
