@@ -287,7 +287,8 @@ def preview_comment(
         "",
     ]
     if error:
-        head += [f"**The preview failed:** {md_cell(error)}", ""]
+        shown = error if len(error) <= 2000 else error[:2000] + "…"  # the rest is in the log
+        head += [f"**The preview failed:** {md_cell(shown)}", ""]
     body = [line.replace("`", "'") for line in preview]
     if not body:
         return "\n".join(head if error else [*head, "Nothing to preview."])
