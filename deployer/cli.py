@@ -26,7 +26,7 @@ from deployer import __version__, manifests, settings
 from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
-from deployer.services import Builder, CloudApi, ClusterApi, Services
+from deployer.services import Builder, CloudApi, ClusterApi, CommentsApi, Services
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,7 +211,12 @@ def real_services(env: Mapping[str, str]) -> Services:
 
         return Cluster.from_kubeconfig_dict(config)
 
-    return Services(docker=docker, digitalocean=digitalocean, cluster=cluster)
+    def github(token: str, api_url: str) -> CommentsApi:
+        from deployer.github_api import GitHubApi
+
+        return GitHubApi(token=token, api_url=api_url)
+
+    return Services(docker=docker, digitalocean=digitalocean, cluster=cluster, github=github)
 
 
 # -- commands -----------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ class InputError(DeployError):
         return f"{self.where}: {self.detail()}" if self.where else self.detail()
 
 
+class ReadOnlyToken(InputError):
+    """GitHub refused a write with this token (403 "Resource not accessible by integration"): a
+    fork's pull request or Dependabot's, or a job without `permissions: pull-requests: write`."""
+
+
 class ServiceError(DeployError):
     """An outside service (DigitalOcean API, registry, docker, cluster API) kept failing."""
 

@@ -27,6 +27,7 @@ from deployer.access import (
 )
 from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
+from deployer.commenting import comment_preview
 from deployer.errors import DeployError, InputError, RolloutFailed
 from deployer.plan import Plan
 from deployer.pruning import prune_registry
@@ -131,6 +132,10 @@ def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outc
         cache.finish(run.reporter)
     if creds is not None:
         creds.cluster.close()
+    if run.settings.dry_run:
+        # The preview, or why it failed, on the pull request (github-token): before the report,
+        # so a comment that could not be posted is in it.
+        comment_preview(run)
     run.reporter.publish(report.of_deploy(run.facts()))
     return run.outcome
 

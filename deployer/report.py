@@ -264,6 +264,69 @@ def _preview_markdown(lines: Sequence[str]) -> list[str]:
     return ["### Preview (dry run: nothing was changed)", "", "```text", *body, "```", ""]
 
 
+# GitHub refuses a comment body over 65536 characters (counted here in UTF-16 code units, which
+# is never fewer than GitHub's count of characters).
+COMMENT_LIMIT = 65536
+
+
+def comment_marker(target: str) -> str:
+    """The hidden first line by which a later run finds the preview comment to update."""
+    return f"<!-- django-k8s-deploy preview: {target} -->"
+
+
+def preview_comment(
+    *,
+    target: str,
+    image_ref: str,
+    preview: Sequence[str],
+    error: str,
+    run_url: str,
+    limit: int = COMMENT_LIMIT,
+) -> str:
+    """The pull request comment of a dry run: its marker, what was previewed, the diff (or why
+    the preview failed). Every text given is already redacted; the diff is cut at a line to fit
+    `limit`, saying how many lines were left out and where the whole preview is."""
+    run = f" · [job]({run_url})" if run_url else ""
+    head = [
+        comment_marker(target),
+        f"### django-k8s-deploy preview: `{target}`",
+        "",
+        f"Image `{image_ref}`{run}. Dry run: nothing was built, pushed or applied.",
+        "",
+    ]
+    if error:
+        shown = error if len(error) <= 2000 else error[:2000] + "…"  # the rest is in the log
+        head += [f"**The preview failed:** {md_cell(shown)}", ""]
+    body = [line.replace("`", "'") for line in preview]
+    if not body:
+        return "\n".join(head if error else [*head, "Nothing to preview."])
+    whole = "\n".join([*head, "```text", *body, "```"])
+    if _utf16(whole) <= limit:
+        return whole
+    where = f": {run_url}" if run_url else "."
+
+    def note(left_out: int) -> str:
+        return (
+            f"… {left_out} more line(s) not shown: a comment holds at most {limit} characters. "
+            f"The whole preview is in the job's summary and log{where}"
+        )
+
+    fixed = _utf16("\n".join([*head, "```text", "```", note(len(body))])) + 1
+    kept: list[str] = []
+    used = fixed
+    for line in body:
+        cost = _utf16(line) + 1
+        if used + cost > limit:
+            break
+        kept.append(line)
+        used += cost
+    return "\n".join([*head, "```text", *kept, "```", note(len(body) - len(kept))])
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _rollout_annotations(results: Sequence[RolloutResult]) -> list[Annotation]:
     return [
         Annotation("error", f"{r.subject}: {r.reason}", f"Rollout {r.result}")

@@ -7,11 +7,12 @@ a factory: the pipeline opens a service when its phase starts and closes it when
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.diagnose import DiagnoseSource
+from deployer.errors import ServiceError
 from deployer.status import Collection
 from deployer.watch import WatchSource
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # annotations only: naming a service's values loads none of i
     from deployer.digitalocean import DoksCluster, Kubeconfig
     from deployer.digitalocean.answers import GarbageCollection, RegistryTag
     from deployer.docker import BuildRequest
+    from deployer.github_api import Comment
     from deployer.kube import Applied, Planned, Rejected, Rollback
 
 
@@ -148,8 +150,26 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
     def close(self) -> None: ...
 
 
+class CommentsApi(Protocol):
+    """GitHub: a pull request's comments, for the preview comment
+    (deployer.github_api.GitHubApi has it)."""
+
+    def comments(self, repository: str, number: int) -> Iterator[Comment]: ...
+
+    def create_comment(self, repository: str, number: int, body: str) -> Comment: ...
+
+    def update_comment(self, repository: str, comment_id: int, body: str) -> Comment | None: ...
+
+    def close(self) -> None: ...
+
+
+def _no_github(token: str, api_url: str) -> CommentsApi:
+    raise ServiceError("GitHub API", "this run was given no GitHub client")
+
+
 @dataclass(frozen=True)
 class Services:
     docker: Callable[[], Builder]
     digitalocean: Callable[[str, str], CloudApi]  # (token, api_url)
     cluster: Callable[[Mapping[str, Any]], ClusterApi]  # from a kubeconfig dict
+    github: Callable[[str, str], CommentsApi] = _no_github  # (token, api_url)

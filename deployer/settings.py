@@ -8,12 +8,14 @@ names the input and says what to do; all of them are collected so a user fixes t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
@@ -437,6 +439,101 @@ def _url(text: str, inputs: _Inputs) -> str:
     return text
 
 
+# The one event a preview comment can go to. pull_request_target is left out on purpose: its
+# token can write even for a fork's pull request, and a step given it with the fork's manifests
+# is the pattern GitHub's security guides warn about.
+PR_COMMENT_EVENT = "pull_request"
+GITHUB_API_DEFAULT = "https://api.github.com"
+_EVENT_LIMIT = 64 * 1024 * 1024  # the runner's event file; far larger than any real one
+
+
+@dataclass(frozen=True)
+class PrComment:
+    """Where the dry-run preview is posted: one comment on this pull request, kept up to date."""
+
+    token: str = field(repr=False)
+    api_url: str
+    repository: str  # owner/name
+    number: int
+    read_only: bool  # a fork's pull request or Dependabot's: GitHub gives a read-only token
+
+
+def _pr_comment(text: str, inputs: _Inputs) -> PrComment | None:
+    """github-token: with dry-run on a pull_request event, post the preview there. Decided here,
+    before anything is built: a token without dry-run, or outside a pull_request event, is a
+    mistake (nothing would be posted), said in one line."""
+    if not text:
+        return None
+    if not inputs.parsed.get("dry_run"):
+        raise Invalid(
+            "posts the dry-run preview on the pull request, and dry-run is not true",
+            "Set dry-run: true on this step, or remove github-token.",
+        )
+    if not re.fullmatch(r"[\x21-\x7e]+", text):
+        raise Invalid(
+            "contains spaces, line breaks or non-ASCII characters",
+            "Pass ${{ github.token }} (or one token) alone.",
+        )
+    env = inputs.env
+    event = env.get("GITHUB_EVENT_NAME", "")
+    if event != PR_COMMENT_EVENT:
+        raise Invalid(
+            f"posts the preview on a pull request, but this run is "
+            f"{'a ' + shown(event) + ' event' if event else 'not a GitHub Actions event'}",
+            "Run the dry run on: pull_request, or pass github-token only there "
+            "(github-token: ${{ github.event_name == 'pull_request' && github.token || '' }}).",
+        )
+    repository = env.get("GITHUB_REPOSITORY", "")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repository):
+        raise Invalid(
+            f"needs GITHUB_REPOSITORY as owner/name, got {shown(repository) or 'nothing'}",
+            "The runner sets it; set it as owner/name when running elsewhere.",
+        )
+    api_url = (env.get("GITHUB_API_URL") or GITHUB_API_DEFAULT).strip().rstrip("/")
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise Invalid(
+            f"needs GITHUB_API_URL as an http(s) URL, got {shown(api_url)}",
+            f"The runner sets it; leave it unset for {GITHUB_API_DEFAULT}.",
+        )
+    number, fork = _pull_request_event(env.get("GITHUB_EVENT_PATH", ""))
+    read_only = fork or env.get("GITHUB_ACTOR", "") == "dependabot[bot]"
+    return PrComment(text, api_url, repository, number, read_only)
+
+
+def _pull_request_event(path: str) -> tuple[int, bool]:
+    """The pull request's number and whether it comes from a fork, from the runner's event file."""
+    hint = "The runner writes it for every job; outside Actions set GITHUB_EVENT_PATH to one."
+    if not path:
+        raise Invalid("needs the pull_request event, and GITHUB_EVENT_PATH is not set", hint)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_EVENT_LIMIT + 1)
+    except OSError as exc:
+        raise Invalid(
+            f"cannot read the pull_request event at {shown(path)} ({exc.strerror or 'unreadable'})",
+            hint,
+        ) from None
+    try:
+        payload = json.loads(raw) if len(raw) <= _EVENT_LIMIT else None
+    except ValueError:
+        payload = None
+    if payload is None:
+        raise Invalid(f"the event at {shown(path)} is not a JSON object of a sane size", hint)
+    pr = payload.get("pull_request") if isinstance(payload, dict) else None
+    number = pr.get("number") if isinstance(pr, dict) else None
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise Invalid(f"the event at {shown(path)} names no pull request number", hint)
+    assert isinstance(pr, dict)
+
+    def full_name(side: str) -> object:
+        repo = (pr.get(side) or {}).get("repo") if isinstance(pr.get(side), dict) else None
+        return repo.get("full_name") if isinstance(repo, dict) else None
+
+    head, base = full_name("head"), full_name("base")
+    return number, head is None or head != base
+
+
 # The action's inputs, in action.yml's order (the order they are parsed and their problems
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
@@ -534,6 +631,13 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec("selector", help="with apply false: a label selector of workloads", parse=_selector),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
     InputSpec("url", help="the app's address for the url output (default: found)", parse=_url),
+    InputSpec(
+        "github-token",
+        secret=True,
+        help="with dry-run on a pull_request event: post the preview on the pull request",
+        parse=_pr_comment,
+        field="pr_comment",
+    ),
 )
 # What watching workloads another tool applied (apply: false) reads; every other input is about
 # building or applying and is refused when set, so nothing the user wrote is silently ignored.
@@ -556,6 +660,7 @@ _FALLBACK: dict[str, object] = {
     "dockerfile": Path("Dockerfile"),
     "timeout_s": 0.0,
     "run_first_timeout_s": None,
+    "pr_comment": None,
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
@@ -600,6 +705,7 @@ class Settings:
     rerun_first: bool = False
     run_first_timeout_s: float | None = None  # None: the Jobs' own deadlines, else timeout_s
     dry_run: bool = False
+    pr_comment: PrComment | None = None  # github-token: the preview also goes to the pull request
     apply: bool = True  # False: watch only, what another tool applied
     selector: str = ""  # with apply False: a label selector of workloads to wait for
     url: str = ""  # the app's address, stated; empty: found from an Ingress or LoadBalancer
@@ -624,6 +730,7 @@ class Settings:
         values = [self.digitalocean_token, self.registry_password, self.kubeconfig]
         values += [value for _, value in self.secrets]
         values += [value for _, value in self.build_secrets]
+        values += [self.pr_comment.token] if self.pr_comment else []
         return [v for v in values if v]
 
 

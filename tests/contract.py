@@ -66,3 +66,42 @@ def check_exchange(entry: dict[str, Any]) -> None:
     request = as_request(entry)
     spec().validate_request(request)
     spec().validate_response(request, as_response(entry))
+
+
+# -- GitHub (tests/spec/github-openapi: the issue-comment calls of the preview comment) ----------
+
+GITHUB_SPEC_PATH = Path(
+    os.environ.get("DJK_GITHUB_OPENAPI") or _REPO / "tests/spec/github-openapi/subset.yaml"
+)
+GITHUB_SPEC_SERVER = "https://api.github.com"
+
+
+@functools.cache
+def github_spec() -> OpenAPI:
+    return OpenAPI.from_file_path(str(GITHUB_SPEC_PATH))
+
+
+def _github_request(entry: dict[str, Any]) -> MockRequest:
+    query = parse_qs(entry["query"], keep_blank_values=True)
+    body = entry.get("body") or ""
+    return MockRequest(
+        GITHUB_SPEC_SERVER,
+        entry["method"].lower(),
+        entry["path"],
+        args={k: v[0] if len(v) == 1 else v for k, v in query.items()},
+        headers=entry["headers"],
+        data=body.encode() if body else None,
+        content_type=entry["headers"].get("content-type", "application/json").split(";")[0],
+    )
+
+
+def check_github_request(entry: dict[str, Any]) -> None:
+    """Raise if a request logged by the GitHub stand-in (stack/github_api.py) breaks the spec."""
+    github_spec().validate_request(_github_request(entry))
+
+
+def check_github_exchange(entry: dict[str, Any]) -> None:
+    """Raise if the request or the stand-in's response to it breaks GitHub's description."""
+    request = _github_request(entry)
+    github_spec().validate_request(request)
+    github_spec().validate_response(request, as_response(entry))
