@@ -13,12 +13,12 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
-from deployer.errors import InputError
+from deployer.errors import DeployError, InputError
 from deployer.input_values import (
     CLUSTER_RE,
     DNS_LABEL_RE,
@@ -78,7 +78,8 @@ class _Inputs:
         self.problems: list[InputError] = []
 
     def problem(self, where: str, message: str, hint: str = "") -> None:
-        self.problems.append(InputError(message, where=where, hint=hint))
+        """One problem, in the words of whoever gave the inputs (`spoken`)."""
+        self.problems.append(spoken(InputError(message, where=where, hint=hint), self.github))
 
     def text(self, name: str) -> str:
         """The input as given (stripped), else its default."""
@@ -104,6 +105,7 @@ class InputSpec:
     parse: Parser | None = None
     raw: bool = False
     field: str = ""
+    unset: str = ""  # what an empty value means, when it means something (the CLI's --help)
 
     @property
     def setting(self) -> str:
@@ -135,9 +137,15 @@ def _image(text: str, inputs: _Inputs) -> str:
 
 def _sha(text: str, inputs: _Inputs) -> str:
     sha = text or inputs.env.get("GITHUB_SHA", "")
-    if not sha:
+    if not sha and inputs.github:
         raise Invalid(
             "is required", "Set it to the full commit SHA (the action defaults to github.sha)."
+        )
+    if not sha:  # the CLI asked `git rev-parse HEAD` first (cli._deploy)
+        raise Invalid(
+            "is required: this is not a git repository with a commit, so `git rev-parse HEAD` "
+            "gave none",
+            "Pass --sha with the full commit SHA, or run inside the app's git repository.",
         )
     if not SHA_RE.match(sha):
         raise Invalid(
@@ -199,7 +207,10 @@ def _namespace(text: str, inputs: _Inputs) -> str:
 
 
 def _registry_password(text: str, inputs: _Inputs) -> str:
-    """Both registry credentials, or neither (checked here, after the username)."""
+    """Both registry credentials, or neither (checked here, after the username); a dry run
+    pushes nothing, so it needs neither."""
+    if inputs.text("dry-run") in TRUE:
+        return text
     if bool(inputs.parsed["registry_username"]) != bool(text):
         inputs.problem(
             "registry-password" if inputs.parsed["registry_username"] else "registry-username",
@@ -256,7 +267,8 @@ def _build(text: str, inputs: _Inputs) -> str:
             inputs.problem(
                 "dockerfile",
                 f"{relative(dockerfile, inputs.workspace)} does not exist",
-                "Set dockerfile relative to the context, or build: never to deploy an existing image.",
+                "Give the dockerfile input relative to the context, or set build: never to deploy an "
+                "existing image.",
             )
     return text
 
@@ -352,7 +364,12 @@ def _link_registry(text: str, inputs: _Inputs) -> bool:
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
     InputSpec("image", help="image repository without a tag", parse=_image),
-    InputSpec("sha", help="full commit SHA, the image tag", parse=_sha),
+    InputSpec(
+        "sha",
+        help="full commit SHA, the image tag",
+        parse=_sha,
+        unset="$GITHUB_SHA, else `git rev-parse HEAD`",
+    ),
     InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token", parse=_text),
     InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id", parse=_text),
     InputSpec(
@@ -360,17 +377,35 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec("manifests", "deploy/deployment.yaml", "manifest files or globs", parse=_manifests),
     InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference", parse=_placeholder),
-    InputSpec("namespace", help="namespace for objects that name none", parse=_namespace),
-    InputSpec("registry-username", help="registry user", parse=_text),
+    InputSpec(
+        "namespace",
+        help="namespace for objects that name none",
+        parse=_namespace,
+        unset="what the manifests say, else default",
+    ),
+    InputSpec(
+        "registry-username",
+        help="registry user (its password: REGISTRY_PASSWORD)",
+        parse=_text,
+        unset="none; for registry.digitalocean.com short-lived credentials from the token",
+    ),
     InputSpec("registry-password", secret=True, help="registry password", parse=_registry_password),
     InputSpec("context", ".", "docker build context", parse=_context),
     InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context", parse=_dockerfile),
     InputSpec("build-args", help="KEY=value lines", parse=_build_args_input, raw=True),
     InputSpec("target", help="build stage", parse=_text),
-    InputSpec("build-network", help="docker build --network", parse=_text),
+    InputSpec(
+        "build-network",
+        help="docker build --network (host to reach the local stack's registry)",
+        parse=_text,
+        unset="Docker's default",
+    ),
     InputSpec("build", "auto", "auto, always or never", parse=_build),
     InputSpec(
-        "build-cache", help="registry build cache reference, or false", parse=_build_cache_input
+        "build-cache",
+        help="registry build cache reference, or false",
+        parse=_build_cache_input,
+        unset="<image>:buildcache",
     ),
     InputSpec(
         "build-secrets",
@@ -382,9 +417,14 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "secrets", secret=True, help="env-file text for the Secret", parse=_secrets, raw=True
     ),
-    InputSpec("secret-name", help="name of the Secret made from secrets", parse=_secret_name),
     InputSpec(
-        "wait-for", help="workloads to wait for: kind/name, or a Deployment's name", parse=_wait_for
+        "secret-name", help="name of the Secret made from the secrets input", parse=_secret_name
+    ),
+    InputSpec(
+        "wait-for",
+        help="workloads to wait for: kind/name, or a Deployment's name",
+        parse=_wait_for,
+        unset="every Deployment, StatefulSet, DaemonSet and Job in the manifests",
     ),
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
@@ -417,6 +457,64 @@ _FALLBACK: dict[str, object] = {
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
+FLAGS = (_flag, _link_registry)  # the parsers of true/false inputs (a bare CLI flag is true)
+
+# How the CLI is given what the action calls an input: secrets from the environment or a file,
+# everything else a flag of the input's name. The one place the two vocabularies meet.
+CLI_NAMES = {
+    "digitalocean-token": "DIGITALOCEAN_ACCESS_TOKEN",
+    "registry-password": "REGISTRY_PASSWORD",
+    "kubeconfig": "--kubeconfig",
+    "secrets": "--secrets-file",
+    "build-secrets": "--build-secrets-file",
+}
+
+
+def named(name: str, action: bool) -> str:
+    """An input as its user gave it: the action's input name, or the CLI's flag or variable."""
+    if action or name not in INPUT_NAMES:
+        return name
+    return CLI_NAMES.get(name, f"--{name}")
+
+
+_HYPHENATED = "|".join(re.escape(n) for n in sorted(INPUT_NAMES, key=len, reverse=True) if "-" in n)
+# Input names in running text: a hyphenated name alone ("registry-username and ..."), and the
+# forms "build: never" and "the manifests input" for names that are also plain words.
+# (`where` is translated only when it is an input's name: a file:line stays as it is.)
+_IN_TEXT = re.compile(
+    rf"(?:(?<=[\s(])|^)(?:(?P<hyphenated>{_HYPHENATED})(?![\w-])"
+    rf"|(?P<setting>{'|'.join(INPUT_NAMES)}): (?P<value>true|false|auto|always|never)\b"
+    rf"|the (?P<input>{'|'.join(INPUT_NAMES)}) input\b)"
+)
+
+
+def cli_words(text: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m["hyphenated"]:
+            return named(m["hyphenated"], action=False)
+        if m["setting"]:
+            return f"{named(m['setting'], action=False)} {m['value']}"
+        return named(m["input"], action=False)
+
+    return _IN_TEXT.sub(one, text)
+
+
+E = TypeVar("E", bound=DeployError)
+
+
+def spoken(error: E, action: bool) -> E:
+    """`error` in the words of whoever gave the inputs: for the CLI, the input it names (`where`)
+    and the inputs its message and hint mention become flags and variables (`named`)."""
+    if action:
+        return error
+    told = type(error).__new__(type(error), *error.args)  # a copy: the original stays as raised
+    told.__dict__.update(vars(error))
+    told.__cause__, told.__traceback__ = error.__cause__, error.__traceback__
+    if isinstance(told, InputError) and told.where in INPUT_NAMES:
+        told.where = named(told.where, action=False)
+    told.message = cli_words(told.message)
+    told.hint = cli_words(told.hint)
+    return told
 
 
 @dataclass(frozen=True)
@@ -454,7 +552,7 @@ class Settings:
     dry_run: bool = False
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
-    github: bool = False
+    github: bool = False  # the action's inputs (INPUT_*); False: the CLI's flags (see `named`)
 
     @property
     def registry(self) -> str:
