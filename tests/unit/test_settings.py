@@ -179,13 +179,18 @@ def test_secrets_are_parsed_as_an_env_file_and_every_value_is_masked_first(works
 def test_unparsable_env_file_line_is_named_without_echoing_its_value(
     workspace: Path, capsys
 ) -> None:
-    found = problems(workspace, secrets="GOOD=1\nthis line is bad\nOTHER=2", secret_name="s")
+    text = "GOOD=1\nthis line is bad\nOTHER=2\nQUOTED='unterminated value\nexport ALONE"
+    found = problems(workspace, secrets=text, secret_name="s")
     assert found == [
-        "secrets line 2: could not be parsed as KEY=value. Quote values with spaces or '#', "
-        'e.g. KEY="a value".'
+        # A line without '=' says exactly that (not advice about quoting).
+        "secrets line 2: has no '=' (a KEY=value line was expected). Write KEY=value.",
+        "secrets line 4: could not be parsed as KEY=value. Quote values with spaces or '#', "
+        'e.g. KEY="a value".',
+        "secrets line 5: has no '=' (a KEY=value line was expected). Write KEY=value.",
     ]
     captured = capsys.readouterr()
-    assert "this line is bad" not in captured.out + captured.err
+    said = captured.out + captured.err + " ".join(found)
+    assert "this line is bad" not in said and "unterminated" not in said
 
 
 def test_manifest_globs_expand_in_order_without_duplicates(workspace: Path) -> None:
