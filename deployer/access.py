@@ -129,11 +129,23 @@ def _fetch_credentials(run: Run) -> Credentials:
 def check_references(
     settings: Settings, documents: list[manifests.Document], namespace: str
 ) -> list[manifests.ConfigReference]:
-    """References satisfied by the manifests or the secrets input are fine; the rest must be in the
-    cluster (checked once we have credentials). Optional ones are never required."""
+    """References satisfied by the manifests or the secrets input are fine (and the keys they
+    name are there); the rest must be in the cluster (checked once we have credentials).
+    Optional ones are never required."""
     have = {(d.kind, d.namespace, d.name) for d in documents}
     if settings.secret_name:
         have.add(("Secret", namespace, settings.secret_name))
+    # The keys a configMapKeyRef/secretKeyRef names, where we know the object's keys.
+    known = {
+        (d.kind, d.namespace, d.name): manifests.keys_of(d)
+        for d in documents
+        if d.kind in ("ConfigMap", "Secret")
+    }
+    if settings.secret_name and settings.secrets:
+        known[("Secret", namespace, settings.secret_name)] = frozenset(
+            k for k, _ in settings.secrets
+        )
+    manifests.check_keys(documents, known, settings.workspace)
     deferred: list[manifests.ConfigReference] = []
     for ref in manifests.config_references(documents, settings.workspace):
         if ref.optional or (ref.kind, ref.namespace, ref.name) in have:

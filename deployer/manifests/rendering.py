@@ -10,7 +10,6 @@ not count, only containers that will run the image being deployed.
 from __future__ import annotations
 
 import difflib
-
 from dataclasses import dataclass
 from pathlib import Path
 

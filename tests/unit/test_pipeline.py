@@ -538,3 +538,70 @@ def test_the_deploys_result_is_the_worst_rollouts(results: list[str], expected: 
         ]
     )
     assert outcome.result == expected
+
+
+KEY_REFS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {MODE: prod, DATABASE_HOST: db}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: <IMAGE>
+          env:
+            - name: DB_HOST
+              valueFrom:
+                configMapKeyRef: {name: app-config, key: %s}
+            - name: SECRET_KEY
+              valueFrom:
+                secretKeyRef: {name: app-env, key: %s%s}
+"""
+
+
+@pytest.mark.parametrize(
+    ("cm_key", "secret_key", "optional", "expected"),
+    [
+        (
+            "DATABSE_HOST",
+            "SECRET_KEY",
+            "",
+            "deploy/deployment.yaml:20: deployment/web container `web` env 'DB_HOST': key "
+            "'DATABSE_HOST' "
+            "is not in ConfigMap shop/app-config (it has: DATABASE_HOST, MODE). Did you mean "
+            "DATABASE_HOST? Fix the key, add it to the ConfigMap, or mark the reference "
+            "`optional: true`.",
+        ),
+        (
+            "DATABASE_HOST",
+            "SECRET_KEYS",
+            "",
+            "deploy/deployment.yaml:23: deployment/web container `web` env 'SECRET_KEY': key "
+            "'SECRET_KEYS' is not in Secret shop/app-env (it has 1 key(s)). Fix the key, add it to "
+            "the Secret, or mark the reference `optional: true`.",
+        ),
+        ("DATABASE_HOST", "SECRET_KEYS", ", optional: true", None),
+    ],
+)
+def test_a_key_missing_from_a_configmap_or_the_env_file_secret_stops_the_deploy_before_the_build(
+    tmp_path: Path, cm_key: str, secret_key: str, optional: str, expected: str | None
+) -> None:
+    """A real kubelet would hold the pod in CreateContainerConfigError: found at preflight."""
+    world = World(tmp_path, secrets=(("SECRET_KEY", "s3cr3t-value-1234"),), secret_name="app-env")
+    (tmp_path / "deploy" / "deployment.yaml").write_text(KEY_REFS % (cm_key, secret_key, optional))
+    error = world.deploy().error
+    if expected is None:
+        assert error is None, error
+        return
+    assert isinstance(error, InputError)
+    assert str(error) == expected
+    assert world.journal == []  # before anything slow: no docker, DigitalOcean or cluster call
+    assert "s3cr3t-value-1234" not in world.log.getvalue()
