@@ -51,6 +51,7 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
     settings, reporter = run.settings, run.reporter
     version = creds.cluster.server_version()
     reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
+    _check_namespaces(run, creds, plan)
     missing = [
         r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)
     ]
@@ -62,7 +63,8 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
             f"manifests, nor the secrets input, nor the cluster",
             file=file,
             line=int(line),
-            hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
+            hint=f"Add the {ref.kind} to the manifests (or the secrets input with secret-name), "
+            "create it in the "
             "cluster, or mark the reference optional: true.",
         )
     missing_rights = creds.cluster.missing_permissions(
@@ -82,6 +84,26 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
             f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
         )
     _registry_access(run, creds, plan)
+
+
+def _check_namespaces(run: Run, creds: Credentials, plan: Plan) -> None:
+    """Every namespace the manifests' objects go to is in the cluster or among the manifests'
+    Namespace objects: found now, with the fix, not as `namespaces "x" not found` at apply."""
+    ours = {d.name for d in plan.documents if d.kind == "Namespace"}
+    for namespace in dict.fromkeys(d.namespace for d in plan.documents if d.namespace):
+        if namespace in ours or creds.cluster.namespace_exists(namespace) is not False:
+            continue
+        first = next(d for d in plan.documents if d.namespace == namespace)
+        given = namespace == plan.namespace and namespace == run.settings.namespace
+        raise InputError(
+            f"namespace {namespace} does not exist in the cluster"
+            + ("" if given else f" ({first.subject} goes there)"),
+            where="namespace" if given else "",
+            file=None if given else manifests.display_path(first.path, run.settings.workspace),
+            line=None if given else first.line,
+            hint=f"Create it (kubectl create namespace {namespace}), or add a Namespace object "
+            f"to the manifests (apiVersion: v1, kind: Namespace, metadata: {{name: {namespace}}}).",
+        )
 
 
 def refresh_if_short(run: Run, creds: Credentials) -> Credentials:

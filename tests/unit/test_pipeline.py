@@ -146,6 +146,7 @@ class FakeDeployCluster(FakeCluster):
         self.applied: list[dict[str, Any]] = []
         self.closed = False
         self.refuse: dict[tuple[str, str], str] = {}  # (kind, name) -> the dry run's refusal
+        self.absent_namespaces: set[str] = set()  # every other namespace is there
 
     def server_version(self) -> str:
         self.journal.append("cluster server_version")
@@ -156,6 +157,9 @@ class FakeDeployCluster(FakeCluster):
     ) -> bool:
         self.journal.append(f"cluster exists {kind}/{name}")
         return (kind, namespace or "", name) in self.objects
+
+    def namespace_exists(self, name: str) -> bool | None:
+        return name not in self.absent_namespaces
 
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         return None  # "not there yet": the pull-access check says it could not tell
@@ -605,3 +609,46 @@ def test_a_key_missing_from_a_configmap_or_the_env_file_secret_stops_the_deploy_
     assert str(error) == expected
     assert world.journal == []  # before anything slow: no docker, DigitalOcean or cluster call
     assert "s3cr3t-value-1234" not in world.log.getvalue()
+
+
+def test_a_namespace_missing_from_the_cluster_is_found_with_the_cluster_checks_and_says_how_to_fix(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    world.cluster.absent_namespaces = {NS}
+    error = world.deploy().error
+    assert isinstance(error, InputError)
+    assert str(error) == (
+        "namespace: namespace shop does not exist in the cluster. Create it (kubectl create "
+        "namespace shop), or add a Namespace object to the manifests (apiVersion: v1, kind: "
+        "Namespace, metadata: {name: shop})."
+    )
+    assert world.docker.stopped  # the build that ran alongside
+    assert not any(c.startswith("cluster apply") for c in world.journal)
+    assert not any(c.startswith("cluster dry_run") for c in world.journal)
+
+
+def test_a_namespace_written_in_a_manifest_is_named_at_the_document(tmp_path: Path) -> None:
+    world = World(tmp_path, namespace="")
+    world.cluster.absent_namespaces = {"newuser-app"}
+    text = MANIFEST.replace(
+        "metadata: {name: app-config}", "metadata: {name: app-config, namespace: newuser-app}"
+    )
+    (tmp_path / "deploy" / "deployment.yaml").write_text(text)
+    error = world.deploy().error
+    assert isinstance(error, InputError)
+    assert (error.file, error.line) == ("deploy/deployment.yaml", 1)
+    assert (
+        "namespace newuser-app does not exist in the cluster (configmap/app-config goes there)"
+        in str(error)
+    )
+    assert "kubectl create namespace newuser-app" in str(error)
+
+
+def test_a_namespace_the_manifests_create_needs_not_exist_yet(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.cluster.absent_namespaces = {NS}
+    text = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n" + MANIFEST
+    (tmp_path / "deploy" / "deployment.yaml").write_text(text)
+    error = world.deploy().error
+    assert error is None, error
