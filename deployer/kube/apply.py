@@ -235,7 +235,7 @@ def preview(
             if tolerate is not None and tolerate(rejected):
                 continue
             raise rejected from exc
-        out.append(Planned(live, json_of(response)))
+        out.append(Planned(live, json_of(response), dict(doc)))
     if stopped is not None:
         raise stopped
     return out
