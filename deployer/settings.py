@@ -81,6 +81,10 @@ class _Inputs:
         """One problem, in the words of whoever gave the inputs (`spoken`)."""
         self.problems.append(spoken(InputError(message, where=where, hint=hint), self.github))
 
+    def name(self, name: str) -> str:
+        """The input as this user gives it (`named`): for text the CLI's words do not reach."""
+        return named(name, self.github)
+
     def text(self, name: str) -> str:
         """The input as given (stripped), else its default."""
         got = self.raw.get(name, "").strip()
@@ -160,8 +164,8 @@ def _kubeconfig(text: str, inputs: _Inputs) -> str:
     token, cluster = inputs.parsed["digitalocean_token"], str(inputs.parsed["cluster"])
     if text and (token or cluster):
         raise Invalid(
-            "cannot be combined with digitalocean-token or cluster",
-            "Give either a kubeconfig, or digitalocean-token and cluster.",
+            f"cannot be combined with digitalocean-token or {inputs.name('cluster')}",
+            f"Give either a kubeconfig, or digitalocean-token and {inputs.name('cluster')}.",
         )
     if not text:
         if not token:
@@ -278,7 +282,8 @@ def _build_cache_input(text: str, inputs: _Inputs) -> str:
 
 
 def _build_secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return envfile.parse_env_file(text, "build-secrets", inputs.problem, inputs.mask)
+    source = inputs.name("build-secrets")
+    return envfile.parse_env_file(text, source, inputs.problem, inputs.mask)
 
 
 def _secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
@@ -289,7 +294,7 @@ def _secret_name(text: str, inputs: _Inputs) -> str:
     if inputs.parsed["secrets"] and not text:
         inputs.problem(
             "secret-name",
-            "is required when secrets is set",
+            f"is required when {inputs.name('secrets')} is set",
             "Name the Secret your manifests reference, e.g. app-secrets.",
         )
     if text and not manifests.is_name(text):
@@ -354,8 +359,10 @@ def _link_registry(text: str, inputs: _Inputs) -> bool:
     link = _flag(text, inputs)
     if link and (inputs.parsed["kubeconfig"] or not inputs.parsed["digitalocean_token"]):
         raise Invalid(
-            "needs the DigitalOcean API (digitalocean-token and cluster), not a kubeconfig input",
-            "Set digitalocean-token and cluster, or integrate the registry once by hand.",
+            f"needs the DigitalOcean API (digitalocean-token and {inputs.name('cluster')}), not "
+            + ("a kubeconfig input" if inputs.github else "--kubeconfig"),
+            f"Set digitalocean-token and {inputs.name('cluster')}, or integrate the registry once "
+            "by hand.",
         )
     return link
 
@@ -510,8 +517,10 @@ def spoken(error: E, action: bool) -> E:
     told = type(error).__new__(type(error), *error.args)  # a copy: the original stays as raised
     told.__dict__.update(vars(error))
     told.__cause__, told.__traceback__ = error.__cause__, error.__traceback__
-    if isinstance(told, InputError) and told.where in INPUT_NAMES:
-        told.where = named(told.where, action=False)
+    if isinstance(told, InputError):
+        name, line, number = told.where.partition(" line ")  # e.g. "build-args line 2"
+        if name in INPUT_NAMES:
+            told.where = named(name, action=False) + line + number
     told.message = cli_words(told.message)
     told.hint = cli_words(told.hint)
     return told
