@@ -303,9 +303,15 @@ def test_a_namespace_that_does_not_exist_is_found_before_anything_changes_with_t
         env=env,
         cwd=tmp_path,
     )
-    # (The preview itself cannot dry-run objects in a namespace not yet created: it stops there.)
     assert "==> Preview: server-side dry run" in result.stdout, result.stdout[-3000:]
     assert "does not exist in the cluster" not in result.stdout
+    # The preview itself cannot dry-run objects in a namespace not created yet: it says so.
+    assert result.returncode == 2
+    assert (
+        f"goes to namespace {absent}, which this deploy creates: a dry run cannot check objects "
+        "in a namespace that does not exist yet"
+    ) in result.stdout
+    assert "not found while trying" not in result.stdout
     # An identity that may not read namespaces cannot tell: no false error.
     limited = deployer(
         *args[:5],
