@@ -497,6 +497,7 @@ _IN_TEXT = re.compile(
 
 def cli_words(text: str) -> str:
     """`text` with the inputs it mentions (as `_IN_TEXT` finds them) named as the CLI takes them."""
+
     def one(m: re.Match[str]) -> str:
         if m["hyphenated"]:
             return named(m["hyphenated"], action=False)
