@@ -65,6 +65,7 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
     settings, reporter = run.settings, run.reporter
     version = creds.cluster.server_version()
     reporter.line(f"connected to {creds.describe} (Kubernetes {version})")
+    _check_namespaces(run, creds, plan)
     missing = [
         r for r in plan.deferred_refs if not creds.cluster.exists(r.kind, r.name, r.namespace)
     ]
@@ -76,7 +77,8 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
             f"manifests, nor the secrets input, nor the cluster",
             file=file,
             line=int(line),
-            hint=f"Add the {ref.kind} to the manifests (or secrets/secret-name), create it in the "
+            hint=f"Add the {ref.kind} to the manifests (or the secrets input with secret-name), "
+            "create it in the "
             "cluster, or mark the reference optional: true.",
         )
     missing_rights = creds.cluster.missing_permissions(
@@ -96,6 +98,26 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
             f"{len(plan.deferred_refs)} referenced ConfigMap/Secret(s) found in the cluster"
         )
     _registry_access(run, creds, plan)
+
+
+def _check_namespaces(run: Run, creds: Credentials, plan: Plan) -> None:
+    """Every namespace the manifests' objects go to is in the cluster or among the manifests'
+    Namespace objects: found now, with the fix, not as `namespaces "x" not found` at apply."""
+    ours = {d.name for d in plan.documents if d.kind == "Namespace"}
+    for namespace in dict.fromkeys(d.namespace for d in plan.documents if d.namespace):
+        if namespace in ours or creds.cluster.namespace_exists(namespace) is not False:
+            continue
+        first = next(d for d in plan.documents if d.namespace == namespace)
+        given = namespace == plan.namespace and namespace == run.settings.namespace
+        raise InputError(
+            f"namespace {namespace} does not exist in the cluster"
+            + ("" if given else f" ({first.subject} goes there)"),
+            where="namespace" if given else "",
+            file=None if given else manifests.display_path(first.path, run.settings.workspace),
+            line=None if given else first.line,
+            hint=f"Create it (kubectl create namespace {namespace}), or add a Namespace object "
+            f"to the manifests (apiVersion: v1, kind: Namespace, metadata: {{name: {namespace}}}).",
+        )
 
 
 def refresh_if_short(run: Run, creds: Credentials) -> Credentials:
@@ -143,11 +165,23 @@ def _fetch_credentials(run: Run) -> Credentials:
 def check_references(
     settings: Settings, documents: list[manifests.Document], namespace: str
 ) -> list[manifests.ConfigReference]:
-    """References satisfied by the manifests or the secrets input are fine; the rest must be in the
-    cluster (checked once we have credentials). Optional ones are never required."""
+    """References satisfied by the manifests or the secrets input are fine (and the keys they
+    name are there); the rest must be in the cluster (checked once we have credentials).
+    Optional ones are never required."""
     have = {(d.kind, d.namespace, d.name) for d in documents}
     if settings.secret_name:
         have.add(("Secret", namespace, settings.secret_name))
+    # The keys a configMapKeyRef/secretKeyRef names, where we know the object's keys.
+    known = {
+        (d.kind, d.namespace, d.name): manifests.keys_of(d)
+        for d in documents
+        if d.kind in ("ConfigMap", "Secret")
+    }
+    if settings.secret_name and settings.secrets:
+        known[("Secret", namespace, settings.secret_name)] = frozenset(
+            k for k, _ in settings.secrets
+        )
+    manifests.check_keys(documents, known, settings.workspace)
     deferred: list[manifests.ConfigReference] = []
     for ref in manifests.config_references(documents, settings.workspace):
         if ref.optional or (ref.kind, ref.namespace, ref.name) in have:

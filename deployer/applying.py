@@ -191,12 +191,14 @@ def preview(run: Run, cluster: ClusterApi, documents: list[manifests.Document], 
             _not_previewed(refusal, settings, reporter, plan)
         reporter.line(f"dry run: the API server accepts {len(planned)} of {len(bodies)} object(s)")
     with reporter.group("Preview: what would change"), reporter.untrusted():
-        diffs = [previewing.diff(p.live, p.planned) for p in planned]
-        for d in diffs:
-            lines = d.lines()
-            outcome.preview += lines
-            for line in lines:
-                reporter.line(line)
+        diffs = [previewing.diff(p.live, p.planned, p.sent) for p in planned]
+        pods = previewing.summary(diffs)
+        lines = (["Pods:", *(f"  {line}" for line in pods), "Objects:"] if pods else []) + [
+            line for d in diffs for line in d.lines()
+        ]
+        outcome.preview += lines
+        for line in lines:
+            reporter.line(line)
         changed = [d for d in diffs if d.changed]
         reporter.line(
             f"dry run: {len(changed)} of {len(diffs)} object(s) would change; nothing was applied"

@@ -1,4 +1,4 @@
-"""`python -m deployer {deploy,render,kubeconfig,wait}` and the action's entry (`action_main`).
+"""`python -m deployer {deploy,render,kubeconfig,wait}`, and the container action's entry.
 
 Both paths build the same Settings and call the same pipeline. This is the one place that maps the
 exception tree to exit codes: 0 success; 1 rollout failed, timed out or cancelled; 2 invalid input
@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import yaml
 
-from deployer import __version__, manifests, settings
+from deployer import __version__, input_values, manifests, settings
 from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
@@ -40,7 +40,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m deployer", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="python -m deployer",
+        description="Build a Django app's image, render it into the manifests, apply them to "
+        "Kubernetes and watch every rollout. The same code as the GitHub Action.",
     )
     parser.add_argument("--version", action="version", version=f"django-k8s-deploy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -55,28 +57,30 @@ def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
     deploy = sub.add_parser(
         "deploy",
         help="build, push, render, apply and watch (the whole action)",
-        description="The whole pipeline. Secrets come from the environment or a .env "
-        "file: DIGITALOCEAN_ACCESS_TOKEN, REGISTRY_PASSWORD.",
+        description="Build, push, render, apply and watch. Secrets come from the environment "
+        "or a .env file, never from flags: DIGITALOCEAN_ACCESS_TOKEN, REGISTRY_PASSWORD.",
     )
     for spec in settings.INPUTS:
         if spec.secret:
             continue
         flag = f"--{spec.name}"
         if spec.name == "manifests":
+            _add_manifests(deploy, spec.default)
+        elif spec.parse in settings.FLAGS:
             deploy.add_argument(
-                "--manifests",
-                "--manifest",
-                dest="manifests",
-                action="append",
-                metavar="PATH",
-                help="manifest file or glob, or a kustomization directory (repeat for several)",
+                flag,
+                dest=spec.name.replace("-", "_"),
+                nargs="?",
+                const="true",
+                metavar="true|false",
+                help=f"{settings.cli_words(spec.help)}{_default(spec)}",
             )
         else:
             deploy.add_argument(
                 flag,
                 dest=spec.name.replace("-", "_"),
                 metavar="VALUE",
-                help=f"{spec.help} (default: {spec.default or 'none'})",
+                help=f"{settings.cli_words(spec.help)}{_default(spec)}",
             )
     deploy.add_argument(
         "--kubeconfig",
@@ -85,7 +89,9 @@ def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="use this kubeconfig instead of DigitalOcean",
     )
     deploy.add_argument(
-        "--secrets-file", metavar="PATH", help="env file (KEY=value) for the Secret"
+        "--secrets-file",
+        metavar="PATH",
+        help="env file (KEY=value) for the Secret named by --secret-name",
     )
     deploy.add_argument(
         "--build-secrets-file",
@@ -96,21 +102,54 @@ def _add_deploy(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--env-file",
         default=".env",
         metavar="PATH",
-        help="load environment variables from this file if it exists (default .env)",
+        help="load environment variables from this file if it exists (default: .env)",
+    )
+
+
+def _default(spec: settings.InputSpec) -> str:
+    shown = spec.default or spec.unset
+    return f" (default: {shown})" if shown else ""
+
+
+def _add_manifests(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--manifests",
+        "--manifest",
+        dest="manifests",
+        action="append",
+        metavar="PATH",
+        help=f"manifest file or glob, or a kustomization directory, relative to the repository; "
+        f"repeat for several (default: {default})",
     )
 
 
 def _add_render(sub: argparse._SubParsersAction[_Parser]) -> None:
-    render = sub.add_parser("render", help="print the manifests with the image filled in")
-    render.add_argument(
-        "--manifest",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="manifest file, or a directory holding a kustomization.yaml (built with kustomize)",
+    render = sub.add_parser(
+        "render",
+        help="print the manifests with the image filled in",
+        description="Print the manifests with the placeholder replaced by the image, checked "
+        "as deploy checks them. Nothing is built or applied.",
     )
-    render.add_argument("--image", required=True, metavar="REF", help="full image reference")
-    render.add_argument("--placeholder", default="<IMAGE>")
+    _add_manifests(render, _spec("manifests").default)
+    render.add_argument(
+        "--image",
+        required=True,
+        metavar="REF",
+        help="image reference (with a tag or digest), or a repository with --sha",
+    )
+    render.add_argument(
+        "--sha", metavar="SHA", help="the tag: renders IMAGE:SHA (default: --image as given)"
+    )
+    render.add_argument(
+        "--placeholder",
+        default=_spec("placeholder").default,
+        metavar="TEXT",
+        help=f"{_spec('placeholder').help} (default: {_spec('placeholder').default})",
+    )
+
+
+def _spec(name: str) -> settings.InputSpec:
+    return next(spec for spec in settings.INPUTS if spec.name == name)
 
 
 def _add_kubeconfig(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -119,14 +158,34 @@ def _add_kubeconfig(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="print a short-lived kubeconfig for a DigitalOcean cluster",
         description="The token comes from DIGITALOCEAN_ACCESS_TOKEN.",
     )
-    kubeconfig.add_argument("--cluster", required=True, metavar="NAME_OR_ID")
-    kubeconfig.add_argument("--expiry-seconds", type=int, default=3600, metavar="N")
-    kubeconfig.add_argument("--env-file", default=".env", metavar="PATH")
+    kubeconfig.add_argument(
+        "--cluster", required=True, metavar="NAME_OR_ID", help="the cluster's name or id"
+    )
+    kubeconfig.add_argument(
+        "--expiry-seconds",
+        type=int,
+        default=3600,
+        metavar="N",
+        help="how long its token lives (default: 3600)",
+    )
+    kubeconfig.add_argument(
+        "--env-file",
+        default=".env",
+        metavar="PATH",
+        help="load environment variables from this file if it exists (default: .env)",
+    )
 
 
 def _add_wait(sub: argparse._SubParsersAction[_Parser]) -> None:
-    wait = sub.add_parser("wait", help="watch rollouts with the current KUBECONFIG")
-    wait.add_argument("--deployment", action="append", default=[], metavar="NAME")
+    wait = sub.add_parser(
+        "wait",
+        help="watch rollouts with the current KUBECONFIG",
+        description="Watch workloads already applied until they are rolled out, failed or out "
+        "of time; a failure is diagnosed as deploy does. Exit 0 when every one completed.",
+    )
+    wait.add_argument(
+        "--deployment", action="append", default=[], metavar="NAME", help="repeat for several"
+    )
     wait.add_argument(
         "--workload",
         action="append",
@@ -134,10 +193,21 @@ def _add_wait(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="KIND/NAME",
         help="deployment, statefulset, daemonset or job, e.g. job/migrate",
     )
-    wait.add_argument("--namespace", default="", metavar="NS")
-    wait.add_argument("--timeout", default="10m")
-    wait.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="PATH")
-    wait.add_argument("--context", dest="kube_context", metavar="NAME")
+    wait.add_argument(
+        "--namespace", default="", metavar="NS", help="(default: the kubeconfig context's)"
+    )
+    wait.add_argument(
+        "--timeout", default="10m", metavar="DURATION", help="for all together (default: 10m)"
+    )
+    wait.add_argument(
+        "--kubeconfig",
+        dest="kubeconfig_file",
+        metavar="PATH",
+        help="(default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    wait.add_argument(
+        "--context", dest="kube_context", metavar="NAME", help="(default: the current context)"
+    )
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -249,7 +319,7 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
         raw,
         env,
         mask=reporter.mask,
-        github=reporter.github,
+        github=False,  # the CLI's flags and variables, also in a workflow's `run:` step
         secrets_source=args.secrets_file or "secrets",
     )
     interrupt = Interrupt()
@@ -259,22 +329,37 @@ def _deploy(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -
 
 
 def _render(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> int:
-    paths = []
-    for entry in args.manifest:
-        path = Path(entry)
-        if not path.is_file() and not manifests.is_kustomization(path):
-            raise InputError(
-                f"{entry!r} is not a file or a directory holding a kustomization.yaml",
-                where="--manifest",
-                hint="Check the path.",
+    """What deploy would apply, from the same --manifests (files, globs, several)."""
+    problems: list[InputError] = []
+
+    def problem(where: str, message: str, hint: str = "") -> None:
+        problems.append(InputError(message, where=settings.named(where, False), hint=hint))
+
+    paths: list[Path] = []
+    for entry in args.manifests or [_spec("manifests").default]:
+        if Path(entry).is_file():  # as given, also outside the repository
+            paths.append(Path(entry))
+        else:
+            paths += manifests.find_files(entry, Path.cwd(), problem)
+    image = args.image
+    if args.sha:
+        if "@" in image or input_values.has_tag(image):
+            problem("image", "has a tag or digest already, and --sha adds one", "Drop one.")
+        elif not input_values.SHA_RE.match(args.sha):
+            problem(
+                "sha",
+                "must be a full 40-character commit SHA in lower-case hex",
+                "Use the full SHA (git rev-parse HEAD).",
             )
-        paths.append(path)
-    sources = manifests.read_sources(tuple(paths))
+        image = f"{image}:{args.sha}"
+    if problems:
+        raise problems[0] if len(problems) == 1 else settings.InputErrors(problems)
+    sources = manifests.read_sources(tuple(dict.fromkeys(paths)))
     prepared = manifests.prepare(
         sources,
         placeholder=args.placeholder,
-        image_ref=args.image,
-        repository=manifests.repository_of(args.image),
+        image_ref=image,
+        repository=manifests.repository_of(image),
         namespace=None,  # printed as written: the text, not the objects
     )
     if any(path.is_dir() for path in paths):

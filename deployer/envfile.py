@@ -38,6 +38,9 @@ def parse_env_file(
     for binding in bindings:
         line = binding.original.line
         where = f"{source} line {line}"
+        if binding.error and "=" not in binding.original.string:
+            problem(where, "has no '=' (a KEY=value line was expected)", "Write KEY=value.")
+            continue
         if binding.error:
             problem(
                 where,

@@ -22,7 +22,7 @@ from deployer.github import Reporter
 from deployer.kube import Applied
 from deployer.results import Diagnosis, RolloutResult, diagnoses, result_of
 from deployer.services import Services
-from deployer.settings import Settings
+from deployer.settings import Settings, spoken
 
 
 class Interrupt:
@@ -110,7 +110,8 @@ class Run:
             results=tuple(o.results),
             diagnoses=tuple(o.diagnoses),
             rolled_back=tuple(o.rolled_back),
-            error=o.error,
+            # In the words of whoever gave the inputs: the action's names or the CLI's flags.
+            error=spoken(o.error, self.settings.github) if o.error else None,
             requested_image=o.requested_image,
             preview=tuple(o.preview),
             watch_only=not self.settings.apply,

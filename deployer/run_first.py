@@ -28,6 +28,7 @@ rollouts' timeout starts after them.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
@@ -60,6 +61,20 @@ class RunFirstJob:
 Decision = Literal["run", "skip", "rerun", "attach"]
 
 
+def _suggestion(missing: Sequence[str], held: list[str]) -> str:
+    """Names that would work: the Jobs the manifests hold nearest to the ones asked for."""
+    if not held:
+        return "Add the Job to the manifests (kind: Job), or drop it from run-first."
+    near: list[str] = []
+    for name in missing:
+        close = difflib.get_close_matches(name, held, n=1, cutoff=0.6)
+        near += close or [h for h in held if name in h][:1]
+    if near:
+        return f"Did you mean {', '.join(dict.fromkeys(near))}? Name Jobs the manifests define."
+    example = next((h for h in held if "migrate" in h), held[0])
+    return f"Name Jobs defined in the manifests (kind: Job), e.g. {example}."
+
+
 def select(
     documents: list[manifests.Document], wanted: Sequence[str], root: Any = None
 ) -> list[manifests.Document]:
@@ -72,7 +87,7 @@ def select(
             f"Job {', '.join(missing)} is not in the manifests "
             f"(they hold: {', '.join(sorted(jobs)) or 'no Job'})",
             where="run-first",
-            hint="Name Jobs defined in the manifests (kind: Job), e.g. migrate.",
+            hint=_suggestion(missing, sorted(jobs)),
         )
     chosen = [
         d

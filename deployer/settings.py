@@ -14,14 +14,14 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from deployer import envfile, input_values, manifests
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
 from deployer.docr import HOST as DOCR_HOST
-from deployer.errors import InputError
+from deployer.errors import DeployError, InputError
 from deployer.input_values import (
     CLUSTER_RE,
     DNS_LABEL_RE,
@@ -81,7 +81,12 @@ class _Inputs:
         self.problems: list[InputError] = []
 
     def problem(self, where: str, message: str, hint: str = "") -> None:
-        self.problems.append(InputError(message, where=where, hint=hint))
+        """One problem, in the words of whoever gave the inputs (`spoken`)."""
+        self.problems.append(spoken(InputError(message, where=where, hint=hint), self.github))
+
+    def name(self, name: str) -> str:
+        """The input as this user gives it (`named`): for text the CLI's words do not reach."""
+        return named(name, self.github)
 
     def text(self, name: str) -> str:
         """The input as given (stripped), else its default."""
@@ -107,6 +112,7 @@ class InputSpec:
     parse: Parser | None = None
     raw: bool = False
     field: str = ""
+    unset: str = ""  # what an empty value means, when it means something (the CLI's --help)
 
     @property
     def setting(self) -> str:
@@ -138,9 +144,15 @@ def _image(text: str, inputs: _Inputs) -> str:
 
 def _sha(text: str, inputs: _Inputs) -> str:
     sha = text or inputs.env.get("GITHUB_SHA", "")
-    if not sha:
+    if not sha and inputs.github:
         raise Invalid(
             "is required", "Set it to the full commit SHA (the action defaults to github.sha)."
+        )
+    if not sha:  # the CLI asked `git rev-parse HEAD` first (cli._deploy)
+        raise Invalid(
+            "is required: this is not a git repository with a commit, so `git rev-parse HEAD` "
+            "gave none",
+            "Pass --sha with the full commit SHA, or run inside the app's git repository.",
         )
     if not SHA_RE.match(sha):
         raise Invalid(
@@ -155,8 +167,8 @@ def _kubeconfig(text: str, inputs: _Inputs) -> str:
     token, cluster = inputs.parsed["digitalocean_token"], str(inputs.parsed["cluster"])
     if text and (token or cluster):
         raise Invalid(
-            "cannot be combined with digitalocean-token or cluster",
-            "Give either a kubeconfig, or digitalocean-token and cluster.",
+            f"cannot be combined with digitalocean-token or {inputs.name('cluster')}",
+            f"Give either a kubeconfig, or digitalocean-token and {inputs.name('cluster')}.",
         )
     if not text:
         if not token:
@@ -202,7 +214,10 @@ def _namespace(text: str, inputs: _Inputs) -> str:
 
 
 def _registry_password(text: str, inputs: _Inputs) -> str:
-    """Both registry credentials, or neither (checked here, after the username)."""
+    """Both registry credentials, or neither (checked here, after the username); a dry run
+    pushes nothing, so it needs neither."""
+    if inputs.text("dry-run") in TRUE:
+        return text
     if bool(inputs.parsed["registry_username"]) != bool(text):
         inputs.problem(
             "registry-password" if inputs.parsed["registry_username"] else "registry-username",
@@ -259,7 +274,8 @@ def _build(text: str, inputs: _Inputs) -> str:
             inputs.problem(
                 "dockerfile",
                 f"{relative(dockerfile, inputs.workspace)} does not exist",
-                "Set dockerfile relative to the context, or build: never to deploy an existing image.",
+                "Give the dockerfile input relative to the context, or set build: never to deploy an "
+                "existing image.",
             )
     return text
 
@@ -269,7 +285,8 @@ def _build_cache_input(text: str, inputs: _Inputs) -> str:
 
 
 def _build_secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return envfile.parse_env_file(text, "build-secrets", inputs.problem, inputs.mask)
+    source = inputs.name("build-secrets")
+    return envfile.parse_env_file(text, source, inputs.problem, inputs.mask)
 
 
 def _secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
@@ -280,7 +297,7 @@ def _secret_name(text: str, inputs: _Inputs) -> str:
     if inputs.parsed["secrets"] and not text:
         inputs.problem(
             "secret-name",
-            "is required when secrets is set",
+            f"is required when {inputs.name('secrets')} is set",
             "Name the Secret your manifests reference, e.g. app-secrets.",
         )
     if text and not manifests.is_name(text):
@@ -378,8 +395,10 @@ def _link_registry(text: str, inputs: _Inputs) -> bool:
     link = _flag(text, inputs)
     if link and (inputs.parsed["kubeconfig"] or not inputs.parsed["digitalocean_token"]):
         raise Invalid(
-            "needs the DigitalOcean API (digitalocean-token and cluster), not a kubeconfig input",
-            "Set digitalocean-token and cluster, or integrate the registry once by hand.",
+            f"needs the DigitalOcean API (digitalocean-token and {inputs.name('cluster')}), not "
+            + ("a kubeconfig input" if inputs.github else "--kubeconfig"),
+            f"Set digitalocean-token and {inputs.name('cluster')}, or integrate the registry once "
+            "by hand.",
         )
     return link
 
@@ -538,7 +557,12 @@ def _pull_request_event(path: str) -> tuple[int, bool]:
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
     InputSpec("image", help="image repository without a tag", parse=_image),
-    InputSpec("sha", help="full commit SHA, the image tag", parse=_sha),
+    InputSpec(
+        "sha",
+        help="full commit SHA, the image tag",
+        parse=_sha,
+        unset="$GITHUB_SHA, else `git rev-parse HEAD`",
+    ),
     InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token", parse=_text),
     InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id", parse=_text),
     InputSpec(
@@ -551,14 +575,29 @@ INPUTS: tuple[InputSpec, ...] = (
         parse=_manifests,
     ),
     InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference", parse=_placeholder),
-    InputSpec("namespace", help="namespace for objects that name none", parse=_namespace),
-    InputSpec("registry-username", help="registry user", parse=_text),
+    InputSpec(
+        "namespace",
+        help="namespace for objects that name none",
+        parse=_namespace,
+        unset="what the manifests say, else default",
+    ),
+    InputSpec(
+        "registry-username",
+        help="registry user (its password: REGISTRY_PASSWORD)",
+        parse=_text,
+        unset="none; for registry.digitalocean.com short-lived credentials from the token",
+    ),
     InputSpec("registry-password", secret=True, help="registry password", parse=_registry_password),
     InputSpec("context", ".", "docker build context", parse=_context),
     InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context", parse=_dockerfile),
     InputSpec("build-args", help="KEY=value lines", parse=_build_args_input, raw=True),
     InputSpec("target", help="build stage", parse=_text),
-    InputSpec("build-network", help="docker build --network", parse=_text),
+    InputSpec(
+        "build-network",
+        help="docker build --network (host to reach the local stack's registry)",
+        parse=_text,
+        unset="Docker's default",
+    ),
     InputSpec("build", "auto", "auto, always or never", parse=_build),
     InputSpec(
         "provenance",
@@ -568,7 +607,10 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec("sbom", "false", "SBOM attestation (true or false)", parse=_flag),
     InputSpec(
-        "build-cache", help="registry build cache reference, or false", parse=_build_cache_input
+        "build-cache",
+        help="registry build cache reference, or false",
+        parse=_build_cache_input,
+        unset="<image>:buildcache",
     ),
     InputSpec(
         "build-secrets",
@@ -580,9 +622,14 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "secrets", secret=True, help="env-file text for the Secret", parse=_secrets, raw=True
     ),
-    InputSpec("secret-name", help="name of the Secret made from secrets", parse=_secret_name),
     InputSpec(
-        "wait-for", help="workloads to wait for: kind/name, or a Deployment's name", parse=_wait_for
+        "secret-name", help="name of the Secret made from the secrets input", parse=_secret_name
+    ),
+    InputSpec(
+        "wait-for",
+        help="workloads to wait for: kind/name, or a Deployment's name",
+        parse=_wait_for,
+        unset="every Deployment, StatefulSet, DaemonSet and Job in the manifests",
     ),
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
@@ -664,6 +711,68 @@ _FALLBACK: dict[str, object] = {
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
+FLAGS = (_flag, _link_registry)  # the parsers of true/false inputs (a bare CLI flag is true)
+
+# How the CLI is given what the action calls an input: secrets from the environment or a file,
+# everything else a flag of the input's name. The one place the two vocabularies meet.
+CLI_NAMES = {
+    "digitalocean-token": "DIGITALOCEAN_ACCESS_TOKEN",
+    "registry-password": "REGISTRY_PASSWORD",
+    "kubeconfig": "--kubeconfig",
+    "secrets": "--secrets-file",
+    "build-secrets": "--build-secrets-file",
+}
+
+
+def named(name: str, action: bool) -> str:
+    """An input as its user gave it: the action's input name, or the CLI's flag or variable."""
+    if action or name not in INPUT_NAMES:
+        return name
+    return CLI_NAMES.get(name, f"--{name}")
+
+
+_HYPHENATED = "|".join(re.escape(n) for n in sorted(INPUT_NAMES, key=len, reverse=True) if "-" in n)
+# Input names in running text: a hyphenated name alone ("registry-username and ..."), and the
+# forms "build: never" and "the manifests input" for names that are also plain words.
+# (`where` is translated only when it is an input's name: a file:line stays as it is.)
+_IN_TEXT = re.compile(
+    rf"(?:(?<=[\s(])|^)(?:(?P<hyphenated>{_HYPHENATED})(?![\w-])"
+    rf"|(?P<setting>{'|'.join(INPUT_NAMES)}): (?P<value>true|false|auto|always|never)\b"
+    rf"|the (?P<input>{'|'.join(INPUT_NAMES)}) input\b)"
+)
+
+
+def cli_words(text: str) -> str:
+    """`text` with the inputs it mentions (as `_IN_TEXT` finds them) named as the CLI takes them."""
+
+    def one(m: re.Match[str]) -> str:
+        if m["hyphenated"]:
+            return named(m["hyphenated"], action=False)
+        if m["setting"]:
+            return f"{named(m['setting'], action=False)} {m['value']}"
+        return named(m["input"], action=False)
+
+    return _IN_TEXT.sub(one, text)
+
+
+E = TypeVar("E", bound=DeployError)
+
+
+def spoken(error: E, action: bool) -> E:
+    """`error` in the words of whoever gave the inputs: for the CLI, the input it names (`where`)
+    and the inputs its message and hint mention become flags and variables (`named`)."""
+    if action:
+        return error
+    told = type(error).__new__(type(error), *error.args)  # a copy: the original stays as raised
+    told.__dict__.update(vars(error))
+    told.__cause__, told.__traceback__ = error.__cause__, error.__traceback__
+    if isinstance(told, InputError):
+        name, line, number = told.where.partition(" line ")  # e.g. "build-args line 2"
+        if name in INPUT_NAMES:
+            told.where = named(name, action=False) + line + number
+    told.message = cli_words(told.message)
+    told.hint = cli_words(told.hint)
+    return told
 
 
 @dataclass(frozen=True)
@@ -711,7 +820,7 @@ class Settings:
     url: str = ""  # the app's address, stated; empty: found from an Ingress or LoadBalancer
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
-    github: bool = False
+    github: bool = False  # the action's inputs (INPUT_*); False: the CLI's flags (see `named`)
 
     @property
     def registry(self) -> str:

@@ -26,6 +26,7 @@ from deployer.kube.errors import (
     denying_webhook,
 )
 from deployer.kube.values import FIELD_MANAGER, Applied, Planned
+from deployer.objects import subject
 
 
 def server_side_apply(
@@ -225,17 +226,22 @@ def preview(
                 if not force_conflicts:
                     stopped = stopped or conflict
                     continue
-        except NotFound as exc:
+        except NotFound:
             if target.namespace not in creating:
                 raise
-            stopped = stopped or exc
+            stopped = stopped or NotFound(
+                f"{subject(kind, name)} goes to namespace {target.namespace}, which this deploy "
+                "creates: a dry run cannot check objects in a namespace that does not exist yet",
+                hint=f"To preview them, create it first (kubectl create namespace "
+                f"{target.namespace}); a deploy creates it before them.",
+            )
             continue
         except Invalid as exc:
             rejected = _rejected(exc, index, target)
             if tolerate is not None and tolerate(rejected):
                 continue
             raise rejected from exc
-        out.append(Planned(live, json_of(response)))
+        out.append(Planned(live, json_of(response), dict(doc)))
     if stopped is not None:
         raise stopped
     return out

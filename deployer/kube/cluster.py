@@ -59,6 +59,19 @@ class Cluster(Connection):
             return False
         return True
 
+    def namespace_exists(self, name: str) -> bool | None:
+        """Is the namespace there? None when this identity may not read it (a namespace-limited
+        one often may not), so the caller can say it could not tell."""
+        try:
+            self.get_json(
+                f"/api/v1/namespaces/{quote(name, safe='')}", what=f"get namespace/{name}"
+            )
+        except NotFound:
+            return False
+        except Forbidden:
+            return None
+        return True
+
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         """The imagePullSecrets of a ServiceAccount; None when it is not there (yet) or may not
         be read, so the caller can say it could not tell."""

@@ -32,6 +32,7 @@ class Planned:
 
     live: dict[str, Any] | None
     planned: dict[str, Any]
+    sent: dict[str, Any] | None = None  # what was sent: a new object's fields without defaults
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ and Secrets its pods need). The objects they read have passed `shapes.check_obje
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,68 @@ def config_references(documents: list[Document], root: Path | None = None) -> li
                 )
             )
     return refs
+
+
+def check_keys(
+    documents: list[Document],
+    known: Mapping[tuple[str, str, str], frozenset[str]],
+    root: Path | None = None,
+) -> None:
+    """Every `configMapKeyRef`/`secretKeyRef` (not `optional: true`) to a ConfigMap or Secret whose
+    keys we know (`known`: (kind, namespace, name) → keys; the manifests' own and the env-file
+    Secret) names a key it has; else the kubelet holds the pod in CreateContainerConfigError.
+    Raises at the first reference's file:line, counting the others. A Secret's keys are not
+    listed (the env-file's may be pasted values); a ConfigMap's are, with the nearest."""
+    missing: list[InputError] = []
+    for d in documents:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        for container, label in spec_containers(spec):
+            for var in container.get("env") or []:
+                value_from = (var.get("valueFrom") or {}) if isinstance(var, dict) else {}
+                for kind, field_name in (
+                    ("ConfigMap", "configMapKeyRef"),
+                    ("Secret", "secretKeyRef"),
+                ):
+                    ref = value_from.get(field_name)
+                    if not isinstance(ref, dict) or ref.get("optional") is True:
+                        continue
+                    name, key = ref.get("name"), ref.get("key")
+                    keys = known.get((kind, d.namespace, str(name)))
+                    if keys is None or not isinstance(key, str) or key in keys:
+                        continue
+                    if kind == "ConfigMap":
+                        near = difflib.get_close_matches(key, sorted(keys), n=1)
+                        has = f"it has: {', '.join(sorted(keys)) or 'no key'}"
+                        hint = f"Did you mean {near[0]}? " if near else ""
+                    else:
+                        has, hint = f"it has {len(keys)} key(s)", ""
+                    missing.append(
+                        InputError(
+                            f"{d.subject} {label} env {shown(var.get('name'))}: key {shown(key)} "
+                            f"is not in {kind} {d.namespace}/{name} ({has})",
+                            file=display_path(d.path, root),
+                            line=d.line_of(ref),
+                            hint=hint + "Fix the key, add it to the "
+                            f"{kind}, or mark the reference `optional: true`.",
+                        )
+                    )
+    if missing:
+        first = missing[0]
+        more = f" (and {len(missing) - 1} more reference(s) to missing keys)" if missing[1:] else ""
+        raise InputError(first.message + more, file=first.file, line=first.line, hint=first.hint)
+
+
+def keys_of(document: Document) -> frozenset[str]:
+    """The keys a ConfigMap (data, binaryData) or Secret (data, stringData) defines."""
+    names = ("data", "binaryData") if document.kind == "ConfigMap" else ("data", "stringData")
+    keys: set[str] = set()
+    for name in names:
+        part = document.body.get(name)
+        if isinstance(part, dict):
+            keys.update(str(k) for k in part)
+    return frozenset(keys)
 
 
 def images(documents: list[Document]) -> Iterator[tuple[Document, str, str]]:

@@ -9,6 +9,7 @@ not count, only containers that will run the image being deployed.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,13 @@ def repository_of(image: str) -> str:
     return name[:colon] if colon > last_slash else name
 
 
+def near_placeholder(image: str, placeholder: str) -> bool:
+    """`<IMGAE>`, `<image>`, `< IMAGE >` for `<IMAGE>`: a mistyped placeholder, not an image."""
+    typed = "".join(image.split()).upper()
+    wanted = placeholder.upper()
+    return typed == wanted or difflib.SequenceMatcher(None, typed, wanted).ratio() >= 0.75
+
+
 def verify_images(
     documents: list[Document],
     image_ref: str,
@@ -132,9 +140,12 @@ def verify_images(
                 )
             ours = image == image_ref
             if not ours and not IMAGE.match(image):
+                hint = "Write registry/repository:tag or @sha256:digest, without blanks."
+                if near_placeholder(image, placeholder):
+                    hint = f"Did you mean `{placeholder}`? (the placeholder, written exactly)"
                 raise InputError(
                     f"{subject} image {shown(image)} is not an image reference",
-                    hint="Write registry/repository:tag or @sha256:digest, without blanks.",
+                    hint=hint,
                     **where,  # type: ignore[arg-type]
                 )
             if not ours and image_ref in image:

@@ -289,3 +289,78 @@ def test_a_validating_admission_policy_refusal_is_the_manifest_at_its_line_not_a
         assert "Grant the identity" not in result.stdout + result.stderr
     finally:
         kubectl(stack["KUBECONFIG"], "delete", "-f", "-", "--ignore-not-found", stdin=policy)
+
+
+def test_a_namespace_that_does_not_exist_is_found_before_anything_changes_with_the_fix(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
+    """Through DigitalOcean, as a new user would: `namespaces "x" not found` was the answer."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "deployment.yaml").write_text(app_manifests())
+    env = {
+        "DIGITALOCEAN_ACCESS_TOKEN": stack["DIGITALOCEAN_ACCESS_TOKEN"],
+        "DIGITALOCEAN_API_URL": stack["DIGITALOCEAN_API_URL"],
+        "HOME": str(tmp_path),
+    }
+    absent = "djk-e2e-no-such-namespace"
+    args = [
+        "deploy",
+        "--image",
+        f"{stack['DJK_REGISTRY']}/djk-e2e/cli",
+        "--sha",
+        "d" * 40,
+        "--cluster",
+        stack["DJK_CLUSTER_NAME"],
+        "--build",
+        "never",
+        "--dry-run",
+    ]
+    result = deployer(*args, "--namespace", absent, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr
+    assert (
+        f"error: --namespace: namespace {absent} does not exist in the cluster. Create it "
+        f"(kubectl create namespace {absent}), or add a Namespace object to the manifests"
+    ) in result.stdout
+    assert "==> Dry run" not in result.stdout  # found with the cluster checks, before the dry run
+    assert "not found" not in result.stdout
+    # With the Namespace in the manifests, the check passes and the preview is reached.
+    namespace_doc = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {absent}}}\n"
+    (tmp_path / "deploy" / "namespace.yaml").write_text(namespace_doc)
+    (tmp_path / "app.env").write_text("SECRET_KEY=s3cr3t-0123456789\n")
+    result = deployer(
+        *args,
+        "--namespace",
+        absent,
+        "--manifests",
+        "deploy/*.yaml",
+        "--secrets-file",
+        "app.env",
+        "--secret-name",
+        "app-secrets",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert "==> Preview: server-side dry run" in result.stdout, result.stdout[-3000:]
+    assert "does not exist in the cluster" not in result.stdout
+    # The preview itself cannot dry-run objects in a namespace not created yet: it says so.
+    assert result.returncode == 2
+    assert (
+        f"goes to namespace {absent}, which this deploy creates: a dry run cannot check objects "
+        "in a namespace that does not exist yet"
+    ) in result.stdout
+    assert "not found while trying" not in result.stdout
+    # An identity that may not read namespaces cannot tell: no false error.
+    limited = deployer(
+        *args[:5],
+        "--kubeconfig",
+        stack["DJK_LIMITED_KUBECONFIG"],
+        "--namespace",
+        "djk-limited",
+        "--build",
+        "never",
+        "--dry-run",
+        env={"HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert "does not exist in the cluster" not in limited.stdout, limited.stdout[-3000:]
+    assert "namespace/djk-limited" not in limited.stdout  # its Forbidden is "cannot tell"

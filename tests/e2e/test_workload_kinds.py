@@ -7,6 +7,7 @@ against the real stack (real Job, StatefulSet and DaemonSet controllers; kwok pl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -330,8 +331,12 @@ def test_a_dry_run_changes_nothing_and_its_diff_names_the_changed_fields_but_no_
     green = deploy(text, secrets="SECRET_KEY=first-value-123\n", **{"secret-name": "app-secrets"})
     assert green.exit_code == 0, green.log[-4000:]
     before = resource_versions(stack, namespace)
-    changed = text.replace('DEBUG: "false"', 'DEBUG: "true"').replace(
-        "  replicas: 1\n", "  replicas: 3\n", 1
+    changed = (
+        text.replace('DEBUG: "false"', 'DEBUG: "true"').replace(
+            "  replicas: 1\n", "  replicas: 3\n", 1
+        )
+        + "---\n"
+        + job("migrate", "succeed")
     )
     preview = deploy(
         changed,
@@ -355,6 +360,21 @@ def test_a_dry_run_changes_nothing_and_its_diff_names_the_changed_fields_but_no_
         assert secret not in log
         assert secret not in preview.summary
     assert "spec.replicas: 1 → 3" in preview.summary
+    # What a reviewer reads first: which pods roll, and why; then the fields.
+    pods = log.index("Pods:")
+    assert log.index(f"deployment/web in {namespace}: pods will roll (image, config)") > pods
+    assert f"statefulset/db in {namespace}: pods will roll (image, config)" in log
+    assert f"job/migrate in {namespace}: new: will run" in log
+    assert log.index("Objects:") > pods
+    # Our stamps in one line each, never a 64-hex checksum.
+    assert "config checksum (the manifests' ConfigMaps/Secrets it uses): changed" in log
+    assert re.search(r"[0-9a-f]{64}", log) is None
+    # The new Job as it was sent: no server defaults, its image in full.
+    for default in ("completionMode", "podReplacementPolicy", "controller-uid"):
+        assert default not in log
+    image = f'spec.template.spec.containers[migrate].image: "{stack["DJK_REGISTRY"]}/'
+    (line,) = [x for x in log.splitlines() if image in x]
+    assert line.endswith(f':{"f" * 40}"') and "…" not in line
 
 
 # -- the example app's two layouts --------------------------------------------------------------

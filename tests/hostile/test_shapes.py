@@ -80,6 +80,22 @@ MANIFESTS: dict[str, str | bytes] = {
     ),
     "2 MiB file": CM + "data:\n  big: " + "x" * (2 * 1024 * 1024) + "\n",
     "no objects at all": "# only a comment\n---\n",
+    "mistyped placeholder": DEPLOYMENT.replace("<IMAGE>", "'< IMGAE >'"),
+    "key missing from a ConfigMap of the manifests": CM
+    + "data: {A: '1'}\n---\n"
+    + DEPLOYMENT.replace(
+        "          envFrom:\n",
+        "          env: [{name: X, valueFrom: {configMapKeyRef: {name: c, key: B}}}]\n"
+        "          envFrom:\n",
+    ),
+    "key with line breaks and a command": CM
+    + "data: {A: '1'}\n---\n"
+    + DEPLOYMENT.replace(
+        "          envFrom:\n",
+        "          env: [{name: X, valueFrom: {configMapKeyRef: {name: c, key: "
+        '"B\\n::error::forged\\u2028::warning::x"}}}]\n'
+        "          envFrom:\n",
+    ),
 }
 
 

@@ -275,7 +275,7 @@ def test_an_object_in_a_namespace_this_deploy_creates_is_checked_after_the_rest(
         applying.preview(connection, objects, force_conflicts=False)  # type: ignore[arg-type]
     assert refused.value.name == "late"
     connection.refuse.clear()
-    with pytest.raises(NotFound, match='namespaces "fresh" not found'):
+    with pytest.raises(NotFound, match="goes to namespace fresh, which this deploy creates"):
         applying.preview(connection, objects, force_conflicts=False)  # type: ignore[arg-type]
 
 

@@ -76,12 +76,12 @@ def test_deploy_with_bad_inputs_exits_2_listing_each_problem_once(tmp_path: Path
     assert result.returncode == 2
     lines = result.stdout.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == [
-        "image",
-        "sha",
+        "--image",
+        "--sha",
         "DIGITALOCEAN_ACCESS_TOKEN",
-        "cluster",
-        "manifests",
-        "dockerfile",
+        "--cluster",
+        "--manifests",
+        "--dockerfile",
     ]
     assert all(line.startswith("error: ") for line in lines)
     assert "Traceback" not in result.stdout + result.stderr
@@ -183,3 +183,151 @@ def test_wait_workload_takes_kind_slash_name_and_refuses_anything_else(tmp_path:
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "is not kind/name" not in output and "missing.yaml" in output
+
+
+# -- the CLI speaks CLI: its flags and variables, its defaults, no action words --------------------
+
+
+def test_outside_a_git_repository_a_missing_sha_names_the_flag_not_the_action(
+    tmp_path: Path,
+) -> None:
+    result = run("deploy", "--image", "reg/app", "--cluster", "c", cwd=tmp_path)
+    assert result.returncode == 2
+    (sha,) = [line for line in result.stdout.splitlines() if "sha" in line]
+    assert sha.startswith("error: --sha: is required: this is not a git repository")
+    assert "git rev-parse HEAD" in sha
+    assert "github.sha" not in result.stdout and "the action" not in result.stdout
+
+
+def test_registry_credentials_are_named_as_the_cli_takes_them(tmp_path: Path) -> None:
+    result = run(
+        "deploy", "--image", "reg/app", "--sha", SHA, "--registry-username", "bot", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    (line,) = [x for x in result.stdout.splitlines() if "registry" in x]
+    assert line == (
+        "error: REGISTRY_PASSWORD: is required when the other registry credential is set. "
+        "Give both --registry-username and REGISTRY_PASSWORD, or neither."
+    )
+    assert "registry-password" not in result.stdout
+
+
+def test_a_dry_run_needs_no_push_credentials(tmp_path: Path) -> None:
+    for dry_run in (["--dry-run"], ["--dry-run", "true"]):
+        result = run(
+            "deploy",
+            "--image",
+            "reg/app",
+            "--sha",
+            SHA,
+            "--registry-username",
+            "bot",
+            *dry_run,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2  # the token and cluster are missing here
+        assert "error: DIGITALOCEAN_ACCESS_TOKEN: is required" in result.stdout, result.stderr
+        said = (result.stdout + result.stderr).lower()
+        assert "registry_password" not in said and "registry-password" not in said
+
+
+def test_errors_found_after_the_inputs_also_name_flags(tmp_path: Path) -> None:
+    """A later phase's error names the action's input; the CLI's report names the flag."""
+    write(
+        tmp_path / "deploy" / "deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "spec: {template: {spec: {containers: [{name: a, image: <IMAGE>}]}}}\n",
+    )
+    write(tmp_path / "Dockerfile", "FROM scratch\n")
+    write(
+        tmp_path / "kubeconfig",
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+    )
+    result = run(
+        "deploy",
+        "--image",
+        "reg/app",
+        "--sha",
+        SHA,
+        "--kubeconfig",
+        "kubeconfig",
+        "--run-first",
+        "migrate",
+        "--env-file",
+        "/nonexistent",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "error: --run-first: Job migrate is not in the manifests" in result.stdout
+
+
+def test_help_shows_the_real_defaults_and_no_internals(tmp_path: Path) -> None:
+    top = run("--help", cwd=tmp_path).stdout
+    assert "action_main" not in top and "entry" not in top
+    deploy = " ".join(run("deploy", "--help", cwd=tmp_path).stdout.split())
+    assert "(default: none)" not in deploy
+    for shown in (
+        "--sha VALUE full commit SHA, the image tag (default: $GITHUB_SHA, else `git rev-parse HEAD`)",
+        "(default: deploy/deployment.yaml)",
+        "(default: <IMAGE>)",
+        "(default: what the manifests say, else default)",
+        "(default: <image>:buildcache)",
+        "(default: 10m)",
+        "--run-first VALUE Jobs to run to completion",
+        "--rerun-first [true|false] run --run-first Jobs again",
+    ):
+        assert shown in deploy, shown
+    for command in ("deploy", "render", "kubeconfig", "wait"):
+        text = run(command, "--help", cwd=tmp_path).stdout
+        assert "action_main" not in text
+        options = text.split("options:")[1].splitlines()[2:]  # after -h
+        flags = [line for line in options if line.startswith("  -")]
+        # every option has its help text (on its line or the next)
+        for i, line in enumerate(options):
+            if line in flags:
+                rest = line.strip().split("  ", 1)
+                helped = len(rest) == 2 or (
+                    i + 1 < len(options) and options[i + 1].startswith(" " * 10)
+                )
+                assert helped, (command, line)
+    listing = run("--help", cwd=tmp_path).stdout
+    for command in ("deploy", "render", "kubeconfig", "wait"):
+        (line,) = [x for x in listing.splitlines() if x.strip().startswith(command + " ")]
+        assert len(line.split()) > 2, line  # a help text after the name
+
+
+def test_render_accepts_what_deploy_accepts_globs_and_several_manifests(tmp_path: Path) -> None:
+    web = (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: %s}\n"
+        "spec: {template: {spec: {containers: [{name: a, image: <IMAGE>}]}}}\n"
+    )
+    write(tmp_path / "deploy" / "a.yaml", web % "a")
+    write(tmp_path / "deploy" / "b.yaml", web % "b")
+    write(tmp_path / "extra" / "c.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    result = run(
+        "render",
+        "--manifests",
+        "deploy/*.yaml",
+        "--manifest",
+        "extra/c.yaml",
+        "--image",
+        "reg/app",
+        "--sha",
+        SHA,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert sorted(d["metadata"]["name"] for d in docs) == ["a", "b", "c"]
+    images = [
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    ]
+    assert images == [f"reg/app:{SHA}"] * 2
+    missing = run("render", "--manifests", "nothing/*.yaml", "--image", "r/a:1", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: --manifests: 'nothing/*.yaml' matches no file")

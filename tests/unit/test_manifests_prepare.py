@@ -178,3 +178,23 @@ def test_no_manifests_module_over_600_lines_and_no_function_over_80() -> None:
                 if node.end_lineno - node.lineno + 1 > 80:
                     too_long.append(f"{module.name}:{node.name}")
     assert too_long == []
+
+
+@pytest.mark.parametrize("typo", ["<IMGAE>", "<image>", "< IMAGE >", "<IMAGES>", "IMAGE>"])
+def test_a_near_miss_placeholder_gets_did_you_mean(tmp_path: Path, typo: str) -> None:
+    text = APP.replace('"<IMAGE>"   # quoted on purpose', f'"{typo}"')
+    with pytest.raises(InputError) as info:
+        prepare(sources_of(tmp_path, text), tmp_path)
+    assert info.value.where == "deploy.yaml:9"  # the container
+    assert str(info.value).endswith(
+        "is not an image reference. Did you mean `<IMAGE>`? (the placeholder, written exactly)"
+    )
+
+
+@pytest.mark.parametrize("other", ["<APP_IMAGE_TAG_HERE>", "my image", "{{ .Values.image }}"])
+def test_an_unrelated_bad_image_gets_no_did_you_mean(tmp_path: Path, other: str) -> None:
+    text = APP.replace('"<IMAGE>"   # quoted on purpose', f'"{other}"')
+    with pytest.raises(InputError) as info:
+        prepare(sources_of(tmp_path, text), tmp_path)
+    assert "is not an image reference" in str(info.value)
+    assert "Did you mean" not in str(info.value)

@@ -174,6 +174,7 @@ class FakeDeployCluster(FakeCluster):
         self.applied: list[dict[str, Any]] = []
         self.closed = False
         self.refuse: dict[tuple[str, str], str] = {}  # (kind, name) -> the dry run's refusal
+        self.absent_namespaces: set[str] = set()  # every other namespace is there
 
     def server_version(self) -> str:
         self.journal.append("cluster server_version")
@@ -184,6 +185,9 @@ class FakeDeployCluster(FakeCluster):
     ) -> bool:
         self.journal.append(f"cluster exists {kind}/{name}")
         return (kind, namespace or "", name) in self.objects
+
+    def namespace_exists(self, name: str) -> bool | None:
+        return name not in self.absent_namespaces
 
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         return None  # "not there yet": the pull-access check says it could not tell
@@ -590,3 +594,113 @@ def test_the_deploys_result_is_the_worst_rollouts(results: list[str], expected: 
         ]
     )
     assert outcome.result == expected
+
+
+KEY_REFS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {MODE: prod, DATABASE_HOST: db}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: <IMAGE>
+          env:
+            - name: DB_HOST
+              valueFrom:
+                configMapKeyRef: {name: app-config, key: %s}
+            - name: SECRET_KEY
+              valueFrom:
+                secretKeyRef: {name: app-env, key: %s%s}
+"""
+
+
+@pytest.mark.parametrize(
+    ("cm_key", "secret_key", "optional", "expected"),
+    [
+        (
+            "DATABSE_HOST",
+            "SECRET_KEY",
+            "",
+            "deploy/deployment.yaml:20: deployment/web container `web` env 'DB_HOST': key "
+            "'DATABSE_HOST' "
+            "is not in ConfigMap shop/app-config (it has: DATABASE_HOST, MODE). Did you mean "
+            "DATABASE_HOST? Fix the key, add it to the ConfigMap, or mark the reference "
+            "`optional: true`.",
+        ),
+        (
+            "DATABASE_HOST",
+            "SECRET_KEYS",
+            "",
+            "deploy/deployment.yaml:23: deployment/web container `web` env 'SECRET_KEY': key "
+            "'SECRET_KEYS' is not in Secret shop/app-env (it has 1 key(s)). Fix the key, add it to "
+            "the Secret, or mark the reference `optional: true`.",
+        ),
+        ("DATABASE_HOST", "SECRET_KEYS", ", optional: true", None),
+    ],
+)
+def test_a_key_missing_from_a_configmap_or_the_env_file_secret_stops_the_deploy_before_the_build(
+    tmp_path: Path, cm_key: str, secret_key: str, optional: str, expected: str | None
+) -> None:
+    """A real kubelet would hold the pod in CreateContainerConfigError: found at preflight."""
+    world = World(tmp_path, secrets=(("SECRET_KEY", "s3cr3t-value-1234"),), secret_name="app-env")
+    (tmp_path / "deploy" / "deployment.yaml").write_text(KEY_REFS % (cm_key, secret_key, optional))
+    error = world.deploy().error
+    if expected is None:
+        assert error is None, error
+        return
+    assert isinstance(error, InputError)
+    assert str(error) == expected
+    assert world.journal == []  # before anything slow: no docker, DigitalOcean or cluster call
+    assert "s3cr3t-value-1234" not in world.log.getvalue()
+
+
+def test_a_namespace_missing_from_the_cluster_is_found_with_the_cluster_checks_and_says_how_to_fix(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    world.cluster.absent_namespaces = {NS}
+    error = world.deploy().error
+    assert isinstance(error, InputError)
+    assert str(error) == (
+        "namespace: namespace shop does not exist in the cluster. Create it (kubectl create "
+        "namespace shop), or add a Namespace object to the manifests (apiVersion: v1, kind: "
+        "Namespace, metadata: {name: shop})."
+    )
+    assert world.docker.stopped  # the build that ran alongside
+    assert not any(c.startswith("cluster apply") for c in world.journal)
+    assert not any(c.startswith("cluster dry_run") for c in world.journal)
+
+
+def test_a_namespace_written_in_a_manifest_is_named_at_the_document(tmp_path: Path) -> None:
+    world = World(tmp_path, namespace="")
+    world.cluster.absent_namespaces = {"newuser-app"}
+    text = MANIFEST.replace(
+        "metadata: {name: app-config}", "metadata: {name: app-config, namespace: newuser-app}"
+    )
+    (tmp_path / "deploy" / "deployment.yaml").write_text(text)
+    error = world.deploy().error
+    assert isinstance(error, InputError)
+    assert (error.file, error.line) == ("deploy/deployment.yaml", 1)
+    assert (
+        "namespace newuser-app does not exist in the cluster (configmap/app-config goes there)"
+        in str(error)
+    )
+    assert "kubectl create namespace newuser-app" in str(error)
+
+
+def test_a_namespace_the_manifests_create_needs_not_exist_yet(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.cluster.absent_namespaces = {NS}
+    text = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---\n" + MANIFEST
+    (tmp_path / "deploy" / "deployment.yaml").write_text(text)
+    error = world.deploy().error
+    assert error is None, error

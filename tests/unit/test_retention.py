@@ -127,7 +127,9 @@ def parse(tmp_path: Path, env: dict[str, str] | None = None, **inputs: str) -> s
         "cluster": "prod",
         **inputs,
     }
-    return settings.parse(raw, {"GITHUB_WORKSPACE": str(tmp_path), **(env or {})}, mask=print)
+    return settings.parse(
+        raw, {"GITHUB_WORKSPACE": str(tmp_path), **(env or {})}, mask=print, github=True
+    )
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,27 @@ def test_a_run_first_name_that_is_not_a_job_of_the_manifests_is_an_input_error(
     )
 
 
+@pytest.mark.parametrize(
+    ("wanted", "hint"),
+    [
+        # The case: the example's Job is antisocial-migrate; "e.g. migrate" was refused.
+        (["migrate"], "Did you mean antisocial-migrate? Name Jobs the manifests define."),
+        (["antisocial-migrat"], "Did you mean antisocial-migrate?"),
+        (["web"], "e.g. antisocial-migrate."),
+    ],
+)
+def test_a_refused_run_first_name_is_answered_with_names_that_would_work(
+    tmp_path: Path, wanted: list[str], hint: str
+) -> None:
+    text = APP.replace("metadata: {name: migrate}", "metadata: {name: antisocial-migrate}")
+    assert "antisocial-migrate" in text
+    with pytest.raises(InputError) as info:
+        run_first.select(docs(tmp_path, text), wanted)
+    assert hint in info.value.hint
+    suggested = info.value.hint.split("Did you mean ")[-1].split("e.g. ")[-1]
+    assert suggested.split("?")[0].rstrip(".") == "antisocial-migrate"
+
+
 def test_a_ttl_on_a_run_first_job_is_refused_because_it_would_rerun_the_migration(
     tmp_path: Path,
 ) -> None:

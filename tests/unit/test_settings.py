@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -179,13 +180,18 @@ def test_secrets_are_parsed_as_an_env_file_and_every_value_is_masked_first(works
 def test_unparsable_env_file_line_is_named_without_echoing_its_value(
     workspace: Path, capsys
 ) -> None:
-    found = problems(workspace, secrets="GOOD=1\nthis line is bad\nOTHER=2", secret_name="s")
+    text = "GOOD=1\nthis line is bad\nOTHER=2\nQUOTED='unterminated value\nexport ALONE"
+    found = problems(workspace, secrets=text, secret_name="s")
     assert found == [
-        "secrets line 2: could not be parsed as KEY=value. Quote values with spaces or '#', "
-        'e.g. KEY="a value".'
+        # A line without '=' says exactly that (not advice about quoting).
+        "secrets line 2: has no '=' (a KEY=value line was expected). Write KEY=value.",
+        "secrets line 4: could not be parsed as KEY=value. Quote values with spaces or '#', "
+        'e.g. KEY="a value".',
+        "secrets line 5: has no '=' (a KEY=value line was expected). Write KEY=value.",
     ]
     captured = capsys.readouterr()
-    assert "this line is bad" not in captured.out + captured.err
+    said = captured.out + captured.err + " ".join(found)
+    assert "this line is bad" not in said and "unterminated" not in said
 
 
 def test_manifest_globs_expand_in_order_without_duplicates(workspace: Path) -> None:
@@ -321,3 +327,56 @@ def test_run_first_rerun_first_and_dry_run_default_off(workspace: Path) -> None:
         True,
         True,
     )
+
+
+# -- one vocabulary per way in: the action's inputs, the CLI's flags and variables ----------------
+
+EVERY_MISTAKE = {
+    "image": "App:latest",
+    "sha": "",
+    "digitalocean-token": "dop_v1_secret",
+    "cluster": "prod",
+    "kubeconfig": "apiVersion: v1\nkind: Config\n",
+    "manifests": "/etc/passwd\nmissing/*.yaml",
+    "placeholder": "x",
+    "namespace": "Bad_NS",
+    "registry-username": "bot",
+    "context": "../outside",
+    "build": "sometimes",
+    "build-args": "NOEQUALS",
+    "build-cache": "Bad Cache",
+    "build-secrets": "no equals here",
+    "secrets": "no equals here",
+    "wait-for": "cronjob/x",
+    "run-first": "Bad_Name",
+    "timeout": "10",
+    "rollback-on-failure": "maybe",
+    "link-registry": "true",
+}
+HYPHENATED = [n for n in settings.INPUT_NAMES if "-" in n]
+
+
+def every_problem(workspace: Path, github: bool) -> list[InputError]:
+    with pytest.raises(InputError) as info:
+        settings.parse(
+            EVERY_MISTAKE, {"GITHUB_WORKSPACE": str(workspace)}, mask=lambda _: None, github=github
+        )
+    return list(getattr(info.value, "problems", [info.value]))
+
+
+def test_the_cli_is_answered_in_flags_and_variables_never_in_input_names(workspace: Path) -> None:
+    found = every_problem(workspace, github=False)
+    assert len(found) >= 15
+    cli_names = {"DIGITALOCEAN_ACCESS_TOKEN", "REGISTRY_PASSWORD"}
+    for problem in found:
+        assert problem.where.startswith("--") or problem.where.split(" line ")[0] in (
+            cli_names | {"--secrets-file", "--build-secrets-file", "secrets"}
+        ), problem
+        text = f"{problem.message} {problem.hint}"
+        for name in HYPHENATED:
+            assert re.search(rf"(?<![\w-]){name}(?![\w-])", text) is None, (name, str(problem))
+        assert "github.sha" not in text and "the action" not in text
+    # The action keeps its own names, for the same mistakes.
+    action = every_problem(workspace, github=True)
+    assert [p.where.split(" line ")[0] for p in action][:3] == ["image", "sha", "kubeconfig"]
+    assert [p.where.split(" line ")[0] for p in found][:3] == ["--image", "--sha", "--kubeconfig"]

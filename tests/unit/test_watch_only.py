@@ -86,7 +86,7 @@ def parse(**raw: str) -> settings_module.Settings:
     given = {"cluster": "prod", "apply": "false", **raw}
     env = {"GITHUB_SHA": "0" * 40, "DIGITALOCEAN_ACCESS_TOKEN": ""}
     return settings_module.parse(
-        {**given, "digitalocean-token": "dop_v1_" + "a" * 64}, env, mask=lambda _: None
+        {**given, "digitalocean-token": "dop_v1_" + "a" * 64}, env, mask=lambda _: None, github=True
     )
 
 
