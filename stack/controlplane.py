@@ -52,11 +52,17 @@ NODE_NAME = "kwok-node-0"
 # Modest on purpose: a pod asking for more than 8 CPUs is really Unschedulable.
 NODE_RESOURCES = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's cluster IP (first of SERVICE_CIDR)
 POD_CIDR = "10.244.0.0/16"  # kwok's pod IPs; must not overlap SERVICE_CIDR
 LIMITED_USER = "djk-limited"
 LIMITED_NAMESPACE = "djk-limited"
 DEPLOYER_SERVICE_ACCOUNT = ("kube-system", "do-deployer")  # the fake DigitalOcean API's identity
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+# Node: kubelets act only for their own node; the rest as before. The admission plugins let a
+# namespace's annotations place its pods on the real node (stack/node.py): user manifests stay
+# untouched.
+ADMISSION_PLUGINS = "NodeRestriction,PodNodeSelector,PodTolerationRestriction"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -153,6 +159,13 @@ def make_pki(pki: Path) -> None:
         "kubelet",
         f"/CN=system:node:{NODE_NAME}",
         ["extendedKeyUsage=serverAuth", "subjectAltName=IP:127.0.0.1"],
+    )
+    # The API server's identity towards kubelets (the real node's checks it: webhook authn/authz).
+    _leaf(
+        pki,
+        "apiserver-kubelet-client",
+        f"/CN={KUBELET_CLIENT_USER}",
+        ["extendedKeyUsage=clientAuth"],
     )
     _openssl(f"genpkey {EC_KEY} -out sa.key", cwd=pki)
     # The apiserver's verifying-key flag cannot read a PKCS#8 private key: give it the public one.
@@ -327,7 +340,8 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     f"--tls-private-key-file={pki / 'apiserver.key'}",
                     f"--client-ca-file={pki / 'ca.crt'}",
                     f"--token-auth-file={tokens}",
-                    "--authorization-mode=RBAC",
+                    "--authorization-mode=Node,RBAC",
+                    f"--enable-admission-plugins={ADMISSION_PLUGINS}",
                     f"--service-account-issuer={SA_ISSUER}",
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -338,6 +352,9 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     # and check the kubelet's certificate instead of skipping verification.
                     "--kubelet-preferred-address-types=InternalIP",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    # and authenticate to kubelets: a real one refuses anonymous requests.
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                     f"--audit-policy-file={audit_policy}",
                     f"--audit-log-path={root / 'audit.log'}",
                     "--audit-log-format=json",
@@ -407,7 +424,9 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     str(binaries.kwok),
                     f"--kubeconfig={admin_kubeconfig}",
                     *(f"--config={p}" for p in sorted(KWOK_DIR.glob("*.yaml"))),
-                    "--manage-all-nodes=true",
+                    # Its own node only: with --manage-all-nodes it took over the real node's
+                    # Lease once that kubelet stopped, and a dead kubelet looked Ready.
+                    f"--manage-single-node={NODE_NAME}",
                     f"--cidr={POD_CIDR}",
                     "--node-lease-duration-seconds=40",
                     # The kubelet endpoint (logs): loopback only, since kwok checks no client
@@ -575,6 +594,27 @@ def _bootstrap_identities(api: Api) -> None:
             },
             "subjects": [
                 {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LIMITED_USER}
+            ],
+        },
+    )
+    # What the API server may do on kubelets (logs, exec, port-forward, metrics).
+    api.ensure(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": KUBELET_CLIENT_USER},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": KUBELET_CLIENT_USER,
+                }
             ],
         },
     )
