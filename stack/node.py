@@ -974,25 +974,30 @@ def _cgroup_pids(paths: Sequence[str]) -> list[int]:
     return sorted(pids)
 
 
-def _shim_pids() -> list[int]:
-    """Our containerd's shims (they outlive containerd): from the pid files in its state dir."""
+def node_processes() -> list[int]:
+    """Processes started for our containerd (its shims outlive it): ours by the unique socket
+    address in their argv."""
+    marker = f"\0{RUN_DIR / 'containerd.sock'}\0".encode()
     pids = []
-    for pidfile in (RUN_DIR / "containerd").glob("io.containerd.runtime.v2.task/*/*/shim.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"containerd-shim" in cmdline and str(RUN_DIR).encode() in cmdline:
-                pids.append(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (entry / "cmdline").read_bytes() + b"\0":
+                    pids.append(int(entry.name))
     return pids
 
 
 def _shim_sockets() -> list[Path]:
-    """The shims' sockets, /run/containerd/s/<sha256(address/namespace/id)>: ours by name."""
-    address = str(RUN_DIR / "containerd.sock")
+    """The shims' sockets (under /run/containerd/s, shared with every containerd): ours are
+    the ones our bundles' bootstrap.json name."""
     found = []
-    for bundle in (RUN_DIR / "containerd").glob("io.containerd.runtime.v2.task/*/*"):
-        digest = hashlib.sha256(f"{address}/{bundle.parent.name}/{bundle.name}".encode())
-        found.append(SHIM_SOCKET_DIR / digest.hexdigest())
+    for bootstrap in (RUN_DIR / "containerd").glob(
+        "io.containerd.runtime.v2.task/*/*/bootstrap.json"
+    ):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            address = str(json.loads(bootstrap.read_text())["address"])
+            if address.startswith(f"unix://{SHIM_SOCKET_DIR}/"):
+                found.append(Path(address.removeprefix("unix://")))
     return found
 
 
@@ -1006,8 +1011,8 @@ def cleanup(claim: dict[str, Any]) -> None:
     stop([p for p in procs if p["name"] != "containerd"])
     _kill_pids(_cgroup_pids(cgroups))
     sockets = _shim_sockets()
-    _kill_pids(_shim_pids())
     stop([p for p in procs if p["name"] == "containerd"])
+    _kill_pids(node_processes())
     for sock in sockets:
         sock.unlink(missing_ok=True)
     _unmount_under(state_dir / "node", RUN_DIR)

@@ -467,6 +467,7 @@ def machine() -> dict[str, Any]:
         "host paths": {p for p in node.HOST_PATHS if os.path.lexists(p)},
         "run dir": node.RUN_DIR.exists(),
         "sysctls": {n: node._read_sysctl(n) for n in node.SYSCTLS},
+        "shims and other processes of the node's containerd": node.node_processes(),
     }
 
 
