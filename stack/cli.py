@@ -1,4 +1,4 @@
-"""`scripts/stack up|down|status|env`: the local stack the tests and the demo run against.
+"""`scripts/stack up|down|status|env|real-node-namespace`: the local stack the tests and the demo run against.
 
 Components, in order: binaries (scripts/build-binaries) -> controlplane (stack/controlplane.py)
 -> node (stack/node.py: a real kubelet beside kwok) -> docker (stack/docker_side.py) ->
@@ -400,6 +400,32 @@ def cmd_env(state_dir: Path) -> int:
     return 0
 
 
+def cmd_real_node_namespace(state_dir: Path, namespace: str) -> int:
+    """Create (or annotate) a namespace whose pods the API server places on the real node."""
+    state = load_state(state_dir)
+    if state is None or "node" not in state.get("started", []):
+        raise StackError("the stack runs no real node; run scripts/stack up (without --skip node)")
+    cp = state["controlplane"]
+    api = controlplane.Api(int(cp["ports"]["kube-apiserver"]), Path(cp["pki"]))
+    annotations = node.namespace_annotations()
+    meta = {"name": namespace, "annotations": annotations}
+    status, answer = api.call(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+    )
+    if status == 409:
+        status, answer = api.call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}",
+            {"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json",
+        )
+    if status not in (200, 201):
+        message = answer.get("message") if isinstance(answer, dict) else answer
+        raise StackError(f"namespace {namespace}: {status} {message}")
+    say(f"namespace {namespace}: its pods go to node {node.NODE_NAME} (annotations set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/stack", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -420,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("status", help="each component and whether it answers")
     commands.add_parser("env", help="export lines for KUBECONFIG, DIGITALOCEAN_*, DJK_*")
+    placed = commands.add_parser(
+        "real-node-namespace",
+        help="create or annotate a namespace so its pods run on the real node",
+    )
+    placed.add_argument("namespace")
     args = parser.parse_args(argv)
     state_dir = default_state_dir()
     try:
@@ -429,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_down(state_dir, args.only)
         if args.command == "status":
             return cmd_status(state_dir)
+        if args.command == "real-node-namespace":
+            return cmd_real_node_namespace(state_dir, args.namespace)
         return cmd_env(state_dir)
     except StackError as exc:
         print(f"scripts/stack {args.command}: {exc}", file=sys.stderr)

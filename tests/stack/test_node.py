@@ -283,6 +283,25 @@ def test_namespace_annotations_put_pods_on_the_real_node_and_nothing_else_lands_
     )
 
 
+def test_scripts_stack_real_node_namespace_annotates_a_namespace_for_the_real_node(
+    real_node: dict[str, str], kube_admin: Any
+) -> None:
+    core = client.CoreV1Api(kube_admin)
+    name = f"t-cli-{uuid.uuid4().hex[:8]}"
+    try:
+        for _ in range(2):  # creates it, then annotates the existing one
+            placed = stack_cli("real-node-namespace", name)
+            assert placed.returncode == 0, placed.stderr
+        annotations = core.read_namespace(name).metadata.annotations
+        assert annotations == node.namespace_annotations()
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
+    refused = stack_cli("real-node-namespace", "Not_A_Name")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("scripts/stack real-node-namespace: namespace Not_A_Name: 422")
+    assert refused.stderr.count("\n") == 1
+
+
 def test_a_real_crash_loop_shows_the_kubelets_status_sequence_and_logs_come_through(
     real_node: dict[str, str], kube_admin: Any, real_namespace: str, probe_image: str
 ) -> None:
