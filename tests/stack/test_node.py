@@ -10,6 +10,7 @@ The last test takes the node down and up again and checks the machine is as it w
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -334,6 +335,63 @@ def test_a_real_crash_loop_shows_the_kubelets_status_sequence_and_logs_come_thro
     assert (1, "terminated", "Error", 3) in seen, seen
     assert any(restarts >= 2 for restarts, *_ in seen), seen
     assert logs(core, real_namespace, "crasher", container="main") == "broken commit\n"
+
+
+@pytest.mark.docker
+def test_the_stacks_base_image_from_its_registry_runs_on_the_real_node(
+    real_node: dict[str, str], kube_admin: Any, real_namespace: str, tmp_path: Path
+) -> None:
+    """Pulled by the node's containerd from the stack's registry (plain HTTP on loopback) with
+    the pod's pull secret; without one, the real kubelet's message names the missing
+    credentials (no "unauthorized" in it)."""
+    registry = real_node["DJK_REGISTRY"]
+    user, password = real_node["DJK_REGISTRY_USER"], real_node["DJK_REGISTRY_PASSWORD"]
+    image = f"{registry}/djk/base-on-node:{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DOCKER_HOST": real_node["DOCKER_HOST"], "DOCKER_CONFIG": str(tmp_path)}
+    for argv, stdin in (
+        (["docker", "login", "--username", user, "--password-stdin", registry], password),
+        (["docker", "tag", real_node["DJK_BASE_IMAGE"], image], None),
+        (["docker", "push", "--quiet", image], None),
+    ):
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, env=env, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    core = client.CoreV1Api(kube_admin)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    core.create_namespaced_secret(
+        real_namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="registry"),
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": json.dumps({"auths": {registry: {"auth": auth}}})},
+        ),
+    )
+    script = "import platform; print('python', platform.python_version(), 'on the real node')"
+    with_secret = pod("python", image, [], "Never")
+    container = with_secret["spec"]["containers"][0]
+    container.update({"imagePullPolicy": "Always", "command": ["python3", "-c", script]})
+    with_secret["spec"]["imagePullSecrets"] = [{"name": "registry"}]
+    core.create_namespaced_pod(real_namespace, with_secret)
+    without = json.loads(json.dumps(with_secret))
+    without["metadata"] = {"name": "no-credentials"}
+    del without["spec"]["imagePullSecrets"]
+    core.create_namespaced_pod(real_namespace, without)
+
+    wait("python to finish", lambda: phase(core, real_namespace, "python") == "Succeeded", 120)
+    assert logs(core, real_namespace, "python").endswith(" on the real node\n")
+
+    def pull_error() -> str | None:
+        statuses = core.read_namespaced_pod("no-credentials", real_namespace).status
+        for status in statuses.container_statuses or []:
+            waiting = status.state.waiting
+            if waiting is not None and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
+                return str(waiting.message)
+        return None
+
+    message = wait("the pull without credentials to fail", pull_error, 60)
+    assert "no basic auth credentials" in message, message
+    assert "unauthorized" not in message.lower()
 
 
 def test_the_guard_drops_what_kube_proxy_sends_towards_kwoks_pods_from_host_and_pod(
