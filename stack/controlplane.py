@@ -64,6 +64,10 @@ KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 # untouched.
 ADMISSION_PLUGINS = "NodeRestriction,PodNodeSelector,PodTolerationRestriction"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Bump when the flags or bootstrap objects change: a running control plane made by an older
+# recipe is then reported unhealthy and `up` replaces it (2: the real node's needs - kubelet
+# client certificate, Node authorizer, admission plugins, kwok on its own node only).
+RECIPE = 2
 
 
 @dataclass(frozen=True)
@@ -466,6 +470,7 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
         raise
 
     return {
+        "recipe": RECIPE,
         "procs": procs,
         "ports": ports,
         "server": server,
@@ -704,6 +709,8 @@ def status(state: dict[str, Any]) -> list[tuple[str, bool]]:
     except (OSError, KeyError, ValueError):
         ready = False
     result.append((f"node/{NODE_NAME} Ready", ready))
+    recipe = state.get("recipe", 1)
+    result.append((f"made by the current recipe ({recipe}, current {RECIPE})", recipe == RECIPE))
     return result
 
 
