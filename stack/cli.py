@@ -252,7 +252,7 @@ def teardown(state_dir: Path, state: dict[str, Any], names: list[str]) -> None:
                 state["env"].pop(key, None)
         elif name == "node":
             stop(state.get("node", {}).get("procs", []))
-            node.down(state_dir)
+            node.down(state_dir, state.get("controlplane"))
             state.pop("node", None)
             state["env"].pop("DJK_REAL_NODE", None)
         elif name == "docker":

@@ -40,6 +40,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,7 @@ def _step(log: Log, what: str, started: float) -> None:
 
 def up(state_dir: Path, cp: dict[str, Any], log: Log) -> dict[str, Any]:
     """Start the real node against the running control plane; returns the state to keep."""
+    began = time.time()
     started = time.monotonic()
     preflight(state_dir, log)
     binaries = _binaries(log)
@@ -370,7 +372,7 @@ def up(state_dir: Path, cp: dict[str, Any], log: Log) -> dict[str, Any]:
     _save_claim(claim)
     wait_for(
         f"node {NODE_NAME} Ready, tainted {LABEL_KEY}",
-        lambda: node_ready(api),
+        lambda: node_ready(api, since=began),
         timeout=120,
         watch=procs,
         interval=0.25,
@@ -896,19 +898,50 @@ def _healthz(port: int) -> bool:
         conn.close()
 
 
-def node_ready(api: controlplane.Api) -> bool:
+def _timestamp(value: str | None) -> float:
+    """Seconds since the epoch of an API timestamp (RFC 3339, UTC), 0 when absent."""
+    if not value:
+        return 0.0
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def node_ready(api: controlplane.Api, *, since: float = 0.0, lease_within: float = 0.0) -> bool:
+    """Ready, tainted and labelled as ours, and said so by a live kubelet: a Ready condition
+    heartbeat at or after `since` (up: this kubelet, not the last one's stale status), or a
+    Lease renewed within `lease_within` seconds (status: the kubelet renews it every 10 s)."""
     node = api.get(f"/api/v1/nodes/{NODE_NAME}")
     if not node:
         return False
-    conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+    conditions = {c["type"]: c for c in node.get("status", {}).get("conditions", [])}
+    ready = conditions.get("Ready", {})
     taints = node.get("spec", {}).get("taints") or []
     labels = node.get("metadata", {}).get("labels") or {}
-    return (
-        conditions.get("Ready") == "True"
+    if not (
+        ready.get("status") == "True"
         and TAINT in [{k: t.get(k) for k in ("key", "value", "effect")} for t in taints]
         and not any(t.get("key", "").startswith("node.kubernetes.io/") for t in taints)
         and labels.get(LABEL_KEY) == "true"
-    )
+    ):
+        return False
+    # API timestamps have whole seconds.
+    if since and _timestamp(ready.get("lastHeartbeatTime")) < int(since):
+        return False
+    if lease_within:
+        lease = api.get(
+            f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE_NAME}"
+        )
+        renewed = _timestamp(((lease or {}).get("spec") or {}).get("renewTime"))
+        return time.time() - renewed <= lease_within
+    return True
+
+
+def _delete_node_object(cp: dict[str, Any] | None) -> None:
+    """The Node object goes with the node (its pods are then collected, nothing looks Ready)."""
+    if not cp or "ports" not in cp:
+        return
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        api = controlplane.Api(int(cp["ports"]["kube-apiserver"]), Path(cp["pki"]))
+        api.call("DELETE", f"/api/v1/nodes/{NODE_NAME}")
 
 
 # -- status and down ------------------------------------------------------------------------------
@@ -927,7 +960,8 @@ def status(state_dir: Path, state: dict[str, Any], cp: dict[str, Any]) -> list[t
             alive = dns_query(f"kubernetes.default.svc.{CLUSTER_DOMAIN}") is not None
         result.append((f"{name} alive", alive))
     try:
-        ready = node_ready(controlplane.Api(int(cp["ports"]["kube-apiserver"]), Path(cp["pki"])))
+        api = controlplane.Api(int(cp["ports"]["kube-apiserver"]), Path(cp["pki"]))
+        ready = node_ready(api, lease_within=40)
     except (OSError, KeyError, ValueError):
         ready = False
     result.append((f"node/{NODE_NAME} Ready (real kubelet)", ready))
@@ -939,15 +973,17 @@ def status(state_dir: Path, state: dict[str, Any], cp: dict[str, Any]) -> list[t
     return result
 
 
-def down(state_dir: Path) -> None:
-    """Remove everything the node made, if this state dir holds the machine's claim."""
+def down(state_dir: Path, cp: dict[str, Any] | None = None) -> None:
+    """Remove everything the node made, if this state dir holds the machine's claim; with the
+    control plane's state, its Node object too (once the kubelet is stopped)."""
     claim = _load_claim()
-    if claim is None or claim.get("state_dir") != str(state_dir):
+    if claim is not None and claim.get("state_dir") == str(state_dir):
+        cleanup(claim)
+    else:
         # Not ours (or nothing): still remove our own files.
         _unmount_under(state_dir / "node")
         shutil.rmtree(state_dir / "node", ignore_errors=True)
-        return
-    cleanup(claim)
+    _delete_node_object(cp)
 
 
 def _alive(pid: int) -> bool:

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from stack import node
+from stack import is_running, node
 from stack.cli import default_state_dir, load_state
 
 pytestmark = pytest.mark.stack
@@ -561,8 +562,20 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
     assert "node: coredns alive: ok" in status.stdout
     assert f"node: node/{node.NODE_NAME} Ready (real kubelet): ok" in status.stdout
 
+    # A dead kubelet is reported at once (and its Node is not kept Ready by kwok).
+    state = load_state(default_state_dir())
+    assert state is not None
+    kubelet = next(p for p in state["node"]["procs"] if p["name"] == "kubelet")
+    os.kill(kubelet["pid"], signal.SIGKILL)
+    wait("the kubelet to die", lambda: not is_running(kubelet), 10)
+    status = stack_cli("status")
+    assert status.returncode == 1
+    assert "node: kubelet alive: NOT OK" in status.stdout, status.stdout
+
     down = stack_cli("down", "node")
     assert down.returncode == 0, down.stdout + down.stderr
+    core = client.CoreV1Api(kube_admin)
+    assert node.NODE_NAME not in {n.metadata.name for n in core.list_node().items}
     before = machine()
     assert not before["run dir"]
     assert node.BRIDGE not in before["links"]
@@ -576,7 +589,6 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
         # A new node has a new containerd: the image goes in again.
         node.import_image(archive, tmp_path / "probe.tar")
         # A pod leaves volume mounts, a network namespace and a veth behind it, if allowed to.
-        core = client.CoreV1Api(kube_admin)
         core.create_namespaced_pod(real_namespace, pod("leftover", probe_image, ["serve", "80"]))
         wait("leftover running", lambda: phase(core, real_namespace, "leftover") == "Running", 60)
         assert machine() != before
