@@ -906,9 +906,9 @@ def _timestamp(value: str | None) -> float:
 
 
 def node_ready(api: controlplane.Api, *, since: float = 0.0, lease_within: float = 0.0) -> bool:
-    """Ready, tainted and labelled as ours, and said so by a live kubelet: a Ready condition
-    heartbeat at or after `since` (up: this kubelet, not the last one's stale status), or a
-    Lease renewed within `lease_within` seconds (status: the kubelet renews it every 10 s)."""
+    """Ready, tainted and labelled as ours, and said so by a live kubelet: a Ready heartbeat and
+    a Lease renewal at or after `since` (up: this kubelet, not the last one's stale status), or
+    a Lease renewed within `lease_within` seconds (status: the kubelet renews it every 10 s)."""
     node = api.get(f"/api/v1/nodes/{NODE_NAME}")
     if not node:
         return False
@@ -923,16 +923,14 @@ def node_ready(api: controlplane.Api, *, since: float = 0.0, lease_within: float
         and labels.get(LABEL_KEY) == "true"
     ):
         return False
-    # API timestamps have whole seconds.
+    # Heartbeats have whole seconds.
     if since and _timestamp(ready.get("lastHeartbeatTime")) < int(since):
         return False
-    if lease_within:
-        lease = api.get(
-            f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE_NAME}"
-        )
-        renewed = _timestamp(((lease or {}).get("spec") or {}).get("renewTime"))
-        return time.time() - renewed <= lease_within
-    return True
+    lease = api.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE_NAME}")
+    renewed = _timestamp(((lease or {}).get("spec") or {}).get("renewTime"))
+    if since and renewed < since:
+        return False
+    return not lease_within or time.time() - renewed <= lease_within
 
 
 def _delete_node_object(cp: dict[str, Any] | None) -> None:

@@ -571,10 +571,20 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
     status = stack_cli("status")
     assert status.returncode == 1
     assert "node: kubelet alive: NOT OK" in status.stdout, status.stdout
+    core = client.CoreV1Api(kube_admin)
+
+    def ready_condition() -> Any:
+        conditions = core.read_node(node.NODE_NAME).status.conditions
+        ready = next(c for c in conditions if c.type == "Ready")
+        return ready if ready.status != "True" else None
+
+    # The controller-manager marks it after its grace period (40-50 s); kwok, which once renewed
+    # a stopped kubelet's Lease, leaves it alone now.
+    ready = wait("the node controller to see the kubelet gone", ready_condition, 120, 1)
+    assert (ready.status, ready.reason) == ("Unknown", "NodeStatusUnknown")
 
     down = stack_cli("down", "node")
     assert down.returncode == 0, down.stdout + down.stderr
-    core = client.CoreV1Api(kube_admin)
     assert node.NODE_NAME not in {n.metadata.name for n in core.list_node().items}
     before = machine()
     assert not before["run dir"]
