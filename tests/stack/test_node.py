@@ -518,6 +518,39 @@ def test_up_says_in_one_line_why_the_real_node_cannot_start(
     )
 
 
+def test_a_failed_up_stops_what_it_started_and_leaves_the_machine_as_before(
+    real_node: dict[str, str], tmp_path: Path
+) -> None:
+    """CoreDNS cannot bind (its port on the bridge address is taken), after containerd, the
+    guard, the bridge and the cgroups were made: `up` fails and undoes all of it."""
+    down = stack_cli("down", "node")
+    assert down.returncode == 0, down.stdout + down.stderr
+    before = machine()
+    squatter = None
+    try:
+        subprocess.run(["ip", "link", "add", node.BRIDGE, "type", "bridge"], check=True)
+        subprocess.run(
+            ["ip", "addr", "add", f"{node.BRIDGE_IP}/16", "dev", node.BRIDGE], check=True
+        )
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        squatter.bind((node.BRIDGE_IP, 53))
+        failed = stack_up()
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "\nscripts/stack up: coredns exited while waiting for" in failed.stderr
+        assert "address already in use" in failed.stderr
+        assert "up failed: stopping what was started" in failed.stdout
+        squatter.close()
+        # The bridge the test made is gone too: the node's cleanup removes `djkpod0`.
+        after = machine()
+        assert after == before
+    finally:
+        if squatter is not None:
+            squatter.close()
+        subprocess.run(["ip", "link", "delete", node.BRIDGE], capture_output=True, check=False)
+        up = stack_up()
+        assert up.returncode == 0, up.stdout + up.stderr
+
+
 def stack_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*STACK, *args], capture_output=True, text=True, timeout=timeout, check=False
