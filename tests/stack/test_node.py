@@ -222,7 +222,9 @@ def test_the_real_node_is_a_real_kubelet_tainted_and_kwok_keeps_to_its_own(
     real = core.read_node(node.NODE_NAME)
     ready = {c.type: c.status for c in real.status.conditions}
     assert ready["Ready"] == "True"
-    assert real.status.node_info.kubelet_version == "v1.36.3"
+    # The stack's Kubernetes version: same build as the API server.
+    server_version = client.VersionApi(kube_admin).get_code().git_version
+    assert real.status.node_info.kubelet_version == server_version
     assert real.status.node_info.container_runtime_version.startswith("containerd://")
     assert [(t.key, t.value, t.effect) for t in real.spec.taints] == [
         (node.LABEL_KEY, "true", "NoSchedule")
