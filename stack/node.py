@@ -818,6 +818,9 @@ def _kubelet(state_dir: Path, root: Path, binaries: dict[str, Path], healthz: in
         "clusterDomain": CLUSTER_DOMAIN,
         "clusterDNS": [BRIDGE_IP],
         "registerWithTaints": [TAINT],
+        # Renewed every quarter of this: 2.5 s. The first renewal fails until the Node exists
+        # (the Lease is owned by it), so this is most of the time `up` waits for the node.
+        "nodeLeaseDurationSeconds": 10,
         "makeIPTablesUtilChains": False,
         "serializeImagePulls": False,
         # Lowering its own OOM score needs CAP_SYS_RESOURCE, which root lacks here.
