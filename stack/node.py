@@ -363,7 +363,7 @@ def up(state_dir: Path, cp: dict[str, Any], log: Log) -> dict[str, Any]:
 
     started = time.monotonic()
     healthz = free_port()
-    procs.append(_kubelet(state_dir, root, binaries, healthz))
+    procs.append(_kubelet(state_dir, root, pki, binaries, healthz))
     info["kubelet_healthz"] = healthz
     _save_claim(claim)
     proxy_healthz = free_port()
@@ -404,9 +404,9 @@ def _certificates(pki: Path, root: Path, server: str) -> None:
         ["extendedKeyUsage=clientAuth"],
     )
     controlplane._leaf(pki, "kube-proxy", "/CN=system:kube-proxy", ["extendedKeyUsage=clientAuth"])
+    controlplane._leaf(pki, "coredns", f"/CN={COREDNS_USER}", ["extendedKeyUsage=clientAuth"])
     for key in pki.glob("*.key"):
         key.chmod(0o600)
-    controlplane._leaf(pki, "coredns", f"/CN={COREDNS_USER}", ["extendedKeyUsage=clientAuth"])
     for name in ("node-client", "kube-proxy", "coredns"):
         user = {
             "client-certificate-data": controlplane._b64(pki / f"{name}.crt"),
@@ -786,8 +786,9 @@ def dns_query(name: str, server: str = BRIDGE_IP, timeout: float = 1.0) -> str |
     return None
 
 
-def _kubelet(state_dir: Path, root: Path, binaries: dict[str, Path], healthz: int) -> Proc:
-    pki = root.parent / "controlplane" / "pki"
+def _kubelet(
+    state_dir: Path, root: Path, pki: Path, binaries: dict[str, Path], healthz: int
+) -> Proc:
     resolv = root / "resolv.conf"
     # Pods get no resolver of this machine's (they could not reach it anyway).
     _write(resolv, "")
@@ -993,7 +994,7 @@ def _alive(pid: int) -> bool:
 
 
 def _kill_pids(pids: Sequence[int]) -> None:
-    """SIGKILL pids found in our cgroups or our containerd's pid files, and wait for them."""
+    """SIGKILL pids found in our cgroup root or carrying our containerd's address; wait."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -1043,8 +1044,8 @@ def cleanup(claim: dict[str, Any]) -> None:
     state_dir = Path(str(claim.get("state_dir")))
     procs: list[Proc] = claim.get("procs", [])
     cgroups = claim.get("cgroups") or [str(m / CGROUP_ROOT) for m in _cgroup_mounts()]
-    # kube-proxy and kubelet first; containers outlive the kubelet, so kill what runs in our
-    # cgroup root, then the shims (by the pid files our containerd wrote), then containerd.
+    # kube-proxy, CoreDNS and the kubelet first; containers outlive the kubelet, so what runs in
+    # our cgroup root is killed, then containerd stops, then its shims (found by its address).
     stop([p for p in procs if p["name"] != "containerd"])
     _kill_pids(_cgroup_pids(cgroups))
     sockets = _shim_sockets()
