@@ -1,7 +1,8 @@
-"""`scripts/stack up|down|status|env`: the local stack the tests and the demo run against.
+"""`scripts/stack up|down|status|env|real-node-namespace`: the local stack the tests and the demo run against.
 
 Components, in order: binaries (scripts/build-binaries) -> controlplane (stack/controlplane.py)
--> docker (stack/docker_side.py) -> digitalocean (stack/digitalocean.py). State lives in
+-> node (stack/node.py: a real kubelet beside kwok) -> docker (stack/docker_side.py) ->
+digitalocean (stack/digitalocean.py). State lives in
 `$DJK_STACK_DIR` (default ~/.cache/django-k8s-deploy/stack): state.json (pids, ports, env),
 logs/<component>.log. `down` stops exactly the processes `up` recorded and keeps logs and caches.
 """
@@ -25,9 +26,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from stack import REPO_ROOT, Proc, StackError, controlplane, is_running, spawn, stop, wait_for
+from stack import REPO_ROOT, Proc, StackError, controlplane, is_running, node, spawn, stop, wait_for
 
-OPTIONAL = ("docker", "digitalocean")
+OPTIONAL = ("node", "docker", "digitalocean")
 FAKE_DO = REPO_ROOT / "stack" / "digitalocean.py"
 CLUSTER_NAME = "djk-local"
 
@@ -69,7 +70,10 @@ def save_state(state_dir: Path, state: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def locked(state_dir: Path) -> Iterator[None]:
     """One up/down at a time (parallel test sessions may all try to start the stack)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StackError(f"cannot create the state directory {state_dir}: {exc.strerror}") from exc
     with (state_dir / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -91,6 +95,8 @@ def docker_side() -> ModuleType | None:
 def component_status(state_dir: Path, state: dict[str, Any], name: str) -> list[tuple[str, bool]]:
     if name == "controlplane":
         return controlplane.status(state.get("controlplane", {}))
+    if name == "node":
+        return node.status(state_dir, state.get("node", {}), state.get("controlplane", {}))
     if name == "docker":
         module = docker_side()
         if module is None:
@@ -143,6 +149,14 @@ def start_controlplane(state_dir: Path, state: dict[str, Any]) -> None:
     state["controlplane"] = info
     state["env"].update(info["env"])
     state["started"].append("controlplane")
+    save_state(state_dir, state)
+
+
+def start_node(state_dir: Path, state: dict[str, Any]) -> None:
+    info = node.up(state_dir, state["controlplane"], say)
+    state["node"] = info
+    state["env"]["DJK_REAL_NODE"] = node.NODE_NAME
+    state["started"].append("node")
     save_state(state_dir, state)
 
 
@@ -237,6 +251,11 @@ def teardown(state_dir: Path, state: dict[str, Any], names: list[str]) -> None:
                 "DJK_FAKE_DO_CONTROL",
             ):
                 state["env"].pop(key, None)
+        elif name == "node":
+            stop(state.get("node", {}).get("procs", []))
+            node.down(state_dir, state.get("controlplane"))
+            state.pop("node", None)
+            state["env"].pop("DJK_REAL_NODE", None)
         elif name == "docker":
             module = docker_side()
             if module is not None:
@@ -278,6 +297,12 @@ def cmd_up(state_dir: Path, skip: set[str]) -> int:
         # login: a new control plane or registry means a new fake too.
         if {"controlplane", "docker"} & set(to_start) and "digitalocean" in wanted:
             to_start = sorted({*to_start, "digitalocean"}, key=wanted.index)
+        # The node's certificates come from the control plane's CA: a new one, a new node.
+        if "controlplane" in to_start and "node" in wanted:
+            to_start = sorted({*to_start, "node"}, key=wanted.index)
+        if "node" in to_start:
+            # Why the real node cannot start (no root, ...), before minutes of work.
+            node.preflight(state_dir, say)
         for name in wanted:
             if name not in to_start:
                 say(f"{name}: already up and healthy")
@@ -299,6 +324,8 @@ def cmd_up(state_dir: Path, skip: set[str]) -> int:
             for name in to_start:
                 if name == "controlplane":
                     timed("controlplane", lambda: start_controlplane(state_dir, state))
+                elif name == "node":
+                    timed("node", lambda: start_node(state_dir, state))
                 elif name == "docker" and module is not None:
                     timed("docker", lambda: start_docker(state_dir, state, module))
                 elif name == "digitalocean":
@@ -313,13 +340,22 @@ def cmd_up(state_dir: Path, skip: set[str]) -> int:
     return 0
 
 
-def cmd_down(state_dir: Path) -> int:
+def cmd_down(state_dir: Path, only: list[str] | None = None) -> int:
+    unknown = sorted(set(only or ()) - set(OPTIONAL))
+    if unknown:
+        raise StackError(f"not a component down can stop alone: {', '.join(unknown)}")
     with locked(state_dir):
         state = load_state(state_dir)
         if state is None:
             say("stack is not up (nothing recorded)")
             return 0
         began = time.monotonic()
+        if only:
+            # Some components only (the rest keeps running; `up` starts them again).
+            teardown(state_dir, state, [n for n in OPTIONAL if n in only])
+            save_state(state_dir, state)
+            say(f"{', '.join(only)}: down ({time.monotonic() - began:.1f}s)")
+            return 0
         names = ["controlplane", *OPTIONAL]
         teardown(
             state_dir, state, [n for n in names if n in state.get("started", []) or n in state]
@@ -365,6 +401,32 @@ def cmd_env(state_dir: Path) -> int:
     return 0
 
 
+def cmd_real_node_namespace(state_dir: Path, namespace: str) -> int:
+    """Create (or annotate) a namespace whose pods the API server places on the real node."""
+    state = load_state(state_dir)
+    if state is None or "node" not in state.get("started", []):
+        raise StackError("the stack runs no real node; run scripts/stack up (without --skip node)")
+    cp = state["controlplane"]
+    api = controlplane.Api(int(cp["ports"]["kube-apiserver"]), Path(cp["pki"]))
+    annotations = node.namespace_annotations()
+    meta = {"name": namespace, "annotations": annotations}
+    status, answer = api.call(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+    )
+    if status == 409:
+        status, answer = api.call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}",
+            {"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json",
+        )
+    if status not in (200, 201):
+        message = answer.get("message") if isinstance(answer, dict) else answer
+        raise StackError(f"namespace {namespace}: {status} {message}")
+    say(f"namespace {namespace}: its pods go to node {node.NODE_NAME} (annotations set)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/stack", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -376,18 +438,31 @@ def main(argv: list[str] | None = None) -> int:
         choices=OPTIONAL,
         help="leave out an optional component (repeatable)",
     )
-    commands.add_parser("down", help="stop exactly what up started; keep caches and logs")
+    down = commands.add_parser("down", help="stop exactly what up started; keep caches and logs")
+    down.add_argument(
+        "only",
+        nargs="*",
+        metavar="COMPONENT",
+        help=f"stop only these ({', '.join(OPTIONAL)}); up starts them again",
+    )
     commands.add_parser("status", help="each component and whether it answers")
     commands.add_parser("env", help="export lines for KUBECONFIG, DIGITALOCEAN_*, DJK_*")
+    placed = commands.add_parser(
+        "real-node-namespace",
+        help="create or annotate a namespace so its pods run on the real node",
+    )
+    placed.add_argument("namespace")
     args = parser.parse_args(argv)
     state_dir = default_state_dir()
     try:
         if args.command == "up":
             return cmd_up(state_dir, set(args.skip))
         if args.command == "down":
-            return cmd_down(state_dir)
+            return cmd_down(state_dir, args.only)
         if args.command == "status":
             return cmd_status(state_dir)
+        if args.command == "real-node-namespace":
+            return cmd_real_node_namespace(state_dir, args.namespace)
         return cmd_env(state_dir)
     except StackError as exc:
         print(f"scripts/stack {args.command}: {exc}", file=sys.stderr)

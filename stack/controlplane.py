@@ -52,12 +52,22 @@ NODE_NAME = "kwok-node-0"
 # Modest on purpose: a pod asking for more than 8 CPUs is really Unschedulable.
 NODE_RESOURCES = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's cluster IP (first of SERVICE_CIDR)
 POD_CIDR = "10.244.0.0/16"  # kwok's pod IPs; must not overlap SERVICE_CIDR
 LIMITED_USER = "djk-limited"
 LIMITED_NAMESPACE = "djk-limited"
 DEPLOYER_SERVICE_ACCOUNT = ("kube-system", "do-deployer")  # the fake DigitalOcean API's identity
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+# Node: kubelets act only for their own node; the rest as before. The admission plugins let a
+# namespace's annotations place its pods on the real node (stack/node.py): user manifests stay
+# untouched.
+ADMISSION_PLUGINS = "NodeRestriction,PodNodeSelector,PodTolerationRestriction"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Bump when the flags or bootstrap objects change: a running control plane made by an older
+# recipe is then reported unhealthy and `up` replaces it (2: the real node's needs - kubelet
+# client certificate, Node authorizer, admission plugins, kwok on its own node only).
+RECIPE = 2
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,13 @@ def make_pki(pki: Path) -> None:
         "kubelet",
         f"/CN=system:node:{NODE_NAME}",
         ["extendedKeyUsage=serverAuth", "subjectAltName=IP:127.0.0.1"],
+    )
+    # The API server's identity towards kubelets (the real node's checks it: webhook authn/authz).
+    _leaf(
+        pki,
+        "apiserver-kubelet-client",
+        f"/CN={KUBELET_CLIENT_USER}",
+        ["extendedKeyUsage=clientAuth"],
     )
     _openssl(f"genpkey {EC_KEY} -out sa.key", cwd=pki)
     # The apiserver's verifying-key flag cannot read a PKCS#8 private key: give it the public one.
@@ -327,7 +344,8 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     f"--tls-private-key-file={pki / 'apiserver.key'}",
                     f"--client-ca-file={pki / 'ca.crt'}",
                     f"--token-auth-file={tokens}",
-                    "--authorization-mode=RBAC",
+                    "--authorization-mode=Node,RBAC",
+                    f"--enable-admission-plugins={ADMISSION_PLUGINS}",
                     f"--service-account-issuer={SA_ISSUER}",
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -338,6 +356,9 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     # and check the kubelet's certificate instead of skipping verification.
                     "--kubelet-preferred-address-types=InternalIP",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    # and authenticate to kubelets: a real one refuses anonymous requests.
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                     f"--audit-policy-file={audit_policy}",
                     f"--audit-log-path={root / 'audit.log'}",
                     "--audit-log-format=json",
@@ -407,7 +428,9 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
                     str(binaries.kwok),
                     f"--kubeconfig={admin_kubeconfig}",
                     *(f"--config={p}" for p in sorted(KWOK_DIR.glob("*.yaml"))),
-                    "--manage-all-nodes=true",
+                    # Its own node only: with --manage-all-nodes it took over the real node's
+                    # Lease once that kubelet stopped, and a dead kubelet looked Ready.
+                    f"--manage-single-node={NODE_NAME}",
                     f"--cidr={POD_CIDR}",
                     "--node-lease-duration-seconds=40",
                     # The kubelet endpoint (logs): loopback only, since kwok checks no client
@@ -447,6 +470,7 @@ def up(state_dir: Path, log: Log) -> dict[str, Any]:
         raise
 
     return {
+        "recipe": RECIPE,
         "procs": procs,
         "ports": ports,
         "server": server,
@@ -578,6 +602,27 @@ def _bootstrap_identities(api: Api) -> None:
             ],
         },
     )
+    # What the API server may do on kubelets (logs, exec, port-forward, metrics).
+    api.ensure(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": KUBELET_CLIENT_USER},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": KUBELET_CLIENT_USER,
+                }
+            ],
+        },
+    )
     namespace, name = DEPLOYER_SERVICE_ACCOUNT
     api.ensure(
         f"/api/v1/namespaces/{namespace}/serviceaccounts",
@@ -664,6 +709,8 @@ def status(state: dict[str, Any]) -> list[tuple[str, bool]]:
     except (OSError, KeyError, ValueError):
         ready = False
     result.append((f"node/{NODE_NAME} Ready", ready))
+    recipe = state.get("recipe", 1)
+    result.append((f"made by the current recipe ({recipe}, current {RECIPE})", recipe == RECIPE))
     return result
 
 

@@ -24,6 +24,9 @@ from stack.controlplane import make_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, str(REPO_ROOT / "scripts" / "stack")]
+# A private control plane beside the session's stack: without the real node, of which a machine
+# runs one (the session's; tests/stack/test_node.py takes it down and up).
+PRIVATE = ("--skip", "node", "--skip", "docker", "--skip", "digitalocean")
 
 
 # -- certificates -------------------------------------------------------------------------------
@@ -144,7 +147,7 @@ def test_env_and_status_say_in_one_line_when_the_stack_is_down(tmp_path: Path) -
 def test_up_is_idempotent_and_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
     # A private control plane: nothing here touches the session's stack.
     state_dir = tmp_path / "stack"
-    up = run_stack(state_dir, "up", "--skip", "docker", "--skip", "digitalocean")
+    up = run_stack(state_dir, "up", *PRIVATE)
     assert up.returncode == 0, up.stdout + up.stderr
     for step in ("binaries: ready in", "etcd:", "kube-apiserver:", "controlplane: ready in"):
         assert step in up.stdout
@@ -160,7 +163,7 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(tmp_path: Path)
     assert all(is_running(p) for p in procs)
     assert (state_dir / "state.json").stat().st_mode & 0o077 == 0
 
-    again = run_stack(state_dir, "up", "--skip", "docker", "--skip", "digitalocean")
+    again = run_stack(state_dir, "up", *PRIVATE)
     assert again.returncode == 0
     assert "controlplane: already up and healthy" in again.stdout
     assert "starting" not in again.stdout
@@ -195,7 +198,7 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(tmp_path: Path)
 @pytest.mark.stack
 def test_up_replaces_a_half_dead_stack(tmp_path: Path) -> None:
     state_dir = tmp_path / "stack"
-    skip = ("--skip", "docker", "--skip", "digitalocean")
+    skip = PRIVATE
     assert run_stack(state_dir, "up", *skip).returncode == 0
     try:
         first = json.loads((state_dir / "state.json").read_text())["controlplane"]["procs"]
