@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("--namespace", default="", metavar="NS")
     wait.add_argument("--timeout", default="10m")
+    wait.add_argument(
+        "--settle",
+        default=settings.DEFAULT_SETTLE,
+        metavar="DURATION",
+        help="how long new containers must stay up after kubectl's done (0: off)",
+    )
     wait.add_argument("--kubeconfig", dest="kubeconfig_file", metavar="PATH")
     wait.add_argument("--context", dest="kube_context", metavar="NAME")
     return parser
@@ -293,6 +299,10 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         raise InputError(
             str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
         ) from exc
+    try:
+        settle_s = settings.parse_settle(args.settle)
+    except ValueError as exc:
+        raise InputError(str(exc), where="--settle", hint="Write it like 10s, or 0.") from exc
     # Checked before anything shows them (they are echoed in every progress line).
     for name in args.deployment:
         if not manifests.is_name(name):
@@ -344,7 +354,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         interrupt = Interrupt()
         interrupt.raise_on_signal = False
         with _signals(interrupt):
-            results = watch_reported(cluster, targets, timeout_s, reporter, interrupt)
+            results = watch_reported(cluster, targets, timeout_s, reporter, interrupt, settle_s)
             if not interrupt.event.is_set():
                 results = diagnose_all(cluster, results, since, cancel=interrupt.event)
     finally:

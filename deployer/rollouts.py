@@ -21,6 +21,7 @@ def watch_reported(
     timeout_s: float,
     reporter: Reporter,
     interrupt: Interrupt,
+    settle_s: float = 0.0,
 ) -> list[RolloutResult]:
     """`watch_rollouts` with its progress and each verdict on the log. A signal only sets the
     interrupt's event while it runs (the watcher ends within a moment and says where each rollout
@@ -35,6 +36,7 @@ def watch_reported(
             progress=reporter.line,
             on_verdict=lambda r: reporter.line(report.verdict_line(r)),
             cancel=interrupt.event,
+            settle_s=settle_s,  # issue 17: the `settle` input
         )
     finally:
         interrupt.raise_on_signal = raised_on_signal
@@ -65,7 +67,9 @@ def watch(
     # One timeout for the whole deploy: what the run-first Jobs used is gone.
     timeout_s = settings.timeout_s if deadline is None else max(deadline - time.monotonic(), 1.0)
     with reporter.group(f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s"):
-        watched = watch_reported(cluster, targets, timeout_s, reporter, interrupt)
+        watched = watch_reported(
+            cluster, targets, timeout_s, reporter, interrupt, settings.settle_s
+        )
         outcome.results = outcome.results + watched
     if interrupt.event.is_set():
         raise Cancelled("cancelled while waiting for the rollouts")

@@ -357,6 +357,32 @@ def _timeout(text: str, inputs: _Inputs) -> float:
         raise Invalid(str(exc), "Write it like 90s, 10m or 1h30m.") from exc
 
 
+DEFAULT_SETTLE = "10s"
+MAX_SETTLE_S = 600.0
+
+
+def parse_settle(text: str) -> float:
+    """The settle window in seconds: a duration like `timeout` ('10s', '1m'), or 0 for none.
+    Only 0 may go without a unit (it means the same in every unit); '10' is refused like
+    `timeout: 10`."""
+    text = text.strip()
+    if re.fullmatch(r"0+(?:\.0+)?[hms]?", text):
+        return 0.0
+    seconds = parse_duration(text)
+    if seconds > MAX_SETTLE_S:
+        raise ValueError(f"must be at most {MAX_SETTLE_S / 60:g}m, got {text!r}")
+    return seconds
+
+
+def _settle(text: str, inputs: _Inputs) -> float:
+    try:
+        return parse_settle(text)
+    except ValueError as exc:
+        raise Invalid(
+            str(exc), "Write it like 10s or 30s, or 0 to call a rollout green as kubectl does."
+        ) from exc
+
+
 def _flag(text: str, inputs: _Inputs) -> bool:
     if text in _TRUE:
         return True
@@ -416,6 +442,13 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
     ),
+    InputSpec(
+        "settle",
+        DEFAULT_SETTLE,
+        "how long new containers must stay up after kubectl's done before green (0: off)",
+        parse=_settle,
+        field="settle_s",
+    ),
     InputSpec("rollback-on-failure", "false", "roll failed Deployments back", parse=_flag),
     InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
     InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
@@ -441,6 +474,7 @@ _FALLBACK: dict[str, object] = {
     "context": Path(),
     "dockerfile": Path("Dockerfile"),
     "timeout_s": 0.0,
+    "settle_s": 0.0,
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
@@ -472,6 +506,7 @@ class Settings:
     secret_name: str = ""
     wait_for: tuple[str, ...] = ()  # "Kind/name" (a plain name in the input is a Deployment)
     timeout_s: float = 600.0
+    settle_s: float = 10.0  # DEFAULT_SETTLE
     rollback_on_failure: bool = False
     pin_digest: bool = False
     force_conflicts: bool = True

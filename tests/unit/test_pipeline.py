@@ -277,6 +277,9 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
         "cluster": "prod",
         "namespace": NS,
         "timeout_s": 20.0,
+        # This world's Deployments have no pods to hold to a settle window (test_settle.py
+        # and the e2e suites judge that); with one, every green here would wait for pods.
+        "settle_s": 0.0,
         "registry_username": "bot",
         "registry_password": "registry-password-1234",
     }
