@@ -10,13 +10,16 @@ kubectl's definition an instant before the first crash; between restarts the con
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from deployer.status import Verdict
+from deployer.watch import Target, watch_rollouts
 from deployer.workloads import ContainerClock, workload_verdict
-from tests.unit.fake_cluster import deployment, pod, replicaset
+from tests.unit.fake_cluster import NS, FakeCluster, deployment, pod, replicaset
 
 T0 = datetime(2026, 12, 5, 21, 14, 2, tzinfo=UTC).timestamp()  # the pod starts (node clock)
 SETTLE = 10.0
@@ -295,3 +298,45 @@ def test_the_clock_counts_from_the_latest_start_and_a_restart_starts_it_again() 
     again = clock.up_for(restarted, cs2, 7.0)
     assert again is not None and again <= 0.5
     assert clock.up_for(worker_pod(ended(1, 8.0)), cs2 | {"state": {"terminated": {}}}, 8.0) is None
+
+
+# --- through the watcher (real time, a short window) -------------------------------------------
+
+
+def test_the_watcher_holds_a_done_rollout_to_the_window_and_a_crash_in_it_is_red() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("worker", replicas=1, updated=1, available=1))
+    cluster.put(replicaset("worker", 2))
+    cluster.put(worker_pod(running(0, 0.0)))
+    lines: list[str] = []
+
+    def crash() -> None:
+        for state in (ended(0, 1.0), running(1, 1.0), ended(1, 1.0), running(2, 1.0)):
+            cluster.put(worker_pod(state))
+        cluster.put(worker_pod(ended(2, 1.0)))
+
+    timer = threading.Timer(0.3, crash)
+    timer.start()
+    [result] = watch_rollouts(
+        cluster, [Target("worker", NS, 2)], timeout_s=10, progress=lines.append, settle_s=5.0
+    )
+    timer.join()
+    assert (result.result, result.reason) == (
+        "failed",
+        "container `worker` is crash-looping: last run exited 3 (Error), restarted 2 times "
+        f"[pod {NAME}]",
+    )
+    assert lines[0] == SETTLING.replace("10s", "5s")
+
+
+def test_the_watcher_calls_green_once_the_window_has_passed() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("worker", replicas=1, updated=1, available=1))
+    cluster.put(replicaset("worker", 2))
+    cluster.put(worker_pod(running(0, 0.0)))
+    started = time.monotonic()
+    [result] = watch_rollouts(
+        cluster, [Target("worker", NS, 2)], timeout_s=10, progress=lambda _: None, settle_s=0.6
+    )
+    assert (result.result, result.reason) == ("succeeded", "successfully rolled out")
+    assert 0.6 <= time.monotonic() - started < 2.0
