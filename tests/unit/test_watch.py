@@ -137,8 +137,10 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
     crashing = pod("pod-crash-loop", "web", 2, "x2x7q")
     cluster.put(crashing)
     name = crashing["metadata"]["name"]
-    cluster.logs[name, "web", False] = ""
-    cluster.logs[name, "web", True] = "booting\nKeyError: 'DATABASE_URL'"
+    # Waiting to restart, its plain log is its last run (a kubelet's answer); --previous, the
+    # run before, is not read.
+    cluster.logs[name, "web", False] = "booting\nKeyError: 'DATABASE_URL'"
+    cluster.logs[name, "web", True] = "the run before"
     cluster.events.append(
         event(
             "Pod",
@@ -181,10 +183,7 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
         reason="CrashLoopBackOff",
         exit_code=1,
         conditions=(),
-        logs=(
-            LogExcerpt("web", False, (), "no output"),
-            LogExcerpt("web", True, ("booting", "KeyError: 'DATABASE_URL'")),
-        ),
+        logs=(LogExcerpt("web", False, ("booting", "KeyError: 'DATABASE_URL'"), run="last run"),),
         events=(
             EventLine(
                 datetime(2026, 11, 26, 10, 10, 41, tzinfo=UTC),
@@ -232,9 +231,10 @@ def test_a_failed_migrate_init_container_is_named_in_the_reason_and_diagnosis() 
         True,
         1,
     )
-    current, previous = diagnosis.logs
-    assert current.lines == tuple(f"line {i}" for i in range(30, 80))  # the last 50
-    assert previous == LogExcerpt("migrate", True, (), "no previous run")
+    # Read by the init container's name, shown once as its last run (it is `terminated`).
+    [last] = diagnosis.logs
+    assert last.lines == tuple(f"line {i}" for i in range(30, 80))  # the last 50
+    assert (last.container, last.title) == ("migrate", "logs of `migrate`, last run")
 
 
 def test_an_unschedulable_pod_fails_only_after_the_grace_the_watcher_measured() -> None:
@@ -481,7 +481,7 @@ def test_logs_the_kubelet_cannot_serve_are_noted_not_raised() -> None:
     result = diagnose(cluster, dep, SINCE, problem)
     assert [excerpt.note for excerpt in result.logs] == [
         "logs unavailable: not found while trying to read logs of pod: the server could not find"
-    ] * 2
+    ]
 
 
 def test_events_before_the_deploy_and_routine_ones_are_dropped() -> None:
