@@ -183,3 +183,25 @@ def test_wait_workload_takes_kind_slash_name_and_refuses_anything_else(tmp_path:
     assert result.returncode == 2
     output = result.stdout + result.stderr
     assert "is not kind/name" not in output and "missing.yaml" in output
+
+
+def test_wait_settle_is_a_duration_or_zero_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    for bad, says in (("10", "has no unit"), ("forever", "is not a duration"), ("1h", "at most")):
+        result = run("wait", "--deployment", "web", "--settle", bad, cwd=tmp_path)
+        assert result.returncode == 2, (bad, result.stderr)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and "--settle" in lines[0] and says in lines[0], lines
+    # 0 (off) and a duration pass this check and stop at the next: the missing kubeconfig.
+    for good in ("0", "5s"):
+        result = run(
+            "wait",
+            "--deployment",
+            "web",
+            "--settle",
+            good,
+            "--kubeconfig",
+            "missing.yaml",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2
+        assert "--settle" not in result.stdout + result.stderr
