@@ -51,9 +51,7 @@ _AUTH_WORD = re.compile(r"unauthorized|authentication required|denied|forbidden"
 
 # The registry has no such image or tag: containerd says "failed to resolve image: <ref>: not
 # found" inside "rpc error: code = NotFound"; Docker-shaped registries say "manifest unknown".
-_MISSING_PULL_ERROR = re.compile(
-    r"code = NotFound|: not found|manifest unknown|not found", re.IGNORECASE
-)
+_MISSING_PULL_ERROR = re.compile(r"code = NotFound|manifest unknown|not found", re.IGNORECASE)
 
 # A container the runtime could not start because its entrypoint cannot be executed (a missing
 # command, a run.sh without its execute bit, a binary for another architecture): the kubelet
@@ -146,9 +144,6 @@ class _ContainerView:
     def last_terminated(self) -> Obj | None:
         return _mapping(self.status, "lastState", "terminated")
 
-    def running(self) -> Obj | None:
-        return _mapping(self.status, "state", "running")
-
     def memory_limit(self) -> str | None:
         limit = _get(self.spec, "resources", "limits", "memory")
         return str(limit) if limit is not None else None
@@ -238,9 +233,9 @@ def _crash_loop(c: _ContainerView, tolerance: int) -> PodProblem | None:
     real kubelet keeps the container `terminated` (reason Error) for nearly all of each back-off
     and shows `waiting: CrashLoopBackOff` only for a fraction of a second before a restart (a
     watch saw it first at the third run, about 40 s in; a poller at 170 s), so the waiting
-    reason alone is seen late or never. A
-    container that is running again is not judged: it may have recovered (the tolerance's
-    purpose: a worker that crashed while its database started).
+    reason alone is seen late or never. A container that is running again is not judged: it
+    may have recovered (the tolerance's purpose: a worker that crashed while its database
+    started).
     """
     if c.init:
         return None  # an init container's first failure is final: `_init_failed`
