@@ -325,6 +325,18 @@ def _start_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
 
 def _image_pull(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
+    if waiting and waiting.get("reason") == "ErrImageNeverPull":
+        # imagePullPolicy Never and the image is not on the node: the kubelet will never pull it.
+        return _problem(
+            c,
+            "ImagePullFailed",
+            "ErrImageNeverPull",
+            None,
+            _one_line(
+                f"{c.label} cannot start: its image is not on the node and imagePullPolicy is "
+                f"Never (ErrImageNeverPull): {waiting.get('message') or ''}"
+            ),
+        )
     if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
         return None
     message = waiting.get("message") or ""

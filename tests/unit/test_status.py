@@ -495,6 +495,25 @@ def test_missing_pull_credentials_elsewhere_name_the_pull_secret() -> None:
     )
 
 
+def test_an_image_absent_with_pull_policy_never_is_red_at_once() -> None:
+    # Seen on the real node: the kubelet never pulls it, so waiting cannot help.
+    pod = snap("pod-kubelet-image-not-found")
+    message = 'Container image "djk.local/probe:1" is not present with pull policy of Never'
+    pod["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {"reason": "ErrImageNeverPull", "message": message}
+    }
+    assert pod_verdict(pod) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="ImagePullFailed",
+        reason="ErrImageNeverPull",
+        exit_code=None,
+        detail="container `worker` cannot start: its image is not on the node and "
+        f"imagePullPolicy is Never (ErrImageNeverPull): {message}",
+    )
+
+
 def test_a_real_init_error_is_red_at_once_and_named() -> None:
     assert pod_verdict(snap("pod-kubelet-init-error")) == PodProblem(
         pod=WORKER_POD,
