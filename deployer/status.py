@@ -300,11 +300,12 @@ def _start_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     """The runtime cannot exec the entrypoint: final at the first attempt (see `_UNSTARTABLE`)."""
     waiting = c.waiting() or {}
     ended = c.terminated() or c.last_terminated() or {}
-    message = ""
+    message, reason = "", "RunContainerError"
     if waiting.get("reason") == "RunContainerError":
         message = str(waiting.get("message") or "")
     if not _UNSTARTABLE.search(message) and ended.get("reason") == "StartError":
-        message = str(ended.get("message") or "")
+        # Between attempts (terminated, or waiting in CrashLoopBackOff) the last one says it.
+        message, reason = str(ended.get("message") or ""), "StartError"
     found = _UNSTARTABLE.search(message)
     if not found:
         return None
@@ -312,7 +313,6 @@ def _start_error(c: _ContainerView, _tolerance: int) -> PodProblem | None:
     # what exec said.
     at = message.find("exec: ")
     why = message[at:] if at >= 0 else message
-    reason = str(waiting.get("reason") or ended.get("reason") or "StartError")
     code = _exit_code(ended)
     return _problem(
         c,

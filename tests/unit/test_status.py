@@ -449,6 +449,20 @@ def test_a_start_error_between_restarts_is_red_too() -> None:
     assert (problem.state, problem.reason, problem.exit_code) == ("StartError", "StartError", 128)
 
 
+def test_a_start_error_seen_in_the_back_off_window_names_start_error() -> None:
+    # The real node showed this shape too: waiting CrashLoopBackOff, lastState StartError.
+    pod = snap("pod-kubelet-run-container-error")
+    status = pod["status"]["containerStatuses"][0]
+    status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert (problem.state, problem.reason, problem.exit_code) == ("StartError", "StartError", 128)
+    assert problem.detail.startswith(
+        "container `worker` cannot start: the runtime cannot run its command (StartError): "
+        'exec: "/app/does-not-exist"'
+    )
+
+
 def test_a_run_container_error_of_another_kind_is_left_to_the_crash_loop_rule() -> None:
     pod = snap("pod-kubelet-run-container-error")
     status = pod["status"]["containerStatuses"][0]
