@@ -146,6 +146,10 @@ spec:
 """
 
 
+# `--settle` for our tool: the action's default; `--settle 0` is kubectl's done (set by main).
+OURS = {"settle": "10s"}
+
+
 def ours_wait(namespace: str, *target: str) -> list[str]:
     """`python -m deployer wait` for one rollout (`--deployment NAME` or `--workload KIND/NAME`)."""
     return [
@@ -157,6 +161,8 @@ def ours_wait(namespace: str, *target: str) -> list[str]:
         namespace,
         "--timeout",
         "5m",
+        "--settle",
+        OURS["settle"],
         *target,
     ]
 
@@ -205,7 +211,13 @@ def main() -> int:
         default="green,crash-loop,image-pull-not-found,init-fail,job-fail,statefulset-crash-loop",
     )
     parser.add_argument("--kubectl-timeout", type=int, default=KUBECTL_TIMEOUT_S)
+    parser.add_argument(
+        "--settle",
+        default=OURS["settle"],
+        help="our settle window (default the action's 10s; 0: green when kubectl says done)",
+    )
     args = parser.parse_args()
+    OURS["settle"] = args.settle
     if "KUBECONFIG" not in os.environ:
         print('run `eval "$(scripts/stack env)"` first', file=sys.stderr)
         return 2

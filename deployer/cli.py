@@ -200,6 +200,13 @@ def _add_wait(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--timeout", default="10m", metavar="DURATION", help="for all together (default: 10m)"
     )
     wait.add_argument(
+        "--settle",
+        default=settings.DEFAULT_SETTLE,
+        metavar="DURATION",
+        help="how long new containers must stay up after kubectl's done, 0: off "
+        f"(default: {settings.DEFAULT_SETTLE})",
+    )
+    wait.add_argument(
         "--kubeconfig",
         dest="kubeconfig_file",
         metavar="PATH",
@@ -420,6 +427,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         deployments=args.deployment,
         workloads=args.workload,
         namespace=args.namespace,
+        settle=args.settle,
     )
     kubeconfig_input.check_files(args.kubeconfig_file, env)
     cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
@@ -436,6 +444,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
             manifests=(),
             namespace=namespace,
             timeout_s=asked.timeout_s,
+            settle_s=asked.settle_s,
         )
         run = Run(given, reporter, real_services(env), interrupt)
         with _signals(interrupt), contextlib.suppress(Cancelled):

@@ -15,6 +15,7 @@ or timed-out rollout at once, each in its own thread, and stops waiting after a 
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,10 @@ ROUTINE_EVENTS = frozenset(
         "Killing",
     }
 )
+
+# What a kubelet answers, as a log body with status 200, when it has no log for the run asked
+# (`--previous` of a container that is `terminated`, on containerd).
+_KUBELET_LOG_ERROR = re.compile(r"unable to retrieve container logs for \S+$")
 
 # The runner's clock and the cluster's are not the same clock: take events from a little before
 # the deploy began rather than miss the one that explains it.
@@ -150,11 +155,7 @@ def diagnose(
     failing = _failing_container(pod, problem)
     logs: tuple[LogExcerpt, ...] = ()
     if pod_name is not None and failing is not None:
-        current, previous = (
-            _logs(cluster, pod_name, namespace, failing.name, failing.status, previous=p)
-            for p in (False, True)
-        )
-        logs = _distinct(current, previous, failing.status)
+        logs = _read_logs(cluster, pod_name, namespace, failing)
     objects = [(kind, workload_name)]
     if rs is not None:
         objects.append(("ReplicaSet", name(rs)))
@@ -271,6 +272,28 @@ def _pick_pod(
     return candidates[0] if candidates else None
 
 
+def _read_logs(
+    cluster: DiagnoseSource, pod: str, namespace: str, container: Container
+) -> tuple[LogExcerpt, ...]:
+    """The runs worth showing of one container (read by its name, init containers too).
+
+    A container that ended and is not running again (terminated between restarts, or waiting
+    to restart) is shown once, as its "last run": a kubelet serves that run as the plain log.
+    Its `--previous` is not read: while the container is `terminated`, a real kubelet answers
+    it with an error text and status 200 (kubectl prints "unable to retrieve container logs
+    for containerd://…" and exits 0), which must never pass for a log (issue 17).
+    """
+    cs = container.status
+    ran = container.terminated() is not None or container.last_terminated() is not None
+    if container.running() is None and (ran or container.restarts):
+        last = _logs(cluster, pod, namespace, container.name, cs, previous=False)
+        return (dataclasses.replace(last, run="last run"),)
+    current, previous = (
+        _logs(cluster, pod, namespace, container.name, cs, previous=p) for p in (False, True)
+    )
+    return _distinct(current, previous, cs)
+
+
 def _logs(
     cluster: DiagnoseSource,
     pod: str,
@@ -297,6 +320,9 @@ def _logs(
         text = cluster.pod_logs(pod, namespace, container, tail=LOG_LINES, previous=previous)
     except DeployError as exc:
         return LogExcerpt(container, previous, (), f"logs unavailable: {exc.message}")
+    if _KUBELET_LOG_ERROR.match(text.strip()) and len(text.strip().splitlines()) == 1:
+        # The kubelet's error passed through as a 200 body (see `_read_logs`): a note, not a log.
+        return LogExcerpt(container, previous, (), f"logs unavailable: {text.strip()}")
     lines = tuple(text.splitlines()[-LOG_LINES:])
     return LogExcerpt(container, previous, lines, "" if lines else "no output")
 

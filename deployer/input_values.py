@@ -167,10 +167,16 @@ class WaitSettings:
     timeout_s: float
     workloads: tuple[tuple[str, str, str], ...]
     namespace: str
+    settle_s: float = 0.0
 
 
 def parse_wait(
-    *, timeout: str, deployments: Sequence[str], workloads: Sequence[str], namespace: str
+    *,
+    timeout: str,
+    deployments: Sequence[str],
+    workloads: Sequence[str],
+    namespace: str,
+    settle: str = "0",
 ) -> WaitSettings:
     try:
         timeout_s = parse_duration(timeout)
@@ -178,6 +184,10 @@ def parse_wait(
         raise InputError(
             str(exc), where="--timeout", hint="Write it like 90s, 10m or 1h30m."
         ) from exc
+    try:
+        settle_s = parse_settle(settle)
+    except ValueError as exc:
+        raise InputError(str(exc), where="--settle", hint="Write it like 10s, or 0.") from exc
     for name in deployments:
         if not manifests.is_name(name):
             raise InputError(
@@ -208,4 +218,21 @@ def parse_wait(
             where="--namespace",
             hint="Use at most 63 lower-case letters, digits and '-'.",
         )
-    return WaitSettings(timeout_s, tuple(wanted), namespace)
+    return WaitSettings(timeout_s, tuple(wanted), namespace, settle_s)
+
+
+DEFAULT_SETTLE = "10s"
+MAX_SETTLE_S = 600.0
+
+
+def parse_settle(text: str) -> float:
+    """The settle window in seconds: a duration like `timeout` ('10s', '1m'), or 0 for none.
+    Only 0 may go without a unit (it means the same in every unit); '10' is refused like
+    `timeout: 10`."""
+    text = text.strip()
+    if re.fullmatch(r"0+(?:\.0+)?[hms]?", text):
+        return 0.0
+    seconds = parse_duration(text)
+    if seconds > MAX_SETTLE_S:
+        raise ValueError(f"must be at most {MAX_SETTLE_S / 60:g}m, got {text!r}")
+    return seconds

@@ -110,7 +110,8 @@ class Container:
     name: str
     init: bool
     status: Obj
-    spec: Obj = field(default_factory=dict, compare=False)
+    spec: Obj = field(default_factory=dict, compare=False)  # its pod spec entry ({}: unknown)
+    restart_policy: str = "Always"  # the pod's (init containers never restart on their own)
 
     @property
     def label(self) -> str:
@@ -153,6 +154,15 @@ class Container:
                 return int(state["exitCode"])
         return None
 
+    def memory_limit(self) -> str | None:
+        limit = get(self.spec, "resources", "limits", "memory")
+        return str(limit) if limit is not None else None
+
+    def restarts_after_exit(self) -> bool:
+        """Will the kubelet start this (app) container again after it ends? Always: whatever
+        the exit; OnFailure: after a non-zero exit; Never: not at all (a Job's pod)."""
+        return self.restart_policy in ("Always", "OnFailure")
+
     def ran_before(self) -> bool:
         """Has a run of it already ended (a previous run exists)?"""
         return self.last_terminated() is not None or self.restarts > 0
@@ -173,7 +183,14 @@ def containers(pod: object) -> Iterator[Container]:
         order = list(specs) or list(by_name)
         for cname in order:
             if cname in by_name:
-                yield Container(pod_name, str(cname), init, by_name[cname], specs.get(cname, {}))
+                yield Container(
+                    pod_name,
+                    str(cname),
+                    init,
+                    by_name[cname],
+                    specs.get(cname, {}),
+                    str(spec.get("restartPolicy") or "Always"),
+                )
 
 
 def container(pod: object, container_name: str, init: bool) -> Container:

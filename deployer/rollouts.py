@@ -140,6 +140,7 @@ def watch_reported(
             progress=reporter.line,
             on_verdict=lambda r: reporter.line(report.verdict_line(r)),
             cancel=interrupt.event,
+            settle_s=run.settings.settle_s,  # green means it stays up (the `settle` input)
         )
     finally:
         interrupt.raise_on_signal = raised_on_signal

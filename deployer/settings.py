@@ -46,6 +46,8 @@ is_cluster = input_values.is_cluster
 load_env_file = input_values.load_env_file
 parse_duration = input_values.parse_duration
 parse_wait = input_values.parse_wait
+parse_settle = input_values.parse_settle
+DEFAULT_SETTLE = input_values.DEFAULT_SETTLE
 
 
 class Invalid(Exception):
@@ -383,6 +385,15 @@ def _optional_timeout(text: str, inputs: _Inputs) -> float | None:
     return _timeout(text, inputs) if text else None
 
 
+def _settle(text: str, inputs: _Inputs) -> float:
+    try:
+        return parse_settle(text)
+    except ValueError as exc:
+        raise Invalid(
+            str(exc), "Write it like 10s or 30s, or 0 to call a rollout green as kubectl does."
+        ) from exc
+
+
 def _flag(text: str, inputs: _Inputs) -> bool:
     if text in TRUE:
         return True
@@ -634,6 +645,13 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
     ),
+    InputSpec(
+        "settle",
+        DEFAULT_SETTLE,
+        "how long new containers must stay up after kubectl's done before green (0: off)",
+        parse=_settle,
+        field="settle_s",
+    ),
     InputSpec("rollback-on-failure", "false", "roll failed Deployments back", parse=_flag),
     InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
     InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
@@ -708,6 +726,7 @@ _FALLBACK: dict[str, object] = {
     "timeout_s": 0.0,
     "run_first_timeout_s": None,
     "pr_comment": None,
+    "settle_s": 0.0,
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
@@ -803,6 +822,7 @@ class Settings:
     secret_name: str = ""
     wait_for: tuple[str, ...] = ()  # "Kind/name" (a plain name in the input is a Deployment)
     timeout_s: float = 600.0
+    settle_s: float = 10.0  # DEFAULT_SETTLE
     rollback_on_failure: bool = False
     pin_digest: bool = False
     force_conflicts: bool = True

@@ -52,9 +52,28 @@ _FINAL_PULL_ERROR = re.compile(
     re.IGNORECASE,
 )
 
-# The registry refused who we are (not: the image is missing).
+# The registry refused who we are (not: the image is missing). containerd's answer to a pull
+# without credentials says "pull access denied, repository does not exist or may require
+# authorization: authorization failed: no basic auth credentials" (no "unauthorized").
 _AUTH_PULL_ERROR = re.compile(
     r"unauthorized|authentication required|no basic auth credentials|denied|forbidden|\b401\b",
+    re.IGNORECASE,
+)
+
+_AUTH_WORD = re.compile(r"unauthorized|authentication required|denied|forbidden", re.IGNORECASE)
+
+# The registry has no such image or tag: containerd says "failed to resolve image: <ref>: not
+# found" inside "rpc error: code = NotFound"; Docker-shaped registries say "manifest unknown".
+_MISSING_PULL_ERROR = re.compile(r"code = NotFound|manifest unknown|not found", re.IGNORECASE)
+
+# A container the runtime could not start because its entrypoint cannot be executed (a missing
+# command, a run.sh without its execute bit, a binary for another architecture): the kubelet
+# says RunContainerError, then StartError with exit 128 in lastState. The image is the same at
+# every restart, so no restart can fix it. Other RunContainerErrors (a runtime timeout) are left
+# to the crash-loop rule.
+_UNSTARTABLE = re.compile(
+    r"exec: .*(no such file or directory|permission denied)|executable file not found"
+    r"|exec format error|no such file or directory: unknown",
     re.IGNORECASE,
 )
 
@@ -165,19 +184,51 @@ class _Rule:
 
 
 def _crash_loop(c: Container, tolerance: int) -> PodProblem | None:
+    """An app container that keeps ending and being restarted, past the restart tolerance.
+
+    Judged from its restarts and its last run, in either shape a kubelet shows between runs: a
+    real kubelet keeps the container `terminated` (reason Error) for nearly all of each back-off
+    and shows `waiting: CrashLoopBackOff` only for a fraction of a second before a restart (a
+    watch saw it first at the third run, about 40 s in; a poller at 170 s), so the waiting
+    reason alone is seen late or never. A container that is running again is not judged: it
+    may have recovered (the tolerance's purpose: a worker that crashed while its database
+    started).
+    """
+    if c.init:
+        return None  # an init container's first failure is final: `_init_failed`
     waiting = c.waiting()
-    if not waiting or waiting.get("reason") != "CrashLoopBackOff" or c.restarts < tolerance:
+    terminated = c.terminated()
+    if waiting and waiting.get("reason") == "CrashLoopBackOff":
+        last = c.last_terminated() or {}
+        reason = "CrashLoopBackOff"
+    elif terminated is not None and c.restarts_after_exit():
+        code = exit_code(terminated)
+        if not code and c.restart_policy != "Always":
+            return None  # OnFailure: exit 0 is done, not a crash
+        last, reason = terminated, str(terminated.get("reason") or "Error")
+    else:
         return None
-    last = c.last_terminated() or {}
+    if c.restarts < tolerance:
+        return None
     code = exit_code(last)
-    how = f"exited {code} ({last.get('reason') or 'no reason'})" if code is not None else "failed"
     return _problem(
         c,
         "CrashLoopBackOff",
-        "CrashLoopBackOff",
+        reason,
         code,
-        f"{c.label} is crash-looping: last run {how}, restarted {c.restarts} times",
+        f"{c.label} is crash-looping: last run {_ended(c, last)}, restarted {c.restarts} times",
     )
+
+
+def _ended(c: Container, terminated: Obj) -> str:
+    """How one run ended: "exited 1 (Error)", or an OOM kill with the limit it hit."""
+    code = exit_code(terminated)
+    reason = terminated.get("reason") or "no reason"
+    if reason == "OOMKilled":
+        limit = c.memory_limit()
+        at = f"at its memory limit of {limit}" if limit else "with no memory limit (node memory)"
+        return f"was OOMKilled {at} (exit {code if code is not None else 137})"
+    return f"exited {code} ({reason})" if code is not None else "failed"
 
 
 def _init_failed(c: Container, _tolerance: int) -> PodProblem | None:
@@ -196,14 +247,53 @@ def _init_failed(c: Container, _tolerance: int) -> PodProblem | None:
     return _problem(
         c,
         "InitContainerFailed",
+        str(reason),
+        code,
+        f"{c.label} {_ended(c, terminated)}" + (f": {extra}" if extra else ""),
+    )
+
+
+def _start_error(c: Container, _tolerance: int) -> PodProblem | None:
+    """The runtime cannot exec the entrypoint: final at the first attempt (see `_UNSTARTABLE`)."""
+    waiting = c.waiting() or {}
+    ended = c.terminated() or c.last_terminated() or {}
+    message, reason = "", "RunContainerError"
+    if waiting.get("reason") == "RunContainerError":
+        message = str(waiting.get("message") or "")
+    if not _UNSTARTABLE.search(message) and ended.get("reason") == "StartError":
+        # Between attempts (terminated, or waiting in CrashLoopBackOff) the last one says it.
+        message, reason = str(ended.get("message") or ""), "StartError"
+    found = _UNSTARTABLE.search(message)
+    if not found:
+        return None
+    # The runtime's chain of "failed to create …" prefixes says nothing a user can act on: keep
+    # what exec said.
+    at = message.find("exec: ")
+    why = message[at:] if at >= 0 else message
+    code = exit_code(ended)
+    return _problem(
+        c,
+        "StartError",
         reason,
         code,
-        f"{c.label} exited {code} ({reason})" + (f": {extra}" if extra else ""),
+        one_line(f"{c.label} cannot start: the runtime cannot run its command ({reason}): {why}"),
     )
 
 
 def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
     waiting = c.waiting()
+    if waiting and waiting.get("reason") == "ErrImageNeverPull":
+        # imagePullPolicy Never and the image is not on the node: the kubelet will never pull it.
+        return _problem(
+            c,
+            "ImagePullFailed",
+            "ErrImageNeverPull",
+            None,
+            one_line(
+                f"{c.label} cannot start: its image is not on the node and imagePullPolicy is "
+                f"Never (ErrImageNeverPull): {waiting.get('message') or ''}"
+            ),
+        )
     if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
         return None
     message = waiting.get("message") or ""
@@ -211,12 +301,28 @@ def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
     if not final:
         return None
     image = c.status.get("image") or "its image"
-    verdict = final.group(0).lower()
+    auth = _AUTH_PULL_ERROR.search(message)
+    # Credentials first: containerd's "pull access denied, repository does not exist or may
+    # require authorization: … no basic auth credentials" also says "does not exist".
+    if auth and "no basic auth credentials" in message.lower():
+        verdict = "pull access denied, no credentials"
+    elif auth:
+        word = _AUTH_WORD.search(message)
+        verdict = word.group(0).lower() if word else "unauthorized"
+    elif _MISSING_PULL_ERROR.search(message):
+        verdict = "image not found"
+    else:
+        verdict = final.group(0).lower()
     # DOCR answers 401 to a cluster it was never integrated with: say the fix before the
     # runtime's long message, which the one-line cut may shorten.
     fix = ""
-    if docr.registry_name(str(image)) and _AUTH_PULL_ERROR.search(message):
+    if auth and docr.registry_name(str(image)):
         fix = f"; the cluster has no pull secret for {docr.HOST}: {docr.short_fix()}"
+    elif auth:
+        fix = (
+            "; the pod has no pull secret this registry accepts: add one to the pod's "
+            "imagePullSecrets (or its service account's)"
+        )
     # The registry's verdict first: a long runtime message is cut, the reason must survive.
     return _problem(
         c,
@@ -265,9 +371,17 @@ FATAL_STATES: tuple[_Rule, ...] = (
         _init_failed,
     ),
     _Rule(
+        "StartError",
+        "the runtime cannot execute the container's command (missing entrypoint, run.sh "
+        "without its execute bit): the image is the same at every restart, so the first "
+        "attempt is the answer",
+        _start_error,
+    ),
+    _Rule(
         "CrashLoopBackOff",
-        "the container keeps exiting and the kubelet is backing off; after a few restarts "
-        "(the tolerance absorbs a slow dependency) it is the release, not bad luck",
+        "the container keeps exiting and the kubelet restarts it (it sits terminated between "
+        "restarts, waiting in CrashLoopBackOff only briefly); after a few restarts (the "
+        "tolerance absorbs a slow dependency) it is the release, not bad luck",
         _crash_loop,
     ),
     _Rule(

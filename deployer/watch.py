@@ -45,7 +45,7 @@ from deployer.status import (
     is_unschedulable,
     pod_waiting_summary,
 )
-from deployer.workloads import KINDS, workload_verdict
+from deployer.workloads import KINDS, ContainerClock, workload_verdict
 
 DEFAULT_FAILURE_GRACE_S = 5.0
 REMINDER_S = 30.0
@@ -84,11 +84,14 @@ def watch_rollouts(
     unschedulable_grace_s: float = 10.0,
     failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
     reminder_s: float = REMINDER_S,
+    settle_s: float = 0.0,
 ) -> list[RolloutResult]:
     """Wait for every target's rollout; one result per target, in the order given.
 
     `progress` hears where open rollouts stand (on change, and a reminder every `reminder_s`);
     `on_verdict` hears each result once, when it is reached.
+    `settle_s` (issue 17): a rollout kubectl calls done is green only once its new containers
+    have been up that long (`workloads.settle_verdict`); 0 turns it off.
     Raises the API's error (Forbidden, ApiUnavailable...) if watching itself fails.
     """
     if not targets:
@@ -101,6 +104,7 @@ def watch_rollouts(
         restart_tolerance=restart_tolerance,
         unschedulable_grace_s=unschedulable_grace_s,
     )
+    run.settle_s = settle_s  # issue 17: the settle window (kept out of _Run's signature)
     started = time.monotonic()
     deadline = started + timeout_s
     stop = threading.Event()
@@ -212,6 +216,11 @@ class _Run:
         self.reflectors: dict[tuple[str, str], _Reflector] = {}
         self.first_failure: tuple[str, float] | None = None
         self.unschedulable_since: dict[str, float] = {}
+        # Issue 17, the settle window: how long each new container has been up, measured from
+        # what this watcher saw (monotonic `now` plus the wall clock's offset, for comparing
+        # with the kubelet's startedAt with care: see ContainerClock).
+        self.settle_s = 0.0
+        self.containers = ContainerClock(epoch=time.time() - time.monotonic())
 
     def _snapshot(self, kind: str, namespace: str) -> list[dict[str, Any]]:
         """What the reflector of a collection holds; [] for one not watched in that namespace."""
@@ -247,6 +256,8 @@ class _Run:
             restart_tolerance=self.restart_tolerance,
             unschedulable_for=lambda pod: self._unschedulable_for(pod, now),
             unschedulable_grace_s=self.unschedulable_grace_s,
+            settle_s=self.settle_s,
+            up_for=lambda pod, cs: self.containers.up_for(pod, cs, now),
         )
         if verdict.done:
             if verdict.ok:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deployer import timestamps
 from deployer.objects import (
     containers,
     controller_uid,
@@ -48,6 +49,7 @@ from deployer.status import (
     new_replicaset,
     pod_ended,
     pod_verdict,
+    pod_waiting_summary,
     pods_of,
 )
 
@@ -283,6 +285,8 @@ class Kind:
     # A red verdict's cause among the pods (a Job's last failed pod), for the message and the
     # diagnosis; None: the kind's own message says it all.
     failure: Callable[[Obj, Sequence[Obj]], PodProblem | None] | None = None
+    # Held to the settle window once done (green means it stays up); a Job finishes instead.
+    settles: bool = True
 
     @property
     def collection(self) -> Collection:
@@ -311,6 +315,7 @@ KINDS: dict[str, Kind] = {
             judged=job_pod_running,
             pods_follow_generation=False,
             failure=job_failure,
+            settles=False,
         ),
     )
 }
@@ -346,17 +351,26 @@ def workload_verdict(
     restart_tolerance: int = 2,
     unschedulable_for: Callable[[Obj], float] = lambda _pod: 0.0,
     unschedulable_grace_s: float = 10.0,
+    settle_s: float = 0.0,
+    up_for: Callable[[Obj, Obj], float | None] | None = None,
 ) -> tuple[Verdict, PodProblem | None, list[Obj]]:
     """The kind's verdict, else the first doomed pod's red verdict; plus the pods judged.
 
     Pods are judged only once the controller observed our generation (before that they belong to
     an older spec). A red Job verdict names its last failed pod's exit.
+
+    With `settle_s` > 0, a rollout kubectl calls done is green only once every app container of
+    its new-revision pods has been running `settle_s` since its latest start (`up_for`, measured
+    by the watcher: `ContainerClock`), and the fail-fast table keeps judging those pods meanwhile
+    (issue 17: a container without a readiness probe is Ready the moment it starts, so kubectl's
+    "done" can come an instant before it crashes). Jobs are not settled: they finish.
     """
     kind = str(obj.get("kind") or "")
     spec = KINDS[kind]
     verdict = spec.verdict(obj, applied_generation)
     about = subject(kind, name(obj))
-    if verdict.done:
+    settling = verdict.done and verdict.ok and verdict.waited and settle_s > 0 and spec.settles
+    if verdict.done and not settling:
         if not verdict.ok and spec.failure is not None:
             failure = spec.failure(obj, pods)
             if failure is not None:
@@ -375,7 +389,123 @@ def workload_verdict(
         )
         if problem is not None:
             return Verdict(True, False, problem.message(about)), problem, mine
+    if settling:
+        unsettled = settle_verdict(about, mine, settle_s, up_for or (lambda _p, _c: None))
+        if unsettled is None and len(mine) < _expected_pods(obj):
+            # kubectl's counts come from the controller; our pod stream may lag behind them.
+            unsettled = Verdict(
+                False, False, f"{about}: rolled out, settling: waiting to see its new pods"
+            )
+        if unsettled is not None:
+            return unsettled, None, mine
     return verdict, None, mine
+
+
+def _expected_pods(obj: Obj) -> int:
+    """How many new-revision pods a done rollout has (what settling must have seen)."""
+    if obj.get("kind") == "DaemonSet":
+        return int(get(obj, "status", "updatedNumberScheduled") or 0)
+    if obj.get("kind") == "StatefulSet":
+        return int(get(obj, "status", "updatedReplicas") or 0)
+    return int(get(obj, "status", "updatedReplicas") or 0)
+
+
+def settle_verdict(
+    subject: str,
+    pods: Sequence[Obj],
+    settle_s: float,
+    up_for: Callable[[Obj, Obj], float | None],
+) -> Verdict | None:
+    """None when every app container of `pods` has been up `settle_s` since its latest start;
+    else a not-done verdict saying the rollout is settling (and why, when a container is not
+    running). The message changes only when the reason does, so progress is not a countdown.
+
+    A container that ends within the window starts it again at its next start: when its
+    restarts reach the restart tolerance the fail-fast table calls it a crash loop (red, with
+    its exit code); below that, it has its window to prove it recovered (a worker that crashed
+    once while its database started still goes green).
+    """
+    settled = True
+    for pod in pods:
+        if get(pod, "metadata", "deletionTimestamp"):
+            continue
+        statuses = {c.name: c.status for c in containers(pod) if not c.init}
+        for container in get(pod, "spec", "containers") or []:
+            cname = str(container.get("name"))
+            cs = statuses.get(cname)
+            up = up_for(pod, cs) if cs is not None else None
+            if up is None:
+                return Verdict(
+                    False,
+                    False,
+                    f"{subject}: rolled out, settling ({settle_s:g}s): pod {name(pod)}: "
+                    f"{_not_running(pod, cname, cs)}",
+                )
+            settled = settled and up >= settle_s
+    if settled:
+        return None
+    return Verdict(
+        False,
+        False,
+        f"{subject}: rolled out, settling: green once its new containers have been up "
+        f"{settle_s:g}s",
+    )
+
+
+def _not_running(pod: Obj, name: str, cs: Obj | None) -> str:
+    ended = mapping(cs or {}, "state", "terminated")
+    count = int((cs or {}).get("restartCount") or 0)
+    restarts = f", restarted {count} times" if count else ""
+    if ended is not None:
+        return (
+            f"container `{name}` exited {ended.get('exitCode')} "
+            f"({ended.get('reason') or 'no reason'}){restarts}"
+        )
+    why = pod_waiting_summary(pod) or f"container `{name}` is not running"
+    return why + restarts
+
+
+class ContainerClock:
+    """How long each app container has been running since its latest start, as a lower bound
+    the watcher can trust whatever the clocks say. Fed times, never reads one (tests pass a
+    fake clock).
+
+    Two measures, the larger wins:
+    * local: since the watcher first saw this run (pod uid, container, restartCount, startedAt)
+      running. Always true, and the only measure for a run already going when we first looked.
+    * server, compared with care: the kubelet's `startedAt` is on the node's clock, which may be
+      anything against the runner's. A run the watcher saw start gives a bound on the node's
+      offset (the run started before we saw it, so offset >= startedAt - seen_at; `startedAt`
+      is truncated to the second, hence the 1 s). With the best bound of that node, any run's
+      age is at least now + offset_bound - startedAt - 1. Skew never lengthens it: a wrong
+      clock only costs waiting, it cannot call an unsettled container settled. So pods up
+      since before the deploy pay nothing once a new container on their node was seen starting.
+    """
+
+    def __init__(self, epoch: float = 0.0) -> None:
+        self._epoch = epoch  # added to the `now` passed in, to get the runner's wall clock
+        self._seen: dict[tuple[str, str, int, str], float] = {}
+        self._offset: dict[str, float] = {}  # node -> lower bound of (node clock - wall clock)
+
+    def up_for(self, pod: Obj, cs: Obj, now: float) -> float | None:
+        started_at = get(cs, "state", "running", "startedAt")
+        if get(cs, "state", "running") is None:
+            return None
+        wall = now + self._epoch
+        uid = str(get(pod, "metadata", "uid") or name(pod))
+        key = (uid, str(cs.get("name")), int(cs.get("restartCount") or 0), str(started_at))
+        node = str(get(pod, "spec", "nodeName") or "")
+        started = timestamps.parse(started_at)
+        if key not in self._seen:
+            self._seen[key] = wall
+            if started is not None:
+                bound = started.timestamp() - wall
+                self._offset[node] = max(self._offset.get(node, bound), bound)
+        local = wall - self._seen[key]
+        if started is None or node not in self._offset:
+            return local
+        server = wall + self._offset[node] - started.timestamp() - 1.0
+        return max(local, server)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ so a test can tell which request produced which excerpt.
 The prepared logs (the text ones live in stack/kwok/logs/):
 
     migrate-failure        a Django `migrate` traceback ending in django.db.utils.OperationalError;
-                           the previous run's last line holds SECRET_IN_LOG (a DATABASE_URL
-                           quoted back by libpq), for tests that put it in the env file
+                           the previous run's last line and a line near the current run's end
+                           hold SECRET_IN_LOG (a DATABASE_URL quoted back by libpq), for tests
+                           that put it in the env file (whichever run a diagnosis shows)
     gunicorn-boot-failure  gunicorn's "Worker failed to boot" with an ImproperlyConfigured
                            traceback; the current run holds lines that look like workflow
                            commands (`::error::`, `::stop-commands::`, ...)
@@ -35,7 +36,7 @@ from pathlib import Path
 LOGS_ANNOTATION = "deploy.test/logs"
 TEXT_DIR = Path(__file__).resolve().parent / "kwok" / "logs"
 PREPARED = ("migrate-failure", "gunicorn-boot-failure", "long")
-# In the previous run of migrate-failure: a test puts it in the env file and expects it masked.
+# In both runs of migrate-failure: a test puts it in the env file and expects it masked.
 SECRET_IN_LOG = "Pg-p4ss-from-the-env-file-7c1e9b2a"  # noqa: S105 - a fake, public on purpose
 LONG_LINES = 5000
 

@@ -87,11 +87,19 @@ def deployment(
     }
 
 
+# The action holds a rollout kubectl calls done to a settle window (its `settle` input, 10 s by
+# default); kwok's crash-loop pods end their runs 0.3 s after each start, so 2 s is plenty here.
+# Without one, a crash-loop pod without a probe is "done" for an instant before its first crash,
+# on kwok as on a real kubelet.
+SETTLE_S = 2.0
+
+
 def apply_and_watch(
     cluster: Cluster,
     docs: list[dict[str, Any]],
     *,
     timeout_s: float = 60,
+    settle_s: float = SETTLE_S,
     **kwargs: Any,
 ) -> tuple[list[RolloutResult], float, list[str]]:
     """Apply, then watch every Deployment; returns results, seconds from apply to verdict, log."""
@@ -110,6 +118,7 @@ def apply_and_watch(
         timeout_s=timeout_s,
         progress=lines.append,
         on_verdict=lambda r: lines.append(verdict_line(r)),
+        settle_s=settle_s,
         **kwargs,
     )
     elapsed = time.monotonic() - started
@@ -193,8 +202,9 @@ def test_a_failing_migrate_init_container_is_red_from_its_own_exit_and_named(
     )
     text = "\n".join(diagnosis_text(diagnosis))
     assert text.startswith(f"deployment/worker (namespace {namespace}): init container `migrate`")
-    # no deploy.test/logs annotation, so no logs: the diagnosis says so instead of failing
-    assert "logs of `migrate`, current run" in text
+    # no deploy.test/logs annotation, so no logs: the diagnosis says so instead of failing; the
+    # init container ended, so its last run is what is asked for (by its name)
+    assert "logs of `migrate`, last run" in text
 
 
 def test_a_crash_loop_is_red_after_the_restart_tolerance(cluster: Cluster, namespace: str) -> None:
@@ -205,7 +215,8 @@ def test_a_crash_loop_is_red_after_the_restart_tolerance(cluster: Cluster, names
     restarts = int(web.reason.split(", restarted ", 1)[1].split(" times", 1)[0])
     assert restarts >= 2  # the default restart tolerance was given before the red
     assert web.diagnosis is not None
-    assert web.diagnosis.reason == "CrashLoopBackOff"
+    # Seen between restarts (terminated, as a kubelet keeps it) or in the short waiting window.
+    assert web.diagnosis.reason in ("Error", "CrashLoopBackOff")
     assert any(e.reason == "BackOff" for e in web.diagnosis.events)
     assert all(e.reason not in ("Scheduled", "SuccessfulCreate") for e in web.diagnosis.events)
 

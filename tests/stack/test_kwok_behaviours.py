@@ -8,6 +8,7 @@ on it. Scheduling is the real kube-scheduler's; rollouts are the real controller
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import subprocess
 import time
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.stack
@@ -37,10 +38,13 @@ def deployment(
     annotations: dict[str, str] | None = None,
     init_containers: tuple[str, ...] = (),
     cpu: str | None = None,
+    probe: bool = False,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "app", "image": IMAGE}
     if cpu:
         container["resources"] = {"requests": {"cpu": cpu}}
+    if probe:
+        container["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": 8000}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -380,34 +384,113 @@ def test_a_behaviour_typo_is_reported_on_the_pod(cluster: Cluster) -> None:
 # -- failing behaviours -------------------------------------------------------------------------
 
 
-def test_crash_loop_backs_off_with_exit_1_and_a_growing_restart_count(cluster: Cluster) -> None:
-    cluster.create(deployment("worker", annotations={BEHAVIOR: "crash-loop"}))
+def transitions(
+    cluster: Cluster, app: str, field: str, until_restarts: int, timeout: float = 30.0
+) -> list[tuple[float, dict[str, Any], dict[str, Any]]]:
+    """Every change of the first (init) container's state kind or restart count, as a watch
+    sees it (a poller would miss the short waiting window): (monotonic time, status, pod)."""
+    seen: list[tuple[float, dict[str, Any], dict[str, Any]]] = []
+    stream = watch.Watch()
+    deadline = time.monotonic() + timeout
+    for event in stream.stream(
+        cluster.core.list_namespaced_pod,
+        cluster.namespace,
+        label_selector=f"app={app}",
+        timeout_seconds=int(timeout),
+    ):
+        pod = cluster.api.sanitize_for_serialization(event["object"])
+        found = statuses(pod, field)
+        if found:
+            status = found[0]
+            key = (status["restartCount"], next(iter(status["state"])))
+            last = seen[-1][1] if seen else None
+            if last is None or key != (last["restartCount"], next(iter(last["state"]))):
+                seen.append((time.monotonic(), status, pod))
+            if status["restartCount"] >= until_restarts:
+                stream.stop()
+        if time.monotonic() > deadline:
+            stream.stop()
+    return seen
 
-    def crashing() -> dict[str, Any] | None:
-        pod = cluster.one_pod("worker")
-        if pod and any(waiting_reason(s) == "CrashLoopBackOff" for s in statuses(pod)):
-            return pod
-        return None
 
-    pod = wait_for("CrashLoopBackOff", crashing, seen=lambda: cluster.pods("worker"))
-    assert pod["status"]["phase"] == "Running"
-    assert condition(pod, "Ready")["status"] == "False"
-    [app] = statuses(pod)
-    assert app["ready"] is False
-    assert app["lastState"]["terminated"]["exitCode"] == 1
-    assert app["lastState"]["terminated"]["reason"] == "Error"
-    assert "back-off" in app["state"]["waiting"]["message"]
-    first_count = app["restartCount"]
-    assert first_count >= 1
+def kinds(seen: list[tuple[float, dict[str, Any], dict[str, Any]]]) -> list[tuple[int, str]]:
+    return [(s["restartCount"], next(iter(s["state"]))) for _, s, _ in seen]
 
-    def restarted_twice_more() -> dict[str, Any] | None:
-        pod = cluster.one_pod("worker")
-        return pod if pod and statuses(pod)[0]["restartCount"] >= first_count + 2 else None
 
-    later = wait_for("restartCount to grow", restarted_twice_more, timeout=15)
-    assert waiting_reason(statuses(later)[0]) == "CrashLoopBackOff"
-    events = cluster.events(later)
+def time_in(seen: list[tuple[float, dict[str, Any], dict[str, Any]]], kind: str) -> float:
+    """Seconds spent in state `kind`, summed over the complete stays."""
+    return sum(
+        later - at
+        for (at, status, _), (later, _, _) in itertools.pairwise(seen)
+        if kind in status["state"]
+    )
+
+
+@pytest.mark.parametrize("probe", [False, True], ids=["no-probe", "readiness-probe"])
+def test_crash_loop_runs_then_ends_then_backs_off_briefly_as_a_real_kubelet_does(
+    cluster: Cluster, probe: bool
+) -> None:
+    # The sequence a kubelet v1.36 shows (issue 17), compressed: running (Ready without a
+    # readiness probe) -> terminated Error exit 1, most of each back-off -> waiting
+    # CrashLoopBackOff only briefly -> running with one restart more.
+    cluster.create(deployment("worker", annotations={BEHAVIOR: "crash-loop"}, probe=probe))
+    seen = transitions(cluster, "worker", "containerStatuses", until_restarts=3)
+    assert kinds(seen)[:10] == [
+        (0, "running"),
+        (0, "terminated"),
+        (0, "waiting"),
+        (1, "running"),
+        (1, "terminated"),
+        (1, "waiting"),
+        (2, "running"),
+        (2, "terminated"),
+        (2, "waiting"),
+        (3, "running"),
+    ], kinds(seen)
+    for _, status, pod in seen:
+        state = status["state"]
+        if "running" in state:
+            # Without a probe, Ready the moment it starts: kubectl may call the rollout done.
+            assert status["ready"] is (not probe)
+            assert condition(pod, "Ready")["status"] == ("False" if probe else "True")
+        elif "terminated" in state:
+            assert (state["terminated"]["exitCode"], state["terminated"]["reason"]) == (1, "Error")
+            assert status["ready"] is False
+            assert condition(pod, "Ready")["status"] == "False"
+        else:
+            assert state["waiting"]["reason"] == "CrashLoopBackOff"
+            assert "back-off" in state["waiting"]["message"]
+            assert status["lastState"]["terminated"]["exitCode"] == 1
+        assert pod["status"]["phase"] == "Running"
+    # Most of a back-off is spent terminated; the waiting window is the short one.
+    assert time_in(seen, "terminated") > 2 * time_in(seen, "waiting"), seen
+    events = cluster.events(seen[-1][2])
     assert any(e["type"] == "Warning" and e["reason"] == "BackOff" for e in events), events
+
+
+def test_init_crash_loop_is_first_seen_ended_with_a_previous_run_then_cycles(
+    cluster: Cluster,
+) -> None:
+    cluster.create(
+        deployment(
+            "worker", annotations={BEHAVIOR: "init-crash-loop"}, init_containers=("migrate",)
+        )
+    )
+    seen = transitions(cluster, "worker", "initContainerStatuses", until_restarts=3)
+    assert kinds(seen)[:5] == [
+        (1, "terminated"),
+        (1, "waiting"),
+        (2, "running"),
+        (2, "terminated"),
+        (2, "waiting"),
+    ], kinds(seen)
+    _, first, pod = seen[0]
+    assert first["lastState"]["terminated"]["exitCode"] == 1  # a previous run from the start
+    assert first["state"]["terminated"]["reason"] == "Error"
+    assert pod["status"]["phase"] == "Pending"
+    assert condition(pod, "Initialized")["status"] == "False"
+    for _, _, later in seen:
+        assert waiting_reason(statuses(later)[0]) == "PodInitializing"
 
 
 @pytest.mark.parametrize("init_containers", [(), ("migrate",)], ids=["app", "init"])

@@ -24,7 +24,8 @@ def make_run(
     outcome: Outcome | None = None,
 ) -> Run:
     return Run(
-        settings or Settings(image="reg/app", sha="0" * 40, workspace=Path(), manifests=()),
+        settings
+        or Settings(image="reg/app", sha="0" * 40, workspace=Path(), manifests=(), settle_s=0.0),
         reporter or Reporter(github=False, stream=io.StringIO()),
         services or Services(docker=_unused, digitalocean=_unused, cluster=_unused),
         interrupt,

@@ -331,3 +331,25 @@ def test_render_accepts_what_deploy_accepts_globs_and_several_manifests(tmp_path
     missing = run("render", "--manifests", "nothing/*.yaml", "--image", "r/a:1", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: --manifests: 'nothing/*.yaml' matches no file")
+
+
+def test_wait_settle_is_a_duration_or_zero_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    for bad, says in (("10", "has no unit"), ("forever", "is not a duration"), ("1h", "at most")):
+        result = run("wait", "--deployment", "web", "--settle", bad, cwd=tmp_path)
+        assert result.returncode == 2, (bad, result.stderr)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        assert len(lines) == 1 and "--settle" in lines[0] and says in lines[0], lines
+    # 0 (off) and a duration pass this check and stop at the next: the missing kubeconfig.
+    for good in ("0", "5s"):
+        result = run(
+            "wait",
+            "--deployment",
+            "web",
+            "--settle",
+            good,
+            "--kubeconfig",
+            "missing.yaml",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2
+        assert "--settle" not in result.stdout + result.stderr

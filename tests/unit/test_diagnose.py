@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from deployer.diagnose import _distinct, diagnose
+from deployer.diagnose import _distinct, _logs, diagnose
 from deployer.report import diagnosis_markdown, diagnosis_text
 from deployer.results import Diagnosis, LogExcerpt
 from deployer.status import pod_verdict
@@ -101,7 +101,7 @@ def test_a_failed_job_is_diagnosed_from_the_failed_pod_the_watcher_named() -> No
         "Error",
         3,
     )
-    assert result.logs[0] == LogExcerpt("migrate", False, ("IntegrityError",))
+    assert result.logs == (LogExcerpt("migrate", False, ("IntegrityError",), run="last run"),)
 
 
 # --- logs: each distinct excerpt once ----------------------------------------------------------
@@ -140,12 +140,40 @@ def test_a_crash_looping_containers_last_run_served_as_both_logs_is_shown_once()
     assert "<summary>logs of <code>web</code>, last run (last 2 lines)</summary>" in md
 
 
-def test_two_runs_with_different_lines_are_both_shown() -> None:
-    _, result = crash_looping_web("booting\nexit 1", "booting\nexit 2")
+def test_a_running_container_after_restarts_shows_both_runs_when_they_differ() -> None:
+    cluster = FakeCluster()
+    dep = deployment("web", updated=1, total=1)
+    cluster.put(dep)
+    cluster.put(replicaset("web", 2))
+    restarted = pod("pod-crash-loop", "web", 2, "x2x7q")
+    status = restarted["status"]["containerStatuses"][0]
+    status["state"] = {"running": {"startedAt": "2026-11-26T10:11:30Z"}}
+    cluster.put(restarted)
+    cluster.logs["web-r2-x2x7q", "web", False] = "booting\nexit 1"
+    cluster.logs["web-r2-x2x7q", "web", True] = "booting\nexit 2"
+    result = diagnose(cluster, dep, SINCE, None)
     assert [(e.title, e.lines) for e in result.logs] == [
         ("logs of `web`, current run", ("booting", "exit 1")),
         ("logs of `web`, previous run", ("booting", "exit 2")),
     ]
+
+
+def test_a_crash_loop_shows_its_last_run_once_and_never_reads_the_previous_one() -> None:
+    # Between restarts, a real kubelet's --previous answers an error text with status 200.
+    _, result = crash_looping_web("booting\nexit 1", "unable to retrieve container logs")
+    assert result.logs == (LogExcerpt("web", False, ("booting", "exit 1"), run="last run"),)
+
+
+def test_the_kubelets_error_text_is_a_note_never_a_log() -> None:
+    cs: dict[str, Any] = {"restartCount": 2, "state": {"running": {"startedAt": "x"}}}
+    error = "unable to retrieve container logs for containerd://3f9a0c2e7d1b4a6c"
+    cluster = FakeCluster()
+    cluster.logs["p", "web", True] = error
+    cluster.logs["p", "web", False] = "serving"
+    assert _logs(cluster, "p", "shop", "web", cs, previous=True) == LogExcerpt(
+        "web", True, (), f"logs unavailable: {error}"
+    )
+    assert _logs(cluster, "p", "shop", "web", cs, previous=False).lines == ("serving",)
 
 
 def test_a_running_container_whose_runs_print_the_same_lines_says_so_once() -> None:

@@ -217,6 +217,32 @@ def test_a_timeout_without_a_unit_is_refused_with_both_readings(workspace: Path)
 
 
 @pytest.mark.parametrize(
+    ("text", "seconds"), [("", 10.0), ("10s", 10.0), ("1m30s", 90.0), ("0", 0.0), ("0s", 0.0)]
+)
+def test_the_settle_window_is_a_duration_or_zero(
+    workspace: Path, text: str, seconds: float
+) -> None:
+    config, _ = parse(workspace, **({"settle": text} if text else {}))
+    assert config.settle_s == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10", "settle: `10` has no unit (seconds to kubectl, minutes to Azure/k8s-deploy)"),
+        ("-5s", "settle: is not a duration: '-5s'"),
+        ("11m", "settle: must be at most 10m, got '11m'"),
+    ],
+)
+def test_a_settle_window_that_is_not_one_is_one_line(
+    workspace: Path, text: str, message: str
+) -> None:
+    [problem] = problems(workspace, settle=text)
+    assert problem.startswith(message)
+    assert "\n" not in problem
+
+
+@pytest.mark.parametrize(
     ("image", "registry"),
     [
         ("thraxil/antisocial", "docker.io"),

@@ -182,9 +182,9 @@ def test_an_image_the_registry_does_not_have_is_fatal_at_the_first_pull() -> Non
         reason="ErrImagePull",
         exit_code=None,
         # the registry's verdict leads, so cutting the runtime's long message to 300 keeps it
-        detail=f"container `web` cannot pull {IMAGE}: not found (ErrImagePull): "
+        detail=f"container `web` cannot pull {IMAGE}: image not found (ErrImagePull): "
         f'failed to pull and unpack image "{IMAGE}": '
-        f'failed to resolve reference "{IMAGE}": registry.digitalocean.com/te…',
+        f'failed to resolve reference "{IMAGE}": registry.digitalocean.…',
     )
 
 
@@ -356,6 +356,187 @@ def test_a_pod_that_never_gets_ready_is_not_fatal_but_says_why_it_waits() -> Non
     assert not pod_is_ready(pod)
     assert pod_waiting_summary(pod) == (
         "container `web` is running but not ready (readiness probe)"
+    )
+
+
+# --- real kubelet shapes (issue 17): the statuses a kubelet v1.36 showed, not kwok's --------
+
+DOCR_FIX = (
+    "the cluster has no pull secret for registry.digitalocean.com: set `link-registry: true` or "
+    "run `doctl kubernetes cluster registry add <cluster>`"
+)
+
+
+def test_a_crash_loop_between_restarts_is_red_from_its_restarts_and_last_exit() -> None:
+    # A real kubelet keeps the container `terminated` between restarts; the old rule needed the
+    # 0.1 s `waiting: CrashLoopBackOff` window and judged this snapshot "may still become ready".
+    assert pod_verdict(snap("pod-kubelet-crash-loop-terminated")) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="CrashLoopBackOff",
+        reason="Error",
+        exit_code=1,
+        detail="container `worker` is crash-looping: last run exited 1 (Error), restarted 2 times",
+    )
+
+
+def test_the_brief_waiting_window_of_a_real_crash_loop_is_red_too() -> None:
+    assert pod_verdict(snap("pod-kubelet-crash-loop-waiting")) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="CrashLoopBackOff",
+        reason="CrashLoopBackOff",
+        exit_code=1,
+        detail="container `worker` is crash-looping: last run exited 1 (Error), restarted 2 times",
+    )
+
+
+def test_a_second_run_that_ended_is_within_the_restart_tolerance() -> None:
+    pod = snap("pod-kubelet-crash-loop-second-run-ended")
+    assert pod_verdict(pod) is None
+    assert pod_verdict(pod, restart_tolerance=1) is not None
+
+
+def test_a_container_running_again_after_crashes_may_have_recovered() -> None:
+    # The tolerance's purpose: a worker that crashed while its database started is not red.
+    assert pod_verdict(snap("pod-kubelet-crash-loop-running-again")) is None
+
+
+def test_an_oom_kill_is_named_with_the_containers_memory_limit() -> None:
+    assert pod_verdict(snap("pod-kubelet-oom-killed")) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="CrashLoopBackOff",
+        reason="OOMKilled",
+        exit_code=137,
+        detail="container `worker` is crash-looping: last run was OOMKilled at its memory limit "
+        "of 50Mi (exit 137), restarted 2 times",
+    )
+
+
+def test_an_oom_kill_without_a_limit_says_the_node_ran_out() -> None:
+    pod = snap("pod-kubelet-oom-killed")
+    del pod["spec"]["containers"][0]["resources"]
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert "was OOMKilled with no memory limit (node memory) (exit 137)" in problem.detail
+
+
+def test_a_command_the_runtime_cannot_exec_is_red_at_the_first_attempt() -> None:
+    # No restart can fix the image's entrypoint; the crash-loop rule took 17-40 s to say so.
+    assert pod_verdict(snap("pod-kubelet-run-container-error")) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="StartError",
+        reason="RunContainerError",
+        exit_code=128,
+        detail="container `worker` cannot start: the runtime cannot run its command "
+        '(RunContainerError): exec: "/app/does-not-exist": stat /app/does-not-exist: no such '
+        "file or directory",
+    )
+
+
+def test_a_start_error_between_restarts_is_red_too() -> None:
+    pod = snap("pod-kubelet-run-container-error")
+    status = pod["status"]["containerStatuses"][0]
+    status["state"] = {"terminated": status["lastState"]["terminated"]}
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert (problem.state, problem.reason, problem.exit_code) == ("StartError", "StartError", 128)
+
+
+def test_a_start_error_seen_in_the_back_off_window_names_start_error() -> None:
+    # The real node showed this shape too: waiting CrashLoopBackOff, lastState StartError.
+    pod = snap("pod-kubelet-run-container-error")
+    status = pod["status"]["containerStatuses"][0]
+    status["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert (problem.state, problem.reason, problem.exit_code) == ("StartError", "StartError", 128)
+    assert problem.detail.startswith(
+        "container `worker` cannot start: the runtime cannot run its command (StartError): "
+        'exec: "/app/does-not-exist"'
+    )
+
+
+def test_a_run_container_error_of_another_kind_is_left_to_the_crash_loop_rule() -> None:
+    pod = snap("pod-kubelet-run-container-error")
+    status = pod["status"]["containerStatuses"][0]
+    status["state"]["waiting"]["message"] = "context deadline exceeded"
+    status["lastState"]["terminated"]["message"] = "context deadline exceeded"
+    assert pod_verdict(pod) is None
+
+
+def test_containerds_not_found_is_image_not_found() -> None:
+    ref = "registry.digitalocean.com/team/antisocial:0000000"
+    assert pod_verdict(snap("pod-kubelet-image-not-found")) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="ImagePullFailed",
+        reason="ErrImagePull",
+        exit_code=None,
+        detail=f"container `worker` cannot pull {ref}: image not found (ErrImagePull): rpc "
+        f'error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to '
+        "resolve image: registry.digitalocean.com/team/antisocial…",
+    )
+
+
+def test_missing_pull_credentials_get_the_docr_remedy() -> None:
+    problem = pod_verdict(snap("pod-kubelet-pull-no-credentials"))
+    assert problem is not None
+    assert (problem.state, problem.reason) == ("ImagePullFailed", "ImagePullBackOff")
+    assert problem.detail.startswith(
+        f"container `worker` cannot pull {IMAGE}: pull access denied, no credentials "
+        f"(ImagePullBackOff); {DOCR_FIX}: Back-off pulling…"
+    )
+
+
+def test_missing_pull_credentials_elsewhere_name_the_pull_secret() -> None:
+    pod = snap("pod-kubelet-pull-no-credentials")
+    other = "127.0.0.1:5000/team/antisocial:9b2d771"
+    pod["status"]["containerStatuses"][0]["image"] = other
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert problem.detail.startswith(
+        f"container `worker` cannot pull {other}: pull access denied, no credentials "
+        "(ImagePullBackOff); the pod has no pull secret this registry accepts: add one to the "
+        "pod's imagePullSecrets (or its service account's): Back-off"
+    )
+
+
+def test_an_image_absent_with_pull_policy_never_is_red_at_once() -> None:
+    # Seen on the real node: the kubelet never pulls it, so waiting cannot help.
+    pod = snap("pod-kubelet-image-not-found")
+    message = 'Container image "djk.local/probe:1" is not present with pull policy of Never'
+    pod["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {"reason": "ErrImageNeverPull", "message": message}
+    }
+    assert pod_verdict(pod) == PodProblem(
+        pod=WORKER_POD,
+        container="worker",
+        init_container=False,
+        state="ImagePullFailed",
+        reason="ErrImageNeverPull",
+        exit_code=None,
+        detail="container `worker` cannot start: its image is not on the node and "
+        f"imagePullPolicy is Never (ErrImageNeverPull): {message}",
+    )
+
+
+def test_a_real_init_error_is_red_at_once_and_named() -> None:
+    assert pod_verdict(snap("pod-kubelet-init-error")) == PodProblem(
+        pod=WORKER_POD,
+        container="migrate",
+        init_container=True,
+        state="InitContainerFailed",
+        reason="Error",
+        exit_code=1,
+        detail="init container `migrate` exited 1 (Error)",
     )
 
 

@@ -27,6 +27,7 @@ from deployer.kube import (
     Invalid,
     NotFound,
     Unauthorized,
+    connection,
 )
 from deployer.report import diagnosis_markdown, diagnosis_text, verdict_line
 from deployer.results import Diagnosis, EventLine, LogExcerpt, RolloutResult, Target
@@ -139,8 +140,10 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
     crashing = pod("pod-crash-loop", "web", 2, "x2x7q")
     cluster.put(crashing)
     name = crashing["metadata"]["name"]
-    cluster.logs[name, "web", False] = ""
-    cluster.logs[name, "web", True] = "booting\nKeyError: 'DATABASE_URL'"
+    # Waiting to restart, its plain log is its last run (a kubelet's answer); --previous, the
+    # run before, is not read.
+    cluster.logs[name, "web", False] = "booting\nKeyError: 'DATABASE_URL'"
+    cluster.logs[name, "web", True] = "the run before"
     cluster.events.append(
         event(
             "Pod",
@@ -183,10 +186,7 @@ def test_a_crash_looping_pod_of_the_new_replicaset_fails_fast_with_a_diagnosis()
         reason="CrashLoopBackOff",
         exit_code=1,
         conditions=(),
-        logs=(
-            LogExcerpt("web", False, (), "no output"),
-            LogExcerpt("web", True, ("booting", "KeyError: 'DATABASE_URL'")),
-        ),
+        logs=(LogExcerpt("web", False, ("booting", "KeyError: 'DATABASE_URL'"), run="last run"),),
         events=(
             EventLine(
                 datetime(2026, 11, 26, 10, 10, 41, tzinfo=UTC),
@@ -234,9 +234,10 @@ def test_a_failed_migrate_init_container_is_named_in_the_reason_and_diagnosis() 
         True,
         1,
     )
-    current, previous = diagnosis.logs
-    assert current.lines == tuple(f"line {i}" for i in range(30, 80))  # the last 50
-    assert previous == LogExcerpt("migrate", True, (), "no previous run")
+    # Read by the init container's name, shown once as its last run (it is `terminated`).
+    [last] = diagnosis.logs
+    assert last.lines == tuple(f"line {i}" for i in range(30, 80))  # the last 50
+    assert (last.container, last.title) == ("migrate", "logs of `migrate`, last run")
 
 
 def test_an_unschedulable_pod_fails_only_after_the_grace_the_watcher_measured() -> None:
@@ -483,7 +484,7 @@ def test_logs_the_kubelet_cannot_serve_are_noted_not_raised() -> None:
     result = diagnose(cluster, dep, SINCE, problem)
     assert [excerpt.note for excerpt in result.logs] == [
         "logs unavailable: not found while trying to read logs of pod: the server could not find"
-    ] * 2
+    ]
 
 
 def test_events_before_the_deploy_and_routine_ones_are_dropped() -> None:
@@ -681,7 +682,7 @@ def test_api_statuses_become_our_errors_with_one_line_and_an_exit_code(
 def test_an_api_that_stays_unreachable_ends_the_wait_as_a_service_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(kube.connection, "RETRY", Retry(total=1, backoff_factor=0.01))
+    monkeypatch.setattr(connection, "RETRY", Retry(total=1, backoff_factor=0.01))
     monkeypatch.setattr(watch_module, "_GIVE_UP_AFTER_S", 0.5)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

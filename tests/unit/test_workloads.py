@@ -239,7 +239,7 @@ def test_ended_job_pods_are_left_to_the_backoff_limit_and_a_doomed_retry_is_red_
     assert [p["metadata"]["name"] for p in judged] == ["antisocial-migrate-9b2d771-fghij"]
     assert problem is not None and problem.state == "ImagePullFailed"
     assert verdict.message.startswith(
-        f"{MIGRATE}: container `migrate` cannot pull {IMAGE}: not found (ErrImagePull)"
+        f"{MIGRATE}: container `migrate` cannot pull {IMAGE}: image not found (ErrImagePull)"
     )
     assert verdict.message.endswith("[pod antisocial-migrate-9b2d771-fghij]")
 
