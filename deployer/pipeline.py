@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from deployer import manifests, report, run_first, workloads
+from deployer import manifests, report, rollback, run_first, workloads
 from deployer.access import (
     Credentials,
     check_references,
@@ -26,7 +26,7 @@ from deployer.access import (
 )
 from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
-from deployer.errors import DeployError, InputError, RolloutFailed
+from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
 from deployer.plan import Plan
 from deployer.results import Target, result_of
 from deployer.rollouts import existing_targets, remaining, roll_out
@@ -57,25 +57,53 @@ def deploy(run: Run) -> Outcome:
         if checked:
             # Every object is checked before any Job runs, not only the ones applied with it.
             check_by_dry_run(run, creds.cluster, [d.body for d in rendered.documents], plan)
+        snapshot = None
+        if rendered.jobs or settings.rollback_on_failure:
+            # What the deploy is about to change, read before it does: a failed migration puts
+            # the config back, a failed rollout (rollback-on-failure) the whole release.
+            snapshot = rollback.capture(
+                run,
+                creds.cluster,
+                [d.body for d in rendered.documents],
+                workloads=settings.rollback_on_failure,
+            )
         if rendered.jobs:
             first, _ = run_first.split(rendered.documents, rendered.jobs)
             allowed = run_first.time_allowed(
                 rendered.jobs, settings.run_first_timeout_s, settings.timeout_s
             )
-            run_first_jobs(run, creds.cluster, first, rendered.jobs, allowed)
+            try:
+                run_first_jobs(run, creds.cluster, first, rendered.jobs, allowed)
+            except RolloutFailed:
+                if snapshot is not None:
+                    rollback.restore_config(
+                        run, creds.cluster, snapshot, "the run-first Jobs failed"
+                    )
+                raise
         # The rollouts' own timeout starts now, after the migration had its own time.
         deadline = time.monotonic() + settings.timeout_s
-        results = roll_out(
-            run,
-            creds.cluster,
-            [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
-            bodies=[d.body for d in rendered.rolled_out()],
-            plan=None if checked else plan,  # with run-first/after Jobs, all was checked above
-            timeout_s=remaining(deadline),
-            rollback=settings.rollback_on_failure,
-        )
+        try:
+            results = roll_out(
+                run,
+                creds.cluster,
+                [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
+                bodies=[d.body for d in rendered.rolled_out()],
+                plan=None if checked else plan,  # with run-first/after Jobs, all was checked above
+                timeout_s=remaining(deadline),
+            )
+        except Cancelled:
+            raise
+        except DeployError as error:
+            # Refused part-way through apply: what was applied is put back too.
+            if settings.rollback_on_failure and snapshot is not None and outcome.applied:
+                outcome.error = error
+                rollback.roll_back(run, creds.cluster, snapshot, settings.timeout_s)
+            raise
         if result_of(results) != "succeeded":
             outcome.error = RolloutFailed(report.failure_line(outcome.results))
+            if settings.rollback_on_failure and snapshot is not None:
+                # The rollback has its own budget: the deploy's timeout, anew.
+                rollback.roll_back(run, creds.cluster, snapshot, settings.timeout_s)
         elif rendered.after:
             allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
             run_after_jobs(run, creds.cluster, rendered.after, allowed)

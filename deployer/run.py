@@ -44,7 +44,9 @@ class Outcome:
     digest: str = ""
     applied: list[Applied] = field(default_factory=list)
     results: list[RolloutResult] = field(default_factory=list)
-    rolled_back: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)  # "kind/name (what was done)"
+    rollback_results: list[RolloutResult] = field(default_factory=list)  # the restored release
+    rollback_problems: list[str] = field(default_factory=list)  # what could not be restored
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: DeployError | None = None
     preview: list[str] = field(default_factory=list)
@@ -108,6 +110,8 @@ class Run:
             results=tuple(o.results),
             diagnoses=tuple(o.diagnoses),
             rolled_back=tuple(o.rolled_back),
+            rollback_results=tuple(o.rollback_results),
+            rollback_problems=tuple(o.rollback_problems),
             error=o.error,
             requested_image=o.requested_image,
             preview=tuple(o.preview),

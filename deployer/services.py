@@ -97,7 +97,21 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
         skip: frozenset[int] = ...,
     ) -> int: ...
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback: ...
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback: ...
+
+    def patch_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: Mapping[str, Any],
+        *,
+        content_type: str = ...,
+        field_manager: str = ...,
+    ) -> dict[str, Any]: ...
 
     def preview(
         self,

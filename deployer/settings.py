@@ -422,7 +422,12 @@ INPUTS: tuple[InputSpec, ...] = (
     InputSpec(
         "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
     ),
-    InputSpec("rollback-on-failure", "false", "roll failed Deployments back", parse=_flag),
+    InputSpec(
+        "rollback-on-failure",
+        "false",
+        "put the whole release back when the deploy fails, and wait for it",
+        parse=_flag,
+    ),
     InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
     InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
     InputSpec(

@@ -271,8 +271,38 @@ class Cluster(Connection):
                 f"{kind.lower()}/{name} was deleted but is still there after {wait_s:.0f}s"
             )
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
-        """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
+    def patch_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: Mapping[str, Any],
+        *,
+        content_type: str = "application/strategic-merge-patch+json",
+        field_manager: str = ROLLBACK_FIELD_MANAGER,
+    ) -> dict[str, Any]:
+        """Patch one namespaced object (a strategic merge patch unless told); the object as it
+        is after."""
+        resource = self.resource(api_version, kind)
+        response = self.call(
+            "PATCH",
+            resource.path(name=name, namespace=namespace),
+            [("fieldManager", field_manager)],
+            what=f"patch {kind.lower()}/{name}",
+            verb="patch",
+            resource=plural_of(resource),
+            namespace=namespace,
+            body=dict(patch),
+            content_type=content_type,
+        )
+        return json_of(response)
+
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback:
+        """Return a Deployment to its previous revision (or to `to_revision`), as `kubectl
+        rollout undo [--to-revision]` does.
 
         We use our own field manager, so the next deploy's apply takes those fields back (with
         force_conflicts; without it, it names this manager).
@@ -283,9 +313,10 @@ class Cluster(Connection):
             replicasets = self.list_replicasets(
                 namespace, (deployment.get("spec") or {}).get("selector")
             )
-        plan = plan_rollback(deployment, replicasets, deployment_name)
+        plan = plan_rollback(deployment, replicasets, deployment_name, to_revision=to_revision)
+        generation = None
         if plan.patch is not None:
-            self.call(
+            response = self.call(
                 "PATCH",
                 f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment_name}",
                 [("fieldManager", ROLLBACK_FIELD_MANAGER)],
@@ -296,6 +327,7 @@ class Cluster(Connection):
                 body=plan.patch,
                 content_type="application/json-patch+json",
             )
+            generation = (json_of(response).get("metadata") or {}).get("generation")
         return Rollback(
             deployment_name,
             namespace,
@@ -303,4 +335,5 @@ class Cluster(Connection):
             plan.from_revision,
             plan.to_revision,
             plan.message,
+            int(generation) if generation is not None else None,
         )

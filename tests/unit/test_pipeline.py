@@ -199,6 +199,10 @@ class FakeDeployCluster(FakeCluster):
             kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
             self.journal.append(f"cluster apply {kind}/{name}")
             self.applied.append(copy.deepcopy(dict(doc)))
+            if kind in ("ConfigMap", "Secret"):
+                stored = copy.deepcopy(dict(doc))
+                stored["metadata"]["namespace"] = NS
+                self.put(stored)
             item = Applied(kind, name, NS, 2 if kind == "Deployment" else None, f"uid-{name}")
             if kind == "Deployment":
                 self._roll_out(name)
@@ -217,9 +221,45 @@ class FakeDeployCluster(FakeCluster):
         else:
             self.put(deployment(name, updated=2, available=2))
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
-        self.journal.append(f"cluster rollback {deployment_name}")
-        return Rollback(deployment_name, namespace, True, "2", "1", "rolled back to revision 1")
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback:
+        self.journal.append(f"cluster rollback {deployment_name} to {to_revision}")
+        # The controller makes the old template revision 3, and it rolls out green.
+        self.put(replicaset(deployment_name, 3))
+        self.put(
+            deployment(
+                deployment_name, generation=3, observed=3, revision=3, updated=2, available=2
+            )
+        )
+        return Rollback(
+            deployment_name,
+            namespace,
+            True,
+            "2",
+            to_revision,
+            f"deployment/{deployment_name}: rolled back from revision 2 to revision {to_revision}",
+            3,
+        )
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str
+    ) -> dict[str, Any] | None:
+        return copy.deepcopy(self.objects.get((kind, namespace, name)))
+
+    def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        propagation: str = "Background",
+        wait_s: float = 0.0,
+    ) -> None:
+        self.journal.append(f"cluster delete {kind}/{name} ({propagation})")
+        if (kind, namespace, name) in self.objects:
+            self.delete(kind, name)
 
     def close(self) -> None:
         self.closed = True
@@ -364,27 +404,86 @@ def test_a_tag_already_in_the_registry_is_neither_built_nor_pushed(tmp_path: Pat
     assert any(c.startswith("docker remote_digest") for c in world.journal)
 
 
-def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
+def _previous_release(world: World) -> None:
+    """What ran before: the ConfigMap with other data, web at revision 1, green."""
+    world.cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": NS, "labels": {"team": "a"}},
+            "data": {"MODE": "before"},
+        }
+    )
+    world.cluster.put(replicaset("web", 1))
+    world.cluster.put(
+        deployment("web", generation=1, observed=1, revision=1, updated=2, available=2)
+    )
+
+
+def test_a_crash_looping_rollout_is_red_diagnosed_and_the_whole_release_rolled_back(
     tmp_path: Path,
 ) -> None:
     world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
-    error = world.deploy().error
+    _previous_release(world)
+    outcome = world.deploy()
+    error = outcome.error
     assert isinstance(error, RolloutFailed)
 
     assert error.exit_code == 1
     assert str(error).startswith("deployment/web failed: container `web` is crash-looping")
-    assert world.groups[-3:] == ["Watch", "Diagnosis", "Rollback"]
-    assert world.journal[-1] == "cluster rollback web"
+    # The restore, then the restored release watched in a group of its own.
+    assert world.groups[-4:] == ["Watch", "Diagnosis", "Rollback", "Rollback"]
+    assert "cluster rollback web to 1" in world.journal
+    # The config is back as it was (labels too), by our field manager.
+    restored = world.cluster.objects["ConfigMap", NS, "app-config"]
+    assert (restored["data"], restored["metadata"]["labels"]) == ({"MODE": "before"}, {"team": "a"})
+    assert world.journal.index("cluster apply ConfigMap/app-config", 6) < world.journal.index(
+        "cluster rollback web to 1"
+    ), "config first: the pods the rollback starts read it"
     assert world.cluster.closed
     log = world.log.getvalue()
     assert "::error title=Rollout failed::deployment/web: container `web` is crash-looping" in log
     assert "KeyError: 'DATABASE_URL'" in log  # the previous run's log, in the diagnosis
     assert log.count("deployment/web: failed after ") == 1
-    assert "Rolled back: deployment/web." in log
+    assert "deployment/web: succeeded after " in log  # the restored release's own verdict
+    assert (
+        "Rolled back: configmap/app-config (restored), deployment/web (to revision 1). "
+        "The restored release is healthy: deployment/web succeeded." in log
+    )
+    # The deploy's verdict stays the failure; the rollback's is apart.
+    assert [(r.name, r.result) for r in outcome.results] == [("web", "failed")]
+    assert [(r.name, r.result) for r in outcome.rollback_results] == [("web", "succeeded")]
     [result] = json.loads(_output(world, "deployments"))
     assert (result["name"], result["result"]) == ("web", "failed")
     assert _output(world, "result") == "failed"
     assert "### deployment/web" in world.summary
+    assert "### Rollback" in world.summary
+    assert "The restored release: succeeded" in world.summary
+
+
+def test_a_first_deploy_that_fails_is_rolled_back_to_nothing(tmp_path: Path) -> None:
+    world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    assert "cluster delete ConfigMap/app-config (Background)" in world.journal
+    assert "cluster delete Deployment/web (Background)" in world.journal
+    assert ("Deployment", NS, "web") not in world.cluster.objects
+    assert outcome.rollback_results == []  # nothing to wait for
+    log = world.log.getvalue()
+    assert "Rolled back: configmap/app-config (deleted), deployment/web (deleted)." in log
+    assert world.groups[-1] == "Rollback"
+
+
+def test_without_rollback_on_failure_nothing_is_read_before_or_restored_after(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, behaviour={"web": "crash"})
+    _previous_release(world)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    assert not any("rollback" in c or "delete" in c for c in world.journal)
+    assert world.cluster.objects["ConfigMap", NS, "app-config"]["data"] == {"MODE": "prod"}
+    assert "Rolled back" not in world.log.getvalue()
 
 
 def test_a_missing_right_stops_the_build_and_changes_nothing(tmp_path: Path) -> None:
