@@ -76,6 +76,8 @@ class DeployFacts:
     watch_only: bool = False  # apply: false: another tool applied what was watched
     rollback_results: Sequence[RolloutResult] = ()  # the restored release's own verdicts
     rollback_problems: Sequence[str] = ()  # what the rollback could not restore
+    pruned: Sequence[str] = ()  # kind/name deleted by prune (dry run: would be)
+    prune_preview: bool = False  # dry-run with prune
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -101,6 +103,9 @@ def of_deploy(facts: DeployFacts) -> Report:
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
     summary += _results_table(facts.results, facts.image_ref)
     summary += _rollback_markdown(facts)
+    if facts.pruned:
+        heading = "Prune would delete (dry run)" if facts.prune_preview else "Pruned"
+        summary += [f"### {heading}", "", *(f"- {md_cell(p)}" for p in facts.pruned), ""]
     summary += [state, ""]
     summary += _preview_markdown(facts.preview)
     summary += _diagnoses_markdown(facts.diagnoses)
@@ -206,7 +211,10 @@ def failure_line(results: Sequence[RolloutResult]) -> str:
 def state_line(facts: DeployFacts) -> str:
     """What the deploy left behind in the cluster, in one line, whatever happened."""
     if facts.phase == "preview":
-        return "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
+        text = "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
+        if facts.prune_preview:
+            text += " Prune would delete: " + (", ".join(facts.pruned) or "nothing") + "."
+        return text
     if facts.watch_only:
         text = "State: watch only (apply: false): this action built, pushed and applied nothing."
         if facts.results:
@@ -221,6 +229,8 @@ def state_line(facts: DeployFacts) -> str:
         text += " Rollouts: " + "; ".join(f"{r.subject} {r.result}" for r in facts.results) + "."
     elif facts.phase in ("apply", "run-first"):
         text += " Apply stopped part-way; nothing was watched."
+    if facts.pruned:
+        text += " Pruned (no longer in the manifests): " + ", ".join(facts.pruned) + "."
     return text + rollback_text(facts)
 
 

@@ -459,6 +459,12 @@ INPUTS: tuple[InputSpec, ...] = (
     ),
     InputSpec("selector", help="with apply false: a label selector of workloads", parse=_selector),
     InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
+    InputSpec(
+        "prune",
+        "false",
+        "delete objects of the app's ApplySet the manifests no longer hold, once green",
+        parse=_flag,
+    ),
 )
 # What watching workloads another tool applied (apply: false) reads; every other input is about
 # building or applying and is refused when set, so nothing the user wrote is silently ignored.
@@ -521,6 +527,7 @@ class Settings:
     dry_run: bool = False
     apply: bool = True  # False: watch only, what another tool applied
     selector: str = ""  # with apply False: a label selector of workloads to wait for
+    prune: bool = False  # the deploy is an ApplySet; members no longer in the manifests go
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False

@@ -221,6 +221,20 @@ class Cluster(Connection):
         except NotFound:
             return None
 
+    def preferred_version(self, group: str) -> str | None:
+        """The API server's preferred `group/version` of an API group (`v1` for the core group);
+        None when the group is not served."""
+        if not group:
+            return "v1"
+        try:
+            data = self.get_json(
+                f"/apis/{quote(group, safe='')}", what=f"discover API group {group}"
+            )
+        except NotFound:
+            return None
+        found = (data.get("preferredVersion") or {}).get("groupVersion")
+        return str(found) if found else None
+
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
