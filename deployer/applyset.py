@@ -194,6 +194,26 @@ def check_manifests(documents: Sequence[manifests.Document], root: Path) -> None
                 )
 
 
+def rights_needed(
+    bodies: Sequence[Mapping[str, Any]], namespace: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """What prune needs beyond applying, as (verb, an object of the resource) for the
+    permission preflight: the parent Secret read and written, each member kind listed and
+    deleted in its namespace."""
+
+    def stub(api_version: str, kind: str, ns: str) -> dict[str, Any]:
+        return {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}}
+
+    parent = stub(PARENT_API_VERSION, PARENT_KIND, namespace)
+    needed = [("get", parent), ("patch", parent)]
+    for body in bodies:
+        if is_member(body):
+            ns = str((body.get("metadata") or {}).get("namespace"))
+            member = stub(str(body.get("apiVersion") or ""), str(body.get("kind") or ""), ns)
+            needed += [("list", member), ("delete", member)]
+    return needed
+
+
 def key_of(obj: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = obj.get("metadata") or {}
     gk = group_kind(str(obj.get("apiVersion") or ""), str(obj.get("kind") or ""))

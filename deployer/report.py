@@ -262,6 +262,7 @@ def _rollback_markdown(facts: DeployFacts) -> list[str]:
     if facts.rollback_results:
         out += [f"The restored release: {result_of(facts.rollback_results)}", ""]
         out += _results_table(facts.rollback_results, None)
+        out += _diagnoses_markdown(diagnoses(facts.rollback_results))
     return out
 
 

@@ -150,6 +150,34 @@ def stuck_pods(
     return sorted(stuck)
 
 
+def rights_needed(
+    bodies: Sequence[Mapping[str, Any]], *, workloads: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """What reading before apply and restoring after need beyond applying (`patch`), as (verb,
+    an object of the resource) for the permission preflight: `get` and `delete` (what the deploy
+    created goes) on each ConfigMap and Secret and, with `workloads`, on each Deployment,
+    StatefulSet and DaemonSet; ControllerRevisions read; a stuck StatefulSet pod deleted."""
+    kinds = CONFIG_KINDS + (WORKLOAD_KINDS if workloads else ())
+    needed: list[tuple[str, dict[str, Any]]] = []
+    for body in bodies:
+        kind = str(body.get("kind") or "")
+        if kind not in kinds:
+            continue
+        namespace = str((body.get("metadata") or {}).get("namespace") or "")
+        stub = _stub(str(body.get("apiVersion") or ""), kind, namespace)
+        needed += [("get", stub), ("delete", stub)]
+        if kind in ("StatefulSet", "DaemonSet"):
+            revisions = _stub("apps/v1", "ControllerRevision", namespace)
+            needed += [("get", revisions), ("list", revisions)]
+        if kind == "StatefulSet":
+            needed.append(("delete", _stub("v1", "Pod", namespace)))
+    return needed
+
+
+def _stub(api_version: str, kind: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}}
+
+
 def generation(obj: Mapping[str, Any] | None) -> int | None:
     value = ((obj or {}).get("metadata") or {}).get("generation")
     return int(value) if value is not None else None

@@ -150,9 +150,13 @@ class Cluster(Connection):
 
     # asking and writing ---------------------------------------------------------------------
 
-    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    def missing_permissions(
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[str]:
         """What this identity may not do that the deploy needs (see `kube.permissions`)."""
-        return permissions.missing_permissions(self, documents)
+        return permissions.missing_permissions(self, documents, also)
 
     def server_side_apply(
         self,

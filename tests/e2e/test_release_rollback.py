@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+from deployer import applyset, rollback
+from deployer.kube import Cluster
 from tests.e2e.test_deploy_action import (  # noqa: F401 - fixtures
     SECRET_VALUE,
     Deploy,
@@ -137,3 +139,37 @@ def test_a_failed_migration_leaves_the_previous_config_in_force(
     assert "::group::Restore config: the run-first Jobs failed" in bad.log
     assert "Rolled back: configmap/app-config (restored), secret/app-env (restored)." in bad.log
     assert "### Rollback" in bad.summary
+
+
+def test_the_rights_rollback_and_prune_need_are_asked_of_the_real_api_server(
+    stack: dict[str, str], namespace: str
+) -> None:
+    """SelfSubjectAccessReviews on the stack: the namespace-limited identity lacks them in
+    another namespace (named, kubectl-style), has them in its own."""
+
+    def bodies(ns: str) -> list[dict[str, object]]:
+        return [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}},
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "s", "namespace": ns},
+            },
+        ]
+
+    def missing(ns: str) -> list[str]:
+        docs = bodies(ns)
+        also = rollback.rights_needed(docs, workloads=True) + applyset.rights_needed(docs, ns)
+        with Cluster.from_kubeconfig_file(stack["DJK_LIMITED_KUBECONFIG"]) as limited:
+            return limited.missing_permissions(docs, also)
+
+    elsewhere = missing(namespace)
+    for right in (
+        f"get configmaps in namespace {namespace}",
+        f"delete statefulsets.apps in namespace {namespace}",
+        f"list controllerrevisions.apps in namespace {namespace}",
+        f"delete pods in namespace {namespace}",
+        f"get secrets in namespace {namespace}",
+    ):
+        assert right in elsewhere, (right, elsewhere)
+    assert missing("djk-limited") == []

@@ -267,3 +267,20 @@ def test_a_parent_of_another_tool_stops_the_deploy_before_anything_is_applied(
     assert not any(c.startswith("cluster apply") for c in w.journal)
     # Found by the cluster checks alongside the build, which they stop: no build log shown.
     assert w.groups == ["Preflight", "Credentials", "Dry run"]
+
+
+def test_the_rights_prune_needs_are_asked_before_the_build(tmp_path: Path) -> None:
+    w = set_world(tmp_path, MANIFEST)
+    assert w.deploy().error is None, w.log.getvalue()
+    assert isinstance(w.cluster, SetCluster)
+    asked = {
+        (verb, obj["kind"], obj["metadata"]["namespace"]) for verb, obj in w.cluster.asked_also
+    }
+    assert asked == {
+        ("get", "Secret", NS),
+        ("patch", "Secret", NS),
+        ("list", "ConfigMap", NS),
+        ("delete", "ConfigMap", NS),
+        ("list", "Deployment", NS),
+        ("delete", "Deployment", NS),
+    }

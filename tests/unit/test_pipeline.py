@@ -160,8 +160,13 @@ class FakeDeployCluster(FakeCluster):
     def pull_secrets(self, service_account: str, namespace: str) -> list[str] | None:
         return None  # "not there yet": the pull-access check says it could not tell
 
-    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    def missing_permissions(
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[str]:
         self.journal.append(f"cluster missing_permissions ({len(documents)} objects)")
+        self.asked_also = list(also)
         return self.missing
 
     def dry_run(

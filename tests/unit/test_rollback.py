@@ -6,11 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer import report
+from deployer.errors import RolloutFailed
+from deployer.kube import Applied
+from deployer.report import DeployFacts
+from deployer.results import RolloutResult
 from deployer.revisions import plan_rollback
 from deployer.rollback import (
     Before,
     restored_body,
     revision_patch,
+    rights_needed,
     running_revision,
     same_content,
     stuck_pods,
@@ -144,3 +150,57 @@ def test_a_statefulset_rollback_deletes_the_failed_revisions_pods_that_never_bec
         sts_pod("other-0", "x", "False", owner="s2"),
     ]
     assert stuck_pods(sts, pods, "db-good") == ["db-1"]
+
+
+def test_the_rights_a_rollback_needs_are_asked_before_the_build() -> None:
+    bodies = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": NS}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": NS},
+        },
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS}},
+    ]
+    asked = {(verb, obj["kind"]) for verb, obj in rights_needed(bodies, workloads=True)}
+    assert asked == {
+        ("get", "ConfigMap"),
+        ("delete", "ConfigMap"),
+        ("get", "StatefulSet"),
+        ("delete", "StatefulSet"),
+        ("get", "ControllerRevision"),
+        ("list", "ControllerRevision"),
+        ("delete", "Pod"),
+    }
+    # A failed migration restores config only.
+    config_only = {(v, o["kind"]) for v, o in rights_needed(bodies, workloads=False)}
+    assert config_only == {("get", "ConfigMap"), ("delete", "ConfigMap")}
+
+
+def test_the_report_keeps_the_failure_and_the_rollbacks_own_verdict_apart() -> None:
+    failed = RolloutResult(
+        "db", NS, "failed", "container `db` is crash-looping", 3.0, kind="StatefulSet"
+    )
+    still_red = RolloutResult("db", NS, "timed-out", "1 of 2 updated", 60.0, kind="StatefulSet")
+    facts = DeployFacts(
+        image_ref="r/app:1",
+        digest="",
+        phase="rollback",
+        applied=(Applied("StatefulSet", "db", NS, 3, "u"),),
+        results=(failed,),
+        rolled_back=("configmap/app-config (restored)", "statefulset/db (to db-6d9f)"),
+        rollback_results=(still_red,),
+        rollback_problems=("secret/app-env: not restored: forbidden",),
+        error=RolloutFailed("statefulset/db failed"),
+    )
+    built = report.of_deploy(facts)
+    [state] = built.lines
+    assert state == (
+        "State: applied 1 object(s): statefulset/db. Rollouts: statefulset/db failed. "
+        "Rolled back: configmap/app-config (restored), statefulset/db (to db-6d9f). "
+        "The rollback timed-out: statefulset/db timed-out. Not restored: 1 object(s) (see the log)."
+    )
+    assert dict(built.outputs)["result"] == "failed"
+    assert ("Rollback timed-out") in [a.title for a in built.annotations]
+    assert "### Rollback" in built.summary
+    assert "- ⚠️ secret/app-env: not restored: forbidden" in built.summary
