@@ -104,6 +104,10 @@ def test_a_failed_release_is_rolled_back_whole_and_the_restored_release_watched(
     assert "statefulset/db: back to the template of controllerrevision/db-" in log
     assert "deleted pod db-1: it ran the failed revision" in log
     state = next(line for line in log.splitlines() if line.startswith("State: "))
+    # For `pytest -s`: the figures in the report (the restored release's verdicts).
+    restored = log.split("::group::Rollback: watch the restored release", 1)[1]
+    timings = [line for line in restored.splitlines() if " succeeded after " in line]
+    print("\n[rollback] " + state + "\n[rollback] " + " | ".join(timings))
     assert "The restored release is healthy: " in state, state
     for what in ("deployment/web", "statefulset/db", "daemonset/logs"):
         assert f"{what} succeeded" in state.split("The restored release is healthy: ")[1]
