@@ -23,7 +23,7 @@ from deployer.digitalocean import DoksCluster, Kubeconfig
 from deployer.docker import BuildRequest
 from deployer.errors import InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
-from deployer.kube import Applied, Rejected, Rollback
+from deployer.kube import Applied, Invalid, Rejected, Rollback
 from deployer.results import RolloutResult
 from deployer.run import Outcome, Run
 from deployer.services import Services
@@ -642,3 +642,32 @@ def test_the_deploys_result_is_the_worst_rollouts(results: list[str], expected: 
         ]
     )
     assert outcome.result == expected
+
+
+class RefusingCluster(FakeDeployCluster):
+    """Applies the ConfigMap, then the API server refuses the Deployment (an admission webhook
+    that changed its mind since the dry run)."""
+
+    def server_side_apply(self, docs: Sequence[Mapping[str, Any]], **kw: Any) -> list[Applied]:
+        if (
+            any(d["kind"] == "Deployment" for d in docs)
+            and kw.get("field_manager") == "django-k8s-deploy"
+        ):
+            done = super().server_side_apply([d for d in docs if d["kind"] != "Deployment"], **kw)
+            if done:
+                raise Invalid("the API server rejected apply Deployment/web: denied by policy")
+            return done
+        return super().server_side_apply(docs, **kw)
+
+
+def test_an_apply_refused_part_way_is_rolled_back_too(tmp_path: Path) -> None:
+    world = World(tmp_path, rollback_on_failure=True)
+    world.cluster = RefusingCluster(world.journal, {})
+    _previous_release(world)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, Invalid)
+    assert world.cluster.objects["ConfigMap", NS, "app-config"]["data"] == {"MODE": "before"}
+    log = world.log.getvalue()
+    assert "configmap/app-config: restored to what it was before this deploy" in log
+    assert "Rolled back: configmap/app-config (restored)." in log
+    assert "cluster rollback web to 1" not in world.journal  # the Deployment was not changed
