@@ -251,6 +251,7 @@ def plan_set(
     live = cluster.get_object(PARENT_API_VERSION, PARENT_KIND, name, namespace)
     previous = read_parent(live, name, namespace) or SetState(frozenset(), frozenset())
     members = [b for b in bodies if is_member(b)]
+    _refuse_members_of_another_set(cluster, members, applyset_id(name, namespace))
     return Pruning(
         name,
         namespace,
@@ -258,6 +259,32 @@ def plan_set(
         state_of(members, namespace),
         tuple(key_of(b) for b in members),
     )
+
+
+def _refuse_members_of_another_set(
+    cluster: ClusterApi, members: Sequence[Mapping[str, Any]], set_id: str
+) -> None:
+    """An object of the manifests that is already a member of another set (another parent,
+    another tool) is refused: applying would move it out of that set silently. One list per kind
+    and namespace (label selector: in some set, not this one)."""
+    wanted: dict[tuple[str, str, str], set[str]] = {}
+    for body in members:
+        meta = body.get("metadata") or {}
+        key = (str(body.get("apiVersion")), str(body.get("kind")), str(meta.get("namespace")))
+        wanted.setdefault(key, set()).add(str(meta.get("name")))
+    selector = f"{PART_OF_LABEL},{PART_OF_LABEL}!={set_id}"
+    for (api_version, kind, namespace), names in wanted.items():
+        for obj in cluster.list_labelled(api_version, kind, namespace, selector):
+            meta = obj.get("metadata") or {}
+            other = (meta.get("labels") or {}).get(PART_OF_LABEL)
+            if meta.get("name") in names and other and other != set_id:
+                raise InputError(
+                    f"{subject(kind, str(meta.get('name')))} in namespace {namespace} belongs to "
+                    f"another ApplySet ({PART_OF_LABEL}={other})",
+                    where="prune",
+                    hint="An object belongs to one set: remove it from one app's manifests, or "
+                    "set prune: false.",
+                )
 
 
 def before_apply(

@@ -188,3 +188,42 @@ def test_prune_refuses_manifests_that_render_no_object_and_deletes_nothing(
     ]
     assert "::group::Build" not in result.log
     assert kubectl(stack, "-n", namespace, "get", "deployment/web").returncode == 0
+
+
+def test_an_object_kubectl_keeps_in_its_own_set_is_refused_before_the_build(
+    deploy: Deploy, stack: dict[str, str], namespace: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "theirs.yaml"
+    path.write_text(CONFIG)
+    theirs = subprocess.run(
+        [
+            "kubectl",
+            "--kubeconfig",
+            stack["KUBECONFIG"],
+            "apply",
+            "--server-side",
+            "--prune",
+            "--applyset=secret/theirs",
+            "-n",
+            namespace,
+            "-f",
+            str(path),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECTL_APPLYSET": "true"},
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    result = deploy("---\n".join([CONFIG, deployment("web")]), prune="true")
+    assert result.exit_code == 2, result.log[-3000:]
+    other = applyset.applyset_id("theirs", namespace)
+    errors = [line for line in result.log.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1
+    assert (
+        f"configmap/app-config in namespace {namespace} belongs to another ApplySet "
+        f"({applyset.PART_OF_LABEL}={other})" in errors[0]
+    )
+    assert "::group::Build" not in result.log
+    assert kubectl(stack, "-n", namespace, "get", f"secret/{PARENT}").returncode != 0

@@ -162,13 +162,26 @@ class SetCluster(JobCluster):
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
-        key, _, value = selector.partition("=")
         self.journal.append(f"cluster list {kind} in {namespace} -l {selector}")
+
+        def matches(labels: dict[str, str]) -> bool:
+            for term in selector.split(","):
+                if "!=" in term:
+                    key, _, value = term.partition("!=")
+                    if labels.get(key) == value:
+                        return False
+                elif "=" in term:
+                    key, _, value = term.partition("=")
+                    if labels.get(key) != value:
+                        return False
+                elif term not in labels:
+                    return False
+            return True
+
         return [
             copy.deepcopy(o)
             for (k, ns, _), o in self.objects.items()
-            if (k, ns) == (kind, namespace)
-            and (o["metadata"].get("labels") or {}).get(key) == value
+            if (k, ns) == (kind, namespace) and matches(o["metadata"].get("labels") or {})
         ]
 
 
@@ -284,3 +297,26 @@ def test_the_rights_prune_needs_are_asked_before_the_build(tmp_path: Path) -> No
         ("list", "Deployment", NS),
         ("delete", "Deployment", NS),
     }
+
+
+def test_an_object_of_another_set_is_refused_before_anything_is_applied(tmp_path: Path) -> None:
+    w = set_world(tmp_path, MANIFEST)
+    w.cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "app-config",
+                "namespace": NS,
+                "labels": {applyset.PART_OF_LABEL: "applyset-other-v1"},
+            },
+        }
+    )
+    error = w.deploy().error
+    assert isinstance(error, InputError)
+    assert str(error).startswith(
+        "prune: configmap/app-config in namespace shop belongs to another ApplySet "
+        "(applyset.kubernetes.io/part-of=applyset-other-v1)"
+    )
+    assert error.where == "prune"
+    assert not any(c.startswith("cluster apply") for c in w.journal)
