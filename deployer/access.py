@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from deployer import docr, manifests
+from deployer import applyset, docr, manifests, rollback
 from deployer import kubeconfig as kubeconfig_input
 from deployer.envfile import secret_manifest
 from deployer.errors import InputError
@@ -81,9 +81,13 @@ def _check_access(run: Run, creds: Credentials, plan: Plan) -> None:
             "create it in the "
             "cluster, or mark the reference optional: true.",
         )
-    missing_rights = creds.cluster.missing_permissions(
-        [d.body for d in plan.documents] + _secret_stub(settings, plan)
-    )
+    bodies = [d.body for d in plan.documents] + _secret_stub(settings, plan)
+    also: list[tuple[str, dict[str, Any]]] = []
+    if settings.rollback_on_failure or plan.run_first:
+        also += rollback.rights_needed(bodies, workloads=settings.rollback_on_failure)
+    if settings.prune:
+        also += applyset.rights_needed(bodies, plan.namespace)
+    missing_rights = creds.cluster.missing_permissions(bodies, also)
     if missing_rights:
         shown = "; ".join(missing_rights[:5]) + (
             f"; and {len(missing_rights) - 5} more" if len(missing_rights) > 5 else ""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Generic, TypeVar, cast
 
+from deployer import applyset
 from deployer.access import BUILD_ALLOWANCE_S, Credentials, credentials
 from deployer.applying import dry_run
 from deployer.docker import BuildRequest
@@ -116,6 +117,17 @@ class ClusterChecks(threading.Thread):
             ):
                 creds = credentials(self.checks, self.plan)
                 dry_run(self.checks, creds.cluster, self.plan)
+                if self.checks.settings.prune:
+                    # An ApplySet parent of another tool is refused now, not after the build.
+                    rendered = self.plan.rendered(
+                        self.checks.settings, self.checks.settings.image_ref
+                    )
+                    applyset.plan_set(
+                        self.checks,
+                        creds.cluster,
+                        [d.body for d in rendered.documents],
+                        self.plan.namespace,
+                    )
         except Exception as error:  # raised again in the main thread, as is
             self.error = error
             self.stop_build()

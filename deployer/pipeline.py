@@ -1,7 +1,7 @@
 """The deploy, as one readable list of phases. Each phase is one function and one log group.
 
     preflight → build & push ∥ cluster checks → render → run-first Jobs → apply → watch
-    → diagnose (→ rollback) → report
+    → diagnose (→ rollback) → run-after Jobs → prune → report
 
 Cheap checks come first: inputs (already validated by settings), manifests, placeholder, wait-for,
 config references. Then the image builds while the cluster checks run alongside it: the
@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from deployer import app_url, manifests, report, run_first, workloads
+from deployer import app_url, applyset, manifests, report, rollback, run_first, workloads
 from deployer.access import (
     Credentials,
     check_references,
@@ -28,8 +28,8 @@ from deployer.access import (
 from deployer.applying import check_by_dry_run, preview, render
 from deployer.building import CacheTag, build_while_checking_the_cluster
 from deployer.commenting import comment_preview
-from deployer.errors import DeployError, InputError, RolloutFailed
-from deployer.plan import Plan
+from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
+from deployer.plan import Plan, Rendered
 from deployer.pruning import prune_registry
 from deployer.results import Target, result_of
 from deployer.rollouts import existing_targets, remaining, roll_out
@@ -52,45 +52,91 @@ def deploy(run: Run) -> Outcome:
             # Nothing is built or pushed: the image reference need not exist to be previewed.
             creds = credentials(run, plan)
             outcome.image_ref = settings.image_ref
-            preview(run, creds.cluster, render(run, plan).documents, plan)
+            documents = render(run, plan).documents
+            preview(run, creds.cluster, documents, plan)
+            if settings.prune:
+                applyset.preview(run, creds.cluster, [d.body for d in documents], plan.namespace)
             prune_registry(run, creds.cluster, plan.namespace)
             return _finish(run, creds, cache)
         creds, cache = build_while_checking_the_cluster(run, plan)
         creds = refresh_if_short(run, creds)
         rendered = render(run, plan)
-        checked = bool(rendered.jobs or rendered.after)
-        if checked:
-            # Every object is checked before any Job runs, not only the ones applied with it.
-            check_by_dry_run(run, creds.cluster, [d.body for d in rendered.documents], plan)
-        if rendered.jobs:
-            first, _ = run_first.split(rendered.documents, rendered.jobs)
-            allowed = run_first.time_allowed(
-                rendered.jobs, settings.run_first_timeout_s, settings.timeout_s
-            )
-            run_first_jobs(run, creds.cluster, first, rendered.jobs, allowed)
-        # The rollouts' own timeout starts now, after the migration had its own time.
-        deadline = time.monotonic() + settings.timeout_s
+        release(run, creds.cluster, plan, rendered)
+    except DeployError as error:
+        outcome.error = error
+    return _finish(run, creds, cache)
+
+
+def release(run: Run, cluster: ClusterApi, plan: Plan, rendered: Rendered) -> None:
+    """From the rendered manifests to a live release: the ApplySet's parent (prune), what a
+    failure would restore read first, the run-first Jobs (a failure puts the config back), the
+    rollouts (a failure, with rollback-on-failure, puts the whole release back), the run-after
+    Jobs, then prune. A failure is on the outcome, or raised."""
+    settings, outcome = run.settings, run.outcome
+    checked = bool(rendered.jobs or rendered.after)
+    if checked:
+        # Every object is checked before any Job runs, not only the ones applied with it.
+        check_by_dry_run(run, cluster, [d.body for d in rendered.documents], plan)
+    pruning = None
+    if settings.prune:
+        # The parent first (refused if another tool's), as the superset: nothing leaks.
+        bodies = [d.body for d in rendered.documents]
+        pruning = applyset.before_apply(run, cluster, bodies, plan.namespace)
+    snapshot = None
+    if rendered.jobs or settings.rollback_on_failure:
+        # What the deploy is about to change, read before it does: a failed migration puts
+        # the config back, a failed rollout (rollback-on-failure) the whole release.
+        snapshot = rollback.capture(
+            run,
+            cluster,
+            [d.body for d in rendered.documents],
+            workloads=settings.rollback_on_failure,
+        )
+    if rendered.jobs:
+        first, _ = run_first.split(rendered.documents, rendered.jobs)
+        allowed = run_first.time_allowed(
+            rendered.jobs, settings.run_first_timeout_s, settings.timeout_s
+        )
+        try:
+            run_first_jobs(run, cluster, first, rendered.jobs, allowed)
+        except RolloutFailed:
+            if snapshot is not None:
+                rollback.restore_config(run, cluster, snapshot, "the run-first Jobs failed")
+            raise
+    # The rollouts' own timeout starts now, after the migration had its own time.
+    deadline = time.monotonic() + settings.timeout_s
+    try:
         results = roll_out(
             run,
-            creds.cluster,
+            cluster,
             [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
             bodies=[d.body for d in rendered.rolled_out()],
             plan=None if checked else plan,  # with run-first/after Jobs, all was checked above
             timeout_s=remaining(deadline),
-            rollback=settings.rollback_on_failure,
         )
-        if result_of(results) != "succeeded":
-            outcome.error = RolloutFailed(report.failure_line(outcome.results))
-        else:
-            # The run-after Jobs first: a failed one fails the deploy, and nothing is deleted.
-            if rendered.after:
-                allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
-                run_after_jobs(run, creds.cluster, rendered.after, allowed)
-            outcome.url = app_address(run, creds.cluster, rendered.documents, plan.namespace)
-            prune_registry(run, creds.cluster, plan.namespace)
+    except Cancelled:
+        raise
     except DeployError as error:
-        outcome.error = error
-    return _finish(run, creds, cache)
+        # Refused part-way through apply: what was applied is put back too.
+        if settings.rollback_on_failure and snapshot is not None and outcome.applied:
+            outcome.error = error
+            rollback.roll_back(run, cluster, snapshot, settings.timeout_s)
+        raise
+    if result_of(results) != "succeeded":
+        outcome.error = RolloutFailed(report.failure_line(outcome.results))
+        if settings.rollback_on_failure and snapshot is not None:
+            # The rollback has its own budget: the deploy's timeout, anew.
+            rollback.roll_back(run, cluster, snapshot, settings.timeout_s)
+    else:
+        # The run-after Jobs first: a failed one fails the deploy, and nothing is deleted.
+        if rendered.after:
+            allowed = run_first.time_allowed(rendered.after, None, settings.timeout_s)
+            run_after_jobs(run, cluster, rendered.after, allowed)
+        if pruning is not None:
+            # Only now, every rollout green: what left the manifests leaves the cluster.
+            applyset.prune(run, cluster, pruning)
+        outcome.url = app_address(run, cluster, rendered.documents, plan.namespace)
+        prune_registry(run, cluster, plan.namespace)  # after prune: its images may go too
 
 
 def watch_only(run: Run) -> Outcome:
@@ -191,6 +237,8 @@ def preflight(run: Run) -> Plan:
             root=root,
         )
         documents, namespace, uses = prepared.documents, prepared.namespace, prepared.uses
+        if settings.prune:
+            applyset.check_manifests(documents, root)
         chosen = run_first.select(documents, settings.run_first, root)
         after = run_first.select_after(documents, chosen, root)
         run_first_names = [d.name for d in chosen]

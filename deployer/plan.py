@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deployer import manifests, run_first, stamps
+from deployer import applyset, manifests, run_first, stamps
 from deployer.envfile import secret_manifest
 from deployer.settings import Settings
 
@@ -151,6 +151,15 @@ def render_documents(settings: Settings, plan: Plan, image_ref: str) -> Rendered
     for d, label, image in manifests.images(documents):
         if image == image_ref:
             notes.append(f"{d.subject} {label}: {image}")
+    if settings.prune:
+        # After the checksums: joining the set rolls no pod. The Jobs have their own cleanup.
+        own = {id(j.document) for j in (*jobs, *after)}
+        set_id = applyset.applyset_id(applyset.parent_name(settings.image), plan.namespace)
+        count = applyset.label_members((d.body for d in documents if id(d) not in own), set_id)
+        notes.append(
+            f"prune: {count} object(s) labelled {applyset.PART_OF_LABEL}={set_id} "
+            f"(parent secret/{applyset.parent_name(settings.image)})"
+        )
     return Rendered(manifests.apply_order(documents), jobs, notes, after)
 
 

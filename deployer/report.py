@@ -69,13 +69,17 @@ class DeployFacts:
     applied: Sequence[Applied] = ()
     results: Sequence[RolloutResult] = ()
     diagnoses: Sequence[Diagnosis] = ()
-    rolled_back: Sequence[str] = ()
+    rolled_back: Sequence[str] = ()  # "kind/name (what was done)", by rollback.roll_back
     error: DeployError | None = None
     requested_image: str = ""  # the image asked for, shown when none was pushed yet
     preview: Sequence[str] = ()  # dry-run: the per-object diff lines
     watch_only: bool = False  # apply: false: another tool applied what was watched
     retention: Sequence[str] = ()  # registry retention: what it kept and deleted (or would)
     url: str = ""  # the deployed app's address
+    rollback_results: Sequence[RolloutResult] = ()  # the restored release's own verdicts
+    rollback_problems: Sequence[str] = ()  # what the rollback could not restore
+    pruned: Sequence[str] = ()  # kind/name deleted by prune (dry run: would be)
+    prune_preview: bool = False  # dry-run with prune
 
 
 # --- outcomes -> reports ----------------------------------------------------------------------
@@ -89,12 +93,21 @@ def of_deploy(facts: DeployFacts) -> Report:
     if error is not None and not isinstance(error, RolloutFailed | Cancelled):
         annotations += error_annotations(error)
     annotations += _rollout_annotations(facts.results)
+    annotations += [
+        Annotation("error", f"{r.subject}: {r.reason}", f"Rollback {r.result}")
+        for r in facts.rollback_results
+        if r.result != "succeeded"
+    ]
     image = facts.image_ref or facts.requested_image
     summary = [f"## django-k8s-deploy: {result}", ""]
     if error is not None and not isinstance(error, RolloutFailed):
         summary += [f"**Error:** {md_cell(str(error))}", ""]
     summary += [f"Image: `{image}`" + (f" (digest `{facts.digest}`)" if facts.digest else ""), ""]
     summary += _results_table(facts.results, facts.image_ref)
+    summary += _rollback_markdown(facts)
+    if facts.pruned:
+        heading = "Prune would delete (dry run)" if facts.prune_preview else "Pruned"
+        summary += [f"### {heading}", "", *(f"- {md_cell(p)}" for p in facts.pruned), ""]
     summary += [state, ""]
     if facts.url:
         summary += [f"URL: {md_cell(facts.url)}", ""]
@@ -206,7 +219,10 @@ def failure_line(results: Sequence[RolloutResult]) -> str:
 def state_line(facts: DeployFacts) -> str:
     """What the deploy left behind in the cluster, in one line, whatever happened."""
     if facts.phase == "preview":
-        return "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
+        text = "State: dry run: nothing was applied to the cluster, nothing was built or pushed."
+        if facts.prune_preview:
+            text += " Prune would delete: " + (", ".join(facts.pruned) or "nothing") + "."
+        return text
     if facts.watch_only:
         text = "State: watch only (apply: false): this action built, pushed and applied nothing."
         if facts.results:
@@ -221,9 +237,41 @@ def state_line(facts: DeployFacts) -> str:
         text += " Rollouts: " + "; ".join(f"{r.subject} {r.result}" for r in facts.results) + "."
     elif facts.phase in ("apply", "run-first"):
         text += " Apply stopped part-way; nothing was watched."
+    if facts.pruned:
+        text += " Pruned (no longer in the manifests): " + ", ".join(facts.pruned) + "."
+    return text + rollback_text(facts)
+
+
+def rollback_text(facts: DeployFacts) -> str:
+    """What the rollback (or a failed migration's config restore) did, and its own verdict."""
+    text = ""
     if facts.rolled_back:
-        text += " Rolled back: " + ", ".join(f"deployment/{n}" for n in facts.rolled_back) + "."
+        text += " Rolled back: " + ", ".join(facts.rolled_back) + "."
+    if facts.rollback_results:
+        verdict = result_of(facts.rollback_results)
+        text += (
+            " The restored release is healthy: "
+            if verdict == "succeeded"
+            else f" The rollback {verdict}: "
+        )
+        text += "; ".join(f"{r.subject} {r.result}" for r in facts.rollback_results) + "."
+    if facts.rollback_problems:
+        text += f" Not restored: {len(facts.rollback_problems)} object(s) (see the log)."
     return text
+
+
+def _rollback_markdown(facts: DeployFacts) -> list[str]:
+    if not (facts.rolled_back or facts.rollback_results or facts.rollback_problems):
+        return []
+    out = ["### Rollback", ""]
+    out += [f"- {md_cell(item)}" for item in facts.rolled_back]
+    out += [f"- ⚠️ {md_cell(problem)}" for problem in facts.rollback_problems]
+    out.append("")
+    if facts.rollback_results:
+        out += [f"The restored release: {result_of(facts.rollback_results)}", ""]
+        out += _results_table(facts.rollback_results, None)
+        out += _diagnoses_markdown(diagnoses(facts.rollback_results))
+    return out
 
 
 def by_kind(applied: Iterable[Applied]) -> str:

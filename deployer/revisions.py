@@ -40,8 +40,15 @@ class RollbackPlan:
     message: str
 
 
-def plan_rollback(deployment: Obj | None, replicasets: Sequence[Obj], name: str) -> RollbackPlan:
-    """The JSON patch that returns `deployment` to its previous revision, as kubectl would."""
+def plan_rollback(
+    deployment: Obj | None,
+    replicasets: Sequence[Obj],
+    name: str,
+    *,
+    to_revision: str | None = None,
+) -> RollbackPlan:
+    """The JSON patch that returns `deployment` to its previous revision (or to `to_revision`,
+    `kubectl rollout undo --to-revision`), as kubectl would."""
     subject = f"deployment/{name}"
     if deployment is None:
         return RollbackPlan(None, None, None, f"{subject} not found")
@@ -50,9 +57,17 @@ def plan_rollback(deployment: Obj | None, replicasets: Sequence[Obj], name: str)
         return RollbackPlan(None, None, None, f"{subject} is paused; resume it before rolling back")
     current = revision(deployment)
     history = owned_revisions(deployment, replicasets)
-    if len(history) < 2:
+    if to_revision is not None:
+        wanted = [rs for rs in history if revision(rs) == to_revision]
+        if not wanted:
+            return RollbackPlan(
+                current, None, None, f"{subject}: revision {to_revision} is no longer kept"
+            )
+        target = wanted[0]
+    elif len(history) < 2:
         return RollbackPlan(current, None, None, f"{subject}: no previous revision to roll back to")
-    target = history[1]
+    else:
+        target = history[1]
     to_revision = revision(target)
     template = copy.deepcopy((target.get("spec") or {}).get("template") or {})
     labels = (template.get("metadata") or {}).get("labels") or {}

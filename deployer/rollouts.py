@@ -19,7 +19,7 @@ from deployer.kube import FIELD_MANAGER
 from deployer.objects import name as name_of
 from deployer.objects import subject
 from deployer.plan import Plan
-from deployer.results import RolloutResult, Target, result_of
+from deployer.results import RolloutResult, Target
 from deployer.run import Run
 from deployer.services import ClusterApi
 from deployer.watch import watch_rollouts
@@ -33,11 +33,13 @@ class Stage:
     """What one roll-out is, for its log: `what` is waited for ("the rollouts"); `group`, when
     given, is one log group around its apply and watch (else each has its own); `decide`, when
     given, runs first in that group and says what else to apply and wait for (the run-first
-    Jobs: which run, which were already done at this commit)."""
+    Jobs: which run, which were already done at this commit); `record` False keeps the results
+    off the outcome's (the rollback's own verdicts, which the caller keeps apart)."""
 
     what: str = "the rollouts"
     group: str = ""
     decide: Decide | None = None
+    record: bool = True
 
 
 def roll_out(
@@ -49,12 +51,12 @@ def roll_out(
     bodies: Sequence[dict[str, Any]] = (),
     plan: Plan | None = None,
     stage: Stage = Stage(),
-    rollback: bool = False,
 ) -> list[RolloutResult]:
     """Apply `bodies` (dry-run first those `plan` has not seen accepted, when a plan is given),
-    wait for `targets` at the generations just applied, diagnose the red or timed-out ones and,
-    with `rollback`, roll the failed Deployments back. The results are added to the outcome and
-    returned; a signal meanwhile raises Cancelled once the outcome says where things stood."""
+    wait for `targets` at the generations just applied and diagnose the red or timed-out ones
+    (the rollback, when asked, is the caller's: `rollback.roll_back`). The results are added to
+    the outcome (unless the stage says not to) and returned; a signal meanwhile raises
+    Cancelled once the outcome says where things stood."""
     with _group(run, stage.group):
         if stage.decide is not None:
             more_bodies, more_targets = stage.decide()
@@ -67,14 +69,14 @@ def roll_out(
             else t
             for t in targets
         ]
-        results = _watch(run, cluster, targets, timeout_s, grouped=bool(stage.group))
+        results = _watch(
+            run, cluster, targets, timeout_s, grouped=bool(stage.group), record=stage.record
+        )
     if run.interrupt.event.is_set():
         raise Cancelled(f"cancelled while waiting for {stage.what}")
     results = _diagnose(run, cluster, results)
     if run.interrupt.event.is_set():
         raise Cancelled(f"cancelled while diagnosing {stage.what}")
-    if rollback and result_of(results) != "succeeded":
-        _rollback(run, cluster, results)
     return results
 
 
@@ -109,7 +111,13 @@ def _apply(
 
 
 def _watch(
-    run: Run, cluster: ClusterApi, targets: list[Target], timeout_s: float, *, grouped: bool
+    run: Run,
+    cluster: ClusterApi,
+    targets: list[Target],
+    timeout_s: float,
+    *,
+    grouped: bool,
+    record: bool = True,
 ) -> list[RolloutResult]:
     if not targets:
         return []
@@ -119,7 +127,8 @@ def _watch(
                 run.phase("watch", f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s")
             )
         results = watch_reported(run, cluster, targets, timeout_s)
-        run.outcome.results = [*run.outcome.results, *results]
+        if record:
+            run.outcome.results = [*run.outcome.results, *results]
         return results
 
 
@@ -159,24 +168,6 @@ def _diagnose(run: Run, cluster: ClusterApi, results: list[RolloutResult]) -> li
             report.of_diagnoses([r.diagnosis for r in diagnosed if r.diagnosis is not None])
         )
         return diagnosed
-
-
-def _rollback(run: Run, cluster: ClusterApi, results: list[RolloutResult]) -> None:
-    reporter = run.reporter
-    with run.phase("rollback", "Rollback: failed Deployments to their previous revision"):
-        for r in results:
-            if r.result == "succeeded" or r.kind != "Deployment":
-                continue
-            undo = cluster.undo_rollout(r.name, r.namespace)
-            if not undo.done:
-                reporter.warning(f"deployment/{r.name}: {undo.message}", title="Rollback skipped")
-                continue
-            run.outcome.rolled_back.append(r.name)
-            reporter.line(f"deployment/{r.name}: {undo.message}")
-            reporter.notice(
-                f"deployment/{r.name} was rolled back to revision {undo.to_revision}",
-                title="Rolled back",
-            )
 
 
 def existing_targets(

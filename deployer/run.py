@@ -44,7 +44,13 @@ class Outcome:
     digest: str = ""
     applied: list[Applied] = field(default_factory=list)
     results: list[RolloutResult] = field(default_factory=list)
-    rolled_back: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)  # "kind/name (what was done)"
+    rollback_results: list[RolloutResult] = field(default_factory=list)  # the restored release
+    rollback_problems: list[str] = field(default_factory=list)  # what could not be restored
+    pruned: list[str] = field(
+        default_factory=list
+    )  # kind/name deleted by prune (or, dry run, would be)
+    prune_preview: bool = False  # dry-run with prune: `pruned` is what would be deleted
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     error: DeployError | None = None
     preview: list[str] = field(default_factory=list)
@@ -110,6 +116,10 @@ class Run:
             results=tuple(o.results),
             diagnoses=tuple(o.diagnoses),
             rolled_back=tuple(o.rolled_back),
+            rollback_results=tuple(o.rollback_results),
+            rollback_problems=tuple(o.rollback_problems),
+            pruned=tuple(o.pruned),
+            prune_preview=o.prune_preview,
             # In the words of whoever gave the inputs: the action's names or the CLI's flags.
             error=spoken(o.error, self.settings.github) if o.error else None,
             requested_image=o.requested_image,

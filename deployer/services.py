@@ -88,7 +88,11 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
         self, kind: str, name: str, namespace: str | None, *, api_version: str = "v1"
     ) -> bool: ...
 
-    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]: ...
+    def missing_permissions(
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        also: Sequence[tuple[str, Mapping[str, Any]]] = ...,
+    ) -> list[str]: ...
 
     def namespace_exists(self, name: str) -> bool | None: ...
 
@@ -114,7 +118,21 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
         skip: frozenset[int] = ...,
     ) -> int: ...
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback: ...
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback: ...
+
+    def patch_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: Mapping[str, Any],
+        *,
+        content_type: str = ...,
+        field_manager: str = ...,
+    ) -> dict[str, Any]: ...
 
     def preview(
         self,
@@ -133,6 +151,8 @@ class ClusterApi(WatchSource, DiagnoseSource, Protocol):
     def list_collection(
         self, collection: Collection, namespace: str, selector: Mapping[str, Any] | str | None
     ) -> tuple[list[dict[str, Any]], str]: ...
+
+    def preferred_version(self, group: str) -> str | None: ...
 
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str

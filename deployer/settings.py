@@ -652,7 +652,12 @@ INPUTS: tuple[InputSpec, ...] = (
         parse=_settle,
         field="settle_s",
     ),
-    InputSpec("rollback-on-failure", "false", "roll failed Deployments back", parse=_flag),
+    InputSpec(
+        "rollback-on-failure",
+        "false",
+        "put the whole release back when the deploy fails, and wait for it",
+        parse=_flag,
+    ),
     InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
     InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
     InputSpec(
@@ -702,6 +707,12 @@ INPUTS: tuple[InputSpec, ...] = (
         help="with dry-run on a pull_request event: post the preview on the pull request",
         parse=_pr_comment,
         field="pr_comment",
+    ),
+    InputSpec(
+        "prune",
+        "false",
+        "delete objects of the app's ApplySet the manifests no longer hold, once green",
+        parse=_flag,
     ),
 )
 # What watching workloads another tool applied (apply: false) reads; every other input is about
@@ -838,6 +849,7 @@ class Settings:
     apply: bool = True  # False: watch only, what another tool applied
     selector: str = ""  # with apply False: a label selector of workloads to wait for
     url: str = ""  # the app's address, stated; empty: found from an Ingress or LoadBalancer
+    prune: bool = False  # the deploy is an ApplySet; members no longer in the manifests go
     source_url: str = ""
     run_url: str = ""  # this Actions run, for the change cause; empty outside Actions
     github: bool = False  # the action's inputs (INPUT_*); False: the CLI's flags (see `named`)

@@ -163,9 +163,13 @@ class Cluster(Connection):
 
     # asking and writing ---------------------------------------------------------------------
 
-    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    def missing_permissions(
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[str]:
         """What this identity may not do that the deploy needs (see `kube.permissions`)."""
-        return permissions.missing_permissions(self, documents)
+        return permissions.missing_permissions(self, documents, also)
 
     def server_side_apply(
         self,
@@ -234,6 +238,20 @@ class Cluster(Connection):
         except NotFound:
             return None
 
+    def preferred_version(self, group: str) -> str | None:
+        """The API server's preferred `group/version` of an API group (`v1` for the core group);
+        None when the group is not served."""
+        if not group:
+            return "v1"
+        try:
+            data = self.get_json(
+                f"/apis/{quote(group, safe='')}", what=f"discover API group {group}"
+            )
+        except NotFound:
+            return None
+        found = (data.get("preferredVersion") or {}).get("groupVersion")
+        return str(found) if found else None
+
     def list_labelled(
         self, api_version: str, kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
@@ -284,8 +302,38 @@ class Cluster(Connection):
                 f"{kind.lower()}/{name} was deleted but is still there after {wait_s:.0f}s"
             )
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
-        """Return a Deployment to its previous revision, as `kubectl rollout undo` does.
+    def patch_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: Mapping[str, Any],
+        *,
+        content_type: str = "application/strategic-merge-patch+json",
+        field_manager: str = ROLLBACK_FIELD_MANAGER,
+    ) -> dict[str, Any]:
+        """Patch one namespaced object (a strategic merge patch unless told); the object as it
+        is after."""
+        resource = self.resource(api_version, kind)
+        response = self.call(
+            "PATCH",
+            resource.path(name=name, namespace=namespace),
+            [("fieldManager", field_manager)],
+            what=f"patch {kind.lower()}/{name}",
+            verb="patch",
+            resource=plural_of(resource),
+            namespace=namespace,
+            body=dict(patch),
+            content_type=content_type,
+        )
+        return json_of(response)
+
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback:
+        """Return a Deployment to its previous revision (or to `to_revision`), as `kubectl
+        rollout undo [--to-revision]` does.
 
         We use our own field manager, so the next deploy's apply takes those fields back (with
         force_conflicts; without it, it names this manager).
@@ -296,9 +344,10 @@ class Cluster(Connection):
             replicasets = self.list_replicasets(
                 namespace, (deployment.get("spec") or {}).get("selector")
             )
-        plan = plan_rollback(deployment, replicasets, deployment_name)
+        plan = plan_rollback(deployment, replicasets, deployment_name, to_revision=to_revision)
+        generation = None
         if plan.patch is not None:
-            self.call(
+            response = self.call(
                 "PATCH",
                 f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment_name}",
                 [("fieldManager", ROLLBACK_FIELD_MANAGER)],
@@ -309,6 +358,7 @@ class Cluster(Connection):
                 body=plan.patch,
                 content_type="application/json-patch+json",
             )
+            generation = (json_of(response).get("metadata") or {}).get("generation")
         return Rollback(
             deployment_name,
             namespace,
@@ -316,4 +366,5 @@ class Cluster(Connection):
             plan.from_revision,
             plan.to_revision,
             plan.message,
+            int(generation) if generation is not None else None,
         )

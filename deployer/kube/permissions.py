@@ -15,20 +15,24 @@ _READS: tuple[Collection, ...] = (KINDS["Deployment"].collection, REPLICASETS, P
 
 
 def missing_permissions(
-    connection: Connection, documents: Sequence[Mapping[str, Any]]
+    connection: Connection,
+    documents: Sequence[Mapping[str, Any]],
+    also: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> list[str]:
     """One SelfSubjectAccessReview per (verb, resource, namespace): `patch` for every object we
-    apply (server-side apply is a PATCH), and what the watch and diagnosis read. Returns
-    kubectl-style lines like "patch deployments.apps in namespace shop".
+    apply (server-side apply is a PATCH), what the watch and diagnosis read, and each (verb,
+    object) of `also` (what rollback and prune need: an object's apiVersion, kind and namespace
+    name the resource). Returns kubectl-style lines like "patch deployments.apps in namespace
+    shop".
     """
     wanted: list[tuple[str, str, str, str | None, str]] = []
     namespaces: set[str] = set()
-    for doc in documents:
+    for verb, doc in [*(("patch", d) for d in documents), *also]:
         resource = connection.resource(str(doc.get("apiVersion")), str(doc.get("kind")))
         ns = (doc.get("metadata") or {}).get("namespace") if resource.namespaced else None
         group = str(doc.get("apiVersion", "")).rpartition("/")[0]
         # The review wants the bare plural (`deployments`) and the group apart, not `deployments.apps`.
-        wanted.append(("patch", group, str(resource.name), ns, ""))
+        wanted.append((verb, group, str(resource.name), ns, ""))
         if ns:
             namespaces.add(ns)
     kinds = {str(doc.get("kind")) for doc in documents}

@@ -45,6 +45,7 @@ class Rollback:
     from_revision: str | None
     to_revision: str | None
     message: str
+    generation: int | None = None  # the Deployment's generation after the patch (to watch)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from deployer.digitalocean.answers import GarbageCollection, RegistryTag
 from deployer.docker import BuildRequest
 from deployer.errors import InputError, RolloutFailed, ServiceError
 from deployer.github import Reporter
-from deployer.kube import Applied, Rejected, Rollback
+from deployer.kube import Applied, Invalid, Rejected, Rollback
 from deployer.results import RolloutResult
 from deployer.run import Outcome, Run
 from deployer.services import Services
@@ -209,8 +209,13 @@ class FakeDeployCluster(FakeCluster):
                 if (k, ns) == (kind, namespace)
             ]
 
-    def missing_permissions(self, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    def missing_permissions(
+        self,
+        documents: Sequence[Mapping[str, Any]],
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    ) -> list[str]:
         self.journal.append(f"cluster missing_permissions ({len(documents)} objects)")
+        self.asked_also = list(also)
         return self.missing
 
     def dry_run(
@@ -248,6 +253,10 @@ class FakeDeployCluster(FakeCluster):
             kind, name = str(doc["kind"]), str(doc["metadata"]["name"])
             self.journal.append(f"cluster apply {kind}/{name}")
             self.applied.append(copy.deepcopy(dict(doc)))
+            if kind in ("ConfigMap", "Secret"):
+                stored = copy.deepcopy(dict(doc))
+                stored["metadata"]["namespace"] = NS
+                self.put(stored)
             item = Applied(kind, name, NS, 2 if kind == "Deployment" else None, f"uid-{name}")
             if kind == "Deployment":
                 self._roll_out(name)
@@ -267,9 +276,40 @@ class FakeDeployCluster(FakeCluster):
         else:
             self.put(deployment(name, updated=2, available=2))
 
-    def undo_rollout(self, deployment_name: str, namespace: str) -> Rollback:
-        self.journal.append(f"cluster rollback {deployment_name}")
-        return Rollback(deployment_name, namespace, True, "2", "1", "rolled back to revision 1")
+    def undo_rollout(
+        self, deployment_name: str, namespace: str, to_revision: str | None = None
+    ) -> Rollback:
+        self.journal.append(f"cluster rollback {deployment_name} to {to_revision}")
+        # The controller makes the old template revision 3, and it rolls out green.
+        self.put(replicaset(deployment_name, 3))
+        self.put(
+            deployment(
+                deployment_name, generation=3, observed=3, revision=3, updated=2, available=2
+            )
+        )
+        return Rollback(
+            deployment_name,
+            namespace,
+            True,
+            "2",
+            to_revision,
+            f"deployment/{deployment_name}: rolled back from revision 2 to revision {to_revision}",
+            3,
+        )
+
+    def delete_object(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        *,
+        propagation: str = "Background",
+        wait_s: float = 0.0,
+    ) -> None:
+        self.journal.append(f"cluster delete {kind}/{name} ({propagation})")
+        if (kind, namespace, name) in self.objects:
+            self.delete(kind, name)
 
     def close(self) -> None:
         self.closed = True
@@ -421,27 +461,86 @@ def test_a_tag_already_in_the_registry_is_neither_built_nor_pushed(tmp_path: Pat
     assert any(c.startswith("docker remote_digest") for c in world.journal)
 
 
-def test_a_crash_looping_rollout_is_red_diagnosed_and_rolled_back_when_asked(
+def _previous_release(world: World) -> None:
+    """What ran before: the ConfigMap with other data, web at revision 1, green."""
+    world.cluster.put(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": NS, "labels": {"team": "a"}},
+            "data": {"MODE": "before"},
+        }
+    )
+    world.cluster.put(replicaset("web", 1))
+    world.cluster.put(
+        deployment("web", generation=1, observed=1, revision=1, updated=2, available=2)
+    )
+
+
+def test_a_crash_looping_rollout_is_red_diagnosed_and_the_whole_release_rolled_back(
     tmp_path: Path,
 ) -> None:
     world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
-    error = world.deploy().error
+    _previous_release(world)
+    outcome = world.deploy()
+    error = outcome.error
     assert isinstance(error, RolloutFailed)
 
     assert error.exit_code == 1
     assert str(error).startswith("deployment/web failed: container `web` is crash-looping")
-    assert world.groups[-3:] == ["Watch", "Diagnosis", "Rollback"]
-    assert world.journal[-1] == "cluster rollback web"
+    # The restore, then the restored release watched in a group of its own.
+    assert world.groups[-4:] == ["Watch", "Diagnosis", "Rollback", "Rollback"]
+    assert "cluster rollback web to 1" in world.journal
+    # The config is back as it was (labels too), by our field manager.
+    restored = world.cluster.objects["ConfigMap", NS, "app-config"]
+    assert (restored["data"], restored["metadata"]["labels"]) == ({"MODE": "before"}, {"team": "a"})
+    assert world.journal.index("cluster apply ConfigMap/app-config", 6) < world.journal.index(
+        "cluster rollback web to 1"
+    ), "config first: the pods the rollback starts read it"
     assert world.cluster.closed
     log = world.log.getvalue()
     assert "::error title=Rollout failed::deployment/web: container `web` is crash-looping" in log
     assert "KeyError: 'DATABASE_URL'" in log  # the last run's log, in the diagnosis
     assert log.count("deployment/web: failed after ") == 1
-    assert "Rolled back: deployment/web." in log
+    assert "deployment/web: succeeded after " in log  # the restored release's own verdict
+    assert (
+        "Rolled back: configmap/app-config (restored), deployment/web (to revision 1). "
+        "The restored release is healthy: deployment/web succeeded." in log
+    )
+    # The deploy's verdict stays the failure; the rollback's is apart.
+    assert [(r.name, r.result) for r in outcome.results] == [("web", "failed")]
+    assert [(r.name, r.result) for r in outcome.rollback_results] == [("web", "succeeded")]
     [result] = json.loads(_output(world, "deployments"))
     assert (result["name"], result["result"]) == ("web", "failed")
     assert _output(world, "result") == "failed"
     assert "### deployment/web" in world.summary
+    assert "### Rollback" in world.summary
+    assert "The restored release: succeeded" in world.summary
+
+
+def test_a_first_deploy_that_fails_is_rolled_back_to_nothing(tmp_path: Path) -> None:
+    world = World(tmp_path, behaviour={"web": "crash"}, rollback_on_failure=True)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    assert "cluster delete ConfigMap/app-config (Background)" in world.journal
+    assert "cluster delete Deployment/web (Background)" in world.journal
+    assert ("Deployment", NS, "web") not in world.cluster.objects
+    assert outcome.rollback_results == []  # nothing to wait for
+    log = world.log.getvalue()
+    assert "Rolled back: configmap/app-config (deleted), deployment/web (deleted)." in log
+    assert world.groups[-1] == "Rollback"
+
+
+def test_without_rollback_on_failure_nothing_is_read_before_or_restored_after(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, behaviour={"web": "crash"})
+    _previous_release(world)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    assert not any("rollback" in c or "delete" in c for c in world.journal)
+    assert world.cluster.objects["ConfigMap", NS, "app-config"]["data"] == {"MODE": "prod"}
+    assert "Rolled back" not in world.log.getvalue()
 
 
 def test_a_missing_right_stops_the_build_and_changes_nothing(tmp_path: Path) -> None:
@@ -708,3 +807,32 @@ def test_a_namespace_the_manifests_create_needs_not_exist_yet(tmp_path: Path) ->
     (tmp_path / "deploy" / "deployment.yaml").write_text(text)
     error = world.deploy().error
     assert error is None, error
+
+
+class RefusingCluster(FakeDeployCluster):
+    """Applies the ConfigMap, then the API server refuses the Deployment (an admission webhook
+    that changed its mind since the dry run)."""
+
+    def server_side_apply(self, docs: Sequence[Mapping[str, Any]], **kw: Any) -> list[Applied]:
+        if (
+            any(d["kind"] == "Deployment" for d in docs)
+            and kw.get("field_manager") == "django-k8s-deploy"
+        ):
+            done = super().server_side_apply([d for d in docs if d["kind"] != "Deployment"], **kw)
+            if done:
+                raise Invalid("the API server rejected apply Deployment/web: denied by policy")
+            return done
+        return super().server_side_apply(docs, **kw)
+
+
+def test_an_apply_refused_part_way_is_rolled_back_too(tmp_path: Path) -> None:
+    world = World(tmp_path, rollback_on_failure=True)
+    world.cluster = RefusingCluster(world.journal, {})
+    _previous_release(world)
+    outcome = world.deploy()
+    assert isinstance(outcome.error, Invalid)
+    assert world.cluster.objects["ConfigMap", NS, "app-config"]["data"] == {"MODE": "before"}
+    log = world.log.getvalue()
+    assert "configmap/app-config: restored to what it was before this deploy" in log
+    assert "Rolled back: configmap/app-config (restored)." in log
+    assert "cluster rollback web to 1" not in world.journal  # the Deployment was not changed

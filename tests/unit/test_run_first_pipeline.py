@@ -153,10 +153,49 @@ def test_a_failed_migration_applies_nothing_else_and_the_report_says_so(tmp_path
     assert "Deployment/web" not in applied(w)
     assert "nothing else was applied" in str(outcome.error)
     assert [(r.kind, r.result) for r in outcome.results] == [("Job", "failed")]
-    assert w.groups[-2:] == ["Run first", "Diagnosis"]
+    # The ConfigMap this first deploy created goes again: what ran before had none.
+    assert w.groups[-3:] == ["Run first", "Diagnosis", "Restore config"]
+    assert "cluster delete ConfigMap/app-config (Background)" in w.journal
     log = w.log.getvalue()
     assert "failed: BackoffLimitExceeded (limit reached)" in log
     assert "State: applied 2 object(s): configmap/app-config, job/migrate-" in log
+    assert "Rolled back: configmap/app-config (deleted)." in log
+
+
+def test_a_failed_migration_leaves_the_previous_config_in_force(tmp_path: Path) -> None:
+    w = world(tmp_path, {"migrate": "fail"})
+    before = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "app-config", "namespace": NS},
+        "data": {"MODE": "before", "OLD_ONLY": "1"},
+    }
+    w.cluster.put(before)
+    outcome = w.deploy()
+    assert isinstance(outcome.error, RolloutFailed)
+    # Applied with the new data before the Job ran, then put back as it was.
+    assert applied(w)[0] == "ConfigMap/app-config"
+    assert applied(w)[-1] == "ConfigMap/app-config"
+    assert w.cluster.objects["ConfigMap", NS, "app-config"]["data"] == before["data"]
+    log = w.log.getvalue()
+    assert "::group::Restore config: the run-first Jobs failed" in log
+    assert "configmap/app-config: restored to what it was before this deploy" in log
+    assert "Rolled back: configmap/app-config (restored)." in log
+    assert "### Rollback" in w.summary
+
+
+def test_a_failed_migration_that_changed_no_config_restores_nothing(tmp_path: Path) -> None:
+    w = world(tmp_path, {"migrate": "fail"})
+    same = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "app-config", "namespace": NS},
+        "data": {"MODE": "prod"},
+    }
+    w.cluster.put(same)
+    w.deploy()
+    assert applied(w).count("ConfigMap/app-config") == 1
+    assert "Rolled back" not in w.log.getvalue()
 
 
 def test_a_migration_that_completed_at_this_commit_is_skipped_unless_asked(

@@ -1,0 +1,179 @@
+# ruff: noqa: F811 - the fixtures imported from test_deploy_action are parameters here
+"""Whole-release rollback and a failed migration's config, through the action container against
+the stack (real Deployment, StatefulSet, DaemonSet and ControllerRevision controllers; kwok plays
+the kubelet, so there are no real env vars: what a restarted pod would read is asserted on the
+objects in the API server)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from deployer import applyset, rollback
+from deployer.kube import Cluster
+from tests.e2e.test_deploy_action import (  # noqa: F401 - fixtures
+    SECRET_VALUE,
+    Deploy,
+    built_sha,
+    deploy,
+    image_repo,
+    kubectl,
+    workspace,
+)
+from tests.e2e.test_workload_kinds import daemonset, deployment, get, job, results, statefulset
+
+pytestmark = [pytest.mark.stack, pytest.mark.docker]
+
+GOOD_SECRETS = f"SECRET_KEY={SECRET_VALUE}\n"
+BAD_SECRETS = f"SECRET_KEY={SECRET_VALUE}-new\nADDED=1\n"
+
+
+def config(**data: str) -> str:
+    lines = "".join(f'  {k}: "{v}"\n' for k, v in data.items())
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\ndata:\n{lines}"
+
+
+EXTRA = 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-config\ndata: {A: "1"}\n'
+
+
+def secret_data(stack: dict[str, str], namespace: str) -> dict[str, str]:
+    raw = get(stack, namespace, "secret/app-env", "{.data}")
+    return {k: base64.b64decode(v).decode() for k, v in json.loads(raw).items()}
+
+
+def template_annotations(stack: dict[str, str], namespace: str, what: str) -> str:
+    return get(stack, namespace, what, "{.spec.template.metadata.annotations}")
+
+
+def test_a_failed_release_is_rolled_back_whole_and_the_restored_release_watched(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    inputs = {"secret-name": "app-env"}
+    good = deploy(
+        "---\n".join(
+            [config(DEBUG="false"), deployment("web"), statefulset("db"), daemonset("logs")]
+        ),
+        secrets=GOOD_SECRETS,
+        **inputs,
+    )
+    assert good.exit_code == 0, good.log[-4000:]
+    before = {
+        what: template_annotations(stack, namespace, what)
+        for what in ("deployment/web", "statefulset/db", "daemonset/logs")
+    }
+
+    bad = deploy(
+        "---\n".join(
+            [
+                config(DEBUG="true", NEW_KEY="x"),
+                EXTRA,
+                deployment("web", {"deploy.test/note": "v2"}),
+                statefulset("db", {"deploy.test/behavior": "crash-loop"}),
+                daemonset("logs").replace("labels: {app: logs}\n", "labels: {app: logs, v: '2'}\n"),
+            ]
+        ),
+        secrets=BAD_SECRETS,
+        **inputs,
+        **{"rollback-on-failure": "true"},
+    )
+    assert bad.exit_code == 1, bad.log[-4000:]
+    assert bad.outputs["result"] == "failed"
+    assert results(bad)["StatefulSet/db"]["result"] == "failed"
+
+    # Config: back as it was; what the failed deploy created is gone.
+    assert get(stack, namespace, "configmap/app-config", "{.data}") == '{"DEBUG":"false"}'
+    assert kubectl(stack, "-n", namespace, "get", "configmap/extra-config").returncode != 0
+    assert secret_data(stack, namespace) == {"SECRET_KEY": SECRET_VALUE}
+    # Every workload kind the deploy changed runs its previous template again.
+    for what, template in before.items():
+        assert template_annotations(stack, namespace, what) == template, what
+    assert '"v":"2"' not in get(stack, namespace, "daemonset/logs", "{.spec.template.metadata}")
+    # ... and it is healthy: kubectl, the reference peer, agrees with our verdict.
+    for what in ("deployment/web", "statefulset/db", "daemonset/logs"):
+        peer = kubectl(stack, "-n", namespace, "rollout", "status", what, "--timeout=5s")
+        assert peer.returncode == 0, (what, peer.stderr)
+
+    log = bad.log
+    assert "::group::Rollback: the whole release, to what ran before this deploy" in log
+    assert "::group::Rollback: watch the restored release" in log
+    assert "configmap/app-config: restored to what it was before this deploy" in log
+    assert "secret/app-env: restored to what it was before this deploy" in log
+    assert "configmap/extra-config: deleted (this deploy created it)" in log
+    assert "statefulset/db: back to the template of controllerrevision/db-" in log
+    assert "deleted pod db-1: it ran the failed revision" in log
+    state = next(line for line in log.splitlines() if line.startswith("State: "))
+    # For `pytest -s`: the figures in the report (the restored release's verdicts).
+    restored = log.split("::group::Rollback: watch the restored release", 1)[1]
+    timings = [line for line in restored.splitlines() if " succeeded after " in line]
+    print("\n[rollback] " + state + "\n[rollback] " + " | ".join(timings))
+    assert "The restored release is healthy: " in state, state
+    for what in ("deployment/web", "statefulset/db", "daemonset/logs"):
+        assert f"{what} succeeded" in state.split("The restored release is healthy: ")[1]
+    assert "### Rollback" in bad.summary
+    assert "The restored release: succeeded" in bad.summary
+    # The failure stays the deploy's verdict: the restored rollouts are not in its outputs.
+    assert [d["result"] for d in json.loads(bad.outputs["deployments"])].count("failed") >= 1
+
+
+def test_a_failed_migration_leaves_the_previous_config_in_force(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    inputs = {"secret-name": "app-env", "run-first": "migrate"}
+    good = deploy(
+        "---\n".join([config(DEBUG="false"), deployment("web"), job("migrate", "complete")]),
+        secrets=GOOD_SECRETS,
+        **inputs,
+    )
+    assert good.exit_code == 0, good.log[-4000:]
+    web_before = template_annotations(stack, namespace, "deployment/web")
+
+    bad = deploy(
+        "---\n".join([config(DEBUG="true"), deployment("web"), job("migrate", "fail-exit-3")]),
+        secrets=BAD_SECRETS,
+        **inputs,
+    )
+    assert bad.exit_code == 1, bad.log[-4000:]
+    assert "nothing else was applied" in bad.log
+    # An old pod that restarts now reads what it read before: the objects it reads are back.
+    assert get(stack, namespace, "configmap/app-config", "{.data}") == '{"DEBUG":"false"}'
+    assert secret_data(stack, namespace) == {"SECRET_KEY": SECRET_VALUE}
+    assert template_annotations(stack, namespace, "deployment/web") == web_before
+    assert "::group::Restore config: the run-first Jobs failed" in bad.log
+    assert "Rolled back: configmap/app-config (restored), secret/app-env (restored)." in bad.log
+    assert "### Rollback" in bad.summary
+
+
+def test_the_rights_rollback_and_prune_need_are_asked_of_the_real_api_server(
+    stack: dict[str, str], namespace: str
+) -> None:
+    """SelfSubjectAccessReviews on the stack: the namespace-limited identity lacks them in
+    another namespace (named, kubectl-style), has them in its own."""
+
+    def bodies(ns: str) -> list[dict[str, object]]:
+        return [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}},
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": "s", "namespace": ns},
+            },
+        ]
+
+    def missing(ns: str) -> list[str]:
+        docs = bodies(ns)
+        also = rollback.rights_needed(docs, workloads=True) + applyset.rights_needed(docs, ns)
+        with Cluster.from_kubeconfig_file(stack["DJK_LIMITED_KUBECONFIG"]) as limited:
+            return limited.missing_permissions(docs, also)
+
+    elsewhere = missing(namespace)
+    for right in (
+        f"get configmaps in namespace {namespace}",
+        f"delete statefulsets.apps in namespace {namespace}",
+        f"list controllerrevisions.apps in namespace {namespace}",
+        f"delete pods in namespace {namespace}",
+        f"get secrets in namespace {namespace}",
+    ):
+        assert right in elsewhere, (right, elsewhere)
+    assert missing("djk-limited") == []
