@@ -460,7 +460,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
 
 
 def exit_code(error: DeployError | None) -> int:
-    """The one mapping from how a run ended to its exit code (README: 0/1/2/3)."""
+    """The one mapping from how a run ended to its exit code (README, "What failure looks like": 0/1/2/3)."""
     return 0 if error is None else error.exit_code
 
 

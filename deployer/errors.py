@@ -1,6 +1,6 @@
 """The one exception tree of the deployer. The CLI maps it to exit codes in one place.
 
-Exit codes (documented in the README): 0 success; 1 rollout failed, timed out or cancelled;
+Exit codes (documented in the README, "What failure looks like"): 0 success; 1 rollout failed, timed out or cancelled;
 2 invalid input or configuration; 3 an outside service still failing after retries.
 """
 

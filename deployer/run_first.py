@@ -1,6 +1,6 @@
 """Migrations first: the Jobs that must complete before anything else changes (pure planning).
 
-Design (README "Migrations first"): **one Job per commit and spec.** A run-first Job named `migrate`
+Design (docs/behaviour.md, "Migrations first"): **one Job per commit and spec.** A run-first Job named `migrate`
 in the manifests is applied as `migrate-<sha8>-<spec5>`, where `<spec5>` hashes the rendered Job
 spec. Why:
 

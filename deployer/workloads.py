@@ -158,7 +158,7 @@ def daemonset_verdict(ds: Obj, applied_generation: int | None = None) -> Verdict
 
 def job_verdict(job: Obj, applied_generation: int | None = None) -> Verdict:
     """`applied_generation` is ignored: a Job's template cannot change, so there is nothing older
-    to confuse it with (a changed Job is a new Job, see the README's migrations design)."""
+    to confuse it with (a changed Job is a new Job, see docs/behaviour.md, "Migrations first")."""
     del applied_generation
     subject = f"job/{name(job)}"
     spec = mapping(job, "spec") or {}

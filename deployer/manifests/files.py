@@ -15,7 +15,7 @@ from pathlib import Path
 from deployer.errors import InputError
 from deployer.manifests.names import shown
 
-# Limits (README "Limits"). A Kubernetes object is at most ~1.5 MB in etcd; a manifest file ten
+# Limits (docs/security.md, "Limits"). A Kubernetes object is at most ~1.5 MB in etcd; a manifest file ten
 # times the size of a large app's whole deploy directory is still far below these.
 MAX_FILE_BYTES = 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024

@@ -45,7 +45,7 @@ from deployer.manifests.files import (
 from deployer.manifests.names import shown
 
 # Pinned: scripts/build-binaries builds this version, the Dockerfile copies it from
-# registry.k8s.io/kustomize/kustomize at this tag, the README names it (a unit test checks all).
+# registry.k8s.io/kustomize/kustomize at this tag, docs/behaviour.md names it (a unit test checks all).
 KUSTOMIZE_VERSION = "v5.8.2"
 ORIGIN_ANNOTATION = "config.kubernetes.io/origin"
 BUILD_TIMEOUT_S = 60

@@ -304,7 +304,7 @@ def test_the_pinned_version_is_the_same_everywhere() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"ARG KUSTOMIZE_IMAGE=registry.k8s.io/kustomize/kustomize:{version}\n" in dockerfile
     assert "COPY --from=kustomize /app/kustomize /usr/local/bin/kustomize" in dockerfile
-    assert f"kustomize {version}" in (ROOT / "README.md").read_text()
+    assert f"kustomize {version}" in (ROOT / "docs" / "behaviour.md").read_text()
 
 
 def test_a_glob_over_a_kustomize_base_matches_the_manifests_not_the_kustomization() -> None:
