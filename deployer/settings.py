@@ -8,35 +8,19 @@ names the input and says what to do; all of them are collected so a user fixes t
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit
 
-from deployer import envfile, input_values, manifests
+from deployer import input_parsers as parsers
+from deployer import input_values
 from deployer import kubeconfig as kubeconfig_input
 from deployer.digitalocean import DEFAULT_API_URL
 from deployer.docr import HOST as DOCR_HOST
 from deployer.errors import DeployError, InputError
-from deployer.input_values import (
-    CLUSTER_RE,
-    DNS_LABEL_RE,
-    FALSE,
-    PLACEHOLDER_RE,
-    REPOSITORY_RE,
-    SHA_RE,
-    TRUE,
-    build_args,
-    build_cache,
-    has_tag,
-    relative,
-    split_workload,
-)
-from deployer.manifests import inside_workspace, shown
+from deployer.input_parsers import Inputs, Invalid, Parser, PrComment, docr_host_from
 
 BuildMode = Literal["auto", "always", "never"]
 
@@ -50,62 +34,13 @@ parse_settle = input_values.parse_settle
 DEFAULT_SETTLE = input_values.DEFAULT_SETTLE
 
 
-class Invalid(Exception):
-    """What is wrong with one input's text, and what to do: the input's name is added by
-    `parse`, which collects every problem before it raises."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class _Inputs:
-    """What a parser may look at besides its own text: the raw inputs, the values parsed so far
-    (inputs are parsed in action.yml's order), the environment and where to report."""
-
-    def __init__(
-        self,
-        raw: Mapping[str, str],
-        env: Mapping[str, str],
-        *,
-        mask: Callable[[str], None],
-        github: bool,
-        secrets_source: str,
-    ) -> None:
-        self.raw = raw
-        self.env = env
-        self.mask = mask
-        self.github = github
-        self.secrets_source = secrets_source
-        self.workspace = Path(env.get("GITHUB_WORKSPACE") or os.getcwd())
-        self.parsed: dict[str, object] = {}
-        self.problems: list[InputError] = []
-
-    def problem(self, where: str, message: str, hint: str = "") -> None:
-        """One problem, in the words of whoever gave the inputs (`spoken`)."""
-        self.problems.append(spoken(InputError(message, where=where, hint=hint), self.github))
-
-    def name(self, name: str) -> str:
-        """The input as this user gives it (`named`): for text the CLI's words do not reach."""
-        return named(name, self.github)
-
-    def text(self, name: str) -> str:
-        """The input as given (stripped), else its default."""
-        got = self.raw.get(name, "").strip()
-        return got or next(s.default for s in INPUTS if s.name == name)
-
-
-Parser = Callable[[str, _Inputs], object]
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """One action input; the CLI flag of the same name mirrors it.
 
     `parse` turns the input's text (stripped, or its default; the raw text when `raw`) into the
     Settings field `field` (default: the name with '_' for '-'), raising `Invalid` with a hint;
-    it may also check the inputs parsed before it, which it reaches through `_Inputs`."""
+    it may also check the inputs parsed before it, which it reaches through `Inputs`."""
 
     name: str
     default: str = ""
@@ -121,598 +56,180 @@ class InputSpec:
         return self.field or self.name.replace("-", "_")
 
 
-def _text(text: str, inputs: _Inputs) -> str:
-    return text
-
-
-def _image(text: str, inputs: _Inputs) -> str:
-    if not text:
-        raise Invalid(
-            "is required",
-            "Set it to the image repository, e.g. registry.digitalocean.com/team/app.",
-        )
-    if "@" in text or has_tag(text):
-        raise Invalid(
-            f"must be a repository without tag or digest, got {text!r}",
-            "Drop the ':tag' part: the tag is the sha input.",
-        )
-    if not REPOSITORY_RE.match(text):
-        raise Invalid(
-            f"is not a valid image repository: {text!r}",
-            "Use lower-case letters, digits and . _ - / only, e.g. ghcr.io/org/app.",
-        )
-    return text
-
-
-def _sha(text: str, inputs: _Inputs) -> str:
-    sha = text or inputs.env.get("GITHUB_SHA", "")
-    if not sha and inputs.github:
-        raise Invalid(
-            "is required", "Set it to the full commit SHA (the action defaults to github.sha)."
-        )
-    if not sha:  # the CLI asked `git rev-parse HEAD` first (cli._deploy)
-        raise Invalid(
-            "is required: this is not a git repository with a commit, so `git rev-parse HEAD` "
-            "gave none",
-            "Pass --sha with the full commit SHA, or run inside the app's git repository.",
-        )
-    if not SHA_RE.match(sha):
-        raise Invalid(
-            f"must be a full 40-character commit SHA in lower-case hex, got {sha!r}",
-            "Use the full SHA so the tag matches the image built on push (git rev-parse HEAD).",
-        )
-    return sha
-
-
-def _kubeconfig(text: str, inputs: _Inputs) -> str:
-    """Either a kubeconfig, or the DigitalOcean token and cluster (checked here, after both)."""
-    token, cluster = inputs.parsed["digitalocean_token"], str(inputs.parsed["cluster"])
-    if text and (token or cluster):
-        raise Invalid(
-            f"cannot be combined with digitalocean-token or {inputs.name('cluster')}",
-            f"Give either a kubeconfig, or digitalocean-token and {inputs.name('cluster')}.",
-        )
-    if not text:
-        if not token:
-            inputs.problem(
-                "digitalocean-token" if inputs.github else "DIGITALOCEAN_ACCESS_TOKEN",
-                "is required",
-                "Pass a DigitalOcean token from a secret, e.g. ${{ secrets.DIGITALOCEAN_ACCESS_TOKEN }}."
-                if inputs.github
-                else "Export it, or put it in .env (or give --kubeconfig).",
-            )
-        if not cluster:
-            inputs.problem("cluster", "is required", "Set it to the cluster's name or id.")
-        elif not CLUSTER_RE.match(cluster):
-            inputs.problem(
-                "cluster",
-                f"{shown(cluster)} is not a cluster name or id",
-                "Use the cluster's name (letters, digits, '-', '.', '_') or its id.",
-            )
-    return text
-
-
-def _manifests(text: str, inputs: _Inputs) -> tuple[Path, ...]:
-    return manifests.find_files(text, inputs.workspace, inputs.problem)
-
-
-def _placeholder(text: str, inputs: _Inputs) -> str:
-    if not PLACEHOLDER_RE.match(text) or text.isalnum():
-        raise Invalid(
-            f"{shown(text)} cannot be a placeholder",
-            "Use 3-128 characters without blanks or YAML punctuation that no manifest holds by "
-            "chance, e.g. <IMAGE> or ${IMAGE}.",
-        )
-    return text
-
-
-def _namespace(text: str, inputs: _Inputs) -> str:
-    if text and not DNS_LABEL_RE.match(text):
-        raise Invalid(
-            f"is not a valid namespace name: {text!r}",
-            "Use at most 63 lower-case letters, digits and '-'.",
-        )
-    return text
-
-
-def _registry_password(text: str, inputs: _Inputs) -> str:
-    """Both registry credentials, or neither (checked here, after the username); a dry run
-    pushes nothing, so it needs neither."""
-    if inputs.text("dry-run") in TRUE:
-        return text
-    if bool(inputs.parsed["registry_username"]) != bool(text):
-        inputs.problem(
-            "registry-password" if inputs.parsed["registry_username"] else "registry-username",
-            "is required when the other registry credential is set",
-            "Give both registry-username and registry-password, or neither.",
-        )
-    return text
-
-
-def _context(text: str, inputs: _Inputs) -> Path:
-    return inputs.workspace / text
-
-
-def _dockerfile(text: str, inputs: _Inputs) -> Path:
-    context = inputs.parsed["context"]
-    assert isinstance(context, Path)
-    return context / text
-
-
-def _build_args_input(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return build_args(text, inputs.problem)
-
-
-def _build(text: str, inputs: _Inputs) -> str:
-    """auto, always or never; unless never, the context and Dockerfile must be there."""
-    if text not in ("auto", "always", "never"):
-        raise Invalid(
-            f"must be auto, always or never, got {text!r}",
-            "auto skips the build when the image exists; never deploys an existing image.",
-        )
-    context, dockerfile = inputs.parsed["context"], inputs.parsed["dockerfile"]
-    assert isinstance(context, Path)
-    assert isinstance(dockerfile, Path)
-    if text != "never":
-        if not inside_workspace(inputs.workspace, context):
-            inputs.problem(
-                "context",
-                f"{shown(inputs.text('context'))} resolves to a place outside the workspace",
-                "The build context must be a directory of the checked-out repository.",
-            )
-        elif not inside_workspace(inputs.workspace, dockerfile):
-            inputs.problem(
-                "dockerfile",
-                f"{shown(inputs.text('dockerfile'))} resolves to a place outside the workspace",
-                "Give the Dockerfile relative to the context, inside the repository.",
-            )
-        elif not context.is_dir():
-            inputs.problem(
-                "context",
-                f"directory {inputs.text('context')!r} does not exist in the workspace",
-                "Check out the repository first (actions/checkout) or fix the path.",
-            )
-        elif not dockerfile.is_file():
-            inputs.problem(
-                "dockerfile",
-                f"{relative(dockerfile, inputs.workspace)} does not exist",
-                "Give the dockerfile input relative to the context, or set build: never to deploy an "
-                "existing image.",
-            )
-    return text
-
-
-def _build_cache_input(text: str, inputs: _Inputs) -> str:
-    return build_cache(text, str(inputs.parsed["image"] or ""), inputs.problem)
-
-
-def _build_secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    source = inputs.name("build-secrets")
-    return envfile.parse_env_file(text, source, inputs.problem, inputs.mask)
-
-
-def _secrets(text: str, inputs: _Inputs) -> tuple[tuple[str, str], ...]:
-    return envfile.parse_env_file(text, inputs.secrets_source, inputs.problem, inputs.mask)
-
-
-def _secret_name(text: str, inputs: _Inputs) -> str:
-    if inputs.parsed["secrets"] and not text:
-        inputs.problem(
-            "secret-name",
-            f"is required when {inputs.name('secrets')} is set",
-            "Name the Secret your manifests reference, e.g. app-secrets.",
-        )
-    if text and not manifests.is_name(text):
-        raise Invalid(
-            f"is not a valid Secret name: {text!r}", "Use lower-case letters, digits, '-' and '.'."
-        )
-    return text
-
-
-def _wait_for(text: str, inputs: _Inputs) -> tuple[str, ...]:
-    """ "Kind/name" for each item (see `split_workload`)."""
-    wanted: list[str] = []
-    for item in (n for n in re.split(r"[\s,]+", text) if n):
-        kind, name = split_workload(item)
-        if kind is None:
-            inputs.problem(
-                "wait-for",
-                f"{item!r}: {item.rpartition('/')[0]!r} is not a kind we wait for",
-                "Write kind/name with kind deployment, statefulset, daemonset or job "
-                "(a plain name is a Deployment).",
-            )
-        elif not manifests.is_name(name):
-            inputs.problem(
-                "wait-for",
-                f"{name!r} is not a valid {kind} name",
-                "List workloads from the manifests as kind/name (or a Deployment's name), one "
-                "per line or comma-separated.",
-            )
-        else:
-            wanted.append(f"{kind}/{name}")
-    return tuple(dict.fromkeys(wanted))
-
-
-def _run_first(text: str, inputs: _Inputs) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(n for n in re.split(r"[\s,]+", text) if n))
-    for name in names:
-        if not manifests.is_name(name):
-            inputs.problem(
-                "run-first",
-                f"{name!r} is not a valid Job name",
-                "List Job names from the manifests (e.g. migrate), one per line or comma-separated.",
-            )
-    return names
-
-
-def _timeout(text: str, inputs: _Inputs) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise Invalid(str(exc), "Write it like 90s, 10m or 1h30m.") from exc
-
-
-def _apply(text: str, inputs: _Inputs) -> bool:
-    applying = _flag(text, inputs)
-    if not applying and not (inputs.parsed.get("wait_for") or inputs.text("selector")):
-        inputs.problem(
-            "wait-for",
-            "apply is false, so there is nothing to wait for unless it is named",
-            "Name the workloads another tool applied, as kind/name in wait-for, or give selector.",
-        )
-    return applying
-
-
-_SELECTOR_RE = re.compile(r"^[A-Za-z0-9._/=!,() -]{1,1000}$")
-
-
-def _selector(text: str, inputs: _Inputs) -> str:
-    if not text:
-        return ""
-    if inputs.parsed.get("apply", True):
-        raise Invalid(
-            "is only read with apply: false", "Remove it, or set apply: false to watch only."
-        )
-    if not _SELECTOR_RE.match(text):
-        raise Invalid(
-            f"{shown(text)} is not a label selector",
-            "Write it as kubectl does, e.g. app.kubernetes.io/instance=shop,tier!=cache.",
-        )
-    return text
-
-
-def _optional_timeout(text: str, inputs: _Inputs) -> float | None:
-    return _timeout(text, inputs) if text else None
-
-
-def _settle(text: str, inputs: _Inputs) -> float:
-    try:
-        return parse_settle(text)
-    except ValueError as exc:
-        raise Invalid(
-            str(exc), "Write it like 10s or 30s, or 0 to call a rollout green as kubectl does."
-        ) from exc
-
-
-def _flag(text: str, inputs: _Inputs) -> bool:
-    if text in TRUE:
-        return True
-    if text in FALSE:
-        return False
-    raise Invalid(f"must be true or false, got {text!r}", "Write true or false.")
-
-
-def _link_registry(text: str, inputs: _Inputs) -> bool:
-    link = _flag(text, inputs)
-    if link and (inputs.parsed["kubeconfig"] or not inputs.parsed["digitalocean_token"]):
-        raise Invalid(
-            f"needs the DigitalOcean API (digitalocean-token and {inputs.name('cluster')}), not "
-            + ("a kubeconfig input" if inputs.github else "--kubeconfig"),
-            f"Set digitalocean-token and {inputs.name('cluster')}, or integrate the registry once "
-            "by hand.",
-        )
-    return link
-
-
-def _registry_retention(text: str, inputs: _Inputs) -> int:
-    if not text:
-        return 0
-    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
-        raise Invalid(
-            f"must be a whole number of commit tags to keep, 1 or more, got {text!r}",
-            "Write e.g. 10, or leave it empty for no retention.",
-        )
-    image = str(inputs.parsed.get("image") or "")
-    host = docr_host_from(inputs.env)
-    if image and image.split("/", 1)[0] != host:
-        raise Invalid(
-            f"works only on DigitalOcean Container Registry ({host}), and the image is "
-            f"{image.split('/', 1)[0]}",
-            "Remove registry-retention, or clean that registry with its own tools.",
-        )
-    if not inputs.parsed.get("digitalocean_token"):
-        raise Invalid(
-            "needs digitalocean-token (tags are deleted through the DigitalOcean API)",
-            "Set digitalocean-token, with the registry:read and registry:delete scopes.",
-        )
-    return int(text)
-
-
-def _registry_gc(text: str, inputs: _Inputs) -> bool:
-    gc = _flag(text, inputs)
-    if gc and not inputs.raw.get("registry-retention", "").strip():
-        raise Invalid(
-            "needs registry-retention (a garbage collection frees what retention deleted)",
-            "Set registry-retention, or remove registry-gc.",
-        )
-    return gc
-
-
-def _provenance(text: str, inputs: _Inputs) -> str:
-    value = text.lower().removeprefix("mode=")
-    if value in TRUE:
-        return "min"
-    if value in FALSE or value in ("min", "max"):
-        return "false" if value in FALSE else value
-    raise Invalid(
-        f"must be false, true (mode=min) or max, got {shown(text)}",
-        "Write false (the default), true or max.",
-    )
-
-
-def _url(text: str, inputs: _Inputs) -> str:
-    if text and not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f<>\"'`]{1,2000}", text):
-        raise Invalid(
-            f"must be an http:// or https:// address on one line, got {shown(text)}",
-            "Write e.g. https://app.example.com, or leave it empty to find it from the manifests.",
-        )
-    return text
-
-
-# The one event a preview comment can go to. pull_request_target is left out on purpose: its
-# token can write even for a fork's pull request, and a step given it with the fork's manifests
-# is the pattern GitHub's security guides warn about.
-PR_COMMENT_EVENT = "pull_request"
-GITHUB_API_DEFAULT = "https://api.github.com"
-_EVENT_LIMIT = 64 * 1024 * 1024  # the runner's event file; far larger than any real one
-
-
-@dataclass(frozen=True)
-class PrComment:
-    """Where the dry-run preview is posted: one comment on this pull request, kept up to date."""
-
-    token: str = field(repr=False)
-    api_url: str
-    repository: str  # owner/name
-    number: int
-    read_only: bool  # a fork's pull request or Dependabot's: GitHub gives a read-only token
-
-
-def _pr_comment(text: str, inputs: _Inputs) -> PrComment | None:
-    """github-token: with dry-run on a pull_request event, post the preview there. Decided here,
-    before anything is built: a token without dry-run, or outside a pull_request event, is a
-    mistake (nothing would be posted), said in one line."""
-    if not text:
-        return None
-    if not inputs.parsed.get("dry_run"):
-        raise Invalid(
-            "posts the dry-run preview on the pull request, and dry-run is not true",
-            "Set dry-run: true on this step, or remove github-token.",
-        )
-    if not re.fullmatch(r"[\x21-\x7e]+", text):
-        raise Invalid(
-            "contains spaces, line breaks or non-ASCII characters",
-            "Pass ${{ github.token }} (or one token) alone.",
-        )
-    env = inputs.env
-    event = env.get("GITHUB_EVENT_NAME", "")
-    if event != PR_COMMENT_EVENT:
-        raise Invalid(
-            f"posts the preview on a pull request, but this run is "
-            f"{'a ' + shown(event) + ' event' if event else 'not a GitHub Actions event'}",
-            "Run the dry run on: pull_request, or pass github-token only there "
-            "(github-token: ${{ github.event_name == 'pull_request' && github.token || '' }}).",
-        )
-    repository = env.get("GITHUB_REPOSITORY", "")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repository):
-        raise Invalid(
-            f"needs GITHUB_REPOSITORY as owner/name, got {shown(repository) or 'nothing'}",
-            "The runner sets it; set it as owner/name when running elsewhere.",
-        )
-    api_url = (env.get("GITHUB_API_URL") or GITHUB_API_DEFAULT).strip().rstrip("/")
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise Invalid(
-            f"needs GITHUB_API_URL as an http(s) URL, got {shown(api_url)}",
-            f"The runner sets it; leave it unset for {GITHUB_API_DEFAULT}.",
-        )
-    number, fork = _pull_request_event(env.get("GITHUB_EVENT_PATH", ""))
-    read_only = fork or env.get("GITHUB_ACTOR", "") == "dependabot[bot]"
-    return PrComment(text, api_url, repository, number, read_only)
-
-
-def _pull_request_event(path: str) -> tuple[int, bool]:
-    """The pull request's number and whether it comes from a fork, from the runner's event file."""
-    hint = "The runner writes it for every job; outside Actions set GITHUB_EVENT_PATH to one."
-    if not path:
-        raise Invalid("needs the pull_request event, and GITHUB_EVENT_PATH is not set", hint)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_EVENT_LIMIT + 1)
-    except OSError as exc:
-        raise Invalid(
-            f"cannot read the pull_request event at {shown(path)} ({exc.strerror or 'unreadable'})",
-            hint,
-        ) from None
-    try:
-        payload = json.loads(raw) if len(raw) <= _EVENT_LIMIT else None
-    except ValueError:
-        payload = None
-    if payload is None:
-        raise Invalid(f"the event at {shown(path)} is not a JSON object of a sane size", hint)
-    pr = payload.get("pull_request") if isinstance(payload, dict) else None
-    number = pr.get("number") if isinstance(pr, dict) else None
-    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-        raise Invalid(f"the event at {shown(path)} names no pull request number", hint)
-    assert isinstance(pr, dict)
-
-    def full_name(side: str) -> object:
-        repo = (pr.get(side) or {}).get("repo") if isinstance(pr.get(side), dict) else None
-        return repo.get("full_name") if isinstance(repo, dict) else None
-
-    head, base = full_name("head"), full_name("base")
-    return number, head is None or head != base
-
-
 # The action's inputs, in action.yml's order (the order they are parsed and their problems
 # listed). action.yml is the user-facing copy; a unit test keeps the two in step.
 INPUTS: tuple[InputSpec, ...] = (
-    InputSpec("image", help="image repository without a tag", parse=_image),
+    InputSpec("image", help="image repository without a tag", parse=parsers.image),
     InputSpec(
         "sha",
         help="full commit SHA, the image tag",
-        parse=_sha,
+        parse=parsers.sha,
         unset="$GITHUB_SHA, else `git rev-parse HEAD`",
     ),
-    InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token", parse=_text),
-    InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id", parse=_text),
+    InputSpec("digitalocean-token", secret=True, help="DigitalOcean API token", parse=parsers.text),
+    InputSpec("cluster", help="DigitalOcean Kubernetes cluster name or id", parse=parsers.text),
     InputSpec(
-        "kubeconfig", secret=True, help="kubeconfig text instead of DigitalOcean", parse=_kubeconfig
+        "kubeconfig",
+        secret=True,
+        help="kubeconfig text instead of DigitalOcean",
+        parse=parsers.kubeconfig,
     ),
     InputSpec(
         "manifests",
         "deploy/deployment.yaml",
         "manifest files or globs, or a kustomization directory",
-        parse=_manifests,
+        parse=parsers.manifest_files,
     ),
-    InputSpec("placeholder", "<IMAGE>", "text replaced by the image reference", parse=_placeholder),
+    InputSpec(
+        "placeholder", "<IMAGE>", "text replaced by the image reference", parse=parsers.placeholder
+    ),
     InputSpec(
         "namespace",
         help="namespace for objects that name none",
-        parse=_namespace,
+        parse=parsers.namespace,
         unset="what the manifests say, else default",
     ),
     InputSpec(
         "registry-username",
         help="registry user (its password: REGISTRY_PASSWORD)",
-        parse=_text,
+        parse=parsers.text,
         unset="none; for registry.digitalocean.com short-lived credentials from the token",
     ),
-    InputSpec("registry-password", secret=True, help="registry password", parse=_registry_password),
-    InputSpec("context", ".", "docker build context", parse=_context),
-    InputSpec("dockerfile", "Dockerfile", "Dockerfile, relative to the context", parse=_dockerfile),
-    InputSpec("build-args", help="KEY=value lines", parse=_build_args_input, raw=True),
-    InputSpec("target", help="build stage", parse=_text),
+    InputSpec(
+        "registry-password", secret=True, help="registry password", parse=parsers.registry_password
+    ),
+    InputSpec("context", ".", "docker build context", parse=parsers.context),
+    InputSpec(
+        "dockerfile", "Dockerfile", "Dockerfile, relative to the context", parse=parsers.dockerfile
+    ),
+    InputSpec("build-args", help="KEY=value lines", parse=parsers.build_args_lines, raw=True),
+    InputSpec("target", help="build stage", parse=parsers.text),
     InputSpec(
         "build-network",
         help="docker build --network (host to reach the local stack's registry)",
-        parse=_text,
+        parse=parsers.text,
         unset="Docker's default",
     ),
-    InputSpec("build", "auto", "auto, always or never", parse=_build),
+    InputSpec("build", "auto", "auto, always or never", parse=parsers.build_mode),
     InputSpec(
         "provenance",
         "false",
         "provenance attestation: false, true (mode=min) or max",
-        parse=_provenance,
+        parse=parsers.provenance,
     ),
-    InputSpec("sbom", "false", "SBOM attestation (true or false)", parse=_flag),
+    InputSpec("sbom", "false", "SBOM attestation (true or false)", parse=parsers.flag),
     InputSpec(
         "build-cache",
         help="registry build cache reference, or false",
-        parse=_build_cache_input,
+        parse=parsers.build_cache_ref,
         unset="<image>:buildcache",
     ),
     InputSpec(
         "build-secrets",
         secret=True,
         help="id=value lines for RUN --mount=type=secret",
-        parse=_build_secrets,
+        parse=parsers.build_secrets,
         raw=True,
     ),
     InputSpec(
-        "secrets", secret=True, help="env-file text for the Secret", parse=_secrets, raw=True
+        "secrets",
+        secret=True,
+        help="env-file text for the Secret",
+        parse=parsers.secrets_env,
+        raw=True,
     ),
     InputSpec(
-        "secret-name", help="name of the Secret made from the secrets input", parse=_secret_name
+        "secret-name",
+        help="name of the Secret made from the secrets input",
+        parse=parsers.secret_name,
     ),
     InputSpec(
         "wait-for",
         help="workloads to wait for: kind/name, or a Deployment's name",
-        parse=_wait_for,
+        parse=parsers.wait_for,
         unset="every Deployment, StatefulSet, DaemonSet and Job in the manifests",
     ),
     InputSpec(
-        "timeout", "10m", "time for all rollouts together", parse=_timeout, field="timeout_s"
+        "timeout", "10m", "time for all rollouts together", parse=parsers.timeout, field="timeout_s"
     ),
     InputSpec(
         "settle",
         DEFAULT_SETTLE,
         "how long new containers must stay up after kubectl's done before green (0: off)",
-        parse=_settle,
+        parse=parsers.settle,
         field="settle_s",
     ),
     InputSpec(
         "rollback-on-failure",
         "false",
         "put the whole release back when the deploy fails, and wait for it",
-        parse=_flag,
+        parse=parsers.flag,
     ),
-    InputSpec("pin-digest", "false", "render image@digest", parse=_flag),
-    InputSpec("force-conflicts", "true", "take over fields owned by other managers", parse=_flag),
+    InputSpec("pin-digest", "false", "render image@digest", parse=parsers.flag),
+    InputSpec(
+        "force-conflicts", "true", "take over fields owned by other managers", parse=parsers.flag
+    ),
     InputSpec(
         "link-registry",
         "false",
         "integrate DOCR with the cluster (pull access)",
-        parse=_link_registry,
+        parse=parsers.link_registry,
     ),
     InputSpec(
         "registry-retention",
         help="DOCR: keep the N newest commit tags (and what runs); delete the rest",
-        parse=_registry_retention,
+        parse=parsers.registry_retention,
     ),
     InputSpec(
         "registry-gc",
         "false",
         "DOCR: start a garbage collection after retention deleted tags",
-        parse=_registry_gc,
+        parse=parsers.registry_gc,
     ),
     InputSpec(
-        "run-first", help="Jobs to run to completion before anything else changes", parse=_run_first
+        "run-first",
+        help="Jobs to run to completion before anything else changes",
+        parse=parsers.run_first,
     ),
     InputSpec(
         "rerun-first",
         "false",
         "run run-first Jobs again at a commit where they completed",
-        parse=_flag,
+        parse=parsers.flag,
     ),
     InputSpec(
         "run-first-timeout",
         help="time for the run-first Jobs (default: their activeDeadlineSeconds, else timeout)",
-        parse=_optional_timeout,
+        parse=parsers.optional_timeout,
         field="run_first_timeout_s",
     ),
     InputSpec(
         "apply",
         "true",
         "false: only watch workloads another tool applied (wait-for or selector)",
-        parse=_apply,
+        parse=parsers.apply,
     ),
-    InputSpec("selector", help="with apply false: a label selector of workloads", parse=_selector),
-    InputSpec("dry-run", "false", "preview: server-side dry-run apply and a diff", parse=_flag),
-    InputSpec("url", help="the app's address for the url output (default: found)", parse=_url),
+    InputSpec(
+        "selector", help="with apply false: a label selector of workloads", parse=parsers.selector
+    ),
+    InputSpec(
+        "dry-run", "false", "preview: server-side dry-run apply and a diff", parse=parsers.flag
+    ),
+    InputSpec(
+        "url", help="the app's address for the url output (default: found)", parse=parsers.url
+    ),
     InputSpec(
         "github-token",
         secret=True,
         help="with dry-run on a pull_request event: post the preview on the pull request",
-        parse=_pr_comment,
+        parse=parsers.pr_comment,
         field="pr_comment",
     ),
     InputSpec(
         "prune",
         "false",
         "delete objects of the app's ApplySet the manifests no longer hold, once green",
-        parse=_flag,
+        parse=parsers.flag,
     ),
 )
 # What watching workloads another tool applied (apply: false) reads; every other input is about
@@ -741,7 +258,10 @@ _FALLBACK: dict[str, object] = {
 }
 
 INPUT_NAMES = tuple(spec.name for spec in INPUTS)
-FLAGS = (_flag, _link_registry)  # the parsers of true/false inputs (a bare CLI flag is true)
+FLAGS = (
+    parsers.flag,
+    parsers.link_registry,
+)  # the parsers of true/false inputs (a bare CLI flag is true)
 
 # How the CLI is given what the action calls an input: secrets from the environment or a file,
 # everything else a flag of the input's name. The one place the two vocabularies meet.
@@ -893,11 +413,6 @@ def github_context(env: Mapping[str, str]) -> GitHubContext:
     )
 
 
-def docr_host_from(env: Mapping[str, str]) -> str:
-    """DOCR's host; DIGITALOCEAN_REGISTRY_HOST replaces it (a stand-in, as DIGITALOCEAN_API_URL)."""
-    return (env.get("DIGITALOCEAN_REGISTRY_HOST") or DOCR_HOST).strip()
-
-
 def api_url_from(env: Mapping[str, str]) -> str:
     return (env.get("DIGITALOCEAN_API_URL") or DEFAULT_API_URL).rstrip("/")
 
@@ -947,7 +462,16 @@ def parse(
             kubeconfig_input.mask_credentials(secret, mask)  # its credentials, not its structure
         elif spec.secret and secret:
             mask(secret.strip())
-    inputs = _Inputs(raw, env, mask=mask, github=github, secrets_source=secrets_source)
+    inputs = Inputs(
+        raw,
+        env,
+        mask=mask,
+        github=github,
+        secrets_source=secrets_source,
+        defaults={spec.name: spec.default for spec in INPUTS},
+        speak=lambda error: spoken(error, github),
+        name_of=lambda name: named(name, github),
+    )
     watching = inputs.text("apply").lower() == "false"
     if watching:
         _refuse_deploy_inputs(raw, inputs)
@@ -982,7 +506,7 @@ def parse(
 _UNSET_WHEN_WATCHING: dict[str, object] = {"image": "", "sha": "", "manifests": ()}
 
 
-def _refuse_deploy_inputs(raw: Mapping[str, str], inputs: _Inputs) -> None:
+def _refuse_deploy_inputs(raw: Mapping[str, str], inputs: Inputs) -> None:
     """With apply: false nothing is built or applied: an input about that which is set (not
     left at its default) is one problem, naming them all, rather than silently ignored. The
     sha is exempt: the runner fills it in for every run."""
@@ -1007,11 +531,11 @@ def _refuse_deploy_inputs(raw: Mapping[str, str], inputs: _Inputs) -> None:
 
 def _empty(parser: Parser) -> object:
     """An invalid flag is False, any other invalid input empty (the deploy stops anyway)."""
-    if parser is _registry_retention:
+    if parser is parsers.registry_retention:
         return 0
-    if parser is _provenance:
+    if parser is parsers.provenance:
         return "false"
-    return False if parser in (_flag, _link_registry, _registry_gc) else ""
+    return False if parser in (parsers.flag, parsers.link_registry, parsers.registry_gc) else ""
 
 
 def _run_url(env: Mapping[str, str]) -> str:
