@@ -23,20 +23,17 @@ into a notice for a fork's pull request), anything else still failing after the 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from deployer import __version__
-from deployer.digitalocean.client import RetryPolicy, _Retry
 from deployer.errors import InputError, ReadOnlyToken, ServiceError
+from deployer.http_client import CappedRetry, RetryPolicy, retrying_session
 
 SERVICE = "GitHub API"
 DEFAULT_API_URL = "https://api.github.com"
@@ -57,21 +54,17 @@ class Comment:
     html_url: str
 
 
-class _GitHubRetry(_Retry):
-    """The DigitalOcean client's capped Retry, reading GitHub's rate-limit headers instead."""
+class _GitHubRetry(CappedRetry):
+    """Retries as the DigitalOcean client does, reading GitHub's rate-limit headers instead."""
 
     # A 403 with retry-after is GitHub's secondary rate limit; without it, a refusal (final).
     RETRY_AFTER_STATUS_CODES = frozenset([403, 429, 503])
+    reset_header = "x-ratelimit-reset"
+    limited_statuses = frozenset([403, 429])
 
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        seconds = Retry.get_retry_after(self, response)
-        if seconds is not None:
-            return seconds
-        reset = response.headers.get("x-ratelimit-reset")
+    def rate_limited(self, response: BaseHTTPResponse) -> bool:
         limited = response.headers.get("x-ratelimit-remaining") == "0"
-        if response.status in (403, 429) and limited and reset and reset.strip().isdigit():
-            return max(0.0, min(int(reset) - time.time(), self.retry_after_max))
-        return None
+        return super().rate_limited(response) and limited
 
 
 class GitHubApi:
@@ -96,31 +89,17 @@ class GitHubApi:
             )
         self.api_url = check_api_url(api_url)
         self.timeout = timeout
-        policy = retry or RetryPolicy()
-        self._retry = _GitHubRetry(
-            total=policy.total,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=frozenset(["GET", "PATCH"]),
-            backoff_factor=policy.backoff_factor,
-            backoff_max=policy.max_wait,
-            retry_after_max=policy.max_wait,
-            respect_retry_after_header=True,
-            raise_on_status=False,  # hand back the last response so its body names the error
-            max_total_wait=policy.max_total_wait,
-            sleep_fn=policy.sleep,
-        )
-        self._session = requests.Session()
-        self._session.headers.update(
-            {
+        self._session, self._retry = retrying_session(
+            retry or RetryPolicy(),
+            methods=["GET", "PATCH"],
+            headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": USER_AGENT,
-            }
+            },
+            retry=_GitHubRetry,
         )
-        adapter = HTTPAdapter(max_retries=self._retry)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
 
     def close(self) -> None:
         self._session.close()

@@ -35,13 +35,14 @@ from deployer.digitalocean.answers import (
 )
 
 if TYPE_CHECKING:
-    from deployer.digitalocean.client import DigitalOcean, RetryPolicy
+    from deployer.digitalocean.client import DigitalOcean
+    from deployer.http_client import RetryPolicy
 
 # These import `requests` and `urllib3` (about 0.05 s): loaded when first asked for, so a run
 # pays for them when it calls the API, not at start-up.
 _CLIENT_SIDE = {
     "DigitalOcean": "deployer.digitalocean.client",
-    "RetryPolicy": "deployer.digitalocean.client",
+    "RetryPolicy": "deployer.http_client",
 }
 
 

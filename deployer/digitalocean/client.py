@@ -25,18 +25,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import requests
 import yaml
-from requests.adapters import HTTPAdapter
-from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from deployer.digitalocean.answers import (
     _REGISTRY_NAME,
@@ -70,68 +65,9 @@ from deployer.digitalocean.answers import (
     _registry_tag,
 )
 from deployer.errors import InputError, ServiceError
+from deployer.http_client import RetryPolicy, retrying_session
 
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: anything else breaks the header
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries: `total` retries, exponential `backoff_factor`, each wait <= `max_wait`
-    seconds and all waits of one request <= `max_total_wait` seconds."""
-
-    total: int = 5
-    backoff_factor: float = 1.0
-    max_wait: float = 30.0
-    max_total_wait: float = 60.0
-    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
-
-
-class _Retry(Retry):
-    """urllib3 Retry with DigitalOcean's rate-limit headers, capped waits and injectable sleep."""
-
-    # 413 + retry-after is not something a GET from us should ever loop on.
-    RETRY_AFTER_STATUS_CODES = frozenset([429, 503])
-
-    def __init__(
-        self,
-        *args: Any,
-        max_total_wait: float = 60.0,
-        slept: float = 0.0,
-        sleep_fn: Callable[[float], None] = time.sleep,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_total_wait = max_total_wait
-        self.slept = slept
-        self.sleep_fn = sleep_fn
-
-    def new(self, **kw: Any) -> Self:
-        # urllib3 rebuilds the object on every increment; carry our state across.
-        kw.setdefault("max_total_wait", self.max_total_wait)
-        kw.setdefault("slept", self.slept)
-        kw.setdefault("sleep_fn", self.sleep_fn)
-        return super().new(**kw)
-
-    def is_exhausted(self) -> bool:
-        return super().is_exhausted() or self.slept >= self.max_total_wait
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        seconds = super().get_retry_after(response)
-        if seconds is not None:
-            return seconds
-        reset = response.headers.get("ratelimit-reset")
-        if response.status == 429 and reset is not None and reset.strip().isdigit():
-            return max(0.0, min(int(reset) - time.time(), self.retry_after_max))
-        return None
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        wait = self.get_retry_after(response) if response is not None else None
-        if wait is None:
-            wait = self.get_backoff_time()
-        wait = max(0.0, min(wait, self.backoff_max, self.max_total_wait - self.slept))
-        if wait > 0:
-            self.sleep_fn(wait)
-        self.slept += wait
 
 
 class DigitalOcean:
@@ -156,30 +92,15 @@ class DigitalOcean:
             )
         self.api_url = _check_api_url(api_url)
         self.timeout = timeout
-        policy = retry or RetryPolicy()
-        self._retry = _Retry(
-            total=policy.total,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=frozenset(["GET"]),
-            backoff_factor=policy.backoff_factor,
-            backoff_max=policy.max_wait,
-            retry_after_max=policy.max_wait,
-            respect_retry_after_header=True,
-            raise_on_status=False,  # hand back the last response so its body names the error
-            max_total_wait=policy.max_total_wait,
-            sleep_fn=policy.sleep,
-        )
-        self._session = requests.Session()
-        self._session.headers.update(
-            {
+        self._session, self._retry = retrying_session(
+            retry or RetryPolicy(),
+            methods=["GET"],
+            headers={
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "User-Agent": USER_AGENT,
-            }
+            },
         )
-        adapter = HTTPAdapter(max_retries=self._retry)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
 
     def close(self) -> None:
         self._session.close()
