@@ -242,6 +242,7 @@ WATCH_INPUTS = frozenset(
         "namespace",
         "wait-for",
         "timeout",
+        "settle",
         "apply",
         "selector",
         "url",

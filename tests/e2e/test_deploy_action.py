@@ -150,6 +150,9 @@ def deploy(
             "secrets": f"SECRET_KEY={SECRET_VALUE}\nDATABASE_URL=postgres://app:{SECRET_VALUE}@db/app\n",
             "secret-name": "app-secrets",
             "timeout": "2m",
+            # kwok's pods are Ready the instant they start: a short settle window keeps the suite
+            # fast (the quick start's e2e runs the default 10s).
+            "settle": "2s",
             # The local daemon has no bridge network: RUN steps need the host's.
             "build-network": "host",
         }

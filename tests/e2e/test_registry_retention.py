@@ -168,6 +168,9 @@ def scenario(
             "cluster": stack["DJK_CLUSTER_NAME"],
             "namespace": namespace,
             "timeout": "2m",
+            # kwok's pods are Ready the instant they start: a short settle window keeps the suite
+            # fast (the quick start's e2e runs the default 10s).
+            "settle": "2s",
             "build-network": "host",
             **inputs,
         }
