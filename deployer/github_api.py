@@ -25,15 +25,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 from urllib3.response import BaseHTTPResponse
 
 from deployer import __version__
+from deployer.endpoints import api_root, bearer_token, origin
 from deployer.errors import InputError, ReadOnlyToken, ServiceError
-from deployer.http_client import CappedRetry, RetryPolicy, retrying_session
+from deployer.http_client import CappedRetry, RetryPolicy, SessionClient, retrying_session
 
 SERVICE = "GitHub API"
 DEFAULT_API_URL = "https://api.github.com"
@@ -42,7 +43,6 @@ USER_AGENT = f"django-k8s-deploy/{__version__}"
 PER_PAGE = 100  # GitHub's maximum for this list
 MAX_PAGES = 100  # 10,000 comments: past that, something loops
 PERMISSION = "pull-requests: write"
-_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: anything else breaks the header
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 READ_ONLY_MESSAGE = "Resource not accessible by integration"
 
@@ -67,7 +67,7 @@ class _GitHubRetry(CappedRetry):
         return super().rate_limited(response) and limited
 
 
-class GitHubApi:
+class GitHubApi(SessionClient):
     """A client for the issue-comment calls the pull request preview needs."""
 
     def __init__(
@@ -78,16 +78,14 @@ class GitHubApi:
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
     ) -> None:
-        token = token.strip()
-        if not token:
-            raise InputError("is empty; pass ${{ github.token }}", where="github-token")
-        if not _TOKEN_CHARS.match(token):
-            # Never echo it: requests would put the whole header value into its exception.
-            raise InputError(
-                "contains spaces, line breaks or non-ASCII characters; paste the token alone",
-                where="github-token",
-            )
-        self.api_url = check_api_url(api_url)
+        token = bearer_token(
+            token, where="github-token", empty="is empty; pass ${{ github.token }}"
+        )
+        self.api_url = api_root(
+            api_url,
+            where="GITHUB_API_URL",
+            hint=f"The runner sets it; outside Actions leave it unset ({DEFAULT_API_URL}).",
+        )
         self.timeout = timeout
         self._session, self._retry = retrying_session(
             retry or RetryPolicy(),
@@ -100,15 +98,6 @@ class GitHubApi:
             },
             retry=_GitHubRetry,
         )
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- issue comments ---------------------------------------------------------------------
 
@@ -184,26 +173,9 @@ class GitHubApi:
         nxt = response.links.get("next", {}).get("url")
         if not nxt:
             return None
-        if _origin(nxt) != _origin(self.api_url):
+        if origin(nxt) != origin(self.api_url):
             raise ServiceError(SERVICE, f"next-page link points elsewhere: {nxt!r}")
         return str(nxt)
-
-
-def check_api_url(api_url: str) -> str:
-    url = api_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise InputError(
-            f"`{api_url}` is not an http(s) URL",
-            where="GITHUB_API_URL",
-            hint=f"The runner sets it; outside Actions leave it unset ({DEFAULT_API_URL}).",
-        )
-    return url
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc.lower()
 
 
 def _json(response: requests.Response) -> Any:

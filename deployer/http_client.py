@@ -81,6 +81,21 @@ class CappedRetry(Retry):
         self.slept += wait
 
 
+class SessionClient:
+    """An API client holding one session: closed by `close()` or at the end of a `with`."""
+
+    _session: requests.Session
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def retrying_session(
     policy: RetryPolicy,
     *,

@@ -12,7 +12,7 @@ errors; imports `requests` and `urllib3`). The client's names are loaded when fi
 so naming a cluster or the default API URL costs no HTTP stack at start-up.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from deployer.digitalocean.answers import (
     DEFAULT_API_URL,
@@ -33,6 +33,7 @@ from deployer.digitalocean.answers import (
     DoksCluster,
     Kubeconfig,
 )
+from deployer.lazy import lazy_names
 
 if TYPE_CHECKING:
     from deployer.digitalocean.client import DigitalOcean
@@ -45,14 +46,7 @@ _CLIENT_SIDE = {
     "RetryPolicy": "deployer.http_client",
 }
 
-
-def __getattr__(attribute: str) -> Any:
-    module = _CLIENT_SIDE.get(attribute)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), attribute)
+__getattr__ = lazy_names(__name__, _CLIENT_SIDE)
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from deployer import __version__
+from deployer.endpoints import api_root
 from deployer.errors import InputError, ServiceError
 
 if TYPE_CHECKING:
@@ -99,15 +100,10 @@ class Kubeconfig:
 
 
 def _check_api_url(api_url: str) -> str:
-    url = api_url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise InputError(
-            f"`{api_url}` is not an http(s) URL",
-            where="DIGITALOCEAN_API_URL",
-            hint=f"Use the API root, e.g. {DEFAULT_API_URL}.",
-        )
-    if parts.path.endswith("/v2"):
+    url = api_root(
+        api_url, where="DIGITALOCEAN_API_URL", hint=f"Use the API root, e.g. {DEFAULT_API_URL}."
+    )
+    if urlsplit(url).path.endswith("/v2"):
         raise InputError(
             f"`{api_url}` ends in /v2",
             where="DIGITALOCEAN_API_URL",
@@ -126,11 +122,6 @@ def _check_expiry(expiry_seconds: int) -> None:
         raise InputError(
             f"must be a positive number of seconds, got {expiry_seconds!r}", where="expiry-seconds"
         )
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _list_of(body: Mapping[str, Any], key: str) -> list[dict[str, Any]]:

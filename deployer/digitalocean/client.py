@@ -27,7 +27,7 @@ import binascii
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -61,16 +61,14 @@ from deployer.digitalocean.answers import (
     _list_of,
     _mark,
     _no_such_cluster,
-    _origin,
     _registry_tag,
 )
+from deployer.endpoints import bearer_token, origin
 from deployer.errors import InputError, ServiceError
-from deployer.http_client import RetryPolicy, retrying_session
-
-_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: anything else breaks the header
+from deployer.http_client import RetryPolicy, SessionClient, retrying_session
 
 
-class DigitalOcean:
+class DigitalOcean(SessionClient):
     """A client for the few DigitalOcean API calls a deploy needs."""
 
     def __init__(
@@ -81,15 +79,9 @@ class DigitalOcean:
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
     ) -> None:
-        token = token.strip()
-        if not token:
-            raise InputError("is empty; pass a DigitalOcean API token", where="digitalocean-token")
-        if not _TOKEN_CHARS.match(token):
-            # Never echo it: requests would put the whole header value into its exception.
-            raise InputError(
-                "contains spaces, line breaks or non-ASCII characters; paste the token alone",
-                where="digitalocean-token",
-            )
+        token = bearer_token(
+            token, where="digitalocean-token", empty="is empty; pass a DigitalOcean API token"
+        )
         self.api_url = _check_api_url(api_url)
         self.timeout = timeout
         self._session, self._retry = retrying_session(
@@ -101,15 +93,6 @@ class DigitalOcean:
                 "User-Agent": USER_AGENT,
             },
         )
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- clusters ---------------------------------------------------------------------------
 
@@ -404,7 +387,7 @@ class DigitalOcean:
         nxt = pages.get("next") if isinstance(pages, dict) else None
         if not nxt:  # no links, empty pages or no next: the last page
             return None
-        if not isinstance(nxt, str) or _origin(nxt) != _origin(self.api_url):
+        if not isinstance(nxt, str) or origin(nxt) != origin(self.api_url):
             # The session carries the token: never send it to a host we were not given.
             raise ServiceError(SERVICE, f"next-page link points elsewhere: {nxt!r}")
         return nxt

@@ -15,7 +15,7 @@ One module per job: `connection` (kubeconfig, private credential files, the raw 
 one object callers hold. The rollback's planning is pure and lives in `deployer.revisions`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from deployer.kube.errors import (
     ApiUnavailable,
@@ -37,6 +37,7 @@ from deployer.kube.values import (
     Rollback,
     WatchEvent,
 )
+from deployer.lazy import lazy_names
 
 if TYPE_CHECKING:
     from deployer.kube.cluster import Cluster
@@ -51,14 +52,7 @@ _CLIENT_SIDE = {
     "EventStream": "deployer.kube.watching",
 }
 
-
-def __getattr__(attribute: str) -> Any:
-    module = _CLIENT_SIDE.get(attribute)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), attribute)
+__getattr__ = lazy_names(__name__, _CLIENT_SIDE)
 
 
 __all__ = [
