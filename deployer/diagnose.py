@@ -283,37 +283,33 @@ def _read_logs(
     it with an error text and status 200 (kubectl prints "unable to retrieve container logs
     for containerd://…" and exits 0), which must never pass for a log (issue 17).
     """
-    cs = container.status
-    ran = container.terminated() is not None or container.last_terminated() is not None
+    ran = bool(container.terminated() or container.last_terminated())
     if container.running() is None and (ran or container.restarts):
-        last = _logs(cluster, pod, namespace, container.name, cs, previous=False)
+        last = _logs(cluster, pod, namespace, container, previous=False)
         return (dataclasses.replace(last, run="last run"),)
     current, previous = (
-        _logs(cluster, pod, namespace, container.name, cs, previous=p) for p in (False, True)
+        _logs(cluster, pod, namespace, container, previous=p) for p in (False, True)
     )
-    return _distinct(current, previous, cs)
+    return _distinct(current, previous, container)
 
 
 def _logs(
     cluster: DiagnoseSource,
     pod: str,
     namespace: str,
-    container: str,
-    cs: Mapping[str, Any],
+    c: Container,
     *,
     previous: bool,
 ) -> LogExcerpt:
-    state = cs.get("state") or {}
-    ran_before = bool((cs.get("lastState") or {}).get("terminated")) or bool(
-        int(cs.get("restartCount") or 0)
-    )
+    container = c.name
+    ran_before = bool(c.last_terminated()) or bool(c.restarts)
     # A container waiting in back-off has run: its "current" log is the last run's, as kubectl
     # shows it. Only a container that never ran (image pull, config error) has none.
-    started = ran_before or bool(state.get("running") or state.get("terminated"))
+    started = ran_before or bool(c.running() or c.terminated())
     if previous and not ran_before:
         return LogExcerpt(container, True, (), "no previous run")
     if not previous and not started:
-        waiting = (state.get("waiting") or {}).get("reason")
+        waiting = (c.waiting() or {}).get("reason")
         why = f" ({waiting})" if waiting else ""
         return LogExcerpt(container, False, (), f"no logs: the container never started{why}")
     try:
@@ -328,7 +324,7 @@ def _logs(
 
 
 def _distinct(
-    current: LogExcerpt, previous: LogExcerpt, cs: Mapping[str, Any]
+    current: LogExcerpt, previous: LogExcerpt, container: Container
 ) -> tuple[LogExcerpt, ...]:
     """Both excerpts, or one when both reads returned the same lines.
 
@@ -339,7 +335,7 @@ def _distinct(
     """
     if not current.lines or current.lines != previous.lines:
         return (current, previous)
-    running = (cs.get("state") or {}).get("running") is not None
+    running = container.running() is not None
     run = "current and previous run (the same lines)" if running else "last run"
     return (dataclasses.replace(current, run=run),)
 

@@ -33,16 +33,8 @@ def mapping(obj: object, *path: str) -> Obj | None:
     return value if isinstance(value, Mapping) else None
 
 
-def metadata(obj: object) -> Obj:
-    return mapping(obj, "metadata") or {}
-
-
 def name(obj: object, default: str = "?") -> str:
     return str(get(obj, "metadata", "name") or default)
-
-
-def namespace(obj: object, default: str = "") -> str:
-    return str(get(obj, "metadata", "namespace") or default)
 
 
 def labels(obj: object) -> Obj:
@@ -56,10 +48,6 @@ def annotations_of(obj: object) -> Obj:
 def subject(kind: str, object_name: str) -> str:
     """How our messages name an object: `deployment/web`."""
     return f"{kind.lower()}/{object_name}"
-
-
-def subject_of(obj: object) -> str:
-    return subject(str(get(obj, "kind") or ""), name(obj))
 
 
 def controller_uid(obj: object) -> str | None:
@@ -162,10 +150,6 @@ class Container:
         """Will the kubelet start this (app) container again after it ends? Always: whatever
         the exit; OnFailure: after a non-zero exit; Never: not at all (a Job's pod)."""
         return self.restart_policy in ("Always", "OnFailure")
-
-    def ran_before(self) -> bool:
-        """Has a run of it already ended (a previous run exists)?"""
-        return self.last_terminated() is not None or self.restarts > 0
 
 
 def containers(pod: object) -> Iterator[Container]:

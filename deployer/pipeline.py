@@ -32,7 +32,7 @@ from deployer.errors import Cancelled, DeployError, InputError, RolloutFailed
 from deployer.plan import Plan, Rendered
 from deployer.pruning import prune_registry
 from deployer.results import Target, result_of
-from deployer.rollouts import existing_targets, remaining, roll_out
+from deployer.rollouts import existing_targets, roll_out
 from deployer.run import Outcome, Run
 from deployer.running_first import run_after_jobs, run_first_jobs
 from deployer.services import ClusterApi
@@ -103,8 +103,6 @@ def release(run: Run, cluster: ClusterApi, plan: Plan, rendered: Rendered) -> No
             if snapshot is not None:
                 rollback.restore_config(run, cluster, snapshot, "the run-first Jobs failed")
             raise
-    # The rollouts' own timeout starts now, after the migration had its own time.
-    deadline = time.monotonic() + settings.timeout_s
     try:
         results = roll_out(
             run,
@@ -112,7 +110,7 @@ def release(run: Run, cluster: ClusterApi, plan: Plan, rendered: Rendered) -> No
             [Target(d.name, d.namespace, 0, kind=d.kind) for d in plan.targets],
             bodies=[d.body for d in rendered.rolled_out()],
             plan=None if checked else plan,  # with run-first/after Jobs, all was checked above
-            timeout_s=remaining(deadline),
+            timeout_s=settings.timeout_s,  # starts now, after the migration had its own time
         )
     except Cancelled:
         raise

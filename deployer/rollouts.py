@@ -1,13 +1,12 @@
-"""The one roll-out: apply → watch → diagnose (→ rollback). The deploy's workloads, the
-run-first Jobs and `deployer wait` (nothing to apply) all go through `roll_out`, so they are
-judged, diagnosed and reported the same way."""
+"""The one roll-out: apply → watch → diagnose. The deploy's workloads, the run-first and
+run-after Jobs, watch-only, the rollback's restored release and `deployer wait` (nothing to
+apply) all go through `roll_out`, so they are judged, diagnosed and reported the same way."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +56,7 @@ def roll_out(
     (the rollback, when asked, is the caller's: `rollback.roll_back`). The results are added to
     the outcome (unless the stage says not to) and returned; a signal meanwhile raises
     Cancelled once the outcome says where things stood."""
-    with _group(run, stage.group):
+    with run.reporter.group(stage.group) if stage.group else contextlib.nullcontext():
         if stage.decide is not None:
             more_bodies, more_targets = stage.decide()
             bodies, targets = [*bodies, *more_bodies], [*targets, *more_targets]
@@ -80,15 +79,6 @@ def roll_out(
     return results
 
 
-@contextlib.contextmanager
-def _group(run: Run, title: str) -> Iterator[None]:
-    if not title:
-        yield
-        return
-    with run.reporter.group(title):
-        yield
-
-
 def _apply(
     run: Run,
     cluster: ClusterApi,
@@ -97,14 +87,9 @@ def _apply(
     *,
     grouped: bool,
 ) -> list[Any]:
-    title = (
-        ""
-        if grouped
-        else f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
-    )
-    with contextlib.ExitStack() as stack:
-        if not grouped:
-            stack.enter_context(run.phase("apply", title))
+    title = f"Apply: {len(bodies)} objects (server-side, field manager {FIELD_MANAGER})"
+    # In a stage's one group (run-first Jobs), the phase stays the stage's and no group opens.
+    with contextlib.nullcontext() if grouped else run.phase("apply", title):
         if plan is not None:
             check_by_dry_run(run, cluster, list(bodies), plan)
         return apply_bodies(run, cluster, list(bodies))
@@ -121,11 +106,8 @@ def _watch(
 ) -> list[RolloutResult]:
     if not targets:
         return []
-    with contextlib.ExitStack() as stack:
-        if not grouped:
-            stack.enter_context(
-                run.phase("watch", f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s")
-            )
+    title = f"Watch: {len(targets)} rollout(s), timeout {timeout_s:.0f}s"
+    with contextlib.nullcontext() if grouped else run.phase("watch", title):
         results = watch_reported(run, cluster, targets, timeout_s)
         if record:
             run.outcome.results = [*run.outcome.results, *results]
@@ -201,8 +183,3 @@ def existing_targets(
 
 def _generation(obj: Mapping[str, Any]) -> int:
     return int((obj.get("metadata") or {}).get("generation") or 0)
-
-
-def remaining(deadline: float) -> float:
-    """What is left of a deploy's one timeout (at least a second: a verdict, not a crash)."""
-    return max(deadline - time.monotonic(), 1.0)

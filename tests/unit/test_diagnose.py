@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from deployer.diagnose import _distinct, _logs, diagnose
+from deployer.objects import Container
 from deployer.report import diagnosis_markdown, diagnosis_text
 from deployer.results import Diagnosis, LogExcerpt
 from deployer.status import pod_verdict
@@ -170,16 +171,18 @@ def test_the_kubelets_error_text_is_a_note_never_a_log() -> None:
     cluster = FakeCluster()
     cluster.logs["p", "web", True] = error
     cluster.logs["p", "web", False] = "serving"
-    assert _logs(cluster, "p", "shop", "web", cs, previous=True) == LogExcerpt(
+    web = Container("p", "web", False, cs)
+    assert _logs(cluster, "p", "shop", web, previous=True) == LogExcerpt(
         "web", True, (), f"logs unavailable: {error}"
     )
-    assert _logs(cluster, "p", "shop", "web", cs, previous=False).lines == ("serving",)
+    assert _logs(cluster, "p", "shop", web, previous=False).lines == ("serving",)
 
 
 def test_a_running_container_whose_runs_print_the_same_lines_says_so_once() -> None:
     cs: dict[str, Any] = {"state": {"running": {"startedAt": "2026-11-26T10:10:30Z"}}}
     same = LogExcerpt("web", False, ("booting",))
-    assert _distinct(same, LogExcerpt("web", True, ("booting",)), cs) == (
+    web = Container("p", "web", False, cs)
+    assert _distinct(same, LogExcerpt("web", True, ("booting",)), web) == (
         LogExcerpt("web", False, ("booting",), run="current and previous run (the same lines)"),
     )
     # Two notes and no lines are both kept: each says why its run has none.
@@ -187,7 +190,7 @@ def test_a_running_container_whose_runs_print_the_same_lines_says_so_once() -> N
         LogExcerpt("web", False, (), "no output"),
         LogExcerpt("web", True, (), "no output"),
     )
-    assert _distinct(*empty, cs) == empty
+    assert _distinct(*empty, web) == empty
 
 
 def test_a_timed_out_job_is_diagnosed_from_its_running_retry_not_an_ended_attempt() -> None:
