@@ -103,8 +103,8 @@ def watch_rollouts(
         on_verdict=on_verdict,
         restart_tolerance=restart_tolerance,
         unschedulable_grace_s=unschedulable_grace_s,
+        settle_s=settle_s,
     )
-    run.settle_s = settle_s  # issue 17: the settle window (kept out of _Run's signature)
     started = time.monotonic()
     deadline = started + timeout_s
     stop = threading.Event()
@@ -206,6 +206,7 @@ class _Run:
         on_verdict: Callable[[RolloutResult], None] | None,
         restart_tolerance: int,
         unschedulable_grace_s: float,
+        settle_s: float,
     ) -> None:
         self.cluster = cluster
         self.states = [_State(t) for t in targets]
@@ -219,7 +220,7 @@ class _Run:
         # Issue 17, the settle window: how long each new container has been up, measured from
         # what this watcher saw (monotonic `now` plus the wall clock's offset, for comparing
         # with the kubelet's startedAt with care: see ContainerClock).
-        self.settle_s = 0.0
+        self.settle_s = settle_s
         self.containers = ContainerClock(epoch=time.time() - time.monotonic())
 
     def _snapshot(self, kind: str, namespace: str) -> list[dict[str, Any]]:
