@@ -51,11 +51,12 @@ PROBE_C = r"""
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* probe say TEXT EXIT | connect IP PORT SECONDS | serve PORT | cat FILE */
+/* probe say TEXT EXIT [AFTER_SECONDS] | connect IP PORT SECONDS | serve PORT | cat FILE */
 int main(int argc, char **argv) {
-    if (argc == 4 && !strcmp(argv[1], "say")) {
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "say")) {
         printf("%s\n", argv[2]);
         fflush(stdout);
+        if (argc == 5) sleep(atoi(argv[4]));
         return atoi(argv[3]);
     }
     if (argc == 5 && !strcmp(argv[1], "connect")) {
@@ -338,6 +339,60 @@ def test_a_real_crash_loop_shows_the_kubelets_status_sequence_and_logs_come_thro
     assert (1, "terminated", "Error", 3) in seen, seen
     assert any(restarts >= 2 for restarts, *_ in seen), seen
     assert logs(core, real_namespace, "crasher", container="main") == "broken commit\n"
+
+
+def deployment(name: str, image: str, args: list[str]) -> dict[str, Any]:
+    """One replica, no readiness probe (as Celery workers and beat usually have)."""
+    template = pod(name, image, args, "Always")
+    template.pop("apiVersion")
+    template.pop("kind")
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template},
+    }
+
+
+def test_the_judge_is_red_for_a_container_that_crashes_at_start_where_kubectls_done_is_green(
+    real_node: dict[str, str], kube_admin: Any, real_namespace: str, probe_image: str
+) -> None:
+    """Issue 17's false green, on a real kubelet: with no probe a container is Ready the instant
+    it starts, so kubectl's "done" (our watcher with settle 0) is green before it crashes (here
+    3 s after its start, so the green is not a race); with the settle window, the crash-loop
+    rule reads the restarts and the last run (terminated between restarts) and a container
+    that crashes at start is red, with its exit code."""
+    from deployer.kube import Cluster
+    from deployer.results import Target
+    from deployer.watch import watch_rollouts
+
+    apps = client.AppsV1Api(kube_admin)
+    for name, args in (
+        ("kubectl-done", ["say", "broken commit", "3", "3"]),
+        ("settled", ["say", "broken commit", "3"]),
+    ):
+        apps.create_namespaced_deployment(real_namespace, deployment(name, probe_image, args))
+    cluster = Cluster.from_kubeconfig_file(real_node["KUBECONFIG"])
+    try:
+        [done] = watch_rollouts(
+            cluster,
+            [Target("kubectl-done", real_namespace, 1)],
+            timeout_s=60,
+            progress=lambda _: None,
+            settle_s=0.0,
+        )
+        [settled] = watch_rollouts(
+            cluster,
+            [Target("settled", real_namespace, 1)],
+            timeout_s=90,
+            progress=lambda _: None,
+            settle_s=10.0,
+        )
+    finally:
+        cluster.close()
+    assert (done.result, done.reason) == ("succeeded", "successfully rolled out")
+    assert settled.result == "failed", settled
+    assert "container `main` is crash-looping: last run exited 3 (Error)" in settled.reason
 
 
 @pytest.mark.docker
