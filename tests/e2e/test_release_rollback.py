@@ -1,18 +1,24 @@
 # ruff: noqa: F811 - the fixtures imported from test_deploy_action are parameters here
 """Whole-release rollback and a failed migration's config, through the action container against
-the stack (real Deployment, StatefulSet, DaemonSet and ControllerRevision controllers; kwok plays
-the kubelet, so there are no real env vars: what a restarted pod would read is asserted on the
-objects in the API server)."""
+the stack (real Deployment, StatefulSet, DaemonSet and ControllerRevision controllers). Where kwok
+plays the kubelet there are no real env vars, so what a restarted pod would read is asserted on the
+objects in the API server; the last test runs on the stack's real node, where a restarted
+container really reads its ConfigMap and Secret again."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
 from deployer import applyset, rollback
 from deployer.kube import Cluster
+from stack import node
 from tests.e2e.test_deploy_action import (  # noqa: F401 - fixtures
     SECRET_VALUE,
     Deploy,
@@ -23,6 +29,7 @@ from tests.e2e.test_deploy_action import (  # noqa: F401 - fixtures
     workspace,
 )
 from tests.e2e.test_workload_kinds import daemonset, deployment, get, job, results, statefulset
+from tests.harness.runner import REPO_ROOT
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 
@@ -177,3 +184,145 @@ def test_the_rights_rollback_and_prune_need_are_asked_of_the_real_api_server(
     ):
         assert right in elsewhere, (right, elsewhere)
     assert missing("djk-limited") == []
+
+
+# -- on the real node ----------------------------------------------------------------------------
+
+# The container prints what it read at start (the secret as a digest), then waits until the test
+# touches /tmp/restart and exits 1: the kubelet restarts it in the same pod, and the new run
+# resolves its envFrom again, from whatever the ConfigMap and Secret hold at that moment.
+READS_CONFIG = (
+    'echo "config: DEBUG=$DEBUG key=$(printf %s "$SECRET_KEY" | sha256sum | cut -c1-12)"; '
+    "until [ -e /tmp/restart ]; do sleep 0.2; done; exit 1"
+)
+
+
+def real_web(command: str) -> str:
+    return (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n"
+        "  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n"
+        "      labels: {app: web}\n    spec:\n      terminationGracePeriodSeconds: 1\n"
+        "      containers:\n        - name: web\n          image: <IMAGE>\n"
+        f"          command: [sh, -c, {json.dumps(command)}]\n"
+        "          envFrom:\n            - configMapRef: {name: app-config}\n"
+        "            - secretRef: {name: app-env}\n"
+    )
+
+
+def real_migrate(exit_code: int) -> str:
+    say = f"echo migration 0002 exits {exit_code}; exit {exit_code}"
+    return (
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n"
+        "  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n"
+        "      containers:\n        - name: migrate\n          image: <IMAGE>\n"
+        f"          command: [sh, -c, {json.dumps(say)}]\n"
+    )
+
+
+def on_the_real_node(stack: dict[str, str], namespace: str) -> None:
+    """Annotate the namespace for the real node and let its default ServiceAccount pull from the
+    stack's registry (as a cluster's registry integration does): the manifests stay as a user
+    writes them."""
+    if stack.get("DJK_REAL_NODE") != node.NODE_NAME:
+        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
+    placed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "stack"), "real-node-namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert placed.returncode == 0, placed.stderr
+    registry = stack["DJK_REGISTRY"]
+    auth = f"{stack['DJK_REGISTRY_USER']}:{stack['DJK_REGISTRY_PASSWORD']}"
+    config_json = json.dumps(
+        {"auths": {registry: {"auth": base64.b64encode(auth.encode()).decode()}}}
+    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "registry", "namespace": namespace},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(config_json.encode()).decode()},
+    }
+    created = subprocess.run(
+        ["kubectl", "--kubeconfig", stack["KUBECONFIG"], "apply", "-f", "-"],
+        input=json.dumps(secret),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    patched = kubectl(
+        stack, "-n", namespace, "patch", "serviceaccount", "default", "-p",
+        json.dumps({"imagePullSecrets": [{"name": "registry"}]}),
+    )  # fmt: skip
+    assert patched.returncode == 0, patched.stderr
+
+
+def container_runs(stack: dict[str, str], namespace: str) -> tuple[str, int, str]:
+    """The web pod's name, its container's restart count and the current run's log."""
+    listed = kubectl(stack, "-n", namespace, "get", "pods", "-l", "app=web", "-o", "name")
+    assert listed.returncode == 0, listed.stderr
+    [pod] = listed.stdout.split()
+    restarts = get(stack, namespace, pod, "{.status.containerStatuses[0].restartCount}")
+    out = kubectl(stack, "-n", namespace, "logs", pod, "-c", "web")
+    return pod, int(restarts or 0), out.stdout if out.returncode == 0 else ""
+
+
+def test_an_old_pod_restarted_after_a_failed_migration_reads_the_previous_config_on_a_real_node(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    """Issue 21's promise on a real kubelet: the failed deploy changed the ConfigMap and the
+    env-file Secret before its migration failed; the restore puts them back, so the release still
+    running, when its container restarts, starts with the previous values, not the new ones."""
+    on_the_real_node(stack, namespace)
+    inputs = {"secret-name": "app-env", "run-first": "migrate", "settle": "3s"}
+    good = deploy(
+        "---\n".join([config(DEBUG="false"), real_web(READS_CONFIG), real_migrate(0)]),
+        secrets=GOOD_SECRETS,
+        **inputs,
+    )
+    assert good.exit_code == 0, good.log[-4000:]
+    old_key = hashlib.sha256(SECRET_VALUE.encode()).hexdigest()[:12]
+    read_at_start = f"config: DEBUG=false key={old_key}\n"
+    pod, restarts, log = container_runs(stack, namespace)
+    assert (restarts, log) == (0, read_at_start)
+    assert get(stack, namespace, pod, "{.spec.nodeName}") == node.NODE_NAME
+
+    bad = deploy(
+        "---\n".join([config(DEBUG="true"), real_web(READS_CONFIG), real_migrate(3)]),
+        secrets=BAD_SECRETS,
+        **inputs,
+    )
+    assert bad.exit_code == 1, bad.log[-4000:]
+    assert "migration 0002 exits 3" in bad.log
+    assert "Rolled back: configmap/app-config (restored), secret/app-env (restored)." in bad.log
+
+    touched = kubectl(
+        stack, "-n", namespace, "exec", pod, "-c", "web", "--", "touch", "/tmp/restart"
+    )
+    assert touched.returncode == 0, touched.stderr
+    deadline = time.monotonic() + 60
+    while not ((now := container_runs(stack, namespace))[1] >= 1 and now[2]):
+        assert time.monotonic() < deadline, f"the container did not restart: {now}"
+        time.sleep(0.5)
+    assert now == (pod, 1, read_at_start), "the restarted run did not read the old config"
+    # The new values were live for a while (the failed deploy applied them): a container started
+    # then would have read them. Control: the same restart with the new values in place reads them.
+    kubectl(
+        stack,
+        "-n",
+        namespace,
+        "patch",
+        "configmap",
+        "app-config",
+        "-p",
+        '{"data":{"DEBUG":"true"}}',
+    )
+    kubectl(stack, "-n", namespace, "exec", pod, "-c", "web", "--", "touch", "/tmp/restart")
+    deadline = time.monotonic() + 60
+    while (now := container_runs(stack, namespace))[1] < 2 or "DEBUG=true" not in now[2]:
+        assert time.monotonic() < deadline, f"the control restart did not read DEBUG=true: {now}"
+        time.sleep(0.5)
