@@ -51,8 +51,19 @@ PROBE_C = r"""
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* probe say TEXT EXIT [AFTER_SECONDS] | connect IP PORT SECONDS | serve PORT | cat FILE */
+/* probe say TEXT EXIT [AFTER_SECONDS] | connect IP PORT SECONDS | serve PORT | cat FILE
+ *       | once FILE: the first run (FILE absent) creates it and exits 1, later runs stay up */
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "once")) {
+        if (access(argv[2], F_OK) != 0) {
+            close(open(argv[2], O_CREAT | O_WRONLY, 0600));
+            puts("database not ready yet");
+            return 1;
+        }
+        puts("connected to the database");
+        fflush(stdout);
+        for (;;) pause();
+    }
     if ((argc == 4 || argc == 5) && !strcmp(argv[1], "say")) {
         printf("%s\n", argv[2]);
         fflush(stdout);
@@ -393,6 +404,46 @@ def test_the_judge_is_red_for_a_container_that_crashes_at_start_where_kubectls_d
     assert (done.result, done.reason) == ("succeeded", "successfully rolled out")
     assert settled.result == "failed", settled
     assert "container `main` is crash-looping: last run exited 3 (Error)" in settled.reason
+
+
+def test_a_worker_that_crashes_once_while_its_database_starts_still_goes_green(
+    real_node: dict[str, str], kube_admin: Any, real_namespace: str, probe_image: str
+) -> None:
+    """The restart tolerance's purpose, on a real kubelet: a worker whose first run exits 1 (its
+    database is not up yet) and whose second run stays up is green with the defaults (settle
+    window, restart tolerance) once its second run has been up for the settle window. (With a
+    tolerance of 0 the same pod is red: "crash-looping: last run exited 1 (Error)".)"""
+    from deployer.input_values import DEFAULT_SETTLE, parse_settle
+    from deployer.kube import Cluster
+    from deployer.results import Target
+    from deployer.watch import watch_rollouts
+
+    worker = deployment("worker", probe_image, ["once", "/state/started"])
+    template = worker["spec"]["template"]["spec"]
+    template["volumes"] = [{"name": "state", "emptyDir": {}}]
+    template["containers"][0]["volumeMounts"] = [{"name": "state", "mountPath": "/state"}]
+    client.AppsV1Api(kube_admin).create_namespaced_deployment(real_namespace, worker)
+    cluster = Cluster.from_kubeconfig_file(real_node["KUBECONFIG"])
+    try:
+        [result] = watch_rollouts(
+            cluster,
+            [Target("worker", real_namespace, 1)],
+            timeout_s=90,
+            progress=lambda _: None,
+            settle_s=parse_settle(DEFAULT_SETTLE),
+        )
+    finally:
+        cluster.close()
+    assert (result.result, result.reason) == ("succeeded", "successfully rolled out"), result
+    core = client.CoreV1Api(kube_admin)
+    [started] = core.list_namespaced_pod(real_namespace, label_selector="app=worker").items
+    status = started.status.container_statuses[0]
+    assert status.restart_count == 1
+    assert status.last_state.terminated.exit_code == 1
+    assert logs(core, real_namespace, started.metadata.name, previous=True) == (
+        "database not ready yet\n"
+    )
+    assert logs(core, real_namespace, started.metadata.name) == "connected to the database\n"
 
 
 @pytest.mark.docker
