@@ -67,7 +67,17 @@ class CacheTag:
         self.settings, self.docker = settings, docker
         self._problem = _Answer(lambda: docker.push_cache(settings.image_ref, settings.build_cache))
 
-    def finish(self, reporter: Reporter) -> None:
+    def finish(self, reporter: Reporter, *, cancelled: bool = False) -> None:
+        if cancelled and not self._problem.answered():
+            # A cancel does not wait for the tag (its thread is a daemon); the next build reads
+            # the cache the tag still points at, so nothing is lost but this build's layers.
+            self.docker.close()
+            reporter.warning(
+                f"the build cache {self.settings.build_cache} was not moved to this image: the "
+                "deploy was cancelled first; the next build uses the cache it points at now",
+                title="Build cache not written",
+            )
+            return
         try:
             problem = self._problem.result()
         except DeployError as error:
@@ -355,6 +365,9 @@ class _Answer(Generic[T]):
             self._value = self._ask()
         except BaseException as error:  # handed to whoever takes the answer
             self._error = error
+
+    def answered(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self) -> T:
         self._thread.join()

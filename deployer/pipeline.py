@@ -173,7 +173,7 @@ def watch_only(run: Run) -> Outcome:
 
 def _finish(run: Run, creds: Credentials | None, cache: CacheTag | None) -> Outcome:
     if cache is not None:
-        cache.finish(run.reporter)
+        cache.finish(run.reporter, cancelled=run.interrupt.event.is_set())
     if creds is not None:
         creds.cluster.close()
     if run.settings.dry_run:

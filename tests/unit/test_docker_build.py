@@ -10,6 +10,8 @@ import os
 import stat
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -382,3 +384,41 @@ def test_a_bad_provenance_input_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         parse(tmp_path, provenance="full")
     assert str(caught.value).startswith("provenance: must be false, true (mode=min) or max")
+
+
+class _HangingCachePush:
+    """A docker CLI whose cache push hangs until released (a registry that stopped answering)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.closed = False
+
+    def push_cache(self, ref: str, cache_ref: str) -> str:
+        self.release.wait(30)
+        return ""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_cancelled_deploy_does_not_wait_for_the_cache_tag_and_says_so(tmp_path: Path) -> None:
+    docker = _HangingCachePush()
+    stream = io.StringIO()
+    cache = CacheTag(settings(tmp_path), docker)  # type: ignore[arg-type]
+    started = time.monotonic()
+    cache.finish(Reporter(github=True, stream=stream), cancelled=True)
+    assert time.monotonic() - started < 5
+    docker.release.set()
+    assert docker.closed
+    assert "::warning title=Build cache not written::the build cache" in stream.getvalue()
+    assert "was not moved to this image: the deploy was cancelled first" in stream.getvalue()
+
+
+def test_a_finished_deploy_waits_for_the_cache_tag(tmp_path: Path) -> None:
+    docker = _HangingCachePush()
+    stream = io.StringIO()
+    cache = CacheTag(settings(tmp_path), docker)  # type: ignore[arg-type]
+    threading.Timer(0.3, docker.release.set).start()
+    cache.finish(Reporter(github=True, stream=stream))
+    assert docker.closed
+    assert "now points at this image" in stream.getvalue()
