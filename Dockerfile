@@ -33,15 +33,20 @@ COPY requirements.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.lock
 
+# The release's version (`--version`, the first log line, User-Agent, the ApplySet's tooling):
+# the release workflow passes vX.Y.Z; a build without it says v0.0.0-dev.
+ARG VERSION=v0.0.0-dev
 COPY pyproject.toml README.md /tmp/src/
 COPY deployer /tmp/src/deployer
-RUN /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
+RUN case "$VERSION" in ""|*[!A-Za-z0-9.+-]*) echo "VERSION must be like v1.2.3, not '$VERSION'" >&2; exit 1;; esac \
+    && printf 'VERSION = "%s"\n' "$VERSION" > /tmp/src/deployer/_release.py \
+    && /opt/venv/bin/pip install --no-deps --no-build-isolation /tmp/src \
     && /opt/venv/bin/pip uninstall --yes setuptools pip \
     && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio
 
 FROM ${BASE_IMAGE}
 
-ARG VERSION=dev
+ARG VERSION=v0.0.0-dev
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="django-k8s-deploy" \
       org.opencontainers.image.description="Build, push and roll out a Django app to DigitalOcean Kubernetes, failing fast with the reason." \

@@ -43,7 +43,7 @@ KINDS_ANNOTATION = "applyset.kubernetes.io/contains-group-kinds"
 RESOURCES_ANNOTATION = "applyset.kubernetes.io/contains-group-resources"  # deprecated form
 NAMESPACES_ANNOTATION = "applyset.kubernetes.io/additional-namespaces"
 TOOL = "django-k8s-deploy"
-TOOLING = f"{TOOL}/v{__version__}"
+TOOLING = f"{TOOL}/{__version__}"  # django-k8s-deploy/v1.2.3 (v0.0.0-dev from a checkout)
 PARENT_FIELD_MANAGER = f"{TOOL}-applyset"  # kubectl's is kubectl-applyset
 PARENT_API_VERSION, PARENT_KIND = "v1", "Secret"
 

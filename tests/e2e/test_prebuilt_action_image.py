@@ -69,7 +69,8 @@ def publish(stack: dict[str, str], local_tag: str, repository: str) -> str:
 def test_the_action_runs_from_the_pulled_release_image_as_from_its_dockerfile(
     stack: dict[str, str], namespace: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    built = build_action_image(REPO_ROOT, stack)
+    # Built as the release workflow builds it: with the release's version.
+    built = build_action_image(REPO_ROOT, stack, version="v9.8.7")
     reference = publish(stack, built, f"{stack['DJK_REGISTRY']}/djk/action-release")
 
     released = tmp_path / "release"
@@ -115,3 +116,6 @@ def test_the_action_runs_from_the_pulled_release_image_as_from_its_dockerfile(
     assert from_release.outputs["image"] == from_dockerfile.outputs["image"]
     assert from_release.outputs["digest"] == from_dockerfile.outputs["digest"]
     assert from_release.outputs["result"] == "succeeded"
+    # It says which release runs (a Dockerfile build from a checkout says so too).
+    assert from_release.visible_log.startswith("django-k8s-deploy v9.8.7\n")
+    assert from_dockerfile.visible_log.startswith("django-k8s-deploy v0.0.0-dev\n")

@@ -532,8 +532,11 @@ def _content_key(action_dir: Path, dockerfile: Path, build_args: Mapping[str, st
 _built: dict[tuple[Path, str], str] = {}
 
 
-def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | None = None) -> str:
-    """The action's image, built like the runner builds it (once per content: see module doc)."""
+def build_action_image(
+    action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | None = None, version: str = ""
+) -> str:
+    """The action's image, built like the runner builds it (once per content: see module doc);
+    `version`, as the release workflow passes it (build-arg VERSION), when given."""
     stack = stack if stack is not None else stack_environment()
     action_dir = action_dir.resolve()
     runs = load_action(action_dir)["runs"]
@@ -565,6 +568,8 @@ def build_action_image(action_dir: Path = REPO_ROOT, stack: Mapping[str, str] | 
             for k, v in build_args.items()
         },
     }
+    if version:
+        build_args["VERSION"] = key_args["VERSION"] = version
     key = _content_key(action_dir, dockerfile, key_args)
     # One repository per checkout: two worktrees testing at once must not untag each other's
     # image (`_forget_stale_tags` keeps only the newest tag of its own repository).
