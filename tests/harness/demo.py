@@ -445,6 +445,7 @@ class Checks:
     status: int = 0
     title: str = ""
     post_status: int = 0
+    author: str = ""
     post_text: str = ""
     words_on_page: str = ""  # e.g. "5 words", filled in by the worker
     task_line: str = ""  # the worker's "Task board.tasks.count_words[…] succeeded …"
@@ -557,11 +558,12 @@ def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Che
             return checks
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         cookie = next((c.split(";")[0] for c in cookies if c.startswith("csrftoken=")), "")
-        checks.post_text = f"hello from the demo {secrets.token_hex(3)}"
+        checks.author = f"demo-{secrets.token_hex(3)}"
+        checks.post_text = "hello from the demo on the real node"
         form = urllib.parse.urlencode(
             {
                 "csrfmiddlewaretoken": token.group(1) if token else "",
-                "author": "demo",
+                "author": checks.author,
                 "text": checks.post_text,
             }
         ).encode()
@@ -582,7 +584,8 @@ def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Che
             )
             return checks
         counted = re.compile(
-            re.escape(html.escape(checks.post_text)) + r' <span class="words">(\d+ words?)</span>'
+            rf"<strong>{re.escape(checks.author)}</strong> {re.escape(checks.post_text)} "
+            r'<span class="words">(\d+ words?)</span>'
         )
         deadline = time.monotonic() + wait
         while True:
@@ -600,10 +603,17 @@ def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Che
             time.sleep(1)
 
     worker = _logs(stack, namespace, "worker")
-    done = re.search(r"Task board\.tasks\.count_words\[[0-9a-f-]+\] succeeded in .*", worker)
-    checks.task_line = done.group(0).strip() if done else ""
+    # This post's task: the task logs the post's author, unique to this check.
+    mine = re.search(rf"post \d+ by {re.escape(checks.author)} has \d+ words?$", worker, re.M)
+    done = mine and re.search(
+        r"Task board\.tasks\.count_words\[[0-9a-f-]+\] succeeded in .*", worker[mine.end() :]
+    )
+    checks.task_line = f"{mine.group(0)}; {done.group(0).strip()}" if mine and done else ""
     if not checks.task_line:
-        checks.problems.append(f"the worker's log has no count_words task done:\n{worker[-3000:]}")
+        checks.problems.append(
+            f"the worker's log shows no count_words task done for {checks.author}'s post:\n"
+            + worker[-3000:]
+        )
     beat = _logs(stack, namespace, "beat")
     started = re.search(r"beat: Starting\.\.\.", beat)
     checks.beat_line = started.group(0) if started else ""
@@ -626,7 +636,7 @@ def report(checks: Checks) -> str:
     lines = [
         f"GET / through `kubectl port-forward service/antisocial-web`: HTTP {checks.status}, "
         f"<title>{checks.title}</title>",
-        f"POST / {checks.post_text!r}: HTTP {checks.post_status}; "
+        f"POST / as {checks.author}, {checks.post_text!r}: HTTP {checks.post_status}; "
         f"the worker counted its words: {checks.words_on_page or '(never)'}",
         f"worker log: {checks.task_line or '(no count_words task done)'}",
         f"beat log: {checks.beat_line or '(beat never started)'}",
