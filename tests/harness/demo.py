@@ -257,6 +257,7 @@ def _workload(
         "ports": [{"containerPort": port}],
         "readinessProbe": {**probe, "periodSeconds": 2},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False},
         **pod.pop("container", {}),
     }
     spec: dict[str, Any] = {
@@ -264,7 +265,13 @@ def _workload(
         "selector": {"matchLabels": {"app": name}},
         "template": {
             "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **pod},
+            "spec": {
+                "containers": [container],
+                # The images run as their own numeric users (see their Dockerfiles).
+                "securityContext": {"runAsNonRoot": True},
+                "terminationGracePeriodSeconds": 5,
+                **pod,
+            },
         },
     }
     if kind == "StatefulSet":
