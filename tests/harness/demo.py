@@ -430,6 +430,10 @@ def deploy(
             "build-network": "host",
             "secrets": "".join(f"{name}={value}\n" for name, value in app_secrets.items()),
             "secret-name": "antisocial-secrets",
+            # The demo's Postgres keeps its data in the pod (emptyDir): a db pod that restarted
+            # (the node did, or its image changed) is empty although this commit's migrate Job
+            # completed before. Migrations are idempotent: run them at every deploy.
+            "rerun-first": "true",
             "timeout": "5m",
         }
         return run_action(
