@@ -357,6 +357,8 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
         assert len(migrate) == 1, verdicts
         assert set(verdicts.values()) == {"succeeded"}, verdicts
         assert {"antisocial-web", "antisocial-worker", "antisocial-beat"} <= set(verdicts)
+        migrated = demo.kubectl(stack, "-n", namespace, "logs", f"job/{migrate[0]}").stdout
+        assert "Applying board.0002_post_words... OK" in migrated, migrated  # in Postgres
 
         checks = demo.check_app(stack, namespace)
         print(demo.report(checks))
