@@ -27,11 +27,15 @@ case "$command" in
   web)
     require SECRET_KEY DATABASE_URL ALLOWED_HOSTS
     # exec: gunicorn becomes PID 1 and gets SIGTERM from Kubernetes for a graceful stop.
+    # --no-control-socket: gunicorn (25.1+) otherwise opens a control socket for gunicornc under
+    # $HOME/.gunicorn, and HOME is /app, read-only to this user ("Control server error: [Errno
+    # 13] Permission denied"). Nothing here uses gunicornc; Kubernetes restarts and scales.
     exec gunicorn antisocial.wsgi:application \
       --bind "0.0.0.0:${PORT:-8000}" \
       --workers "${WEB_CONCURRENCY:-2}" \
       --access-logfile - \
-      --graceful-timeout 25
+      --graceful-timeout 25 \
+      --no-control-socket
     ;;
   worker)
     require SECRET_KEY DATABASE_URL CELERY_BROKER_URL

@@ -1,16 +1,20 @@
 """The example app (examples/antisocial) as its users get it: built from its Dockerfile on the
 stack's base image, it passes Django's deployment checks and its own tests inside the container,
 serves its health endpoint and its offline-compressed static files, and run.sh refuses commands
-it does not know."""
+it does not know. Deployed by the action onto the stack's real node (a kubelet, not kwok) with
+Postgres and Redis, it migrates, serves the board through its Service, its worker runs the task a
+post queues, beat starts, and gunicorn logs no error: the checks `scripts/demo` prints."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
+from tests.harness import demo
 
 pytestmark = pytest.mark.docker
 
@@ -33,6 +39,7 @@ def docker(
     *args: str,
     env: Mapping[str, str] | None = None,
     timeout: float = RUN_TIMEOUT,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs the docker CLI against the stack's daemon. Values in `env` reach containers through
     `-e NAME` (no value in argv), the way the runner passes inputs."""
@@ -43,6 +50,7 @@ def docker(
     return subprocess.run(
         ["docker", *args],
         env=process_env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -162,6 +170,15 @@ def test_the_apps_own_tests_pass_inside_the_built_image(
     assert result.returncode == 0, output(result)
     assert re.search(r"^Ran [1-9]\d* tests? in ", result.stderr, re.MULTILINE), output(result)
     assert re.search(r"^OK$", result.stderr, re.MULTILINE), output(result)
+
+
+def test_the_models_need_no_migration_the_app_lacks(
+    stack: Mapping[str, str], example_image: str
+) -> None:
+    env = {**production_env(), "DATABASE_URL": "sqlite:////tmp/antisocial.sqlite3"}
+    result = manage(stack, example_image, env, "makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, output(result)
+    assert result.stdout.strip() == "No changes detected", output(result)
 
 
 def test_the_image_built_from_a_git_checkout_carries_no_repository_history(
@@ -284,5 +301,78 @@ def test_web_serves_healthz_and_the_compressed_static_files(
 
         status, _ = http_get(f"{base}/", {"Host": "antisocial.example.com"})
         assert status == 301  # plain HTTP from outside is sent to https
+
+        # /app is read-only to the app's user (and its HOME): gunicorn's control socket, which
+        # would go to /app/.gunicorn, is off rather than an error line in every web pod's log.
+        log = docker(stack, "logs", name)
+        assert "Booting worker" in log.stderr, output(log)
+        assert demo.CONTROL_SOCKET_ERROR not in log.stdout + log.stderr, output(log)
     finally:
         docker(stack, "rm", "--force", name)
+
+
+@pytest.fixture(scope="module")
+def service_images(stack: Mapping[str, str]) -> dict[str, str]:
+    """Postgres and Redis on the stack's registry, built once per content (the demo's too)."""
+    started = time.monotonic()
+    images = demo.service_images(stack, log=print)
+    print(f"Postgres and Redis images ready in {time.monotonic() - started:.1f}s")
+    return images
+
+
+def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_its_worker_works(
+    stack: Mapping[str, str], example_image: str, service_images: dict[str, str]
+) -> None:
+    if not stack.get("DJK_REAL_NODE"):
+        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
+    namespace = f"demo-e2e-{uuid.uuid4().hex[:8]}"
+    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    repository = "djk-e2e/antisocial-real-node"
+    # The module's image as the commit's: the action finds it on the registry and skips the build.
+    with tempfile.TemporaryDirectory(prefix="djk-e2e-docker-") as config:
+        login = docker(
+            stack,
+            "login",
+            "--username",
+            stack["DJK_REGISTRY_USER"],
+            "--password-stdin",
+            stack["DJK_REGISTRY"],
+            env={"DOCKER_CONFIG": config},
+            stdin=stack["DJK_REGISTRY_PASSWORD"],
+        )
+        assert login.returncode == 0, output(login)
+        ref = f"{stack['DJK_REGISTRY']}/{repository}:{sha}"
+        for args in (("tag", example_image, ref), ("push", "--quiet", ref), ("rmi", ref)):
+            done = docker(stack, *args, env={"DOCKER_CONFIG": config}, timeout=300)
+            assert done.returncode == 0, output(done)
+    try:
+        app_secrets = demo.prepare_namespace(stack, namespace, service_images, log=print)
+        run = demo.deploy(
+            stack, namespace, app_secrets, repository=repository, sha=sha, timeout=600
+        )
+        assert run.exit_code == 0, run.log[-6000:]
+        assert f"{ref} is already in the registry: not rebuilt" in run.log, run.log
+        verdicts = {d["name"]: d["result"] for d in json.loads(run.outputs["deployments"])}
+        migrate = [name for name in verdicts if name.startswith("antisocial-migrate-")]
+        assert len(migrate) == 1, verdicts
+        assert set(verdicts.values()) == {"succeeded"}, verdicts
+        assert {"antisocial-web", "antisocial-worker", "antisocial-beat"} <= set(verdicts)
+        migrated = demo.kubectl(stack, "-n", namespace, "logs", f"job/{migrate[0]}").stdout
+        assert "Applying board.0002_post_words... OK" in migrated, migrated  # in Postgres
+
+        checks = demo.check_app(stack, namespace)
+        print(demo.report(checks))
+        assert checks.problems == []
+        assert (checks.status, checks.title) == (200, "antisocial")
+        assert checks.post_status == 302
+        assert checks.words_on_page == "8 words"  # "hello from the demo on the real node"
+        assert checks.author in checks.task_line and " succeeded in " in checks.task_line
+        assert checks.beat_line == "beat: Starting..."
+        assert checks.control_socket_errors == []
+        # Every pod ran on the real node: no kwok pod can answer, log or run a task.
+        nodes = demo.kubectl(
+            stack, "-n", namespace, "get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"
+        ).stdout.split()
+        assert set(nodes) == {stack["DJK_REAL_NODE"]}, nodes
+    finally:
+        demo.kubectl(stack, "delete", "namespace", namespace, "--wait=false", check=False)

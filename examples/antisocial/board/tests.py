@@ -1,11 +1,12 @@
 from datetime import timedelta
+from unittest import mock
 
 from django.test import TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
 from .models import Post
-from .tasks import prune_old_posts
+from .tasks import count_words, prune_old_posts
 
 # The image's templates are compressed offline at build time; these tests render them without a
 # compressor cache so they also run from a plain checkout.
@@ -36,10 +37,37 @@ class BoardTests(TestCase):
         page = self.client.get(reverse("index"), secure=True).content.decode()
         self.assertLess(page.index("second"), page.index("first"))
 
+    def test_a_post_queues_its_word_count_for_the_worker_once_committed(self) -> None:
+        with (
+            mock.patch("board.views.count_words.delay") as delay,
+            self.captureOnCommitCallbacks(execute=True),
+        ):
+            self.client.post(
+                reverse("index"), {"author": "ada", "text": "hello there"}, secure=True
+            )
+            delay.assert_not_called()  # not before the commit
+        post = Post.objects.get()
+        delay.assert_called_once_with(post.pk)
+        self.assertIsNone(post.words)
+
     def test_an_empty_post_is_rejected(self) -> None:
         response = self.client.post(reverse("index"), {"author": "", "text": ""}, secure=True)
         self.assertEqual(response.status_code, 200)
         self.assertFalse(Post.objects.exists())
+
+
+@no_compress
+class CountWordsTests(TestCase):
+    def test_the_task_counts_the_words_and_the_page_shows_them(self) -> None:
+        post = Post.objects.create(author="ada", text="three little words")
+        self.assertNotIn(
+            "words</span>", self.client.get(reverse("index"), secure=True).content.decode()
+        )
+        self.assertEqual(count_words(post.pk), 3)
+        post.refresh_from_db()
+        self.assertEqual(post.words, 3)
+        page = self.client.get(reverse("index"), secure=True).content.decode()
+        self.assertIn('<span class="words">3 words</span>', page)
 
 
 class PruneTests(TestCase):
