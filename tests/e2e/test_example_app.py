@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import demo
+from tests.harness import app_checks, backing_services, demo, real_node
 
 pytestmark = pytest.mark.docker
 
@@ -306,7 +306,7 @@ def test_web_serves_healthz_and_the_compressed_static_files(
         # would go to /app/.gunicorn, is off rather than an error line in every web pod's log.
         log = docker(stack, "logs", name)
         assert "Booting worker" in log.stderr, output(log)
-        assert demo.CONTROL_SOCKET_ERROR not in log.stdout + log.stderr, output(log)
+        assert app_checks.CONTROL_SOCKET_ERROR not in log.stdout + log.stderr, output(log)
     finally:
         docker(stack, "rm", "--force", name)
 
@@ -315,7 +315,7 @@ def test_web_serves_healthz_and_the_compressed_static_files(
 def service_images(stack: Mapping[str, str]) -> dict[str, str]:
     """Postgres and Redis on the stack's registry, built once per content (the demo's too)."""
     started = time.monotonic()
-    images = demo.service_images(stack, log=print)
+    images = backing_services.service_images(stack, log=print)
     print(f"Postgres and Redis images ready in {time.monotonic() - started:.1f}s")
     return images
 
@@ -346,7 +346,9 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
             done = docker(stack, *args, env={"DOCKER_CONFIG": config}, timeout=300)
             assert done.returncode == 0, output(done)
     try:
-        app_secrets = demo.prepare_namespace(stack, namespace, service_images, log=print)
+        app_secrets = backing_services.prepare_namespace(
+            stack, namespace, service_images, log=print
+        )
         run = demo.deploy(
             stack, namespace, app_secrets, repository=repository, sha=sha, timeout=600
         )
@@ -357,11 +359,11 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
         assert len(migrate) == 1, verdicts
         assert set(verdicts.values()) == {"succeeded"}, verdicts
         assert {"antisocial-web", "antisocial-worker", "antisocial-beat"} <= set(verdicts)
-        migrated = demo.kubectl(stack, "-n", namespace, "logs", f"job/{migrate[0]}").stdout
+        migrated = real_node.kubectl(stack, "-n", namespace, "logs", f"job/{migrate[0]}").stdout
         assert "Applying board.0002_post_words... OK" in migrated, migrated  # in Postgres
 
-        checks = demo.check_app(stack, namespace)
-        print(demo.report(checks))
+        checks = app_checks.check_app(stack, namespace)
+        print(app_checks.report(checks))
         assert checks.problems == []
         assert (checks.status, checks.title) == (200, "antisocial")
         assert checks.post_status == 302
@@ -370,9 +372,9 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
         assert checks.beat_line == "beat: Starting..."
         assert checks.control_socket_errors == []
         # Every pod ran on the real node: no kwok pod can answer, log or run a task.
-        nodes = demo.kubectl(
+        nodes = real_node.kubectl(
             stack, "-n", namespace, "get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"
         ).stdout.split()
         assert set(nodes) == {stack["DJK_REAL_NODE"]}, nodes
     finally:
-        demo.kubectl(stack, "delete", "namespace", namespace, "--wait=false", check=False)
+        real_node.kubectl(stack, "delete", "namespace", namespace, "--wait=false", check=False)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -29,7 +27,7 @@ from tests.e2e.test_deploy_action import (  # noqa: F401 - fixtures
     workspace,
 )
 from tests.e2e.test_workload_kinds import daemonset, deployment, get, job, results, statefulset
-from tests.harness.runner import REPO_ROOT
+from tests.harness import real_node
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
 
@@ -220,45 +218,9 @@ def real_migrate(exit_code: int) -> str:
 
 
 def on_the_real_node(stack: dict[str, str], namespace: str) -> None:
-    """Annotate the namespace for the real node and let its default ServiceAccount pull from the
-    stack's registry (as a cluster's registry integration does): the manifests stay as a user
-    writes them."""
     if stack.get("DJK_REAL_NODE") != node.NODE_NAME:
         pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
-    placed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "stack"), "real-node-namespace", namespace],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert placed.returncode == 0, placed.stderr
-    registry = stack["DJK_REGISTRY"]
-    auth = f"{stack['DJK_REGISTRY_USER']}:{stack['DJK_REGISTRY_PASSWORD']}"
-    config_json = json.dumps(
-        {"auths": {registry: {"auth": base64.b64encode(auth.encode()).decode()}}}
-    )
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "registry", "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(config_json.encode()).decode()},
-    }
-    created = subprocess.run(
-        ["kubectl", "--kubeconfig", stack["KUBECONFIG"], "apply", "-f", "-"],
-        input=json.dumps(secret),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    patched = kubectl(
-        stack, "-n", namespace, "patch", "serviceaccount", "default", "-p",
-        json.dumps({"imagePullSecrets": [{"name": "registry"}]}),
-    )  # fmt: skip
-    assert patched.returncode == 0, patched.stderr
+    real_node.place_namespace(stack, namespace)
 
 
 def container_runs(stack: dict[str, str], namespace: str) -> tuple[str, int, str]:
