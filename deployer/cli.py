@@ -23,7 +23,6 @@ from typing import NoReturn
 import yaml
 
 from deployer import __version__, input_values, manifests, settings
-from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
 from deployer.services import Builder, CloudApi, ClusterApi, CommentsApi, Services
@@ -429,8 +428,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         namespace=args.namespace,
         settle=args.settle,
     )
-    kubeconfig_input.check_files(args.kubeconfig_file, env)
-    cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
+    cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context, env=env)
     try:
         namespace = asked.namespace or cluster.default_namespace
         targets = existing_targets(cluster, asked.workloads, namespace)

@@ -12,13 +12,10 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from deployer.errors import InputError, ServiceError
 from deployer.objects import subject
-
-if TYPE_CHECKING:  # the client is imported only where a request is made (kube.connection)
-    from kubernetes.client.exceptions import ApiException
 
 SERVICE = "Kubernetes API"
 
@@ -202,8 +199,17 @@ def _without_typed_prefix(message: str) -> str:
     return message
 
 
+class Answered(Protocol):
+    """An API server's answer outside 2xx as an exception: `kube.transport.Answer`, or the
+    `kubernetes` client's ApiException (from the discovery). Status 0: no HTTP answer (TLS)."""
+
+    status: Any
+    reason: Any
+    body: Any
+
+
 def from_api_exception(
-    exc: ApiException, what: str, *, verb: str, resource: str, namespace: str | None
+    exc: Answered, what: str, *, verb: str, resource: str, namespace: str | None
 ) -> KubeError:
     return from_status(
         int(exc.status or 0),
@@ -237,7 +243,7 @@ def apply_conflict(error: Conflict, kind: str, name: str, namespace: str | None)
     return conflict
 
 
-def status_body(exc: ApiException) -> dict[str, Any]:
+def status_body(exc: Answered) -> dict[str, Any]:
     body = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
