@@ -285,7 +285,7 @@ def real_services(env: Mapping[str, str]) -> Services:
     def cluster(config: Mapping[str, object]) -> ClusterApi:
         from deployer.kube import Cluster
 
-        return Cluster.from_kubeconfig_dict(config)
+        return Cluster.from_kubeconfig_dict(config, env=env)
 
     def github(token: str, api_url: str) -> CommentsApi:
         from deployer.github_api import GitHubApi

@@ -92,11 +92,18 @@ class Connection:
     # construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_kubeconfig_dict(cls, cfg: Mapping[str, Any], context: str | None = None) -> Self:
+    def from_kubeconfig_dict(
+        cls,
+        cfg: Mapping[str, Any],
+        context: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> Self:
         """A kubeconfig held in memory (e.g. from the DigitalOcean API); never touches the
-        workspace (see the module docstring for where files go)."""
+        workspace (see the module docstring for where files go). `env` is the environment the
+        CLI was handed (its proxy variables count); None: this process's."""
         try:
-            return cls._open([Source("", cfg)], context)
+            return cls._open([Source("", cfg)], context, env)
         except KubeconfigError as exc:
             raise InputError(
                 f"the kubeconfig cannot be used: {short(exc)}",
@@ -113,12 +120,12 @@ class Connection:
         env: Mapping[str, str] | None = None,
     ) -> Self:
         """The kubeconfig file `path`, else KUBECONFIG's files (joined with os.pathsep), else
-        ~/.kube/config, as kubectl finds it; `--context` picks its context."""
+        ~/.kube/config, as kubectl finds it; `--context` picks its context. `env` as above."""
         env = os.environ if env is None else env
         files = kubeconfig_input.read_files(path, env)
         shown = path or env.get("KUBECONFIG") or "~/.kube/config"
         try:
-            return cls._open([Source(p, c) for p, c in files], context)
+            return cls._open([Source(p, c) for p, c in files], context, env)
         except KubeconfigError as exc:
             raise InputError(
                 f"the kubeconfig {shown} cannot be used: {short(exc)}",
@@ -128,7 +135,9 @@ class Connection:
             ) from exc
 
     @classmethod
-    def _open(cls, sources: Sequence[Source], context: str | None) -> Self:
+    def _open(
+        cls, sources: Sequence[Source], context: str | None, env: Mapping[str, str] | None
+    ) -> Self:
         chosen = choose(sources, context)
         private_dir = _private_dir()
         try:
@@ -136,7 +145,7 @@ class Connection:
                 where = client_loaded(sources, chosen, private_dir)
             else:
                 where = endpoint(chosen)
-            transport = Transport(where, private_dir)
+            transport = Transport(where, private_dir, env=env)
         except (KubeconfigError, ValueError) as exc:
             _remove_private_dir(private_dir)
             raise KubeconfigError(str(exc)) from exc

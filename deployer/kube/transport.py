@@ -67,9 +67,13 @@ class Transport:
         proxy = proxy_for(self.server, os.environ if env is None else env)
         self._pool: urllib3.PoolManager
         if proxy:
-            auth = urllib3.util.parse_url(proxy).auth
-            headers = urllib3.util.make_headers(proxy_basic_auth=auth) if auth else None
-            self._pool = urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+            try:
+                auth = urllib3.util.parse_url(proxy).auth
+                headers = urllib3.util.make_headers(proxy_basic_auth=auth) if auth else None
+                self._pool = urllib3.ProxyManager(proxy, proxy_headers=headers, **options)
+            except ValueError:  # its text may hold the proxy's password: never quoted
+                variable = "HTTPS_PROXY" if self.server.startswith("https://") else "HTTP_PROXY"
+                raise ValueError(f"{variable} is not an http(s) proxy URL") from None
         else:
             self._pool = urllib3.PoolManager(**options)
 

@@ -514,3 +514,13 @@ def test_wait_on_a_finished_deployment_never_imports_the_kubernetes_package(
     assert "deployment/web: succeeded" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "NONE"
     assert any(s.path.endswith("/deployments/web") for s in api.seen)
+
+
+def test_a_proxy_variable_that_is_no_url_is_one_line_without_its_password() -> None:
+    config = kubeconfig({"server": "https://10.0.0.1"}, {"token": "t"})
+    with pytest.raises(InputError) as info:
+        Cluster.from_kubeconfig_dict(config, env={"HTTPS_PROXY": "socks5://ann:pw@proxy:1080"})
+    assert str(info.value).startswith(
+        "kubeconfig: the kubeconfig cannot be used: HTTPS_PROXY is not an http(s) proxy URL"
+    )
+    assert "pw" not in str(info.value)
