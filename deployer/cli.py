@@ -269,8 +269,9 @@ def action_main(environ: Mapping[str, str]) -> int:
 
 def real_services(env: Mapping[str, str]) -> Services:
     """The docker CLI (with the environment we were given), DigitalOcean's API, the cluster.
-    Each module is imported when its service is first opened: the kubernetes client (the
-    slowest import) once the cluster checks start, alongside the build."""
+    Each module is imported when its service is first opened: the cluster's (urllib3; the
+    `kubernetes` package only when apply first needs the API discovery) once the cluster checks
+    start, alongside the build."""
 
     def docker() -> Builder:
         from deployer.docker import Docker

@@ -1,5 +1,5 @@
 """A kubeconfig given by the user (the `kubeconfig` input, `--kubeconfig`, KUBECONFIG): read as
-hostile YAML, checked for the shape the Kubernetes client needs, and its credentials named so that
+hostile YAML, checked for the shape `kube.endpoint` reads, and its credentials named so that
 exactly they are masked — not its structure (`apiVersion: v1`, `users:` …), which would turn every
 later log line that happens to contain such text into `***`.
 """

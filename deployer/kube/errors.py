@@ -1,9 +1,10 @@
 """Our own Kubernetes API errors, so the rest of the deployer never sees an HTTP status.
 
 Each class names what happened (`Forbidden`, `Conflict`...), keeps the HTTP status and the
-API server's Status body, and chains the client's exception as its cause. They sit in the
-deployer's error tree by what the user must do: change input (credentials, rights, manifests)
-or wait for the service; `cli.exit_code` turns that into an exit code, in one place.
+API server's Status body, and chains the transport's `Answer` (or, from the discovery, the
+`kubernetes` client's ApiException) as its cause. They sit in the deployer's error tree by what
+the user must do: change input (credentials, rights, manifests) or wait for the service;
+`cli.exit_code` turns that into an exit code, in one place.
 """
 
 from __future__ import annotations
