@@ -23,7 +23,6 @@ from typing import NoReturn
 import yaml
 
 from deployer import __version__, input_values, manifests, settings
-from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import Cancelled, DeployError, InputError
 from deployer.github import Reporter, neutralise
 from deployer.services import Builder, CloudApi, ClusterApi, CommentsApi, Services
@@ -270,8 +269,9 @@ def action_main(environ: Mapping[str, str]) -> int:
 
 def real_services(env: Mapping[str, str]) -> Services:
     """The docker CLI (with the environment we were given), DigitalOcean's API, the cluster.
-    Each module is imported when its service is first opened: the kubernetes client (the
-    slowest import) once the cluster checks start, alongside the build."""
+    Each module is imported when its service is first opened: the cluster's (urllib3; the
+    `kubernetes` package only when apply first needs the API discovery) once the cluster checks
+    start, alongside the build."""
 
     def docker() -> Builder:
         from deployer.docker import Docker
@@ -286,7 +286,7 @@ def real_services(env: Mapping[str, str]) -> Services:
     def cluster(config: Mapping[str, object]) -> ClusterApi:
         from deployer.kube import Cluster
 
-        return Cluster.from_kubeconfig_dict(config)
+        return Cluster.from_kubeconfig_dict(config, env=env)
 
     def github(token: str, api_url: str) -> CommentsApi:
         from deployer.github_api import GitHubApi
@@ -429,8 +429,7 @@ def _wait(args: argparse.Namespace, env: dict[str, str], reporter: Reporter) -> 
         namespace=args.namespace,
         settle=args.settle,
     )
-    kubeconfig_input.check_files(args.kubeconfig_file, env)
-    cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context)
+    cluster = Cluster.from_kubeconfig_file(args.kubeconfig_file, context=args.kube_context, env=env)
     try:
         namespace = asked.namespace or cluster.default_namespace
         targets = existing_targets(cluster, asked.workloads, namespace)

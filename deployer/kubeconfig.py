@@ -1,5 +1,5 @@
 """A kubeconfig given by the user (the `kubeconfig` input, `--kubeconfig`, KUBECONFIG): read as
-hostile YAML, checked for the shape the Kubernetes client needs, and its credentials named so that
+hostile YAML, checked for the shape `kube.endpoint` reads, and its credentials named so that
 exactly they are masked — not its structure (`apiVersion: v1`, `users:` …), which would turn every
 later log line that happens to contain such text into `***`.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,10 @@ def mask_credentials(text: str, mask: Callable[[str], None]) -> None:
         mask(secret)
 
 
-def check_files(path: str | None, env: dict[str, str]) -> None:
-    """The kubeconfig file(s) the CLI's `wait` will load, checked first so that garbage is one
-    line and exit 2 (the Kubernetes client would raise anything from YAMLError to AttributeError)."""
+def read_files(path: str | None, env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """The kubeconfig file(s) the CLI's `wait` loads, each with its path, read here so that
+    garbage is one line and exit 2: `path` (--kubeconfig), else KUBECONFIG's files (joined with
+    os.pathsep; those that do not exist are skipped, as kubectl skips them), else ~/.kube/config."""
     if path:
         paths, where = [path], "--kubeconfig"
     elif env.get("KUBECONFIG"):
@@ -106,9 +107,10 @@ def check_files(path: str | None, env: dict[str, str]) -> None:
             [str(Path(env.get("HOME") or "~").expanduser() / ".kube" / "config")],
             "KUBECONFIG",
         )
-    for candidate in paths:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for candidate in dict.fromkeys(str(Path(p).expanduser()) for p in paths):
         if where == "KUBECONFIG" and not Path(candidate).exists():
-            continue  # the client skips those too, and says so if none is left
+            continue
         try:
             data = Path(candidate).read_bytes()[: MAX_BYTES + 1]
         except OSError as exc:
@@ -119,4 +121,5 @@ def check_files(path: str | None, env: dict[str, str]) -> None:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise InputError(f"{candidate} is not UTF-8 text", where=where, hint=_HINT) from None
-        load(text, f"{where} {candidate}")
+        found.append((candidate, load(text, f"{where} {candidate}")))
+    return found

@@ -1,7 +1,7 @@
 """The outside services a deploy uses, as the pipeline sees them.
 
 `deploy()` is handed a `Services` (cli.py builds the real one: docker CLI, DigitalOcean HTTP,
-the kubernetes client) so it can be tested whole against fakes, phase order and all. Each is
+the Kubernetes API) so it can be tested whole against fakes, phase order and all. Each is
 a factory: the pipeline opens a service when its phase starts and closes it when done.
 """
 

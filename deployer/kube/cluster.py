@@ -14,12 +14,13 @@ from urllib.parse import quote
 
 from deployer.kube import apply as applying
 from deployer.kube import permissions
-from deployer.kube.connection import Connection, json_of, plural_of
+from deployer.kube.connection import Connection, collection_path, json_of, plural_of
 from deployer.kube.errors import ApiUnavailable, Forbidden, NotFound, Rejected
 from deployer.kube.values import FIELD_MANAGER, ROLLBACK_FIELD_MANAGER, Applied, Planned, Rollback
 from deployer.kube.watching import EventStream, open_watch
 from deployer.revisions import plan_rollback
 from deployer.status import PODS, REPLICASETS, Collection
+from deployer.workloads import KINDS
 
 _LOG_LIMIT_BYTES = 256 * 1024
 
@@ -229,12 +230,15 @@ class Cluster(Connection):
     def get_object(
         self, api_version: str, kind: str, name: str, namespace: str
     ) -> dict[str, Any] | None:
-        """One namespaced object, or None when it does not exist."""
-        resource = self.resource(api_version, kind)
+        """One namespaced object, or None when it does not exist. A kind the deployer waits for
+        or reads has a known path: no discovery (which `wait` would pay for at start-up)."""
+        known = _known_collection(api_version, kind)
+        if known is not None:
+            path = f"{collection_path(known, namespace)}/{quote(name, safe='')}"
+        else:
+            path = self.resource(api_version, kind).path(name=name, namespace=namespace)
         try:
-            return self.get_json(
-                resource.path(name=name, namespace=namespace), what=f"get {kind.lower()}/{name}"
-            )
+            return self.get_json(path, what=f"get {kind.lower()}/{name}")
         except NotFound:
             return None
 
@@ -368,3 +372,12 @@ class Cluster(Connection):
             plan.message,
             int(generation) if generation is not None else None,
         )
+
+
+def _known_collection(api_version: str, kind: str) -> Collection | None:
+    """The collection of a namespaced kind whose path needs no discovery: the waited kinds
+    (`workloads.KINDS`), ReplicaSets and Pods."""
+    for collection in (*(row.collection for row in KINDS.values()), REPLICASETS, PODS):
+        if (collection.api_version, collection.kind) == (api_version, kind):
+            return collection
+    return None

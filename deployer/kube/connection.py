@@ -1,39 +1,43 @@
-"""One connection to one cluster: kubeconfig loading, private credential files, the raw calls.
+"""One connection to one cluster: kubeconfig reading, the private directory, the raw calls.
 
-Credentials. A kubeconfig given as a dict is never written to the workspace: the client needs
-its CA (and any client certificate/key) as files, so the connection makes a private 0700
-directory in memory-backed /dev/shm when there is one (else the system temp dir, which in the
-action's container is the container's own /tmp, not the mounted workspace), points the client
-there, and deletes it on `close()` (also at interpreter exit). The bearer token stays in memory.
+The kubeconfig is read by `kube.endpoint` (as kubectl reads it) and spoken to through
+`kube.transport` (urllib3), so a token or client-certificate kubeconfig never imports the
+`kubernetes` package; a user with `exec` or `auth-provider` is loaded by that package's loader,
+and the API discovery (`resource()`, for apply) uses its DynamicClient, both imported only then.
 
-Every call goes through `call()`, which turns the client's failures into `kube.errors` classes
-(chained to the client's exception) and returns the raw response; `json_of` reads its body.
+Credentials. A kubeconfig is never written to the workspace. What must be a file (a client
+certificate and key given as data, while the SSL context loads them; what a credential plugin's
+loader writes; the discovery cache) goes into a private 0700 directory in memory-backed /dev/shm
+when there is one (else the system temp dir, which in the action's container is the container's
+own /tmp, not the mounted workspace), deleted on `close()` (also at interpreter exit). The bearer
+token stays in memory.
+
+Every call goes through `call()`, which turns the API server's refusals and the transport's
+failures into `kube.errors` classes (chained to the transport's exception) and returns the raw
+response; `json_of` reads its body.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self
 
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config import kube_config
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 from urllib3.util.retry import Retry
 
+from deployer import kubeconfig as kubeconfig_input
 from deployer.errors import InputError
+from deployer.kube.endpoint import KubeconfigError, Source, choose, client_loaded, endpoint
 from deployer.kube.errors import ApiUnavailable, Invalid, from_api_exception, short
+from deployer.kube.transport import Answer, Transport
 from deployer.status import Collection
 
 # One-shot calls (apply, get, list, events, rollback): bounded retries with backoff, honouring
@@ -50,39 +54,36 @@ RETRY = Retry(
     raise_on_status=False,
     respect_retry_after_header=True,
 )
+# Logs and watches do their own retrying (a log from a kubelet that has none, or a watch that the
+# reflector reconnects, must not sit in five rounds of backoff).
+STREAM_RETRY = Retry(
+    total=2, connect=2, read=0, redirect=0, status=0, other=0, raise_on_status=False
+)
 TIMEOUT = (10.0, 60.0)  # connect, read (seconds) for one-shot calls
+
+
+@dataclass(frozen=True)
+class Lane:
+    """How one kind of call is retried: `Connection.call(api=...)` picks one."""
+
+    name: str
+    retries: Retry
 
 
 class Connection:
     """A connection to one cluster. Use as a context manager, or call `close()`."""
 
-    def __init__(
-        self,
-        configuration: Any,
-        *,
-        private_dir: str,
-        where: str,
-        default_namespace: str = "default",
-    ) -> None:
+    def __init__(self, transport: Transport, *, private_dir: str, default_namespace: str) -> None:
         self._private_dir = private_dir
-        self.where = where
+        self._transport = transport
+        self.where = transport.server
         self._default_namespace = default_namespace or "default"
-        configuration.retries = RETRY
-        self._api = k8s_client.ApiClient(configuration)
-        # Logs and watches do their own retrying (a log from a kubelet that has none, or a watch
-        # that the reflector reconnects, must not sit in five rounds of backoff).
-        streaming = copy.copy(configuration)
-        streaming.retries = Retry(
-            total=2, connect=2, read=0, redirect=0, status=0, other=0, raise_on_status=False
-        )
-        streaming.connection_pool_maxsize = 32
-        self.stream_api = k8s_client.ApiClient(streaming)
+        self._api = Lane("one-shot", RETRY)
+        self.stream_api = Lane("stream", STREAM_RETRY)
         # The dry run answers at once: its 500 "failed to create typed patch object" is the
         # manifest's fault, not the server's, and must not sit in five rounds of backoff.
-        checking = copy.copy(configuration)
-        checking.retries = RETRY.new(status_forcelist=(429, 502, 503, 504))
-        self.check_api = k8s_client.ApiClient(checking)
-        self._dynamic: DynamicClient | None = None
+        self.check_api = Lane("check", RETRY.new(status_forcelist=(429, 502, 503, 504)))
+        self._dynamic: Any = None
         self._lock = threading.Lock()
         self._closed = False
         # Deletes the private directory even if nobody calls close() (also at interpreter exit).
@@ -91,71 +92,74 @@ class Connection:
     # construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_kubeconfig_dict(cls, cfg: Mapping[str, Any], context: str | None = None) -> Self:
-        """Load a kubeconfig held in memory (e.g. from the DigitalOcean API); never touches the
-        workspace (see the module docstring for where the CA file goes)."""
-        private_dir = _private_dir()
-        configuration = k8s_client.Configuration()
+    def from_kubeconfig_dict(
+        cls,
+        cfg: Mapping[str, Any],
+        context: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A kubeconfig held in memory (e.g. from the DigitalOcean API); never touches the
+        workspace (see the module docstring for where files go). `env` is the environment the
+        CLI was handed (its proxy variables count); None: this process's."""
         try:
-            loader = kube_config.KubeConfigLoader(
-                config_dict=copy.deepcopy(dict(cfg)),
-                active_context=context,
-                temp_file_path=private_dir,
-            )
-            loader.load_and_set(configuration)
-            default_namespace = (loader.current_context.get("context") or {}).get("namespace")
-        except (ConfigException, KeyError, TypeError, ValueError, AttributeError) as exc:
-            _remove_private_dir(private_dir)
+            return cls._open([Source("", cfg)], context, env)
+        except KubeconfigError as exc:
             raise InputError(
                 f"the kubeconfig cannot be used: {short(exc)}",
                 where="kubeconfig",
                 hint="Check the cluster name/id and that the token may read its kubeconfig.",
             ) from exc
-        return cls._loaded(configuration, private_dir, default_namespace)
 
     @classmethod
-    def from_kubeconfig_file(cls, path: str, context: str | None = None) -> Self:
-        """Load a kubeconfig file (KUBECONFIG may list several, joined with os.pathsep)."""
-        private_dir = _private_dir()
-        configuration = k8s_client.Configuration()
+    def from_kubeconfig_file(
+        cls,
+        path: str | None,
+        context: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> Self:
+        """The kubeconfig file `path`, else KUBECONFIG's files (joined with os.pathsep), else
+        ~/.kube/config, as kubectl finds it; `--context` picks its context. `env` as above."""
+        env = os.environ if env is None else env
+        files = kubeconfig_input.read_files(path, env)
+        shown = path or env.get("KUBECONFIG") or "~/.kube/config"
         try:
-            kube_config.load_kube_config(
-                config_file=path,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-                temp_file_path=private_dir,
-            )
-            contexts, active = kube_config.list_kube_config_contexts(config_file=path)
-            chosen = next((c for c in contexts if c.get("name") == context), None) or active
-            default_namespace = ((chosen or {}).get("context") or {}).get("namespace")
-        except (ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
-            _remove_private_dir(private_dir)
+            return cls._open([Source(p, c) for p, c in files], context, env)
+        except KubeconfigError as exc:
             raise InputError(
-                f"the kubeconfig {path} cannot be used: {short(exc)}",
+                f"the kubeconfig {shown} cannot be used: {short(exc)}",
                 where="KUBECONFIG",
                 hint="Point KUBECONFIG at a valid kubeconfig (and --context at one of its "
                 "contexts).",
             ) from exc
-        return cls._loaded(configuration, private_dir, default_namespace)
 
     @classmethod
-    def _loaded(cls, configuration: Any, private_dir: str, default_namespace: object) -> Self:
-        return cls(
-            configuration,
-            private_dir=private_dir,
-            where=str(configuration.host),
-            default_namespace=str(default_namespace or "default"),
-        )
+    def _open(
+        cls, sources: Sequence[Source], context: str | None, env: Mapping[str, str] | None
+    ) -> Self:
+        chosen = choose(sources, context)
+        private_dir = _private_dir()
+        try:
+            if chosen.needs_client_loader:
+                where = client_loaded(sources, chosen, private_dir)
+            else:
+                where = endpoint(chosen)
+            transport = Transport(where, private_dir, env=env)
+        except (KubeconfigError, ValueError) as exc:
+            _remove_private_dir(private_dir)
+            raise KubeconfigError(str(exc)) from exc
+        except BaseException:
+            _remove_private_dir(private_dir)
+            raise
+        return cls(transport, private_dir=private_dir, default_namespace=where.namespace)
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        for api in (self._api, self.stream_api, self.check_api):
-            with contextlib.suppress(Exception):
-                api.rest_client.pool_manager.clear()
+        self._transport.close()
         self._finalizer()
 
     @property
@@ -167,6 +171,9 @@ class Connection:
 
     def resource(self, api_version: str, kind: str) -> Any:
         """The discovered API resource of `kind` (its path, plural, whether namespaced)."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+
         try:
             return self._discovery().resources.get(api_version=api_version, kind=kind)
         except (ResourceNotFoundError, ResourceNotUniqueError) as exc:
@@ -191,7 +198,7 @@ class Connection:
         namespace: str,
         selector: Mapping[str, Any] | str | None,
         *,
-        api: Any = None,
+        api: Lane | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """The objects of `collection` in `namespace` and the list's resourceVersion."""
         plural = collection.plural
@@ -225,29 +232,27 @@ class Connection:
         verb: str,
         resource: str = "",
         namespace: str | None = None,
-        api: Any = None,
+        api: Lane | None = None,
         timeout: tuple[float, float] = TIMEOUT,
         body: Any = None,
         content_type: str | None = None,
         accept: str = "application/json",
     ) -> Any:
-        api = api or self._api
+        lane: Lane = api or self._api
         headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            return api.call_api(
-                path,
+            return self._transport.request(
                 method,
-                query_params=query,
-                header_params=headers,
+                path,
+                query,
+                headers=headers,
                 body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-                _request_timeout=timeout,
+                timeout=timeout,
+                retries=lane.retries,
             )
-        except ApiException as exc:
+        except Answer as exc:
             raise from_api_exception(
                 exc, what, verb=verb, resource=resource or what, namespace=namespace
             ) from exc
@@ -260,12 +265,19 @@ class Connection:
             hint="Is the cluster running and its API reachable from here?",
         )
 
-    def _discovery(self) -> DynamicClient:
+    def _discovery(self) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        from deployer.kube.discovery import dynamic_client
+
         with self._lock:
             if self._dynamic is None:
                 try:
-                    self._dynamic = DynamicClient(
-                        self._api, cache_file=os.path.join(self._private_dir, "discovery.json")
+                    self._dynamic = dynamic_client(
+                        self._transport,
+                        RETRY,
+                        TIMEOUT,
+                        cache_file=os.path.join(self._private_dir, "discovery.json"),
                     )
                 except ApiException as exc:
                     raise from_api_exception(
@@ -334,8 +346,10 @@ def _private_dir() -> str:
 
 def _remove_private_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-    # The client caches "content -> temp file" process-wide; forget our (now deleted) files so
-    # it neither hands them out again nor keeps the key material in memory.
-    cache: dict[str, str] = getattr(kube_config, "_temp_files", {})
+    # The client's loader (credential plugins only) caches "content -> temp file" process-wide;
+    # forget our (now deleted) files so it neither hands them out again nor keeps the key
+    # material in memory.
+    loader = sys.modules.get("kubernetes.config.kube_config")
+    cache: dict[str, str] = getattr(loader, "_temp_files", {})
     for key in [k for k, v in cache.items() if str(v).startswith(path + os.sep)]:
         cache.pop(key, None)

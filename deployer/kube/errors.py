@@ -1,9 +1,10 @@
 """Our own Kubernetes API errors, so the rest of the deployer never sees an HTTP status.
 
 Each class names what happened (`Forbidden`, `Conflict`...), keeps the HTTP status and the
-API server's Status body, and chains the client's exception as its cause. They sit in the
-deployer's error tree by what the user must do: change input (credentials, rights, manifests)
-or wait for the service; `cli.exit_code` turns that into an exit code, in one place.
+API server's Status body, and chains the transport's `Answer` (or, from the discovery, the
+`kubernetes` client's ApiException) as its cause. They sit in the deployer's error tree by what
+the user must do: change input (credentials, rights, manifests) or wait for the service;
+`cli.exit_code` turns that into an exit code, in one place.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from deployer.errors import InputError, ServiceError
 from deployer.objects import subject
-
-if TYPE_CHECKING:  # the client is imported only where a request is made (kube.connection)
-    from kubernetes.client.exceptions import ApiException
 
 SERVICE = "Kubernetes API"
 
@@ -202,8 +200,17 @@ def _without_typed_prefix(message: str) -> str:
     return message
 
 
+class Answered(Protocol):
+    """An API server's answer outside 2xx as an exception: `kube.transport.Answer`, or the
+    `kubernetes` client's ApiException (from the discovery). Status 0: no HTTP answer (TLS)."""
+
+    status: Any
+    reason: Any
+    body: Any
+
+
 def from_api_exception(
-    exc: ApiException, what: str, *, verb: str, resource: str, namespace: str | None
+    exc: Answered, what: str, *, verb: str, resource: str, namespace: str | None
 ) -> KubeError:
     return from_status(
         int(exc.status or 0),
@@ -237,7 +244,7 @@ def apply_conflict(error: Conflict, kind: str, name: str, namespace: str | None)
     return conflict
 
 
-def status_body(exc: ApiException) -> dict[str, Any]:
+def status_body(exc: Answered) -> dict[str, Any]:
     body = exc.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")

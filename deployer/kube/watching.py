@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import urllib3
-from kubernetes.watch.watch import iter_resp_lines
 
 from deployer.kube.connection import Connection, collection_path
 from deployer.kube.errors import ApiUnavailable, Expired, from_status, short
@@ -63,6 +62,19 @@ class EventStream:
                 self._response.close()
             else:
                 self._response.release_conn()
+
+
+def iter_resp_lines(response: Any) -> Iterator[str]:
+    """The lines of a streamed response as they arrive (invalid UTF-8 replaced), as the client's
+    watch reads them."""
+    buffer = bytearray()
+    for segment in response.stream(amt=None, decode_content=False):
+        buffer.extend(segment if isinstance(segment, bytes) else str(segment).encode("utf-8"))
+        newline = buffer.find(b"\n")
+        while newline != -1:
+            yield buffer[:newline].decode("utf-8", errors="replace")
+            del buffer[: newline + 1]
+            newline = buffer.find(b"\n")
 
 
 def open_watch(

@@ -175,6 +175,39 @@ def laptop_deploy(
     )
 
 
+def test_wait_reaches_the_cluster_without_the_kubernetes_package_and_no_proxy_for_loopback(
+    stack: dict[str, str], namespace: str
+) -> None:
+    # The stack's kubeconfig authenticates with a client certificate (its CA as data); a proxy
+    # in the environment is not used for the API server on 127.0.0.1, as kubectl does.
+    manifest = deployment("web").replace("<IMAGE>", "example.invalid/app:1")
+    manifest = "\n".join(
+        line for line in manifest.splitlines() if "envFrom" not in line and "Ref:" not in line
+    )
+    applied = kubectl(stack["KUBECONFIG"], "-n", namespace, "apply", "-f", "-", stdin=manifest)
+    assert applied.returncode == 0, applied.stderr
+    done = kubectl(
+        stack["KUBECONFIG"], "-n", namespace, "rollout", "status", "deployment/web", "--timeout=2m"
+    )
+    assert done.returncode == 0, done.stderr
+    env = {"KUBECONFIG": stack["KUBECONFIG"], "HTTPS_PROXY": "http://127.0.0.1:9"}
+    args = ["--deployment", "web", "--namespace", namespace, "--settle", "0s"]
+    waited = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "deployer", "wait", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+    )
+    assert waited.returncode == 0, waited.stdout + waited.stderr[-2000:]
+    assert "deployment/web: succeeded" in waited.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in waited.stderr.splitlines()]
+    assert "deployer.kube.transport" in imported  # the probe sees the imports
+    assert [m for m in imported if m.split(".")[0] == "kubernetes"] == []
+
+
 def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
     stack: dict[str, str], namespace: str, tmp_path: Path
 ) -> None:

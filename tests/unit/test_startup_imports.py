@@ -1,7 +1,9 @@
 """Start-up: the CLI and the pipeline load without the HTTP stack or the `kubernetes` client.
 
-`kubernetes` (about 0.2 s) and `requests` are imported where they are used, when a run reaches
-the cluster or the DigitalOcean API, not when `python -m deployer` starts. Each check runs in a
+`kubernetes` (about 0.35 s) and `requests` are imported where they are used, when a run reaches
+the API discovery (apply) or the DigitalOcean API, not when `python -m deployer` starts; a
+cluster is reached through our own urllib3 transport (`wait` never imports `kubernetes`, see
+test_kube_endpoint). Each check runs in a
 fresh interpreter: this test process has long since imported both.
 """
 
@@ -33,6 +35,10 @@ def test_the_cli_and_the_pipeline_import_neither_kubernetes_nor_requests() -> No
     assert loaded_after("import deployer.cli, deployer.pipeline") == []
 
 
+def test_a_cluster_connection_does_not_load_the_kubernetes_package() -> None:
+    assert loaded_after("from deployer.kube import Cluster, EventStream") == []
+
+
 def test_the_light_digitalocean_names_do_not_load_the_http_client() -> None:
     code = (
         "from deployer.digitalocean import DEFAULT_API_URL, SCOPE_READ, DoksCluster, Kubeconfig\n"
@@ -46,7 +52,7 @@ def test_the_light_digitalocean_names_do_not_load_the_http_client() -> None:
     [
         ("from deployer.digitalocean import DigitalOcean", ["requests"]),
         ("from deployer.digitalocean import RetryPolicy", ["requests"]),
-        ("from deployer.kube import Cluster", ["kubernetes"]),
+        ("from deployer.kube.discovery import dynamic_client", ["kubernetes"]),
     ],
 )
 def test_the_client_names_still_load_their_clients_when_asked_for(

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client.exceptions import ApiException
 from urllib3.util.retry import Retry
 
 from deployer import kube
@@ -722,37 +721,6 @@ def test_an_expired_resource_version_is_a_service_error_not_an_internal_one() ->
     assert isinstance(exc, DeployError)
     assert exc.exit_code == 3
     assert str(exc) == "Kubernetes API: too old resource version: 5 (9)"
-
-
-class RefusingApi:
-    def call_api(self, *args: Any, **kwargs: Any) -> Any:
-        raise ApiException(status=403, reason="Forbidden")
-
-
-def test_an_api_error_keeps_the_clients_exception_as_its_cause() -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    with kube.Cluster.from_kubeconfig_dict(config) as cluster, pytest.raises(Forbidden) as info:
-        cluster.call(
-            "GET",
-            "/api/v1/namespaces/shop/pods",
-            [],
-            what="list pods",
-            verb="list",
-            resource="pods",
-            namespace="shop",
-            api=RefusingApi(),
-        )
-    assert isinstance(info.value.__cause__, ApiException)
-    assert str(info.value).startswith(
-        'the cluster identity may not "list" pods in namespace "shop"'
-    )
 
 
 # --- diagnosis is its own phase -------------------------------------------------------------
