@@ -71,6 +71,8 @@ class WatchSource(Protocol):
         self, collection: Collection, namespace: str, resource_version: str, *, timeout_s: int
     ) -> Stream: ...
 
+    def server_clock_ahead(self) -> float | None: ...
+
 
 def watch_rollouts(
     cluster: WatchSource,
@@ -221,7 +223,9 @@ class _Run:
         # what this watcher saw (monotonic `now` plus the wall clock's offset, for comparing
         # with the kubelet's startedAt with care: see ContainerClock).
         self.settle_s = settle_s
-        self.containers = ContainerClock(epoch=time.time() - time.monotonic())
+        self.containers = ContainerClock(
+            epoch=time.time() - time.monotonic(), server_ahead=cluster.server_clock_ahead
+        )
 
     def _snapshot(self, kind: str, namespace: str) -> list[dict[str, Any]]:
         """What the reflector of a collection holds; [] for one not watched in that namespace."""

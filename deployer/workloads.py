@@ -470,20 +470,31 @@ class ContainerClock:
     the watcher can trust whatever the clocks say. Fed times, never reads one (tests pass a
     fake clock).
 
-    Two measures, the larger wins:
+    Three measures, the largest wins:
     * local: since the watcher first saw this run (pod uid, container, restartCount, startedAt)
       running. Always true, and the only measure for a run already going when we first looked.
-    * server, compared with care: the kubelet's `startedAt` is on the node's clock, which may be
+    * node, compared with care: the kubelet's `startedAt` is on the node's clock, which may be
       anything against the runner's. A run the watcher saw start gives a bound on the node's
       offset (the run started before we saw it, so offset >= startedAt - seen_at; `startedAt`
       is truncated to the second, hence the 1 s). With the best bound of that node, any run's
       age is at least now + offset_bound - startedAt - 1. Skew never lengthens it: a wrong
       clock only costs waiting, it cannot call an unsettled container settled. So pods up
       since before the deploy pay nothing once a new container on their node was seen starting.
+    * status written: the pod's status as read was last changed at the latest `time` of its
+      managedFields entries for the status subresource (the API server's clock, truncated to
+      the second). The running state we read was written no later than that, and the container
+      started before it was reported, so it has been up at least server_now - (time + 1), with
+      server_now bounded below by the API server's `Date` (`server_ahead`, None when there is
+      none). Both times are the API server's: the node's clock plays no part. So a rollout
+      whose pods were up long before (`deployer wait` on a finished Deployment, a deploy that
+      changes no pod) pays nothing at all.
     """
 
-    def __init__(self, epoch: float = 0.0) -> None:
+    def __init__(
+        self, epoch: float = 0.0, server_ahead: Callable[[], float | None] = lambda: None
+    ) -> None:
         self._epoch = epoch  # added to the `now` passed in, to get the runner's wall clock
+        self._server_ahead = server_ahead
         self._seen: dict[tuple[str, str, int, str], float] = {}
         self._offset: dict[str, float] = {}  # node -> lower bound of (node clock - wall clock)
 
@@ -501,11 +512,24 @@ class ContainerClock:
             if started is not None:
                 bound = started.timestamp() - wall
                 self._offset[node] = max(self._offset.get(node, bound), bound)
-        local = wall - self._seen[key]
-        if started is None or node not in self._offset:
-            return local
-        server = wall + self._offset[node] - started.timestamp() - 1.0
-        return max(local, server)
+        measures = [wall - self._seen[key]]
+        if started is not None and node in self._offset:
+            measures.append(wall + self._offset[node] - started.timestamp() - 1.0)
+        written, ahead = _status_written(pod), self._server_ahead()
+        if written is not None and ahead is not None:
+            measures.append(wall + ahead - written - 1.0)
+        return max(measures)
+
+
+def _status_written(pod: Obj) -> float | None:
+    """When the pod's status was last changed, on the API server's clock (None if unknown)."""
+    times = [
+        timestamps.parse(entry.get("time"))
+        for entry in get(pod, "metadata", "managedFields") or []
+        if isinstance(entry, dict) and entry.get("subresource") == "status"
+    ]
+    known = [t.timestamp() for t in times if t is not None]
+    return max(known) if known else None
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -167,6 +167,11 @@ class Connection:
         """The kubeconfig context's namespace, else "default" (as kubectl)."""
         return self._default_namespace
 
+    def server_clock_ahead(self) -> float | None:
+        """A lower bound of (the API server's clock - ours), from its answers' `Date` over
+        verified TLS; None when there is none (see kube.transport)."""
+        return self._transport.server_clock_ahead
+
     # calls ----------------------------------------------------------------------------------
 
     def resource(self, api_version: str, kind: str) -> Any:

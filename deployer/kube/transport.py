@@ -10,6 +10,10 @@ Proxies: as kubectl (Go's ProxyFromEnvironment), HTTPS_PROXY/https_proxy for an 
 (HTTP_PROXY for http), never for a loopback address or a host NO_PROXY matches. A cluster's
 `proxy-url` is not read (nor was it by the client's loader before).
 
+The server's clock: every answer over a verified TLS connection carries the API server's `Date`,
+so `server_clock_ahead` is a lower bound of (its clock - ours) that a man in the middle cannot
+move (the settle window uses it to credit pods that were up long before: workloads.ContainerClock).
+
 A non-2xx answer raises `Answer` (the status, reason and body), an SSL failure an `Answer` with
 status 0, as the client did, so `kube.errors` maps them to the same errors; other urllib3 failures
 (after the retries) propagate.
@@ -19,11 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import email.utils
 import ipaddress
 import json
 import os
 import ssl
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -31,9 +38,10 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 from urllib3.util.retry import Retry
 
+from deployer import __version__
 from deployer.kube.endpoint import Endpoint
 
-USER_AGENT = "django-k8s-deploy"
+USER_AGENT = f"django-k8s-deploy/{__version__}"
 
 
 class Answer(Exception):
@@ -59,6 +67,10 @@ class Transport:
     ) -> None:
         self.server = endpoint.server
         self._authorization = endpoint.authorization
+        # Only an answer from the server whose certificate we checked tells its time.
+        self._dated = self.server.startswith("https://") and not endpoint.insecure
+        self._clock_lock = threading.Lock()
+        self._server_ahead: float | None = None
         options: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize}
         if self.server.startswith("https://"):
             options["ssl_context"] = ssl_context(endpoint, private_dir)
@@ -115,7 +127,28 @@ class Transport:
                 raise Answer(response.status, str(response.reason or ""), response.data)
             finally:
                 response.release_conn()
+        if self._dated:
+            self._note_date(response.headers.get("Date"), time.time())
         return response
+
+    @property
+    def server_clock_ahead(self) -> float | None:
+        """A lower bound of (the API server's clock - this machine's), in seconds, from the
+        `Date` of its answers (none yet, or not over verified TLS: None)."""
+        with self._clock_lock:
+            return self._server_ahead
+
+    def _note_date(self, date: str | None, received: float) -> None:
+        # The server stamped its answer before we received it, truncated to the second: at
+        # `received` its clock read at least `date`.
+        try:
+            stamped = email.utils.parsedate_to_datetime(date or "").timestamp()
+        except (TypeError, ValueError):
+            return
+        with self._clock_lock:
+            bound = stamped - received
+            if self._server_ahead is None or bound > self._server_ahead:
+                self._server_ahead = bound
 
     def close(self) -> None:
         self._pool.clear()

@@ -208,6 +208,39 @@ def test_wait_reaches_the_cluster_without_the_kubernetes_package_and_no_proxy_fo
     assert [m for m in imported if m.split(".")[0] == "kubernetes"] == []
 
 
+def test_wait_on_pods_up_longer_than_the_settle_window_by_the_servers_clock_pays_no_window(
+    stack: dict[str, str], namespace: str
+) -> None:
+    """The settle window credits what the API server's clock shows (the pod's last status write,
+    the server's Date over verified TLS): a Deployment whose pods were up before `wait` started
+    is green at the first look, one just created is held to the window."""
+    for name in ("old", "fresh"):
+        manifest = deployment(name).replace("<IMAGE>", "example.invalid/app:1")
+        manifest = "\n".join(
+            line for line in manifest.splitlines() if "envFrom" not in line and "Ref:" not in line
+        )
+        applied = kubectl(stack["KUBECONFIG"], "-n", namespace, "apply", "-f", "-", stdin=manifest)
+        assert applied.returncode == 0, applied.stderr
+        done = kubectl(
+            stack["KUBECONFIG"], "-n", namespace, "rollout", "status", f"deployment/{name}",
+            "--timeout=2m",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        if name == "old":
+            time.sleep(5)  # longer than the window below, plus the timestamps' second
+    env = {"KUBECONFIG": stack["KUBECONFIG"]}
+    said = {}
+    for name in ("old", "fresh"):
+        waited = deployer(
+            "wait", "--deployment", name, "--namespace", namespace, "--settle", "3s", env=env
+        )
+        assert waited.returncode == 0, waited.stdout + waited.stderr
+        assert f"deployment/{name}: succeeded" in waited.stdout
+        said[name] = waited.stdout
+    assert "settling" not in said["old"], said["old"]
+    assert "deployment/fresh: rolled out, settling" in said["fresh"], said["fresh"]
+
+
 def test_deploy_from_a_laptop_reads_the_token_from_dotenv_and_rolls_out(
     stack: dict[str, str], namespace: str, tmp_path: Path
 ) -> None:

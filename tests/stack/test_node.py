@@ -445,6 +445,25 @@ def test_a_worker_that_crashes_once_while_its_database_starts_still_goes_green(
     )
     assert logs(core, real_namespace, started.metadata.name) == "connected to the database\n"
 
+    # Watched again, its container up longer than the window by the API server's own clock (the
+    # kubelet's last status write, the server's Date): settled at the first look.
+    heard: list[str] = []
+    cluster = Cluster.from_kubeconfig_file(real_node["KUBECONFIG"])
+    try:
+        [again] = watch_rollouts(
+            cluster,
+            [Target("worker", real_namespace, 1)],
+            timeout_s=30,
+            progress=heard.append,
+            settle_s=5.0,
+        )
+    finally:
+        cluster.close()
+    assert again.result == "succeeded", again
+    assert not [line for line in heard if "settling" in line], heard
+    kubelet = [m for m in started.metadata.managed_fields if m.subresource == "status"]
+    assert {m.manager for m in kubelet} == {"kubelet"}, kubelet
+
 
 @pytest.mark.docker
 def test_the_stacks_base_image_from_its_registry_runs_on_the_real_node(

@@ -112,6 +112,9 @@ class FakeCluster:
             ]
             return items, str(self.rv)
 
+    def server_clock_ahead(self) -> float | None:
+        return None  # the fake's answers carry no Date
+
     def watch_objects(
         self, collection: Collection, namespace: str, resource_version: str, *, timeout_s: int
     ) -> FakeStream:

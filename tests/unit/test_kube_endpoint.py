@@ -19,6 +19,7 @@ import urllib3
 import yaml
 from urllib3.util.retry import Retry
 
+from deployer import __version__
 from deployer.errors import InputError
 from deployer.kube import Cluster, Forbidden
 from deployer.kube.endpoint import Endpoint, Source, choose, endpoint
@@ -313,7 +314,32 @@ def test_the_ca_from_data_in_memory_verifies_the_server_and_the_token_is_sent(
     api.answers["/version"] = (200, {"gitVersion": "v1.99.0"})
     assert json.loads(get(transport).data) == {"gitVersion": "v1.99.0"}
     assert (api.seen[-1].authorization, api.seen[-1].client_cn) == ("Bearer tok", "")
-    assert api.seen[-1].user_agent == "django-k8s-deploy"
+    assert api.seen[-1].user_agent == f"django-k8s-deploy/{__version__}"
+
+
+def test_the_servers_clock_is_read_from_its_date_only_over_verified_tls(
+    api: FakeApi, pki: Pki, tmp_path: Path
+) -> None:
+    # The same machine: the bound is at most 0 (Date is truncated to the second) and close to it.
+    verified = Transport(
+        read(kubeconfig({"server": api.url, "certificate-authority-data": pki.b64(pki.ca)}, {})),
+        str(tmp_path),
+        env={},
+    )
+    assert verified.server_clock_ahead is None
+    api.answers["/version"] = (200, {"gitVersion": "v1.99.0"})
+    get(verified)
+    ahead = verified.server_clock_ahead
+    assert ahead is not None and -2.0 < ahead <= 0.0
+    # Without verification anyone could have written the Date: it is not read.
+    insecure = Transport(
+        read(kubeconfig({"server": api.url, "insecure-skip-tls-verify": True}, {})),
+        str(tmp_path),
+        env={},
+    )
+    with pytest.warns(urllib3.exceptions.InsecureRequestWarning):
+        get(insecure)
+    assert insecure.server_clock_ahead is None
 
 
 def test_the_ca_from_a_file_verifies_the_server(api: FakeApi, pki: Pki, tmp_path: Path) -> None:

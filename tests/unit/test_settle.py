@@ -340,3 +340,59 @@ def test_the_watcher_calls_green_once_the_window_has_passed() -> None:
     )
     assert (result.result, result.reason) == ("succeeded", "successfully rolled out")
     assert 0.6 <= time.monotonic() - started < 2.0
+
+
+def status_written(doc: dict[str, Any], at: float, manager: str = "kubelet") -> dict[str, Any]:
+    """The pod with its status last changed `at` seconds after T0 on the API server's clock."""
+    doc["metadata"]["managedFields"] = [
+        {"manager": "kube-controller-manager", "operation": "Update", "time": stamp(-900)},
+        {"manager": manager, "operation": "Update", "subresource": "status", "time": stamp(at)},
+    ]
+    return doc
+
+
+def test_a_pod_whose_status_was_written_long_ago_by_the_servers_clock_is_settled_at_once() -> None:
+    # `deployer wait` on a Deployment finished 5 minutes ago: its pod's status was last written
+    # then, and the API server's Date says it is now; no window to pay.
+    old = status_written(worker_pod(running(0, -300.0)), -299.0)
+    for server_ahead in (0.0, -3600.0, 3600.0):  # the API server's clock against ours
+        clock = ContainerClock(epoch=T0, server_ahead=lambda a=server_ahead: a)
+        cs = old["status"]["containerStatuses"][0]
+        shifted = status_written(
+            copy.deepcopy(old), -299.0 + server_ahead
+        )  # its stamps are on its clock
+        up = clock.up_for(shifted, cs, 0.5)
+        assert up is not None and 298.0 <= up <= 300.5, (server_ahead, up)
+    watcher = Watcher()
+    watcher.clock = ContainerClock(epoch=T0, server_ahead=lambda: 0.0)
+    assert watcher.see(0.5, [old]) == Verdict(True, True, f"{SUBJECT}: successfully rolled out")
+
+
+def test_a_status_written_just_now_or_no_server_date_credits_nothing_more() -> None:
+    # A container started 1 s ago and reported at once: the status bound says ~0 s, not more.
+    fresh = status_written(worker_pod(running(0, 0.5)), 0.6)
+    clock = ContainerClock(epoch=T0, server_ahead=lambda: 0.0)
+    cs = fresh["status"]["containerStatuses"][0]
+    up = clock.up_for(fresh, cs, 1.0)
+    assert up is not None and up <= 0.5
+    # No Date from the server (plain HTTP, insecure TLS, a fake): only what we saw counts.
+    old = status_written(worker_pod(running(0, -300.0)), -299.0)
+    blind = Watcher()
+    assert not blind.see(0.5, [old]).done
+    # An entry for the main resource (metadata, spec) says nothing about the status.
+    spec_only = worker_pod(running(0, -300.0))
+    spec_only["metadata"]["managedFields"] = [
+        {"manager": "kubectl", "operation": "Apply", "time": stamp(-299.0)}
+    ]
+    dated = Watcher()
+    dated.clock = ContainerClock(epoch=T0, server_ahead=lambda: 0.0)
+    assert not dated.see(0.5, [spec_only]).done
+
+
+def test_a_crash_after_a_status_written_long_ago_is_still_caught() -> None:
+    # The old run ended and the kubelet wrote that: the newer status write restarts the bound.
+    clock = ContainerClock(epoch=T0, server_ahead=lambda: 0.0)
+    restarted = status_written(worker_pod(running(1, 4.0)), 4.0)
+    cs = restarted["status"]["containerStatuses"][0]
+    up = clock.up_for(restarted, cs, 5.0)
+    assert up is not None and up <= 1.0
