@@ -77,6 +77,7 @@ def deployment(
     replicas: int = 1,
     init: list[dict[str, Any]] | None = None,
     progress_deadline_s: int | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": 0,
@@ -85,6 +86,8 @@ def deployment(
     }
     if init:
         spec["initContainers"] = init
+    if volumes:
+        spec["volumes"] = volumes
     body: dict[str, Any] = {
         "replicas": replicas,
         "selector": {"matchLabels": {"app": name}},
@@ -159,6 +162,25 @@ def cases(registry: str) -> list[Case]:
                 deployment("worker", [container("worker", ["say", "celery ready", "0", "3600"])]),
             ),
             green=("web", "worker"),
+        ),
+        # The restart tolerance's purpose: a worker that crashes once while its broker starts, then
+        # stays up, is green (its window starts again at the restart).
+        Case(
+            "crashes-once",
+            (
+                deployment(
+                    "worker",
+                    [
+                        container(
+                            "worker",
+                            ["once", "/state/started"],
+                            volumeMounts=[{"name": "state", "mountPath": "/state"}],
+                        )
+                    ],
+                    volumes=[{"name": "state", "emptyDir": {}}],
+                ),
+            ),
+            green=("worker",),
         ),
         Case(
             "crash-loop",
@@ -368,6 +390,7 @@ class Played:
     kubectl_logs: subprocess.CompletedProcess[str] | None = None
     kubectl_plain_logs: subprocess.CompletedProcess[str] | None = None
     rollout_status: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    restarts: str = ""  # of a green run's containers, as kubectl shows them after the run
 
 
 def kubectl(stack: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -428,6 +451,12 @@ def play(case: Case, stack: dict[str, str], kube_admin: Any, image: str, root: P
         played.rollout_status[name] = kubectl(
             stack, *ns, "rollout", "status", f"deployment/{name}", "--timeout=1s"
         )
+    if case.green:
+        played.restarts = kubectl(
+            stack,
+            *ns,
+            *("get", "pods", "-o", "jsonpath={.items[*].status.containerStatuses[*].restartCount}"),
+        ).stdout
     found = where_line(played.result.visible_log, case) if case.workload else None
     if found is not None:
         played.pod, played.where = found
@@ -525,19 +554,24 @@ def excerpt_notes(log: str, container: str) -> list[str]:
 # -- the tests --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ["green", "crashes-once"])
 def test_a_green_deploy_on_the_real_node_is_green_and_kubectl_agrees_at_once(
-    played: dict[str, Played],
+    played: dict[str, Played], name: str
 ) -> None:
-    p = played["green"]
+    p = played[name]
     assert p.result is not None, p.error
     assert p.result.exit_code == 0, p.result.visible_log[-4000:]
     results = {d["name"]: d for d in json.loads(p.result.outputs["deployments"])}
     assert {n: (results[n]["result"], results[n]["reason"]) for n in p.case.green} == dict.fromkeys(
         p.case.green, ("succeeded", "successfully rolled out")
     )
-    for name, status in p.rollout_status.items():
-        assert status.returncode == 0, (name, status.stderr)
-        assert f'deployment "{name}" successfully rolled out' in status.stdout
+    for workload, status in p.rollout_status.items():
+        assert status.returncode == 0, (workload, status.stderr)
+        assert f'deployment "{workload}" successfully rolled out' in status.stdout
+    if name == "crashes-once":
+        # It did crash once (the first restart is immediate on a real kubelet), and it was
+        # judged after that restart, not before.
+        assert p.restarts == "1", p.restarts
 
 
 RED = [

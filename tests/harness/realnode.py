@@ -9,11 +9,14 @@ startup failures the judge must read on a real kubelet:
     probe say TEXT EXIT [AFTER_SECONDS]   print TEXT, (sleep), exit EXIT
     probe serve PORT                      print a line, answer every TCP connection on PORT
     probe alloc MIB                       as PID 1, allocate and touch MIB MiB (an OOM kill)
+    probe once FILE                       the first run (no FILE yet) fails as a worker whose
+                                          broker is not up yet; later runs stay up
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -74,13 +77,27 @@ int main(int argc, char **argv) {
         pause();
         return 0;
     }
-    fprintf(stderr, "usage: probe say TEXT EXIT [AFTER] | serve PORT | alloc MIB\n");
+    if (argc == 3 && !strcmp(argv[1], "once")) {
+        if (access(argv[2], F_OK) != 0) {
+            FILE *marker = fopen(argv[2], "w");
+            if (marker) fclose(marker);
+            puts("consumer: Cannot connect to redis://redis:6379/0: Error 111 connecting to "
+                 "redis:6379. Connection refused..");
+            return 1;
+        }
+        puts("celery@worker ready.");
+        fflush(stdout);
+        pause();
+        return 0;
+    }
+    fprintf(stderr, "usage: probe say TEXT EXIT [AFTER] | serve PORT | alloc MIB | once FILE\n");
     return 2;
 }
 """
 
-# The tag the action deploys with `build: never` (its `sha` input): one image for every case.
-PROBE_SHA = "0fe1" * 10
+# The tag the action deploys with `build: never` (its `sha` input): one image for every case, a
+# new tag for a changed probe (a node keeps the image it pulled for a tag: IfNotPresent).
+PROBE_SHA = hashlib.sha1(PROBE_C.encode(), usedforsecurity=False).hexdigest()
 PROBE_REPOSITORY = "verdicts/probe"
 PULL_SECRET = "registry"
 
