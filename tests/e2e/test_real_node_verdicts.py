@@ -35,6 +35,7 @@ import yaml
 from stack import node
 from tests.e2e.support import stack_env, stack_inputs, workspace_with
 from tests.harness import realnode
+from tests.harness.realnode import container, deployment, job, tcp_probe
 from tests.harness.runner import ActionRun, build_action_image, run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
@@ -60,61 +61,6 @@ MIGRATION = (
 
 
 # -- manifests --------------------------------------------------------------------------------
-
-
-def container(name: str, args: list[str], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": "<IMAGE>", "args": args, **extra}
-
-
-def tcp_probe(port: int) -> dict[str, Any]:
-    return {"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 1}
-
-
-def deployment(
-    name: str,
-    containers: list[dict[str, Any]],
-    *,
-    replicas: int = 1,
-    init: list[dict[str, Any]] | None = None,
-    progress_deadline_s: int | None = None,
-    volumes: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "terminationGracePeriodSeconds": 0,
-        "automountServiceAccountToken": False,
-        "containers": containers,
-    }
-    if init:
-        spec["initContainers"] = init
-    if volumes:
-        spec["volumes"] = volumes
-    body: dict[str, Any] = {
-        "replicas": replicas,
-        "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-    }
-    if progress_deadline_s is not None:
-        body["progressDeadlineSeconds"] = progress_deadline_s
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}
-
-
-def job(name: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 0,
-                    "automountServiceAccountToken": False,
-                    "containers": containers,
-                }
-            },
-        },
-    }
 
 
 def yaml_docs(*docs: dict[str, Any]) -> str:
@@ -482,7 +428,7 @@ def played(
     real_stack: dict[str, str], kube_admin: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Played]]:
     """Every case, played at once (one action container and one namespace each)."""
-    stack = {**real_stack, "DOCKER_HOST": real_stack.get("DOCKER_HOST", "")}
+    stack = real_stack
     image = realnode.push_probe(stack)
     build_action_image(stack=stack)  # once, before the runs share it
     root = tmp_path_factory.mktemp("real-node-verdicts")
@@ -524,11 +470,8 @@ def played(
 
 def outcome(p: Played) -> dict[str, Any]:
     assert p.result is not None, p.error
-    [found] = [
-        d
-        for d in json.loads(p.result.outputs["deployments"])
-        if f"{d['kind']}/{d['name']}".startswith(p.case.workload)
-    ]
+    everything: list[dict[str, Any]] = json.loads(p.result.outputs["deployments"])
+    [found] = [d for d in everything if f"{d['kind']}/{d['name']}".startswith(p.case.workload)]
     return found
 
 

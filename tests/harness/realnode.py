@@ -188,3 +188,62 @@ def delete_namespace(kube_admin: Any, name: str) -> None:
 def namespace_name(case: str) -> str:
     """`verdicts-<case>-<random>`: the branch's prefix, so others see whose it is."""
     return f"verdicts-{case}-{uuid.uuid4().hex[:6]}"[:63].rstrip("-")
+
+
+# -- manifests (the suite's and the bench's) ---------------------------------------------------
+
+
+def container(name: str, args: list[str], image: str = "<IMAGE>", **extra: Any) -> dict[str, Any]:
+    """A container running the probe with `args` (the image: the action's placeholder)."""
+    return {"name": name, "image": image, "args": args, **extra}
+
+
+def tcp_probe(port: int) -> dict[str, Any]:
+    return {"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 1}
+
+
+def deployment(
+    name: str,
+    containers: list[dict[str, Any]],
+    *,
+    replicas: int = 1,
+    init: list[dict[str, Any]] | None = None,
+    progress_deadline_s: int | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "containers": containers,
+    }
+    if init:
+        spec["initContainers"] = init
+    if volumes:
+        spec["volumes"] = volumes
+    body: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+    }
+    if progress_deadline_s is not None:
+        body["progressDeadlineSeconds"] = progress_deadline_s
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": body}
+
+
+def job(name: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 0,
+                    "automountServiceAccountToken": False,
+                    "containers": containers,
+                }
+            },
+        },
+    }
