@@ -359,8 +359,31 @@ def where_line(log: str, case: Case) -> tuple[str, str] | None:
     return (found.group(2), found.group(1)) if found else None
 
 
+def container_log(
+    stack: dict[str, str], namespace: str, pod: str, container: str
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl logs` of one container. A container the kubelet has just restarted may not have
+    printed yet: its empty log is read again (a few times, half a second apart)."""
+    for _ in range(6):
+        done = kubectl(stack, "-n", namespace, "logs", pod, "-c", container, f"--tail={TAIL}")
+        if done.returncode != 0 or done.stdout:
+            break
+        time.sleep(0.5)
+    return done
+
+
 def play(case: Case, stack: dict[str, str], kube_admin: Any, image: str, root: Path) -> Played:
+    """One case's run; what goes wrong is kept in the result (its namespace is cleaned up)."""
     played = Played(case, realnode.namespace_name(case.name))
+    try:
+        _play(played, stack, kube_admin, image, root)
+    except Exception as exc:  # reported by each test of the case, after every case has run
+        played.error = f"{type(exc).__name__}: {exc}"
+    return played
+
+
+def _play(played: Played, stack: dict[str, str], kube_admin: Any, image: str, root: Path) -> None:
+    case = played.case
     realnode.create_namespace(kube_admin, stack, played.namespace, pull_secret=case.pull_secret)
     if case.config_map is not None:
         made = kubectl(
@@ -407,12 +430,9 @@ def play(case: Case, stack: dict[str, str], kube_admin: Any, image: str, root: P
     if found is not None:
         played.pod, played.where = found
         if case.container:
-            played.kubectl_logs = kubectl(
-                stack, *ns, "logs", played.pod, "-c", case.container, f"--tail={TAIL}"
-            )
+            played.kubectl_logs = container_log(stack, played.namespace, played.pod, case.container)
         if case.init:
             played.kubectl_plain_logs = kubectl(stack, *ns, "logs", played.pod)
-    return played
 
 
 @pytest.fixture(scope="module")
@@ -437,19 +457,12 @@ def played(
     with ThreadPoolExecutor(max_workers=len(all_cases)) as pool:
         futures = {c.name: pool.submit(play, c, stack, kube_admin, image, root) for c in all_cases}
     wall = time.monotonic() - started
-    runs: dict[str, Played] = {}
-    for name, future in futures.items():
-        exc = future.exception()
-        runs[name] = (
-            future.result()
-            if exc is None
-            else Played(next(c for c in all_cases if c.name == name), "", error=repr(exc))
-        )
+    runs = {name: future.result() for name, future in futures.items()}
     print(
         f"\n[real-node verdicts] {len(runs)} action runs at once: {wall:.1f}s wall; logs in {root}"
     )
     for name, p in runs.items():
-        if p.result is None:
+        if p.result is None or p.error:
             print(f"  {name:28} ERROR {p.error}")
             continue
         verdicts = ", ".join(
@@ -461,15 +474,14 @@ def played(
         yield runs
     finally:
         for p in runs.values():
-            if p.namespace:
-                realnode.delete_namespace(kube_admin, p.namespace)
+            realnode.delete_namespace(kube_admin, p.namespace)
 
 
 # -- reading a run ----------------------------------------------------------------------------
 
 
 def outcome(p: Played) -> dict[str, Any]:
-    assert p.result is not None, p.error
+    assert p.result is not None and not p.error, p.error
     everything: list[dict[str, Any]] = json.loads(p.result.outputs["deployments"])
     [found] = [d for d in everything if f"{d['kind']}/{d['name']}".startswith(p.case.workload)]
     return found
@@ -502,7 +514,7 @@ def test_a_green_deploy_on_the_real_node_is_green_and_kubectl_agrees_at_once(
     played: dict[str, Played], name: str
 ) -> None:
     p = played[name]
-    assert p.result is not None, p.error
+    assert p.result is not None and not p.error, p.error
     assert p.result.exit_code == 0, p.result.visible_log[-4000:]
     results = {d["name"]: d for d in json.loads(p.result.outputs["deployments"])}
     assert {n: (results[n]["result"], results[n]["reason"]) for n in p.case.green} == dict.fromkeys(
@@ -538,7 +550,7 @@ def test_a_red_names_pod_container_reason_and_real_logs_and_kubectl_logs_agrees(
     played: dict[str, Played], name: str
 ) -> None:
     p = played[name]
-    assert p.result is not None, p.error
+    assert p.result is not None and not p.error, p.error
     log = p.result.visible_log
     assert p.result.exit_code == 1, log[-4000:]
     verdict = outcome(p)
@@ -584,7 +596,7 @@ def test_a_red_names_pod_container_reason_and_real_logs_and_kubectl_logs_agrees(
 
 def test_a_failed_migration_applies_nothing_else(played: dict[str, Played]) -> None:
     p = played["migrate-job"]
-    assert p.result is not None, p.error
+    assert p.result is not None and not p.error, p.error
     assert "applied deployment/web" not in p.result.log
     assert "Deployment/web" not in {
         f"{d['kind']}/{d['name']}" for d in json.loads(p.result.outputs["deployments"])
