@@ -8,10 +8,11 @@ its annotations); all run at once in a thread pool, because the slow ones wait f
 real back-offs (a crash loop is red at its second restart, 10 s of back-off after the first).
 
 Each red is held to what the README promises: exit code 1, the pod, the container, the reason and
-the container's real log lines — and `kubectl logs` of that container, read right after the run,
-agrees with the lines shown. The green case is checked against `kubectl rollout status
---timeout=1s`: kubectl must agree at once. The cases include each row of issue 17's table of
-false greens, which are red now.
+the container's real log lines (or that it printed none) — and `kubectl logs` of that container,
+read right after the run, agrees with what is shown. The green cases are checked against
+`kubectl rollout status --timeout=1s`: kubectl must agree at once. The cases include each row of
+issue 17's table of false greens, which are red now (with `settle: 0`, kubectl's done, the first
+row is green again and its test fails).
 
 This module fails (never skips) when the stack has no real node.
 """
@@ -82,7 +83,7 @@ class Case:
     container: str = ""
     init: bool = False
     reason: tuple[str, ...] = ()
-    log: str | None = None
+    log: str | None = None  # "": it ran (the runtime tried) and printed nothing
     shows: tuple[str, ...] = ()  # the kubelet's or scheduler's own words, in the diagnosis
     # The reason in the diagnosis's "pod …, container …: <state>" line: one of these (a crash
     # loop is seen between restarts, terminated, or in the short waiting window).
@@ -284,6 +285,20 @@ def cases(registry: str) -> list[Case]:
             reason=("cannot be scheduled for 10s: 0/", "Insufficient cpu"),
             shows=("FailedScheduling",),
         ),
+        # The most common broken Django image: an entrypoint that is not there (or run.sh without
+        # its execute bit). The runtime's first answer is final.
+        Case(
+            "no-entrypoint",
+            (deployment("web", [container("web", [], command=["/app/run.sh"])]),),
+            workload="Deployment/web",
+            container="web",
+            reason=(
+                "container `web` cannot start: the runtime cannot run its command (",
+                'exec: "/app/run.sh": stat /app/run.sh: no such file or directory',
+            ),
+            log="",
+            state=("RunContainerError", "StartError"),
+        ),
         # Issue 17's table of false greens: no readiness probe unless stated.
         Case(
             "exits-at-once",
@@ -394,16 +409,11 @@ def _play(played: Played, stack: dict[str, str], kube_admin: Any, image: str, ro
         assert made.returncode == 0, made.stderr
     workspace = workspace_with(root / case.name, yaml_docs(*case.docs))
     inputs = stack_inputs(
-        stack,
-        image=image,
-        sha=realnode.PROBE_SHA,
-        namespace=played.namespace,
-        build="never",
-        timeout="3m",
-        **case.inputs,
+        stack, image=image, sha=realnode.PROBE_SHA, namespace=played.namespace, build="never"
     )
     inputs.pop("settle")  # the action's default (10 s), as a user's deploy has it
     inputs.pop("build-network")
+    inputs.update({"timeout": "3m", **case.inputs})
     started = time.monotonic()
     played.result = run_action(
         inputs,
@@ -531,6 +541,7 @@ def test_a_green_deploy_on_the_real_node_is_green_and_kubectl_agrees_at_once(
 
 RED = [
     "crash-loop",
+    "no-entrypoint",
     "image-not-found",
     "no-credentials",
     "migrate-job",
@@ -581,6 +592,11 @@ def test_a_red_names_pod_container_reason_and_real_logs_and_kubectl_logs_agrees(
         assert f'container "{p.case.container}" in pod "{p.pod}" is waiting to start' in (
             theirs.stderr
         )
+        return
+    if not p.case.log:
+        # The runtime could not start it: a run with no output, and kubectl reads it so too.
+        assert excerpt_notes(log, p.case.container) == ["no output"], log[-3000:]
+        assert (theirs.returncode, theirs.stdout) == (0, ""), theirs.stderr
         return
     shown = shown_lines(log, p.case.container)
     assert shown == p.case.log.splitlines()
