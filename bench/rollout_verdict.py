@@ -20,6 +20,18 @@ Scenarios:
   progress deadline: `kubectl rollout status` ends only at its --timeout; we end at the crash loop.
 Each round of these two uses a fresh object (a Job cannot be re-run, and a StatefulSet stuck on a
 broken pod needs that pod deleted by hand before it rolls again).
+
+`--node real` measures on the stack's real node (a real kubelet with containerd; see
+bench/README or docs/benchmarks.md) instead of kwok: each scenario is a fresh Deployment of
+`tests/harness/realnode.py`'s probe image, pulled from the stack's registry, with Kubernetes'
+default progress deadline (600 s). Every round applies all scenarios at once, then starts our
+`wait` (settle 10 s) and `kubectl rollout status` (no --timeout: it ends at the deadline or
+when done) side by side on each. kubectl is stopped after `--kubectl-wait` seconds (default 90)
+and reported as "still waiting" then; `--kubectl-wait 660` lets it reach the 600 s deadline.
+Scenarios: the rows of issue 17's table and the fast-red states (see REAL_SCENARIOS); a pod that
+never becomes ready (`never-ready`) only when asked, as both tools wait for its deadline.
+
+    .venv/bin/python bench/rollout_verdict.py --node real [--rounds 3] [--kubectl-wait 90]
 """
 
 from __future__ import annotations
@@ -27,14 +39,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 PROGRESS_DEADLINE_S = 30
 
 
@@ -203,12 +218,276 @@ def fresh_object_round(
         sh("kubectl", "delete", "-n", namespace, kind, name, "--wait=false", check=False)
 
 
-def main() -> int:
+# -- the real node ------------------------------------------------------------------------------
+
+KUBECTL_WAIT_S = 90
+BROKEN = ["say", "broken commit", "3"]
+REAL_SCENARIOS = (
+    "green,crash-loop,exits-at-once,exits-after-3s,oom,exits-after-2s-never-ready,"
+    "image-not-found,no-credentials,init-fail,configmap-key,unschedulable"
+)
+# Not by default: a pod that runs but never becomes ready is judged by the progress deadline by
+# both tools (600 s here; ours ends first, "timed-out" at its own --timeout of 5 minutes).
+REAL_ONLY_ASKED = ("never-ready",)
+
+
+def real_deployment(scenario: str, name: str, image: str, registry: str) -> dict[str, Any]:
+    """One fresh Deployment per scenario and round; the default progress deadline (600 s)."""
+    from tests.harness.realnode import container, deployment, tcp_probe
+
+    def one(args: list[str], **extra: Any) -> list[dict[str, Any]]:
+        return [container("app", args, image, **extra)]
+
+    serving = ["serve", "8080"]
+    shapes: dict[str, dict[str, Any]] = {
+        "green": deployment(name, one(serving, readinessProbe=tcp_probe(8080)), replicas=2),
+        "crash-loop": deployment(
+            name, one(["say", "Traceback ...", "1"], readinessProbe=tcp_probe(8080))
+        ),
+        "exits-at-once": deployment(name, one(BROKEN), replicas=2),
+        "exits-after-3s": deployment(name, one([*BROKEN, "3"])),
+        "oom": deployment(
+            name,
+            one(["alloc", "200"], resources={"limits": {"memory": "50Mi"}}),
+        ),
+        "exits-after-2s-never-ready": deployment(
+            name, one([*BROKEN, "2"], readinessProbe=tcp_probe(8080))
+        ),
+        "image-not-found": deployment(
+            name, [container("app", serving, f"{registry}/verdicts/no-such-image:1.0")]
+        ),
+        "no-credentials": deployment(name, one(serving)),
+        "init-fail": deployment(
+            name,
+            one(serving),
+            init=[container("migrate", ["say", "migration failed", "1"], image)],
+        ),
+        "configmap-key": deployment(
+            name,
+            one(
+                serving,
+                env=[
+                    {
+                        "name": "DATABASE_URL",
+                        "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "NOPE"}},
+                    }
+                ],
+            ),
+        ),
+        "never-ready": deployment(name, one(serving, readinessProbe=tcp_probe(8081))),
+        "unschedulable": deployment(name, one(serving, resources={"requests": {"cpu": "4000"}})),
+    }
+    doc = shapes[scenario]
+    if scenario != "no-credentials":
+        doc["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "registry"}]
+    return doc
+
+
+def real_round(
+    namespace: str,
+    scenarios: list[str],
+    image: str,
+    registry: str,
+    kubectl_wait: int,
+    stagger_s: float,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each scenario applied in turn, `stagger_s` apart (so that our processes do not all start
+    at once on a small machine), and right after its apply ours and kubectl start side by side.
+    A tool's time runs from its start to its exit."""
+    out: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in scenarios}
+    names: dict[str, str] = {}
+    procs: dict[tuple[str, str], tuple[subprocess.Popen[str], float]] = {}
+    pending: set[tuple[str, str]] = set()
+
+    def poll() -> None:
+        now = time.monotonic()
+        for key in sorted(pending):
+            (scenario, tool), (proc, started) = key, procs[key]
+            if proc.poll() is None:
+                cap = kubectl_wait if tool == "kubectl" else 360
+                if now - started >= cap:
+                    proc.kill()
+                    proc.wait()
+                    out[scenario][tool] = {"still_waiting_at_s": cap}
+                    pending.discard(key)
+                continue
+            pending.discard(key)
+            text = proc.stdout.read() if proc.stdout else ""
+            lines = [line for line in text.splitlines() if line.strip()]
+            mine = [
+                line
+                for line in lines
+                if re.match(rf"deployment/{names[scenario]}: (succeeded|failed|timed-out)", line)
+            ]
+            verdict = (mine or lines or [""])[-1 if tool == "kubectl" else 0]
+            entry: dict[str, Any] = {"s": now - started, "exit": proc.returncode}
+            watched = re.search(r": (?:succeeded|failed|timed out) after ([0-9.]+)s", verdict)
+            if watched:  # our own count, from the start of the watch (after connecting)
+                entry["watch_s"] = float(watched.group(1))
+            out[scenario][tool] = {**entry, "verdict": verdict}
+
+    for scenario in scenarios:
+        name = names[scenario] = f"{scenario[:40]}-{uuid.uuid4().hex[:5]}"
+        doc = real_deployment(scenario, name, image, registry)
+        applied = subprocess.run(
+            ["kubectl", "apply", "--server-side", "-n", namespace, "-f", "-"],
+            input=json.dumps(doc),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if applied.returncode != 0:
+            raise RuntimeError(f"kubectl apply: {applied.stderr.strip()}")
+        for tool, cmd in (
+            ("ours", ours_wait(namespace, "--deployment", name)),
+            ("kubectl", ["kubectl", "rollout", "status", "-n", namespace, f"deployment/{name}"]),
+        ):
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            procs[(scenario, tool)] = (proc, time.monotonic())
+            pending.add((scenario, tool))
+        until = time.monotonic() + stagger_s
+        while time.monotonic() < until:
+            poll()
+            time.sleep(0.1)
+    while pending:
+        poll()
+        time.sleep(0.1)
+    return out
+
+
+def real_main(args: argparse.Namespace) -> int:
+    from kubernetes import config
+
+    from tests.harness import realnode
+
+    stack = dict(os.environ)
+    if "DJK_REAL_NODE" not in stack:
+        print("the stack runs no real node (DJK_REAL_NODE unset)", file=sys.stderr)
+        return 2
+    scenarios = args.scenarios.split(",") if args.scenarios else REAL_SCENARIOS.split(",")
+    unknown = [s for s in scenarios if s not in (*REAL_SCENARIOS.split(","), *REAL_ONLY_ASKED)]
+    if unknown:
+        print(f"unknown real-node scenario(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    image = f"{realnode.push_probe(stack)}:{realnode.PROBE_SHA}"
+    api = config.new_client_from_config(config_file=stack["KUBECONFIG"])
+    namespace = realnode.namespace_name("bench")
+    realnode.create_namespace(api, stack, namespace)
+    # The pull secret is named by each pod, not the ServiceAccount: no-credentials names none.
+    sh(
+        "kubectl",
+        "-n",
+        namespace,
+        "patch",
+        "serviceaccount",
+        "default",
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/imagePullSecrets"}]',
+    )
+    sh(
+        "kubectl",
+        "-n",
+        namespace,
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=DJANGO_SETTINGS_MODULE=antisocial.settings",
+    )
+    rounds: list[dict[str, dict[str, dict[str, Any]]]] = []
+    try:
+        for n in range(args.rounds):
+            found = real_round(
+                namespace, scenarios, image, stack["DJK_REGISTRY"], args.kubectl_wait, args.stagger
+            )
+            rounds.append(found)
+            print(f"round {n + 1}:", flush=True)
+            for scenario, tools in found.items():
+                print(
+                    f"  {scenario:28} "
+                    + "  ".join(
+                        f"{tool} "
+                        + (
+                            f"still waiting at {r['still_waiting_at_s']} s"
+                            if "still_waiting_at_s" in r
+                            else f"{r['s']:6.1f}s exit {r['exit']}: {r['verdict'][:90]}"
+                        )
+                        for tool, r in tools.items()
+                    ),
+                    flush=True,
+                )
+            sh(
+                "kubectl",
+                "-n",
+                namespace,
+                "delete",
+                "deployments",
+                "--all",
+                "--wait=false",
+                check=False,
+            )
+    finally:
+        realnode.delete_namespace(api, namespace)
+        api.close()
+    results: dict[str, Any] = {}
+    for scenario in scenarios:
+        summary: dict[str, Any] = {}
+        for tool in ("ours", "kubectl"):
+            runs = [r[scenario][tool] for r in rounds]
+            ended = [x for x in runs if "s" in x]
+            watched = [x["watch_s"] for x in ended if "watch_s" in x]
+            summary[tool] = {
+                "median_s": round(statistics.median(x["s"] for x in ended), 1) if ended else None,
+                "median_watch_s": round(statistics.median(watched), 1) if watched else None,
+                "ended": len(ended),
+                "still_waiting_at_s": args.kubectl_wait if len(ended) < len(runs) else None,
+                "exit_codes": sorted({x["exit"] for x in ended}),
+                "verdicts": sorted({x["verdict"].split(": ", 1)[-1][:160] for x in ended}),
+            }
+        results[scenario] = summary
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"rollout_verdict-real-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "node": "real",
+                "stagger_s": args.stagger,
+                "progress_deadline_s": 600,
+                "kubectl_wait_s": args.kubectl_wait,
+                "settle": OURS["settle"],
+                "rounds": args.rounds,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
+        "--node",
+        choices=("kwok", "real"),
+        default="kwok",
+        help="kwok (default) or the stack's real node (a real kubelet)",
+    )
+    parser.add_argument(
         "--scenarios",
-        default="green,crash-loop,image-pull-not-found,init-fail,job-fail,statefulset-crash-loop",
+        default="",
+        help="comma-separated (default: every scenario of the node; real: " + REAL_SCENARIOS + ")",
+    )
+    parser.add_argument(
+        "--kubectl-wait",
+        type=int,
+        default=KUBECTL_WAIT_S,
+        help="real node: stop kubectl rollout status after this many seconds (660: let it reach "
+        "the default 600 s progress deadline)",
     )
     parser.add_argument("--kubectl-timeout", type=int, default=KUBECTL_TIMEOUT_S)
     parser.add_argument(
@@ -216,11 +495,27 @@ def main() -> int:
         default=OURS["settle"],
         help="our settle window (default the action's 10s; 0: green when kubectl says done)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=3.0,
+        help="real node: seconds between one scenario's apply and the next",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = arguments()
     OURS["settle"] = args.settle
     if "KUBECONFIG" not in os.environ:
         print('run `eval "$(scripts/stack env)"` first', file=sys.stderr)
         return 2
+    if args.node == "real":
+        return real_main(args)
+    args.scenarios = (
+        args.scenarios
+        or "green,crash-loop,image-pull-not-found,init-fail,job-fail,statefulset-crash-loop"
+    )
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     sh("kubectl", "create", "namespace", namespace)
     results = {}
