@@ -23,7 +23,7 @@ broken pod needs that pod deleted by hand before it rolls again).
 
 `--node real` measures on the stack's real node (a real kubelet with containerd; see
 bench/README or docs/benchmarks.md) instead of kwok: each scenario is a fresh Deployment of
-`tests/harness/realnode.py`'s probe image, pulled from the stack's registry, with Kubernetes'
+`tests/harness/real_node.py`'s probe image, pulled from the stack's registry, with Kubernetes'
 default progress deadline (600 s). Every round applies all scenarios at once, then starts our
 `wait` (settle 10 s) and `kubectl rollout status` (no --timeout: it ends at the deadline or
 when done) side by side on each. kubectl is stopped after `--kubectl-wait` seconds (default 90)
@@ -233,7 +233,7 @@ REAL_ONLY_ASKED = ("never-ready",)
 
 def real_deployment(scenario: str, name: str, image: str, registry: str) -> dict[str, Any]:
     """One fresh Deployment per scenario and round; the default progress deadline (600 s)."""
-    from tests.harness.realnode import container, deployment, tcp_probe
+    from tests.harness.real_node import PULL_SECRET, container, deployment, tcp_probe
 
     def one(args: list[str], **extra: Any) -> list[dict[str, Any]]:
         return [container("app", args, image, **extra)]
@@ -279,7 +279,7 @@ def real_deployment(scenario: str, name: str, image: str, registry: str) -> dict
     }
     doc = shapes[scenario]
     if scenario != "no-credentials":
-        doc["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "registry"}]
+        doc["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": PULL_SECRET}]
     return doc
 
 
@@ -358,9 +358,7 @@ def real_round(
 
 
 def real_main(args: argparse.Namespace) -> int:
-    from kubernetes import config
-
-    from tests.harness import realnode
+    from tests.harness import real_node
 
     stack = dict(os.environ)
     if "DJK_REAL_NODE" not in stack:
@@ -371,10 +369,9 @@ def real_main(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown real-node scenario(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    image = f"{realnode.push_probe(stack)}:{realnode.PROBE_SHA}"
-    api = config.new_client_from_config(config_file=stack["KUBECONFIG"])
-    namespace = realnode.namespace_name("bench")
-    realnode.create_namespace(api, stack, namespace)
+    image = f"{real_node.push_probe(stack)}:{real_node.PROBE_SHA}"
+    namespace = real_node.namespace_name("bench", "verdicts")
+    real_node.place_namespace(stack, namespace)
     # The pull secret is named by each pod, not the ServiceAccount: no-credentials names none.
     sh(
         "kubectl",
@@ -429,8 +426,7 @@ def real_main(args: argparse.Namespace) -> int:
                 check=False,
             )
     finally:
-        realnode.delete_namespace(api, namespace)
-        api.close()
+        real_node.delete_namespace(stack, namespace)
     results: dict[str, Any] = {}
     for scenario in scenarios:
         summary: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Every verdict we promise, through the action container on the stack's REAL node (issue 17).
 
-A real kubelet (containerd, runc) runs the pods: the image (`tests/harness/realnode.py`'s static
+A real kubelet (containerd, runc) runs the pods: the image (`tests/harness/real_node.py`'s static
 `probe`) is pulled from the stack's registry with a pull secret, as a user's cluster pulls an app
 image, and the action deploys it with `build: never` and its default settle window (10 s). Each
 case is one action run in a namespace of its own (`verdicts-<case>-…`, put on the real node by
@@ -35,8 +35,8 @@ import yaml
 
 from stack import node
 from tests.e2e.support import stack_env, stack_inputs, workspace_with
-from tests.harness import realnode
-from tests.harness.realnode import container, deployment, job, tcp_probe
+from tests.harness import real_node
+from tests.harness.real_node import container, deployment, job, tcp_probe
 from tests.harness.runner import ActionRun, build_action_image, run_action
 
 pytestmark = [pytest.mark.stack, pytest.mark.docker]
@@ -387,19 +387,19 @@ def container_log(
     return done
 
 
-def play(case: Case, stack: dict[str, str], kube_admin: Any, image: str, root: Path) -> Played:
+def play(case: Case, stack: dict[str, str], image: str, root: Path) -> Played:
     """One case's run; what goes wrong is kept in the result (its namespace is cleaned up)."""
-    played = Played(case, realnode.namespace_name(case.name))
+    played = Played(case, real_node.namespace_name("verdicts", case.name))
     try:
-        _play(played, stack, kube_admin, image, root)
+        _play(played, stack, image, root)
     except Exception as exc:  # reported by each test of the case, after every case has run
         played.error = f"{type(exc).__name__}: {exc}"
     return played
 
 
-def _play(played: Played, stack: dict[str, str], kube_admin: Any, image: str, root: Path) -> None:
+def _play(played: Played, stack: dict[str, str], image: str, root: Path) -> None:
     case = played.case
-    realnode.create_namespace(kube_admin, stack, played.namespace, pull_secret=case.pull_secret)
+    real_node.place_namespace(stack, played.namespace, pull_secret=case.pull_secret)
     if case.config_map is not None:
         made = kubectl(
             stack,
@@ -409,7 +409,7 @@ def _play(played: Played, stack: dict[str, str], kube_admin: Any, image: str, ro
         assert made.returncode == 0, made.stderr
     workspace = workspace_with(root / case.name, yaml_docs(*case.docs))
     inputs = stack_inputs(
-        stack, image=image, sha=realnode.PROBE_SHA, namespace=played.namespace, build="never"
+        stack, image=image, sha=real_node.PROBE_SHA, namespace=played.namespace, build="never"
     )
     inputs.pop("settle")  # the action's default (10 s), as a user's deploy has it
     inputs.pop("build-network")
@@ -419,7 +419,7 @@ def _play(played: Played, stack: dict[str, str], kube_admin: Any, image: str, ro
         inputs,
         workspace,
         stack=stack,
-        extra_env=stack_env(stack, realnode.PROBE_SHA),
+        extra_env=stack_env(stack, real_node.PROBE_SHA),
         timeout=420,
     )
     played.wall_s = time.monotonic() - started
@@ -455,17 +455,17 @@ def real_stack(stack: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def played(
-    real_stack: dict[str, str], kube_admin: Any, tmp_path_factory: pytest.TempPathFactory
+    real_stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Played]]:
     """Every case, played at once (one action container and one namespace each)."""
     stack = real_stack
-    image = realnode.push_probe(stack)
+    image = real_node.push_probe(stack)
     build_action_image(stack=stack)  # once, before the runs share it
     root = tmp_path_factory.mktemp("real-node-verdicts")
     all_cases = cases(stack["DJK_REGISTRY"])
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(all_cases)) as pool:
-        futures = {c.name: pool.submit(play, c, stack, kube_admin, image, root) for c in all_cases}
+        futures = {c.name: pool.submit(play, c, stack, image, root) for c in all_cases}
     wall = time.monotonic() - started
     runs = {name: future.result() for name, future in futures.items()}
     print(
@@ -484,7 +484,7 @@ def played(
         yield runs
     finally:
         for p in runs.values():
-            realnode.delete_namespace(kube_admin, p.namespace)
+            real_node.delete_namespace(stack, p.namespace)
 
 
 # -- reading a run ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Pods land there only through their namespace's annotations (`stack.node.namespace_annotations`);
 images get there by `ctr import` of a FROM-scratch image holding one static program (`probe`,
-compiled here with gcc), so nothing is pulled. The guard test proves the network rule: a
+tests/harness/real_node.py, compiled here with gcc), so nothing is pulled. The guard test proves the network rule: a
 Service backed by kwok's fake pod IPs is DNATed by kube-proxy to an address that would leave
 this machine, and the guard drops it (its counters rise), from the host and from a pod.
 The last test takes the node down and up again and checks the machine is as it was.
@@ -32,87 +32,13 @@ from kubernetes import client
 
 from stack import is_running, node
 from stack.cli import default_state_dir, load_state
+from tests.harness.real_node import compile_probe
 
 pytestmark = pytest.mark.stack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, str(REPO_ROOT / "scripts" / "stack")]
 T = TypeVar("T")
-
-PROBE_C = r"""
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-/* probe say TEXT EXIT [AFTER_SECONDS] | connect IP PORT SECONDS | serve PORT | cat FILE
- *       | once FILE: the first run (FILE absent) creates it and exits 1, later runs stay up */
-int main(int argc, char **argv) {
-    if (argc == 3 && !strcmp(argv[1], "once")) {
-        if (access(argv[2], F_OK) != 0) {
-            close(open(argv[2], O_CREAT | O_WRONLY, 0600));
-            puts("database not ready yet");
-            return 1;
-        }
-        puts("connected to the database");
-        fflush(stdout);
-        for (;;) pause();
-    }
-    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "say")) {
-        printf("%s\n", argv[2]);
-        fflush(stdout);
-        if (argc == 5) sleep(atoi(argv[4]));
-        return atoi(argv[3]);
-    }
-    if (argc == 5 && !strcmp(argv[1], "connect")) {
-        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
-        inet_pton(AF_INET, argv[2], &addr.sin_addr);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        fcntl(fd, F_SETFL, O_NONBLOCK);
-        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) { puts("connected"); return 0; }
-        if (errno != EINPROGRESS) { printf("error: %s\n", strerror(errno)); return 0; }
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        if (poll(&p, 1, atoi(argv[4]) * 1000) == 0) { puts("timeout"); return 0; }
-        int err = 0; socklen_t len = sizeof err;
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        if (err) { printf("error: %s\n", strerror(err)); return 0; }
-        char buf[128] = {0};
-        fcntl(fd, F_SETFL, 0);
-        read(fd, buf, sizeof buf - 1);
-        printf("connected: %s", buf);
-        return 0;
-    }
-    if (argc == 3 && !strcmp(argv[1], "cat")) {
-        FILE *f = fopen(argv[2], "r");
-        int ch;
-        if (!f) { perror(argv[2]); return 1; }
-        while ((ch = fgetc(f)) != EOF) putchar(ch);
-        return 0;
-    }
-    if (argc == 3 && !strcmp(argv[1], "serve")) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
-        if (bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 16)) return 1;
-        puts("serving"); fflush(stdout);
-        for (;;) {
-            int c = accept(fd, NULL, NULL);
-            if (c < 0) continue;
-            const char *msg = "hello from a real pod\n";
-            write(c, msg, strlen(msg));
-            close(c);
-        }
-    }
-    fprintf(stderr, "usage\n");
-    return 2;
-}
-"""
 
 
 def wait(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
@@ -142,13 +68,9 @@ def probe_archive(
     real_node: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, bytes]:
     """A FROM-scratch image holding the static `probe`: its name and `docker save` archive."""
-    work = tmp_path_factory.mktemp("probe")
-    (work / "probe.c").write_text(PROBE_C)
-    subprocess.run(
-        ["gcc", "-static", "-Os", "-o", str(work / "probe"), str(work / "probe.c")], check=True
-    )
+    probe = compile_probe(tmp_path_factory.mktemp("probe"))
     ref = f"djk.local/probe:{uuid.uuid4().hex[:8]}"
-    return ref, node.image_archive({"probe": work / "probe"}, ref, {"Entrypoint": ["/probe"]})
+    return ref, node.image_archive({"probe": probe}, ref, {"Entrypoint": ["/probe"]})
 
 
 @pytest.fixture(scope="module")
@@ -441,9 +363,10 @@ def test_a_worker_that_crashes_once_while_its_database_starts_still_goes_green(
     assert status.restart_count == 1
     assert status.last_state.terminated.exit_code == 1
     assert logs(core, real_namespace, started.metadata.name, previous=True) == (
-        "database not ready yet\n"
+        "consumer: Cannot connect to redis://redis:6379/0: Error 111 connecting to redis:6379. "
+        "Connection refused..\n"
     )
-    assert logs(core, real_namespace, started.metadata.name) == "connected to the database\n"
+    assert logs(core, real_namespace, started.metadata.name) == "celery@worker ready.\n"
 
     # Watched again, its container up longer than the window by the API server's own clock (the
     # kubelet's last status write, the server's Date): settled at the first look.
