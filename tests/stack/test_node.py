@@ -1,8 +1,8 @@
 """The stack's real node (stack/node.py): a real kubelet, kube-proxy and containerd beside kwok.
 
 Pods land there only through their namespace's annotations (`stack.node.namespace_annotations`);
-images get there by `ctr import` of a FROM-scratch image holding one static program (`probe`,
-tests/harness/real_node.py, compiled here with gcc), so nothing is pulled. The guard test proves the network rule: a
+images are pulled from the stack's registry (a FROM-scratch image holding one static program,
+`probe`, tests/harness/real_node.py, compiled here with gcc), so nothing comes from outside. The guard test proves the network rule: a
 Service backed by kwok's fake pod IPs is DNATed by kube-proxy to an address that would leave
 this machine, and the guard drops it (its counters rise), from the host and from a pod.
 The last test takes the node down and up again and checks the machine is as it was.
@@ -32,7 +32,7 @@ from kubernetes import client
 
 from stack import is_running, node
 from stack.cli import default_state_dir, load_state
-from tests.harness.real_node import compile_probe
+from tests.harness.real_node import PROBE_SHA, delete_namespace, place_namespace, push_probe
 
 pytestmark = pytest.mark.stack
 
@@ -64,44 +64,33 @@ def real_node(running_stack: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def probe_archive(
-    real_node: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, bytes]:
-    """A FROM-scratch image holding the static `probe`: its name and `docker save` archive."""
-    probe = compile_probe(tmp_path_factory.mktemp("probe"))
-    ref = f"djk.local/probe:{uuid.uuid4().hex[:8]}"
-    return ref, node.image_archive({"probe": probe}, ref, {"Entrypoint": ["/probe"]})
-
-
-@pytest.fixture(scope="module")
-def probe_image(probe_archive: tuple[str, bytes], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The probe image, imported into the node's containerd (nothing is pulled)."""
-    ref, archive = probe_archive
-    node.import_image(archive, tmp_path_factory.mktemp("import") / "probe.tar")
-    return ref
+def probe_image(real_node: dict[str, str]) -> str:
+    """The probe image on the stack's registry, which the node's containerd pulls with the
+    namespace's pull secret, as a user's cluster pulls an app image (nothing from outside)."""
+    return f"{push_probe(real_node)}:{PROBE_SHA}"
 
 
 @pytest.fixture
-def real_namespace(kube_admin: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A namespace whose pods the API server's admission plugins put on the real node."""
-    core = client.CoreV1Api(kube_admin)
+def real_namespace(running_stack: dict[str, str]) -> Iterator[str]:
+    """A namespace whose pods the API server's admission plugins put on the real node, pulling
+    from the stack's registry."""
     name = f"t-real-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, annotations=node.namespace_annotations())
-        )
-    )
-    wait(
-        f"namespace {name}'s default ServiceAccount",
-        lambda: (
-            core.list_namespaced_service_account(name, field_selector="metadata.name=default").items
-        ),
-        30,
-    )
+    place_namespace(running_stack, name)
     try:
         yield name
     finally:
-        core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
+        delete_namespace(running_stack, name)
+
+
+@pytest.fixture
+def bare_real_namespace(running_stack: dict[str, str]) -> Iterator[str]:
+    """The same, with no pull secret: a pod names its own, or has none."""
+    name = f"t-bare-{uuid.uuid4().hex[:8]}"
+    place_namespace(running_stack, name, pull_secret=False)
+    try:
+        yield name
+    finally:
+        delete_namespace(running_stack, name)
 
 
 def pod(name: str, image: str, args: list[str], restart: str = "Never") -> dict[str, Any]:
@@ -114,7 +103,7 @@ def pod(name: str, image: str, args: list[str], restart: str = "Never") -> dict[
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": False,
             "containers": [
-                {"name": "main", "image": image, "imagePullPolicy": "Never", "args": args}
+                {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "args": args}
             ],
         },
     }
@@ -390,7 +379,7 @@ def test_a_worker_that_crashes_once_while_its_database_starts_still_goes_green(
 
 @pytest.mark.docker
 def test_the_stacks_base_image_from_its_registry_runs_on_the_real_node(
-    real_node: dict[str, str], kube_admin: Any, real_namespace: str, tmp_path: Path
+    real_node: dict[str, str], kube_admin: Any, bare_real_namespace: str, tmp_path: Path
 ) -> None:
     """Pulled by the node's containerd from the stack's registry (plain HTTP on loopback) with
     the pod's pull secret; without one, the real kubelet's message names the missing
@@ -411,7 +400,7 @@ def test_the_stacks_base_image_from_its_registry_runs_on_the_real_node(
     core = client.CoreV1Api(kube_admin)
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     core.create_namespaced_secret(
-        real_namespace,
+        bare_real_namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(name="registry"),
             type="kubernetes.io/dockerconfigjson",
@@ -423,17 +412,17 @@ def test_the_stacks_base_image_from_its_registry_runs_on_the_real_node(
     container = with_secret["spec"]["containers"][0]
     container.update({"imagePullPolicy": "Always", "command": ["python3", "-c", script]})
     with_secret["spec"]["imagePullSecrets"] = [{"name": "registry"}]
-    core.create_namespaced_pod(real_namespace, with_secret)
+    core.create_namespaced_pod(bare_real_namespace, with_secret)
     without = json.loads(json.dumps(with_secret))
     without["metadata"] = {"name": "no-credentials"}
     del without["spec"]["imagePullSecrets"]
-    core.create_namespaced_pod(real_namespace, without)
+    core.create_namespaced_pod(bare_real_namespace, without)
 
-    wait("python to finish", lambda: phase(core, real_namespace, "python") == "Succeeded", 120)
-    assert logs(core, real_namespace, "python").endswith(" on the real node\n")
+    wait("python to finish", lambda: phase(core, bare_real_namespace, "python") == "Succeeded", 120)
+    assert logs(core, bare_real_namespace, "python").endswith(" on the real node\n")
 
     def pull_error() -> str | None:
-        statuses = core.read_namespaced_pod("no-credentials", real_namespace).status
+        statuses = core.read_namespaced_pod("no-credentials", bare_real_namespace).status
         for status in statuses.container_statuses or []:
             waiting = status.state.waiting
             if waiting is not None and waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
@@ -636,10 +625,8 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
     real_node: dict[str, str],
     kube_admin: Any,
     real_namespace: str,
-    probe_archive: tuple[str, bytes],
-    tmp_path: Path,
+    probe_image: str,
 ) -> None:
-    probe_image, archive = probe_archive
     status = stack_cli("status")
     assert "node: kubelet alive: ok" in status.stdout, status.stdout
     assert "node: coredns alive: ok" in status.stdout
@@ -679,8 +666,7 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
         assert up.returncode == 0, up.stdout + up.stderr
         assert "node: ready in" in up.stdout
         assert "controlplane: already up and healthy" in up.stdout
-        # A new node has a new containerd: the image goes in again.
-        node.import_image(archive, tmp_path / "probe.tar")
+        # A new node has a new containerd: the pod pulls the image again.
         # A pod leaves volume mounts, a network namespace and a veth behind it, if allowed to.
         core.create_namespaced_pod(real_namespace, pod("leftover", probe_image, ["serve", "80"]))
         wait("leftover running", lambda: phase(core, real_namespace, "leftover") == "Running", 60)
@@ -690,7 +676,6 @@ def test_status_reports_the_node_and_down_leaves_the_machine_as_before(
         after = machine()
         assert after == before
     finally:
-        # The node comes back for whatever runs next (images imported before are gone).
+        # The node comes back for whatever runs next (its images are pulled again).
         up = stack_up()
         assert up.returncode == 0, up.stdout + up.stderr
-        node.import_image(archive, tmp_path / "probe.tar")
