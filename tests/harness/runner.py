@@ -579,6 +579,9 @@ def build_action_image(
         if action_dir == REPO_ROOT
         else "djk/action-" + (re.sub(r"[^a-z0-9]+", "-", action_dir.name.lower()).strip("-") or "x")
     )
+    if version:
+        # A repository of its own: its build must not untag the image the other tests run.
+        repository += "-release"
     tag = f"{repository}:{key}"
     if (action_dir, key) in _built:
         return tag
