@@ -133,9 +133,11 @@ def revision_patch(revision: Mapping[str, Any]) -> dict[str, Any] | None:
 def stuck_pods(
     statefulset: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], revision: str
 ) -> list[str]:
-    """The StatefulSet's pods not at `revision` (the one restored) that are not Ready: with
-    the default OrderedReady policy the controller waits for them forever, so after reverting
-    the template they must be deleted (the Kubernetes documentation's "forced rollback")."""
+    """The StatefulSet's pods not at `revision` (the one restored) that are not Ready, or whose
+    containers have restarted: with the default OrderedReady policy the controller waits for
+    them forever, so after reverting the template they must be deleted (the Kubernetes
+    documentation's "forced rollback"). A crash-looping container without a readiness probe is
+    Ready for a moment at each start: Ready alone would keep such a pod if read in that moment."""
     uid = (statefulset.get("metadata") or {}).get("uid")
     stuck = []
     for pod in pods:
@@ -144,8 +146,14 @@ def stuck_pods(
             continue
         if (meta.get("labels") or {}).get("controller-revision-hash") == revision:
             continue
-        ready = condition(pod.get("status") or {}, "Ready")
-        if ready is None or ready.get("status") != "True":
+        status = pod.get("status") or {}
+        ready = condition(status, "Ready")
+        restarted = any(
+            int(cs.get("restartCount") or 0) > 0
+            for cs in status.get("containerStatuses") or []
+            if isinstance(cs, Mapping)
+        )
+        if ready is None or ready.get("status") != "True" or restarted:
             stuck.append(str(meta.get("name")))
     return sorted(stuck)
 

@@ -130,14 +130,19 @@ def test_a_deployment_goes_back_to_the_revision_it_ran_before_the_deploy() -> No
     assert (gone.patch, gone.message) == (None, "deployment/web: revision 0 is no longer kept")
 
 
-def sts_pod(name: str, revision: str, ready: str, owner: str = "s1") -> dict[str, Any]:
+def sts_pod(
+    name: str, revision: str, ready: str, owner: str = "s1", restarts: int = 0
+) -> dict[str, Any]:
     return {
         "metadata": {
             "name": name,
             "labels": {"controller-revision-hash": revision},
             "ownerReferences": [{"uid": owner, "controller": True}],
         },
-        "status": {"conditions": [{"type": "Ready", "status": ready}]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": ready}],
+            "containerStatuses": [{"name": "db", "restartCount": restarts}],
+        },
     }
 
 
@@ -148,6 +153,17 @@ def test_a_statefulset_rollback_deletes_the_failed_revisions_pods_that_never_bec
         sts_pod("db-1", "db-bad", "False"),  # stuck: the controller would wait for it forever
         sts_pod("db-2", "db-bad", "True"),  # ready: the controller replaces it itself
         sts_pod("other-0", "x", "False", owner="s2"),
+    ]
+    assert stuck_pods(sts, pods, "db-good") == ["db-1"]
+
+
+def test_a_crash_looping_pod_read_in_its_ready_moment_is_deleted_too() -> None:
+    # Without a readiness probe a crash-looping container is Ready for a moment at each start
+    # (a real kubelet's sequence, and kwok's): its restarts say what it is.
+    sts = {"metadata": {"uid": "s1"}}
+    pods = [
+        sts_pod("db-0", "db-good", "True", restarts=1),  # the restored revision: left alone
+        sts_pod("db-1", "db-bad", "True", restarts=2),
     ]
     assert stuck_pods(sts, pods, "db-good") == ["db-1"]
 
