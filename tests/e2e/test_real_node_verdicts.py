@@ -20,7 +20,6 @@ This module fails (never skips) when the stack has no real node.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -355,14 +354,8 @@ class Played:
 
 
 def kubectl(stack: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", *args],
-        env={**os.environ, "KUBECONFIG": stack["KUBECONFIG"]},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """kubectl against the stack; its exit code is the caller's to read."""
+    return real_node.kubectl(stack, *args, check=False)
 
 
 def where_line(log: str, case: Case) -> tuple[str, str] | None:
