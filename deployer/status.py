@@ -62,6 +62,16 @@ _AUTH_PULL_ERROR = re.compile(
 
 _AUTH_WORD = re.compile(r"unauthorized|authentication required|denied|forbidden", re.IGNORECASE)
 
+# How long a refused pull must last before it is final when the pod names imagePullSecrets. A
+# real kubelet pulls without them when it cannot read them yet ("Unable to retrieve pull secret,
+# the image pull may not succeed": its secret cache waits for the Node authorizer to learn of the
+# pod, seconds behind on a busy API server), is refused, and pulls again with them a moment or
+# one back-off later: its pod worker retries 10-15 s after the error. Seen on the stack's real
+# node: pulled 0.2 s after the refusal; with the secret made after it, pulled 13 s after.
+PULL_REFUSAL_GRACE_S = 25.0
+
+_PULLING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+
 # The registry has no such image or tag: containerd says "failed to resolve image: <ref>: not
 # found" inside "rpc error: code = NotFound"; Docker-shaped registries say "manifest unknown".
 _MISSING_PULL_ERROR = re.compile(r"code = NotFound|manifest unknown|not found", re.IGNORECASE)
@@ -177,13 +187,24 @@ def problem_verdict(deployment_name: str, problem: PodProblem) -> Verdict:
 
 
 @dataclass(frozen=True)
+class _Judging:
+    """What a rule may read besides the container: the pod's and the watcher's facts."""
+
+    restart_tolerance: int = 2
+    pull_secrets: tuple[str, ...] = ()  # the pod's imagePullSecrets, by name
+    # container name -> how long the watcher has seen it failing to pull (see `pulls_failing`)
+    pull_failing_for: Mapping[str, float] = field(default_factory=dict)
+    pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S
+
+
+@dataclass(frozen=True)
 class _Rule:
     state: str
     why: str
-    check: Callable[[Container, int], PodProblem | None]
+    check: Callable[[Container, _Judging], PodProblem | None]
 
 
-def _crash_loop(c: Container, tolerance: int) -> PodProblem | None:
+def _crash_loop(c: Container, judging: _Judging) -> PodProblem | None:
     """An app container that keeps ending and being restarted, past the restart tolerance.
 
     Judged from its restarts and its last run, in either shape a kubelet shows between runs: a
@@ -208,7 +229,7 @@ def _crash_loop(c: Container, tolerance: int) -> PodProblem | None:
         last, reason = terminated, str(terminated.get("reason") or "Error")
     else:
         return None
-    if c.restarts < tolerance:
+    if c.restarts < judging.restart_tolerance:
         return None
     code = exit_code(last)
     return _problem(
@@ -231,7 +252,7 @@ def _ended(c: Container, terminated: Obj) -> str:
     return f"exited {code} ({reason})" if code is not None else "failed"
 
 
-def _init_failed(c: Container, _tolerance: int) -> PodProblem | None:
+def _init_failed(c: Container, _judging: _Judging) -> PodProblem | None:
     if not c.init:
         return None
     terminated = c.terminated()
@@ -253,7 +274,7 @@ def _init_failed(c: Container, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _start_error(c: Container, _tolerance: int) -> PodProblem | None:
+def _start_error(c: Container, _judging: _Judging) -> PodProblem | None:
     """The runtime cannot exec the entrypoint: final at the first attempt (see `_UNSTARTABLE`)."""
     waiting = c.waiting() or {}
     ended = c.terminated() or c.last_terminated() or {}
@@ -280,7 +301,7 @@ def _start_error(c: Container, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
+def _image_pull(c: Container, judging: _Judging) -> PodProblem | None:
     waiting = c.waiting()
     if waiting and waiting.get("reason") == "ErrImageNeverPull":
         # imagePullPolicy Never and the image is not on the node: the kubelet will never pull it.
@@ -294,7 +315,7 @@ def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
                 f"Never (ErrImageNeverPull): {waiting.get('message') or ''}"
             ),
         )
-    if not waiting or waiting.get("reason") not in ("ErrImagePull", "ImagePullBackOff"):
+    if not waiting or waiting.get("reason") not in _PULLING:
         return None
     message = waiting.get("message") or ""
     final = _FINAL_PULL_ERROR.search(message)
@@ -316,7 +337,18 @@ def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
     # DOCR answers 401 to a cluster it was never integrated with: say the fix before the
     # runtime's long message, which the one-line cut may shorten.
     fix = ""
-    if auth and docr.registry_name(str(image)):
+    if auth and judging.pull_secrets:
+        # Refused although the pod names pull secrets: maybe the kubelet could not read them yet
+        # (PULL_REFUSAL_GRACE_S); final once the refusals outlast its retry.
+        grace = judging.pull_refusal_grace_s
+        if judging.pull_failing_for.get(c.name, 0.0) < grace:
+            return None
+        names = ", ".join(judging.pull_secrets)
+        fix = (
+            f"; refused for {grace:g}s despite the pod's imagePullSecrets ({names}): check "
+            "they exist and hold credentials this registry accepts"
+        )
+    elif auth and docr.registry_name(str(image)):
         fix = f"; the cluster has no pull secret for {docr.HOST}: {docr.short_fix()}"
     elif auth:
         fix = (
@@ -333,7 +365,7 @@ def _image_pull(c: Container, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _invalid_image(c: Container, _tolerance: int) -> PodProblem | None:
+def _invalid_image(c: Container, _judging: _Judging) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") != "InvalidImageName":
         return None
@@ -347,7 +379,7 @@ def _invalid_image(c: Container, _tolerance: int) -> PodProblem | None:
     )
 
 
-def _config_error(c: Container, _tolerance: int) -> PodProblem | None:
+def _config_error(c: Container, _judging: _Judging) -> PodProblem | None:
     waiting = c.waiting()
     if not waiting or waiting.get("reason") != "CreateContainerConfigError":
         return None
@@ -387,7 +419,8 @@ FATAL_STATES: tuple[_Rule, ...] = (
     _Rule(
         "ImagePullFailed",
         "the registry said the image or tag does not exist or we may not pull it; "
-        "transient pull errors (timeouts, 5xx) are left to the kubelet's retries",
+        "transient pull errors (timeouts, 5xx) are left to the kubelet's retries, and a refusal "
+        "despite the pod's imagePullSecrets must outlast the kubelet's retry with them",
         _image_pull,
     ),
     _Rule(
@@ -420,11 +453,15 @@ def pod_verdict(
     restart_tolerance: int = 2,
     unschedulable_for_s: float = 0.0,
     unschedulable_grace_s: float = 10.0,
+    pull_failing_for: Mapping[str, float] | None = None,
+    pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S,
 ) -> PodProblem | None:
     """The first fatal state of `pod`, or None while it may still become ready.
 
-    `unschedulable_for_s` is how long the caller has seen the pod Unschedulable (the watcher
-    tracks it, so this stays pure and immune to clock skew between us and the cluster).
+    `unschedulable_for_s` is how long the caller has seen the pod Unschedulable, and
+    `pull_failing_for` how long it has seen each container failing to pull (`pulls_failing`):
+    the watcher tracks both, so this stays pure and immune to clock skew between us and the
+    cluster.
     """
     if get(pod, "metadata", "deletionTimestamp"):
         return None  # on its way out; its replacement is what matters
@@ -453,12 +490,30 @@ def pod_verdict(
             f"cannot be scheduled for {unschedulable_grace_s:g}s: "
             f"{one_line(cond.get('message') or 'no node fits the pod')}",
         )
+    judging = _Judging(
+        restart_tolerance,
+        pull_secrets(pod),
+        pull_failing_for or {},
+        pull_refusal_grace_s,
+    )
     for container in containers(pod):
         for rule in FATAL_STATES:
-            problem = rule.check(container, restart_tolerance)
+            problem = rule.check(container, judging)
             if problem is not None:
                 return problem
     return None
+
+
+def pulls_failing(pod: Obj) -> list[str]:
+    """The containers of `pod` waiting because their image pull failed (either reason the
+    kubelet alternates between: the refusal, then the back-off before the next try)."""
+    return [c.name for c in containers(pod) if (c.waiting() or {}).get("reason") in _PULLING]
+
+
+def pull_secrets(pod: Obj) -> tuple[str, ...]:
+    """The names of the pod's imagePullSecrets (its ServiceAccount's were copied in at admission)."""
+    refs = get(pod, "spec", "imagePullSecrets") or []
+    return tuple(str(r["name"]) for r in refs if isinstance(r, Mapping) and r.get("name"))
 
 
 def is_unschedulable(pod: Obj) -> bool:

@@ -40,16 +40,18 @@ from deployer.objects import name
 from deployer.results import PodProblem, ResultKind, RolloutResult, Target
 from deployer.status import (
     PODS,
+    PULL_REFUSAL_GRACE_S,
     REPLICASETS,
     Collection,
     is_unschedulable,
     pod_waiting_summary,
+    pulls_failing,
 )
 from deployer.workloads import KINDS, ContainerClock, workload_verdict
 
 DEFAULT_FAILURE_GRACE_S = 5.0
 REMINDER_S = 30.0
-_TICK_S = 0.25  # how often time-based rules (timeout, cancel, unschedulable grace) are checked
+_TICK_S = 0.25  # how often time-based rules (timeout, cancel, the graces, settling) are checked
 _WATCH_WINDOW_S = 240  # server-side watch timeout; the stream is then resumed
 _GIVE_UP_AFTER_S = 60.0  # an API unreachable this long ends the wait (exit 3)
 
@@ -84,6 +86,7 @@ def watch_rollouts(
     cancel: threading.Event | None = None,
     restart_tolerance: int = 2,
     unschedulable_grace_s: float = 10.0,
+    pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S,
     failure_grace_s: float = DEFAULT_FAILURE_GRACE_S,
     reminder_s: float = REMINDER_S,
     settle_s: float = 0.0,
@@ -105,6 +108,7 @@ def watch_rollouts(
         on_verdict=on_verdict,
         restart_tolerance=restart_tolerance,
         unschedulable_grace_s=unschedulable_grace_s,
+        pull_refusal_grace_s=pull_refusal_grace_s,
         settle_s=settle_s,
     )
     started = time.monotonic()
@@ -208,6 +212,7 @@ class _Run:
         on_verdict: Callable[[RolloutResult], None] | None,
         restart_tolerance: int,
         unschedulable_grace_s: float,
+        pull_refusal_grace_s: float,
         settle_s: float,
     ) -> None:
         self.cluster = cluster
@@ -216,9 +221,11 @@ class _Run:
         self.on_verdict = on_verdict
         self.restart_tolerance = restart_tolerance
         self.unschedulable_grace_s = unschedulable_grace_s
+        self.pull_refusal_grace_s = pull_refusal_grace_s
         self.reflectors: dict[tuple[str, str], _Reflector] = {}
         self.first_failure: tuple[str, float] | None = None
         self.unschedulable_since: dict[str, float] = {}
+        self.pull_failing_since: dict[tuple[str, str], float] = {}
         # Issue 17, the settle window: how long each new container has been up, measured from
         # what this watcher saw (monotonic `now` plus the wall clock's offset, for comparing
         # with the kubelet's startedAt with care: see ContainerClock).
@@ -261,6 +268,8 @@ class _Run:
             restart_tolerance=self.restart_tolerance,
             unschedulable_for=lambda pod: self._unschedulable_for(pod, now),
             unschedulable_grace_s=self.unschedulable_grace_s,
+            pull_failing_for=lambda pod: self._pull_failing_for(pod, now),
+            pull_refusal_grace_s=self.pull_refusal_grace_s,
             settle_s=self.settle_s,
             up_for=lambda pod, cs: self.containers.up_for(pod, cs, now),
         )
@@ -277,11 +286,19 @@ class _Run:
             self.progress(verdict.message)
 
     def _unschedulable_for(self, pod: Mapping[str, Any], now: float) -> float:
-        uid = str((pod.get("metadata") or {}).get("uid") or (pod.get("metadata") or {}).get("name"))
+        uid = _pod_key(pod)
         if not is_unschedulable(pod):
             self.unschedulable_since.pop(uid, None)
             return 0.0
         return now - self.unschedulable_since.setdefault(uid, now)
+
+    def _pull_failing_for(self, pod: Mapping[str, Any], now: float) -> dict[str, float]:
+        """How long each container of `pod` has been failing to pull, as this watcher saw it."""
+        uid = _pod_key(pod)
+        failing = set(pulls_failing(pod))
+        for key in [k for k in self.pull_failing_since if k[0] == uid and k[1] not in failing]:
+            del self.pull_failing_since[key]
+        return {c: now - self.pull_failing_since.setdefault((uid, c), now) for c in failing}
 
     def _fail(
         self,
@@ -451,6 +468,11 @@ class _Reflector:
     def _give_up(self, exc: DeployError) -> None:
         self.error = exc
         self._wake.put(None)
+
+
+def _pod_key(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("uid") or meta.get("name"))
 
 
 def _sleep_until_event(wake: queue.Queue[None], timeout: float) -> None:

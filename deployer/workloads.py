@@ -42,6 +42,7 @@ from deployer.objects import (
 )
 from deployer.results import PodProblem
 from deployer.status import (
+    PULL_REFUSAL_GRACE_S,
     Collection,
     Verdict,
     deployment_verdict,
@@ -351,6 +352,8 @@ def workload_verdict(
     restart_tolerance: int = 2,
     unschedulable_for: Callable[[Obj], float] = lambda _pod: 0.0,
     unschedulable_grace_s: float = 10.0,
+    pull_failing_for: Callable[[Obj], Mapping[str, float]] = lambda _pod: {},
+    pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S,
     settle_s: float = 0.0,
     up_for: Callable[[Obj, Obj], float | None] | None = None,
 ) -> tuple[Verdict, PodProblem | None, list[Obj]]:
@@ -386,6 +389,8 @@ def workload_verdict(
             restart_tolerance=restart_tolerance,
             unschedulable_for_s=unschedulable_for(pod),
             unschedulable_grace_s=unschedulable_grace_s,
+            pull_failing_for=pull_failing_for(pod),
+            pull_refusal_grace_s=pull_refusal_grace_s,
         )
         if problem is not None:
             return Verdict(True, False, problem.message(about)), problem, mine

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployer.status import PULL_REFUSAL_GRACE_S
 from stack import node
 from tests.e2e.support import stack_env, stack_inputs, workspace_with
 from tests.harness import real_node
@@ -88,7 +90,12 @@ class Case:
     # loop is seen between restarts, terminated, or in the short waiting window).
     state: tuple[str, ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)
-    pull_secret: bool = True
+    pull_secret: bool = True  # the namespace's default ServiceAccount names the pull secret
+    # A secret the default ServiceAccount names though it is not made (our preflight refuses a
+    # manifest naming a missing one, but not a ServiceAccount, which DOKS's integration fills).
+    named_secret: str = ""
+    # Make that secret only once the kubelet was refused without it.
+    secret_after_refusal: bool = False
     config_map: dict[str, str] | None = None  # made in the cluster before the run
     green: tuple[str, ...] = ()  # for a green run: the Deployments kubectl must call done
 
@@ -172,6 +179,38 @@ def cases(registry: str) -> list[Case]:
             shows=("authorization failed: no basic auth credentials",),
             state=("ErrImagePull", "ImagePullBackOff"),
             pull_secret=False,
+        ),
+        # A pod naming a pull secret the kubelet cannot read yet is pulled without it and
+        # refused, then pulled with it once it can (seen in CI, 15 namespaces starting at once:
+        # the kubelet's secret cache lagged). Here the secret appears after the refusal; the
+        # pod names it through its ServiceAccount, as on DOKS.
+        Case(
+            "pull-secret-late",
+            (
+                deployment(
+                    "web", [container("web", ["serve", "8080"], readinessProbe=tcp_probe(8080))]
+                ),
+            ),
+            green=("web",),
+            pull_secret=False,
+            named_secret=real_node.PULL_SECRET,
+            secret_after_refusal=True,
+        ),
+        # …and one that never appears: red once the refusals outlast the kubelet's retry.
+        Case(
+            "pull-secret-missing",
+            (deployment("web", [container("web", ["serve", "8080"])]),),
+            workload="Deployment/web",
+            container="web",
+            reason=(
+                ": pull access denied, no credentials (",
+                f"refused for {PULL_REFUSAL_GRACE_S:g}s despite the pod's imagePullSecrets "
+                "(registry-missing)",
+            ),
+            shows=("authorization failed: no basic auth credentials",),
+            state=("ErrImagePull", "ImagePullBackOff"),
+            pull_secret=False,
+            named_secret="registry-missing",
         ),
         Case(
             "migrate-job",
@@ -351,6 +390,7 @@ class Played:
     kubectl_plain_logs: subprocess.CompletedProcess[str] | None = None
     rollout_status: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     restarts: str = ""  # of a green run's containers, as kubectl shows them after the run
+    refused_first: str = ""  # `secret_after_refusal`: the pull state seen before the secret
 
 
 def kubectl(stack: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -380,6 +420,20 @@ def container_log(
     return done
 
 
+def secret_after_refusal(played: Played, stack: dict[str, str], within_s: float = 120) -> None:
+    """Once a pod of the namespace shows a refused pull, make the pull secret it names."""
+    deadline = time.monotonic() + within_s
+    jsonpath = "jsonpath={.items[*].status.containerStatuses[*].state.waiting.reason}"
+    while time.monotonic() < deadline:
+        shown = kubectl(stack, "-n", played.namespace, "get", "pods", "-o", jsonpath).stdout
+        refused = [r for r in shown.split() if r in ("ErrImagePull", "ImagePullBackOff")]
+        if refused:
+            played.refused_first = refused[0]
+            real_node.make_pull_secret(stack, played.namespace)
+            return
+        time.sleep(0.2)
+
+
 def play(case: Case, stack: dict[str, str], image: str, root: Path) -> Played:
     """One case's run; what goes wrong is kept in the result (its namespace is cleaned up)."""
     played = Played(case, real_node.namespace_name("verdicts", case.name))
@@ -393,6 +447,8 @@ def play(case: Case, stack: dict[str, str], image: str, root: Path) -> Played:
 def _play(played: Played, stack: dict[str, str], image: str, root: Path) -> None:
     case = played.case
     real_node.place_namespace(stack, played.namespace, pull_secret=case.pull_secret)
+    if case.named_secret:
+        real_node.name_pull_secret(stack, played.namespace, case.named_secret)
     if case.config_map is not None:
         made = kubectl(
             stack,
@@ -408,13 +464,21 @@ def _play(played: Played, stack: dict[str, str], image: str, root: Path) -> None
     inputs.pop("build-network")
     inputs.update({"timeout": "3m", **case.inputs})
     started = time.monotonic()
-    played.result = run_action(
-        inputs,
-        workspace,
-        stack=stack,
-        extra_env=stack_env(stack, real_node.PROBE_SHA),
-        timeout=420,
-    )
+    late_secret = None
+    if case.secret_after_refusal:
+        late_secret = threading.Thread(target=secret_after_refusal, args=(played, stack))
+        late_secret.start()
+    try:
+        played.result = run_action(
+            inputs,
+            workspace,
+            stack=stack,
+            extra_env=stack_env(stack, real_node.PROBE_SHA),
+            timeout=420,
+        )
+    finally:
+        if late_secret is not None:
+            late_secret.join()
     played.wall_s = time.monotonic() - started
     (root / f"{case.name}.log").write_text(played.result.visible_log)
     ns = ("-n", played.namespace)
@@ -512,7 +576,7 @@ def excerpt_notes(log: str, container: str) -> list[str]:
 # -- the tests --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["green", "crashes-once"])
+@pytest.mark.parametrize("name", ["green", "crashes-once", "pull-secret-late"])
 def test_a_green_deploy_on_the_real_node_is_green_and_kubectl_agrees_at_once(
     played: dict[str, Played], name: str
 ) -> None:
@@ -530,6 +594,9 @@ def test_a_green_deploy_on_the_real_node_is_green_and_kubectl_agrees_at_once(
         # It did crash once (the first restart is immediate on a real kubelet), and it was
         # judged after that restart, not before.
         assert p.restarts == "1", p.restarts
+    if name == "pull-secret-late":
+        # It was refused first (the secret came after), and the verdict waited for the retry.
+        assert p.refused_first in ("ErrImagePull", "ImagePullBackOff"), p.refused_first
 
 
 RED = [
@@ -537,6 +604,7 @@ RED = [
     "no-entrypoint",
     "image-not-found",
     "no-credentials",
+    "pull-secret-missing",
     "migrate-job",
     "init-fail",
     "oom",

@@ -192,6 +192,19 @@ def place_namespace(stack: Mapping[str, str], namespace: str, *, pull_secret: bo
         time.sleep(0.2)
     if not pull_secret:
         return
+    make_pull_secret(stack, namespace)
+    name_pull_secret(stack, namespace, PULL_SECRET)
+
+
+def name_pull_secret(stack: Mapping[str, str], namespace: str, secret: str) -> None:
+    """Name `secret` in the imagePullSecrets of the namespace's default ServiceAccount, which
+    admission copies into every new pod there (as DOKS's registry integration does)."""
+    patch = json.dumps({"imagePullSecrets": [{"name": secret}]})
+    kubectl(stack, "-n", namespace, "patch", "serviceaccount", "default", "-p", patch)
+
+
+def make_pull_secret(stack: Mapping[str, str], namespace: str) -> None:
+    """The Secret PULL_SECRET in `namespace`: credentials for the stack's registry."""
     auth = base64.b64encode(
         f"{stack['DJK_REGISTRY_USER']}:{stack['DJK_REGISTRY_PASSWORD']}".encode()
     ).decode()
@@ -205,8 +218,6 @@ def place_namespace(stack: Mapping[str, str], namespace: str, *, pull_secret: bo
         },
     }
     apply(stack, namespace, secret)
-    patch = json.dumps({"imagePullSecrets": [{"name": PULL_SECRET}]})
-    kubectl(stack, "-n", namespace, "patch", "serviceaccount", "default", "-p", patch)
 
 
 def delete_namespace(stack: Mapping[str, str], namespace: str) -> None:

@@ -10,6 +10,7 @@ import yaml
 
 from deployer.status import (
     FATAL_STATES,
+    PULL_REFUSAL_GRACE_S,
     PodProblem,
     Verdict,
     deployment_verdict,
@@ -19,6 +20,8 @@ from deployer.status import (
     pod_verdict,
     pod_waiting_summary,
     problem_verdict,
+    pull_secrets,
+    pulls_failing,
 )
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "status"
@@ -543,3 +546,61 @@ def test_a_real_init_error_is_red_at_once_and_named() -> None:
 @pytest.mark.parametrize("rule", FATAL_STATES, ids=lambda r: r.state)
 def test_every_row_of_the_fatal_table_says_why(rule: Any) -> None:
     assert len(rule.why) > 40
+
+
+# --- a refusal despite the pod's pull secrets (the kubelet may not have read them yet) ---------
+
+
+def test_a_refusal_despite_pull_secrets_waits_for_the_kubelets_retry() -> None:
+    # On the real node the kubelet pulled without the pod's secret (its cache not synced yet),
+    # was refused, and pulled with it 0.2 s later: red at once would have been a false red.
+    pod = snap("pod-kubelet-pull-secret-not-read-yet")
+    assert pod_verdict(pod) is None
+    assert pod_verdict(pod, pull_failing_for={"worker": PULL_REFUSAL_GRACE_S - 0.1}) is None
+    problem = pod_verdict(pod, pull_failing_for={"worker": PULL_REFUSAL_GRACE_S})
+    assert problem is not None
+    assert (problem.state, problem.reason) == ("ImagePullFailed", "ErrImagePull")
+    assert problem.detail.startswith(
+        f"container `worker` cannot pull {IMAGE}: pull access denied, no credentials "
+        f"(ErrImagePull); refused for {PULL_REFUSAL_GRACE_S:g}s despite the pod's "
+        "imagePullSecrets (registry-team): check they exist and hold credentials this registry "
+        "accepts: failed to pull"
+    )
+
+
+def test_only_the_failing_containers_time_counts_and_the_grace_is_the_callers() -> None:
+    pod = snap("pod-kubelet-pull-secret-not-read-yet")
+    assert pod_verdict(pod, pull_failing_for={"other": 60.0}) is None
+    problem = pod_verdict(pod, pull_failing_for={"worker": 3.0}, pull_refusal_grace_s=2.5)
+    assert problem is not None
+    assert "refused for 2.5s despite the pod's imagePullSecrets" in problem.detail
+
+
+def test_a_refusal_without_any_pull_secret_stays_red_at_once() -> None:
+    # Nothing the kubelet could still read: the first refusal is the answer.
+    pod = snap("pod-kubelet-pull-secret-not-read-yet")
+    del pod["spec"]["imagePullSecrets"]
+    problem = pod_verdict(pod)
+    assert problem is not None
+    assert "the pod has no pull secret this registry accepts" not in problem.detail  # DOCR
+    assert problem.detail.startswith(
+        f"container `worker` cannot pull {IMAGE}: pull access denied, no credentials "
+        f"(ErrImagePull); {DOCR_FIX}"
+    )
+
+
+def test_an_image_not_found_despite_pull_secrets_stays_red_at_once() -> None:
+    pod = snap("pod-kubelet-image-not-found")
+    pod["spec"]["imagePullSecrets"] = [{"name": "registry-team"}]
+    problem = pod_verdict(pod)
+    assert problem is not None and "image not found" in problem.detail
+
+
+def test_pulls_failing_names_containers_in_either_pull_state_and_pull_secrets_reads_names() -> None:
+    refused = snap("pod-kubelet-pull-secret-not-read-yet")
+    assert pulls_failing(refused) == ["worker"]
+    assert pulls_failing(snap("pod-kubelet-pull-no-credentials")) == ["worker"]  # back-off
+    assert pulls_failing(snap("pod-crash-loop")) == []
+    assert pull_secrets(refused) == ("registry-team",)
+    refused["spec"]["imagePullSecrets"] = [{"name": "a"}, {}, "junk", {"name": "b"}]
+    assert pull_secrets(refused) == ("a", "b")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import socket
 import threading
@@ -250,6 +251,45 @@ def test_an_unschedulable_pod_fails_only_after_the_grace_the_watcher_measured() 
     assert result.reason.startswith("cannot be scheduled for 0.5s: 0/3 nodes are available")
     assert result.diagnosis is not None
     assert result.diagnosis.logs == ()  # no container to read
+
+
+def test_a_refused_pull_despite_pull_secrets_that_the_kubelet_retries_is_no_false_red() -> None:
+    # The real kubelet's sequence (issue 17, CI of stop 24): refused without the secret it could
+    # not read yet, then pulled with it and running a moment later.
+    cluster = FakeCluster()
+    cluster.put(deployment("web", replicas=1, updated=1, available=0, total=1))
+    cluster.put(replicaset("web", 2))
+    cluster.put(pod("pod-kubelet-pull-secret-not-read-yet", "web", 2, "rf111"))
+    run_in_background(
+        None,
+        (0.3, lambda: cluster.put(pod("pod-ready", "web", 2, "rf111"))),
+        (0.0, lambda: cluster.put(deployment("web", replicas=1, updated=1, available=1))),
+    )
+    [result] = watch(cluster, [Target("web", NS, 2)])
+    assert (result.result, result.reason) == ("succeeded", "successfully rolled out")
+
+
+def test_a_refused_pull_despite_pull_secrets_is_red_once_it_outlasts_the_grace() -> None:
+    cluster = FakeCluster()
+    cluster.put(deployment("web", replicas=1, updated=1, available=0, total=1))
+    cluster.put(replicaset("web", 2))
+    refused = pod("pod-kubelet-pull-secret-not-read-yet", "web", 2, "rf222")
+    cluster.put(refused)
+    # The kubelet's back-off between tries: the grace runs on across both reasons.
+    backing_off = copy.deepcopy(refused)
+    waiting = backing_off["status"]["containerStatuses"][0]["state"]["waiting"]
+    waiting.update(
+        reason="ImagePullBackOff", message="Back-off pulling image: " + waiting["message"]
+    )
+    run_in_background(None, (0.3, lambda: cluster.put(backing_off)))
+    [result] = watch(cluster, [Target("web", NS, 2)], pull_refusal_grace_s=0.6)
+    assert result.result == "failed"
+    assert result.duration_s >= 0.6  # not before the watcher had seen it refused that long
+    assert result.reason.startswith(
+        "container `worker` cannot pull registry.digitalocean.com/team/antisocial:9b2d771: "
+        "pull access denied, no credentials (ImagePullBackOff); refused for 0.6s despite the "
+        "pod's imagePullSecrets (registry-team)"
+    )
 
 
 def test_a_progress_deadline_is_red_with_the_deployments_condition_in_the_diagnosis() -> None:
