@@ -28,7 +28,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTLE_S = 10.0  # the default settle window (deployer.input_values.DEFAULT_SETTLE)
+sys.path.insert(0, str(ROOT))
+
+from deployer.input_values import DEFAULT_SETTLE, parse_duration  # noqa: E402 - after sys.path
+
+SETTLE_S = parse_duration(DEFAULT_SETTLE)  # the default settle window `wait` applies
 
 
 def timed(argv: list[str]) -> float:

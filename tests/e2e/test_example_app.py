@@ -323,8 +323,7 @@ def service_images(stack: Mapping[str, str]) -> dict[str, str]:
 def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_its_worker_works(
     stack: Mapping[str, str], example_image: str, service_images: dict[str, str]
 ) -> None:
-    if not stack.get("DJK_REAL_NODE"):
-        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
+    real_node.require(stack)
     namespace = f"demo-e2e-{uuid.uuid4().hex[:8]}"
     sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
     repository = "djk-e2e/antisocial-real-node"

@@ -34,7 +34,6 @@ import pytest
 import yaml
 
 from deployer.status import PULL_REFUSAL_GRACE_S
-from stack import node
 from tests.e2e.support import stack_env, stack_inputs, workspace_with
 from tests.harness import real_node
 from tests.harness.real_node import container, deployment, job, tcp_probe
@@ -505,9 +504,7 @@ def _play(played: Played, stack: dict[str, str], image: str, root: Path) -> None
 @pytest.fixture(scope="module")
 def real_stack(stack: dict[str, str]) -> dict[str, str]:
     """The session's stack, which must run the real node (no silent kwok-only fallback)."""
-    if stack.get("DJK_REAL_NODE") != node.NODE_NAME:
-        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
-    return stack
+    return real_node.require(stack)
 
 
 @pytest.fixture(scope="module")

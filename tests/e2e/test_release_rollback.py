@@ -218,9 +218,7 @@ def real_migrate(exit_code: int) -> str:
 
 
 def on_the_real_node(stack: dict[str, str], namespace: str) -> None:
-    if stack.get("DJK_REAL_NODE") != node.NODE_NAME:
-        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
-    real_node.place_namespace(stack, namespace)
+    real_node.place_namespace(stack, namespace)  # fails when the stack runs no real node
 
 
 def container_runs(stack: dict[str, str], namespace: str) -> tuple[str, int, str]:
@@ -288,3 +286,79 @@ def test_an_old_pod_restarted_after_a_failed_migration_reads_the_previous_config
     while (now := container_runs(stack, namespace))[1] < 2 or "DEBUG=true" not in now[2]:
         assert time.monotonic() < deadline, f"the control restart did not read DEBUG=true: {now}"
         time.sleep(0.5)
+
+
+def real_workload(kind: str, name: str, say: str, command: str) -> str:
+    """A Deployment (1 replica) or StatefulSet (2) for the real node whose container prints
+    `say`, then runs `command` (sleep: stays up; exit: crash-loops)."""
+    replicas = 2 if kind == "StatefulSet" else 1
+    service = f"  serviceName: {name}\n" if kind == "StatefulSet" else ""
+    script = f"echo {say}; {command}"
+    return (
+        f"apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
+        f"  replicas: {replicas}\n{service}  selector:\n    matchLabels: {{app: {name}}}\n"
+        f"  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n"
+        "      terminationGracePeriodSeconds: 1\n      containers:\n"
+        f"        - name: {name}\n          image: <IMAGE>\n"
+        f"          command: [sh, -c, {json.dumps(script)}]\n"
+    )
+
+
+def test_a_failed_release_is_rolled_back_whole_on_a_real_node_and_the_old_release_really_runs(
+    deploy: Deploy, stack: dict[str, str], namespace: str
+) -> None:
+    """Whole-release rollback where a real kubelet runs the pods: the failed revision's
+    StatefulSet pod really crash-loops (and is Ready for a moment at each start, having no probe),
+    and after the rollback every pod runs the previous template on the real node, as its own
+    output and kubectl both say."""
+    on_the_real_node(stack, namespace)
+    inputs = {"settle": "3s"}
+    good = deploy(
+        "---\n".join(
+            [
+                real_workload("Deployment", "web", "web good", "sleep 3600"),
+                real_workload("StatefulSet", "db", "db good", "sleep 3600"),
+            ]
+        ),
+        **inputs,
+    )
+    assert good.exit_code == 0, good.log[-4000:]
+
+    bad = deploy(
+        "---\n".join(
+            [
+                real_workload("Deployment", "web", "web bad", "sleep 3600"),
+                real_workload("StatefulSet", "db", "db broken", "exit 3"),
+            ]
+        ),
+        **inputs,
+        **{"rollback-on-failure": "true"},
+    )
+    assert bad.exit_code == 1, bad.log[-4000:]
+    failed = results(bad)["StatefulSet/db"]
+    assert failed["result"] == "failed"
+    assert "container `db` is crash-looping: last run exited 3 (Error)" in failed["reason"]
+    log = bad.log
+    assert "::group::Rollback: the whole release, to what ran before this deploy" in log
+    assert "statefulset/db: back to the template of controllerrevision/db-" in log
+    state = next(line for line in log.splitlines() if line.startswith("State: "))
+    print("\n[rollback, real node] " + state)
+    # db-1 is updated first. Being Ready for a moment at each start, it can let the controller
+    # move on to db-0 as well (seen on the real node; never on kwok): each is deleted for it.
+    assert "statefulset/db: deleted pod db-1: it ran the failed revision" in log
+    assert "The restored release is healthy: " in state, state
+
+    # kubectl, the reference peer, agrees at once ...
+    for what in ("deployment/web", "statefulset/db"):
+        peer = kubectl(stack, "-n", namespace, "rollout", "status", what, "--timeout=5s")
+        assert peer.returncode == 0, (what, peer.stderr)
+    # ... and every pod there is the previous release, running on the real node, saying so.
+    listed = json.loads(kubectl(stack, "-n", namespace, "get", "pods", "-o", "json").stdout)
+    pods = [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
+    assert sorted(p["metadata"]["labels"]["app"] for p in pods) == ["db", "db", "web"]
+    for p in pods:
+        pod, app = p["metadata"]["name"], p["metadata"]["labels"]["app"]
+        assert p["spec"]["nodeName"] == node.NODE_NAME, pod
+        assert p["status"]["phase"] == "Running", (pod, p["status"])
+        out = kubectl(stack, "-n", namespace, "logs", pod, "-c", app)
+        assert out.stdout == f"{app} good\n", (pod, out.stdout, out.stderr)

@@ -33,10 +33,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stack import node
 from tests.harness.runner import STACK_SCRIPT, HarnessError
+
+_S = TypeVar("_S", bound=Mapping[str, str])
 
 PULL_SECRET = "stack-registry"
 
@@ -166,12 +168,18 @@ def apply(stack: Mapping[str, str], namespace: str, *objects: Mapping[str, Any])
     kubectl(stack, "-n", namespace, "apply", "-f", "-", stdin=documents)
 
 
+def require(stack: _S) -> _S:
+    """`stack`, which must run the real node: fails, never falls back to kwok, when it does not."""
+    if stack.get("DJK_REAL_NODE") != node.NODE_NAME:
+        raise HarnessError("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
+    return stack
+
+
 def place_namespace(stack: Mapping[str, str], namespace: str, *, pull_secret: bool = True) -> None:
     """Create (or annotate) `namespace` so its pods run on the real node; with `pull_secret`, its
     default ServiceAccount pulls from the stack's registry. Fails, never falls back to kwok,
     when the stack runs no real node."""
-    if not stack.get("DJK_REAL_NODE"):
-        raise HarnessError("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
+    require(stack)
     placed = subprocess.run(
         [sys.executable, str(STACK_SCRIPT), "real-node-namespace", namespace],
         capture_output=True,

@@ -32,7 +32,13 @@ from kubernetes import client
 
 from stack import is_running, node
 from stack.cli import default_state_dir, load_state
-from tests.harness.real_node import PROBE_SHA, delete_namespace, place_namespace, push_probe
+from tests.harness.real_node import (
+    PROBE_SHA,
+    delete_namespace,
+    place_namespace,
+    push_probe,
+    require,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -58,9 +64,7 @@ def wait(what: str, probe: Callable[[], T | None], timeout: float, interval: flo
 @pytest.fixture(scope="module")
 def real_node(running_stack: dict[str, str]) -> dict[str, str]:
     """The session's stack, which must run the real node (no silent kwok-only fallback)."""
-    if running_stack.get("DJK_REAL_NODE") != node.NODE_NAME:
-        pytest.fail("the stack runs no real node (DJK_REAL_NODE unset): scripts/stack up")
-    return running_stack
+    return require(running_stack)
 
 
 @pytest.fixture(scope="module")
