@@ -3,7 +3,7 @@ stack's base image, it passes Django's deployment checks and its own tests insid
 serves its health endpoint and its offline-compressed static files, and run.sh refuses commands
 it does not know. Deployed by the action onto the stack's real node (a kubelet, not kwok) with
 Postgres and Redis, it migrates, serves the board through its Service, its worker runs the task a
-post queues, beat starts, and gunicorn logs no error: the checks `scripts/demo` prints."""
+post queues, beat starts and sends its scheduled task to the worker, and gunicorn logs no error: the checks `scripts/demo` prints."""
 
 from __future__ import annotations
 
@@ -369,6 +369,11 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
         assert checks.words_on_page == "8 words"  # "hello from the demo on the real node"
         assert checks.author in checks.task_line and " succeeded in " in checks.task_line
         assert checks.beat_line == "beat: Starting..."
+        # beat really schedules: it sent prune-old-posts through Redis and the worker ran it.
+        assert checks.scheduled_line.startswith(
+            "Scheduler: Sending due task prune-old-posts (board.tasks.prune_old_posts); worker: "
+            "Task board.tasks.prune_old_posts["
+        ), checks.scheduled_line
         assert checks.control_socket_errors == []
         # Every pod ran on the real node: no kwok pod can answer, log or run a task.
         nodes = real_node.kubectl(

@@ -1,6 +1,6 @@
 """What a user checks of the deployed example app: the board page through the web Service
-(`kubectl port-forward`), a post whose word count the Celery worker fills in, beat's start, and
-gunicorn's log. Used by the demo and by tests/e2e/test_example_app.py.
+(`kubectl port-forward`), a post whose word count the Celery worker fills in, beat's start and
+the scheduled task it sends the worker, and gunicorn's log. Used by the demo and by tests/e2e/test_example_app.py.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ APP_HOST = "antisocial.example.com"
 CONTROL_SOCKET_ERROR = "Control server error"
 
 
+# How often the demo has beat send its scheduled task (demo.DEMO_SETTINGS).
+BEAT_EVERY_S = 5
+
+
 @dataclass
 class Checks:
     """What the running app showed, each with the evidence a user would look at."""
@@ -38,6 +42,8 @@ class Checks:
     words_on_page: str = ""  # e.g. "5 words", filled in by the worker
     task_line: str = ""  # the worker's "Task board.tasks.count_words[…] succeeded …"
     beat_line: str = ""  # beat's "beat: Starting..."
+    # beat's "Sending due task prune-old-posts …", then the worker's run of it
+    scheduled_line: str = ""
     control_socket_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -129,7 +135,8 @@ def _logs(stack: Mapping[str, str], namespace: str, component: str) -> str:
 
 def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Checks:
     """A user's checks of the deployed app: the board page through the web Service, a post whose
-    word count the worker fills in (a Celery task queued by the view), beat's start, gunicorn's
+    word count the worker fills in (a Celery task queued by the view), beat's start and its
+    scheduled task run by the worker, gunicorn's
     log. Everything goes through `kubectl port-forward` and `kubectl logs`, nothing else."""
     checks = Checks()
     # Through the load balancer or ingress in front of it: the public host, TLS ended there.
@@ -207,6 +214,14 @@ def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Che
     checks.beat_line = started.group(0) if started else ""
     if not checks.beat_line:
         checks.problems.append(f"beat's log has no 'beat: Starting...':\n{beat[-3000:]}")
+    else:
+        checks.scheduled_line = _scheduled_task_done(stack, namespace, wait)
+        if not checks.scheduled_line:
+            checks.problems.append(
+                f"beat sent no prune-old-posts the worker ran within {wait:.0f}s (it is due "
+                f"every {BEAT_EVERY_S}s):\nbeat: {_logs(stack, namespace, 'beat')[-1500:]}\n"
+                f"worker: {_logs(stack, namespace, 'worker')[-1500:]}"
+            )
     web = _logs(stack, namespace, "web")
     checks.control_socket_errors = [
         line for line in web.splitlines() if CONTROL_SOCKET_ERROR in line
@@ -220,6 +235,25 @@ def check_app(stack: Mapping[str, str], namespace: str, wait: float = 60) -> Che
     return checks
 
 
+def _scheduled_task_done(stack: Mapping[str, str], namespace: str, wait: float) -> str:
+    """Beat's send of its scheduled task and the worker's run of it, as their logs show them
+    (both within `wait`); "" when they do not."""
+    deadline = time.monotonic() + wait
+    while True:
+        sent = re.search(
+            r"Scheduler: Sending due task prune-old-posts \(.*?\)", _logs(stack, namespace, "beat")
+        )
+        ran = re.search(
+            r"Task board\.tasks\.prune_old_posts\[[0-9a-f-]+\] succeeded in .*",
+            _logs(stack, namespace, "worker"),
+        )
+        if sent and ran:
+            return f"{sent.group(0)}; worker: {ran.group(0).strip()}"
+        if time.monotonic() > deadline:
+            return ""
+        time.sleep(1)
+
+
 def report(checks: Checks) -> str:
     lines = [
         f"GET / through `kubectl port-forward service/antisocial-web`: HTTP {checks.status}, "
@@ -228,6 +262,7 @@ def report(checks: Checks) -> str:
         f"the worker counted its words: {checks.words_on_page or '(never)'}",
         f"worker log: {checks.task_line or '(no count_words task done)'}",
         f"beat log: {checks.beat_line or '(beat never started)'}",
+        f"beat's schedule: {checks.scheduled_line or '(no scheduled task sent and run)'}",
         "web log: "
         + (
             f"{len(checks.control_socket_errors)} gunicorn control-socket errors"

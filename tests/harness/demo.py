@@ -11,8 +11,8 @@ the backing services the demo starts first: Postgres and Redis, built from Debia
 the stack's base image (tests/harness/services/) and pulled by the node from the stack's registry.
 They are the demo's, not the example's: examples/antisocial/deploy/ stays what a user deploys.
 After the deploy the demo checks what a user would: the board page through the web Service
-(`kubectl port-forward`), a post whose word count the Celery worker fills in, beat's start, and
-gunicorn's log. tests/e2e/test_example_app.py runs the same checks.
+(`kubectl port-forward`), a post whose word count the Celery worker fills in, beat's start and the
+scheduled task it sends the worker (every few seconds here: DEMO_SETTINGS), and gunicorn's log. tests/e2e/test_example_app.py runs the same checks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.harness.app_checks import check_app, report
+from tests.harness.app_checks import BEAT_EVERY_S, check_app, report
 from tests.harness.backing_services import Log, prepare_namespace, service_images
 from tests.harness.runner import REPO_ROOT, ActionRun, HarnessError, run_action, stack_environment
 
@@ -36,6 +36,10 @@ EXAMPLE = REPO_ROOT / "examples" / "antisocial"
 MANIFESTS = (
     "deploy/configmap.yaml\ndeploy/service.yaml\ndeploy/migrate.yaml\ndeploy/deployment.yaml"
 )
+# Beat sends its scheduled task every PRUNE_EVERY_SECONDS (the ConfigMap says hourly); set in the
+# env file, whose Secret comes after the ConfigMap in envFrom and so wins, it runs every few
+# seconds and the demo sees beat send it and the worker run it. The manifests stay untouched.
+DEMO_SETTINGS = {"PRUNE_EVERY_SECONDS": str(BEAT_EVERY_S)}
 
 
 def _print(line: str) -> None:
@@ -69,7 +73,9 @@ def deploy(
             "build-args": f"BASE_IMAGE={stack['DJK_BASE_IMAGE']}",
             # The stack's Docker daemon has no bridge network: pip in RUN steps uses the host's.
             "build-network": "host",
-            "secrets": "".join(f"{name}={value}\n" for name, value in app_secrets.items()),
+            "secrets": "".join(
+                f"{name}={value}\n" for name, value in {**app_secrets, **DEMO_SETTINGS}.items()
+            ),
             "secret-name": "antisocial-secrets",
             # The demo's Postgres keeps its data in the pod (emptyDir): a db pod that restarted
             # (the node did, or its image changed) is empty although this commit's migrate Job
