@@ -315,25 +315,11 @@ def _image_pull(c: Container, judging: _Judging) -> PodProblem | None:
                 f"Never (ErrImageNeverPull): {waiting.get('message') or ''}"
             ),
         )
-    if not waiting or waiting.get("reason") not in _PULLING:
+    refused = _refused_pull(c)
+    if waiting is None or refused is None:
         return None
-    message = waiting.get("message") or ""
-    final = _FINAL_PULL_ERROR.search(message)
-    if not final:
-        return None
+    verdict, auth, message = refused
     image = c.status.get("image") or "its image"
-    auth = _AUTH_PULL_ERROR.search(message)
-    # Credentials first: containerd's "pull access denied, repository does not exist or may
-    # require authorization: … no basic auth credentials" also says "does not exist".
-    if auth and "no basic auth credentials" in message.lower():
-        verdict = "pull access denied, no credentials"
-    elif auth:
-        word = _AUTH_WORD.search(message)
-        verdict = word.group(0).lower() if word else "unauthorized"
-    elif _MISSING_PULL_ERROR.search(message):
-        verdict = "image not found"
-    else:
-        verdict = final.group(0).lower()
     # DOCR answers 401 to a cluster it was never integrated with: say the fix before the
     # runtime's long message, which the one-line cut may shorten.
     fix = ""
@@ -363,6 +349,55 @@ def _image_pull(c: Container, judging: _Judging) -> PodProblem | None:
         None,
         one_line(f"{c.label} cannot pull {image}: {verdict} ({waiting['reason']}){fix}: {message}"),
     )
+
+
+def _refused_pull(c: Container) -> tuple[str, bool, str] | None:
+    """A pull the registry answered "no" to (not found, or not allowed): the verdict in a few
+    words, whether it refused who we are, and the runtime's message. None for any other state,
+    a registry's bad minute included (timeouts, 5xx)."""
+    waiting = c.waiting()
+    if not waiting or waiting.get("reason") not in _PULLING:
+        return None
+    message = str(waiting.get("message") or "")
+    final = _FINAL_PULL_ERROR.search(message)
+    if not final:
+        return None
+    auth = bool(_AUTH_PULL_ERROR.search(message))
+    # Credentials first: containerd's "pull access denied, repository does not exist or may
+    # require authorization: … no basic auth credentials" also says "does not exist".
+    if auth and "no basic auth credentials" in message.lower():
+        verdict = "pull access denied, no credentials"
+    elif auth:
+        word = _AUTH_WORD.search(message)
+        verdict = word.group(0).lower() if word else "unauthorized"
+    elif _MISSING_PULL_ERROR.search(message):
+        verdict = "image not found"
+    else:
+        verdict = final.group(0).lower()
+    return verdict, auth, message
+
+
+def pull_refusal_pending(
+    pod: Obj,
+    pull_failing_for: Mapping[str, float],
+    pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S,
+) -> str | None:
+    """While a pull refused although the pod names imagePullSecrets waits out its grace (see
+    PULL_REFUSAL_GRACE_S), what the wait is for, for the progress line; else None."""
+    names = pull_secrets(pod)
+    if not names:
+        return None
+    for c in containers(pod):
+        refused = _refused_pull(c)
+        if refused and refused[1]:
+            if pull_failing_for.get(c.name, 0.0) >= pull_refusal_grace_s:
+                return None  # final: pod_verdict says so
+            return (
+                f"{c.label}'s pull was refused despite the pod's imagePullSecrets "
+                f"({', '.join(names)}): waiting for the kubelet to retry with them "
+                f"(red after {pull_refusal_grace_s:g}s)"
+            )
+    return None
 
 
 def _invalid_image(c: Container, _judging: _Judging) -> PodProblem | None:

@@ -52,6 +52,7 @@ from deployer.status import (
     pod_verdict,
     pod_waiting_summary,
     pods_of,
+    pull_refusal_pending,
 )
 
 Obj = Mapping[str, Any]
@@ -394,6 +395,15 @@ def workload_verdict(
         )
         if problem is not None:
             return Verdict(True, False, problem.message(about)), problem, mine
+    if not verdict.done:
+        for pod in mine:
+            pending = pull_refusal_pending(pod, pull_failing_for(pod), pull_refusal_grace_s)
+            if pending is not None:
+                return (
+                    Verdict(False, False, f"{verdict.message}; pod {name(pod)}: {pending}"),
+                    None,
+                    mine,
+                )
     if settling:
         unsettled = settle_verdict(about, mine, settle_s, up_for or (lambda _p, _c: None))
         if unsettled is None and len(mine) < _expected_pods(obj):

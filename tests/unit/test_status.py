@@ -20,6 +20,7 @@ from deployer.status import (
     pod_verdict,
     pod_waiting_summary,
     problem_verdict,
+    pull_refusal_pending,
     pull_secrets,
     pulls_failing,
 )
@@ -604,3 +605,19 @@ def test_pulls_failing_names_containers_in_either_pull_state_and_pull_secrets_re
     assert pull_secrets(refused) == ("registry-team",)
     refused["spec"]["imagePullSecrets"] = [{"name": "a"}, {}, "junk", {"name": "b"}]
     assert pull_secrets(refused) == ("a", "b")
+
+
+def test_while_the_grace_runs_the_pending_refusal_is_said_and_after_it_is_not() -> None:
+    pod = snap("pod-kubelet-pull-secret-not-read-yet")
+    assert pull_refusal_pending(pod, {"worker": 1.0}) == (
+        "container `worker`'s pull was refused despite the pod's imagePullSecrets "
+        f"(registry-team): waiting for the kubelet to retry with them (red after "
+        f"{PULL_REFUSAL_GRACE_S:g}s)"
+    )
+    assert pull_refusal_pending(pod, {"worker": PULL_REFUSAL_GRACE_S}) is None  # red now
+    without = snap("pod-kubelet-pull-secret-not-read-yet")
+    del without["spec"]["imagePullSecrets"]
+    assert pull_refusal_pending(without, {}) is None  # red at once: nothing pending
+    missing = snap("pod-kubelet-image-not-found")
+    missing["spec"]["imagePullSecrets"] = [{"name": "registry-team"}]
+    assert pull_refusal_pending(missing, {}) is None  # not found: red at once

@@ -282,7 +282,15 @@ def test_a_refused_pull_despite_pull_secrets_is_red_once_it_outlasts_the_grace()
         reason="ImagePullBackOff", message="Back-off pulling image: " + waiting["message"]
     )
     run_in_background(None, (0.3, lambda: cluster.put(backing_off)))
-    [result] = watch(cluster, [Target("web", NS, 2)], pull_refusal_grace_s=0.6)
+    progress = Progress()
+    [result] = watch(cluster, [Target("web", NS, 2)], pull_refusal_grace_s=0.6, progress=progress)
+    # While it waits, the progress line says what for: once, not at every tick.
+    waiting = [line for line in progress.lines if "waiting for the kubelet to retry" in line]
+    assert waiting == [
+        "deployment/web: 0 of 1 updated replicas are available; pod web-r2-rf222: container "
+        "`worker`'s pull was refused despite the pod's imagePullSecrets (registry-team): waiting "
+        "for the kubelet to retry with them (red after 0.6s)"
+    ]
     assert result.result == "failed"
     assert result.duration_s >= 0.6  # not before the watcher had seen it refused that long
     assert result.reason.startswith(
