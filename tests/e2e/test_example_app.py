@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import app_checks, backing_services, demo, real_node
+from tests.harness.runner import login_to_stack_registry
 
 pytestmark = pytest.mark.docker
 
@@ -329,17 +330,7 @@ def test_the_action_deploys_the_example_onto_the_real_node_where_it_serves_and_i
     repository = "djk-e2e/antisocial-real-node"
     # The module's image as the commit's: the action finds it on the registry and skips the build.
     with tempfile.TemporaryDirectory(prefix="djk-e2e-docker-") as config:
-        login = docker(
-            stack,
-            "login",
-            "--username",
-            stack["DJK_REGISTRY_USER"],
-            "--password-stdin",
-            stack["DJK_REGISTRY"],
-            env={"DOCKER_CONFIG": config},
-            stdin=stack["DJK_REGISTRY_PASSWORD"],
-        )
-        assert login.returncode == 0, output(login)
+        login_to_stack_registry(stack, config)
         ref = f"{stack['DJK_REGISTRY']}/{repository}:{sha}"
         for args in (("tag", example_image, ref), ("push", "--quiet", ref), ("rmi", ref)):
             done = docker(stack, *args, env={"DOCKER_CONFIG": config}, timeout=300)

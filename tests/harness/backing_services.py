@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.real_node import apply, kubectl, place_namespace
-from tests.harness.runner import HarnessError
+from tests.harness.runner import HarnessError, login_to_stack_registry
 
 SERVICES = Path(__file__).resolve().parent / "services"
 DB_USER = DB_NAME = "antisocial"
@@ -143,24 +143,7 @@ def service_images(stack: Mapping[str, str], log: Log = _print) -> dict[str, str
                 tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
                 raise HarnessError(f"building {ref} failed:\n{tail}")
         with tempfile.TemporaryDirectory(prefix="djk-demo-docker-") as config:
-            login = subprocess.run(
-                [
-                    "docker",
-                    "login",
-                    "--username",
-                    stack["DJK_REGISTRY_USER"],
-                    "--password-stdin",
-                    stack["DJK_REGISTRY"],
-                ],
-                input=stack["DJK_REGISTRY_PASSWORD"],
-                capture_output=True,
-                text=True,
-                env=_docker_env(stack, config),
-                timeout=60,
-                check=False,
-            )
-            if login.returncode != 0:
-                raise HarnessError(f"docker login {stack['DJK_REGISTRY']}: {login.stderr.strip()}")
+            login_to_stack_registry(stack, config)
             _docker(stack, "push", "--quiet", ref, config=config, timeout=600)
         log(f"{name}: {ref} built and pushed in {time.monotonic() - started:.1f}s")
     return images

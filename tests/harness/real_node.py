@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stack import node
-from tests.harness.runner import STACK_SCRIPT, HarnessError
+from tests.harness.runner import STACK_SCRIPT, HarnessError, login_to_stack_registry
 
 _S = TypeVar("_S", bound=Mapping[str, str])
 
@@ -264,14 +264,8 @@ def push_probe(stack: Mapping[str, str]) -> str:
             {"probe": compile_probe(work)}, ref, {"Entrypoint": ["/probe"]}
         )
         env = {**os.environ, "DOCKER_HOST": stack["DOCKER_HOST"], "DOCKER_CONFIG": str(work)}
+        login_to_stack_registry(stack, work)
         steps: list[tuple[list[str], bytes | None]] = [
-            (
-                [
-                    *("docker", "login", "--username", stack["DJK_REGISTRY_USER"]),
-                    *("--password-stdin", stack["DJK_REGISTRY"]),
-                ],
-                stack["DJK_REGISTRY_PASSWORD"].encode(),
-            ),
             (["docker", "load", "--quiet"], archive),
             (["docker", "push", "--quiet", ref], None),
         ]

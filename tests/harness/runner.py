@@ -602,6 +602,26 @@ def build_action_image(
     return tag
 
 
+def login_to_stack_registry(stack: Mapping[str, str], config: str | Path) -> None:
+    """`docker login` to the stack's registry with its credentials, written into the DOCKER_CONFIG
+    directory `config` (a throw-away one: the password never reaches the user's own)."""
+    registry = stack["DJK_REGISTRY"]
+    login = subprocess.run(
+        [
+            *(_docker_binary(), "login", "--username", stack["DJK_REGISTRY_USER"]),
+            *("--password-stdin", registry),
+        ],
+        input=stack["DJK_REGISTRY_PASSWORD"],
+        capture_output=True,
+        text=True,
+        env={**_docker_cli_env(stack), "DOCKER_CONFIG": str(config)},
+        timeout=60,
+        check=False,
+    )
+    if login.returncode != 0:
+        raise HarnessError(f"docker login {registry} failed: {login.stderr.strip()}")
+
+
 PULL_TRIES = 3
 
 
@@ -615,24 +635,7 @@ def pull_action_image(reference: str, stack: Mapping[str, str]) -> str:
     with tempfile.TemporaryDirectory(prefix="djk-harness-pull-") as config:
         env["DOCKER_CONFIG"] = config
         if registry and reference.startswith(registry + "/"):
-            login = subprocess.run(
-                [
-                    _docker_binary(),
-                    "login",
-                    "--username",
-                    stack["DJK_REGISTRY_USER"],
-                    "--password-stdin",
-                    registry,
-                ],
-                input=stack["DJK_REGISTRY_PASSWORD"],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=60,
-                check=False,
-            )
-            if login.returncode != 0:
-                raise HarnessError(f"docker login {registry} failed: {login.stderr.strip()}")
+            login_to_stack_registry(stack, config)
         started = time.monotonic()
         result: subprocess.CompletedProcess[str] | None = None
         for attempt in range(1, PULL_TRIES + 1):
