@@ -196,6 +196,15 @@ class _Judging:
     pull_failing_for: Mapping[str, float] = field(default_factory=dict)
     pull_refusal_grace_s: float = PULL_REFUSAL_GRACE_S
 
+    def awaits_retry(self, c: Container, refused_us: bool) -> bool:
+        """Is a refusal of who we are still in its grace? Only when the pod names pull secrets:
+        the kubelet may not have been able to read them yet (PULL_REFUSAL_GRACE_S)."""
+        return (
+            refused_us
+            and bool(self.pull_secrets)
+            and self.pull_failing_for.get(c.name, 0.0) < self.pull_refusal_grace_s
+        )
+
 
 @dataclass(frozen=True)
 class _Rule:
@@ -323,16 +332,15 @@ def _image_pull(c: Container, judging: _Judging) -> PodProblem | None:
     # DOCR answers 401 to a cluster it was never integrated with: say the fix before the
     # runtime's long message, which the one-line cut may shorten.
     fix = ""
+    if judging.awaits_retry(c, auth):
+        return None  # `pull_refusal_pending` says what the wait is for
     if auth and judging.pull_secrets:
-        # Refused although the pod names pull secrets: maybe the kubelet could not read them yet
-        # (PULL_REFUSAL_GRACE_S); final once the refusals outlast its retry.
-        grace = judging.pull_refusal_grace_s
-        if judging.pull_failing_for.get(c.name, 0.0) < grace:
-            return None
+        # Refused although the pod names pull secrets, and the refusals outlasted the retry.
         names = ", ".join(judging.pull_secrets)
         fix = (
-            f"; refused for {grace:g}s despite the pod's imagePullSecrets ({names}): check "
-            "they exist and hold credentials this registry accepts"
+            f"; refused for {judging.pull_refusal_grace_s:g}s despite the pod's "
+            f"imagePullSecrets ({names}): check they exist and hold credentials this registry "
+            "accepts"
         )
     elif auth and docr.registry_name(str(image)):
         fix = f"; the cluster has no pull secret for {docr.HOST}: {docr.short_fix()}"
@@ -384,18 +392,18 @@ def pull_refusal_pending(
 ) -> str | None:
     """While a pull refused although the pod names imagePullSecrets waits out its grace (see
     PULL_REFUSAL_GRACE_S), what the wait is for, for the progress line; else None."""
-    names = pull_secrets(pod)
-    if not names:
-        return None
+    judging = _Judging(
+        pull_secrets=pull_secrets(pod),
+        pull_failing_for=pull_failing_for,
+        pull_refusal_grace_s=pull_refusal_grace_s,
+    )
     for c in containers(pod):
         refused = _refused_pull(c)
-        if refused and refused[1]:
-            if pull_failing_for.get(c.name, 0.0) >= pull_refusal_grace_s:
-                return None  # final: pod_verdict says so
+        if refused is not None and judging.awaits_retry(c, refused[1]):
             return (
                 f"{c.label}'s pull was refused despite the pod's imagePullSecrets "
-                f"({', '.join(names)}): waiting for the kubelet to retry with them "
-                f"(red after {pull_refusal_grace_s:g}s)"
+                f"({', '.join(judging.pull_secrets)}): waiting for the kubelet to retry with "
+                f"them (red after {pull_refusal_grace_s:g}s)"
             )
     return None
 

@@ -225,7 +225,7 @@ class _Run:
         self.reflectors: dict[tuple[str, str], _Reflector] = {}
         self.first_failure: tuple[str, float] | None = None
         self.unschedulable_since: dict[str, float] = {}
-        self.pull_failing_since: dict[tuple[str, str], float] = {}
+        self.pull_failing_since: dict[str, dict[str, float]] = {}  # pod -> container -> since
         # Issue 17, the settle window: how long each new container has been up, measured from
         # what this watcher saw (monotonic `now` plus the wall clock's offset, for comparing
         # with the kubelet's startedAt with care: see ContainerClock).
@@ -295,10 +295,10 @@ class _Run:
     def _pull_failing_for(self, pod: Mapping[str, Any], now: float) -> dict[str, float]:
         """How long each container of `pod` has been failing to pull, as this watcher saw it."""
         uid = _pod_key(pod)
-        failing = set(pulls_failing(pod))
-        for key in [k for k in self.pull_failing_since if k[0] == uid and k[1] not in failing]:
-            del self.pull_failing_since[key]
-        return {c: now - self.pull_failing_since.setdefault((uid, c), now) for c in failing}
+        before = self.pull_failing_since.get(uid, {})
+        since = {c: before.get(c, now) for c in pulls_failing(pod)}
+        self.pull_failing_since[uid] = since
+        return {c: now - t for c, t in since.items()}
 
     def _fail(
         self,

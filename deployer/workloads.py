@@ -384,26 +384,24 @@ def workload_verdict(
     mine = [
         p for p in new_revision_pods(obj, replicasets, pods, applied_generation) if spec.judged(p)
     ]
+    pending = None  # the first pod whose refused pull awaits the kubelet's retry
     for pod in mine:
+        failing = pull_failing_for(pod)
         problem = pod_verdict(
             pod,
             restart_tolerance=restart_tolerance,
             unschedulable_for_s=unschedulable_for(pod),
             unschedulable_grace_s=unschedulable_grace_s,
-            pull_failing_for=pull_failing_for(pod),
+            pull_failing_for=failing,
             pull_refusal_grace_s=pull_refusal_grace_s,
         )
         if problem is not None:
             return Verdict(True, False, problem.message(about)), problem, mine
-    if not verdict.done:
-        for pod in mine:
-            pending = pull_refusal_pending(pod, pull_failing_for(pod), pull_refusal_grace_s)
-            if pending is not None:
-                return (
-                    Verdict(False, False, f"{verdict.message}; pod {name(pod)}: {pending}"),
-                    None,
-                    mine,
-                )
+        if pending is None and not verdict.done:
+            waits = pull_refusal_pending(pod, failing, pull_refusal_grace_s)
+            pending = f"pod {name(pod)}: {waits}" if waits else None
+    if pending is not None:
+        return Verdict(False, False, f"{verdict.message}; {pending}"), None, mine
     if settling:
         unsettled = settle_verdict(about, mine, settle_s, up_for or (lambda _p, _c: None))
         if unsettled is None and len(mine) < _expected_pods(obj):
